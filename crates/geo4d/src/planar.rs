@@ -1,0 +1,104 @@
+//! Exact-predicate planar geometry on projected coordinates (metres in the gnomonic plane).
+
+pub(crate) type P = (f64, f64);
+
+fn orient(a: P, b: P, c: P) -> f64 {
+    (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0)
+}
+
+fn on_segment(a: P, b: P, p: P) -> bool {
+    p.0 >= a.0.min(b.0) && p.0 <= a.0.max(b.0) && p.1 >= a.1.min(b.1) && p.1 <= a.1.max(b.1)
+}
+
+/// Closed segments `ab` and `cd` share at least one point.
+pub(crate) fn segments_intersect(a: P, b: P, c: P, d: P) -> bool {
+    let d1 = orient(c, d, a);
+    let d2 = orient(c, d, b);
+    let d3 = orient(a, b, c);
+    let d4 = orient(a, b, d);
+    if ((d1 > 0.0 && d2 < 0.0) || (d1 < 0.0 && d2 > 0.0)) && ((d3 > 0.0 && d4 < 0.0) || (d3 < 0.0 && d4 > 0.0)) {
+        return true;
+    }
+    (d1 == 0.0 && on_segment(c, d, a))
+        || (d2 == 0.0 && on_segment(c, d, b))
+        || (d3 == 0.0 && on_segment(a, b, c))
+        || (d4 == 0.0 && on_segment(a, b, d))
+}
+
+/// Point in closed polygon (boundary counts as inside).
+pub(crate) fn point_in_polygon(p: P, poly: &[P]) -> bool {
+    let n = poly.len();
+    let mut inside = false;
+    for i in 0..n {
+        let a = poly[i];
+        let b = poly[(i + 1) % n];
+        if orient(a, b, p) == 0.0 && on_segment(a, b, p) {
+            return true;
+        }
+        if (a.1 > p.1) != (b.1 > p.1) {
+            let x = a.0 + (p.1 - a.1) * (b.0 - a.0) / (b.1 - a.1);
+            if p.0 < x {
+                inside = !inside;
+            }
+        }
+    }
+    inside
+}
+
+/// Two simple closed polygons share at least one point.
+pub(crate) fn polygons_intersect(a: &[P], b: &[P]) -> bool {
+    let (na, nb) = (a.len(), b.len());
+    for i in 0..na {
+        let (a0, a1) = (a[i], a[(i + 1) % na]);
+        for j in 0..nb {
+            if segments_intersect(a0, a1, b[j], b[(j + 1) % nb]) {
+                return true;
+            }
+        }
+    }
+    point_in_polygon(a[0], b) || point_in_polygon(b[0], a)
+}
+
+/// Distance from `p` to segment `ab`, and the closest point.
+pub(crate) fn point_segment_distance(p: P, a: P, b: P) -> (f64, P) {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 == 0.0 { 0.0 } else { (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0) };
+    let q = (a.0 + t * dx, a.1 + t * dy);
+    (((p.0 - q.0).powi(2) + (p.1 - q.1).powi(2)).sqrt(), q)
+}
+
+/// Signed area by the shoelace formula.
+pub(crate) fn signed_area(poly: &[P]) -> f64 {
+    let n = poly.len();
+    (0..n).map(|i| poly[i].0 * poly[(i + 1) % n].1 - poly[(i + 1) % n].0 * poly[i].1).sum::<f64>() / 2.0
+}
+
+/// First pair of edges that cross or touch other than at their shared vertex, if any.
+pub(crate) fn first_crossing(poly: &[P]) -> Option<(usize, usize)> {
+    let n = poly.len();
+    for i in 0..n {
+        let (a, b) = (poly[i], poly[(i + 1) % n]);
+        for j in (i + 1)..n {
+            let (c, d) = (poly[j], poly[(j + 1) % n]);
+            let adjacent = j == i + 1 || (i == 0 && j == n - 1);
+            if adjacent {
+                // Adjacent edges share one vertex; they are bad only if they fold back on each
+                // other (collinear and overlapping beyond the shared vertex).
+                let (shared, other_a, other_b) = if j == i + 1 { (b, a, d) } else { (a, b, c) };
+                if orient(shared, other_a, other_b) == 0.0 {
+                    let da = (other_a.0 - shared.0, other_a.1 - shared.1);
+                    let db = (other_b.0 - shared.0, other_b.1 - shared.1);
+                    if da.0 * db.0 + da.1 * db.1 > 0.0 {
+                        return Some((i, j));
+                    }
+                }
+                continue;
+            }
+            if segments_intersect(a, b, c, d) {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,304 @@
+//! Footprints on the WGS84 ellipsoid: points, polygons with geodesic edges, geodesic circles.
+
+use std::sync::LazyLock;
+
+use geographiclib_rs::{DirectGeodesic, Geodesic, InverseGeodesic};
+
+use crate::limits::{MAX_AREA_KM2, MAX_POLYGON_VERTICES, MAX_RADIUS_M};
+use crate::planar::{self, P};
+use crate::GeoError;
+
+/// The WGS84 ellipsoid, the only earth model of the standard.
+pub(crate) static WGS84: LazyLock<Geodesic> = LazyLock::new(Geodesic::wgs84);
+
+/// Mean earth radius in metres; used only to size safety margins of bounding boxes.
+const MEAN_RADIUS_M: f64 = 6_371_008.8;
+/// Metres per degree of latitude, a lower bound over the ellipsoid (used for margins only).
+const MIN_M_PER_DEG_LAT: f64 = 110_574.0;
+/// Extra margin on every bounding box, in degrees (about 1 cm).
+const BOX_MARGIN_DEG: f64 = 1.0e-7;
+
+/// A validated WGS84 position in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatLng {
+    lat: f64,
+    lng: f64,
+}
+
+impl LatLng {
+    pub fn new(lat: f64, lng: f64) -> Result<Self, GeoError> {
+        if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+            return Err(GeoError::LatitudeOutOfRange(lat));
+        }
+        if !lng.is_finite() || !(-180.0..=180.0).contains(&lng) {
+            return Err(GeoError::LongitudeOutOfRange(lng));
+        }
+        Ok(Self { lat, lng })
+    }
+    pub fn lat(&self) -> f64 {
+        self.lat
+    }
+    pub fn lng(&self) -> f64 {
+        self.lng
+    }
+}
+
+/// Geodesic distance in metres on the WGS84 ellipsoid.
+pub fn geodesic_distance_m(a: LatLng, b: LatLng) -> f64 {
+    InverseGeodesic::<f64>::inverse(&*WGS84, a.lat, a.lng, b.lat, b.lng)
+}
+
+/// Ellipsoidal gnomonic projection of `p` about `center`, in metres; `None` when `p` is too far
+/// from `center` to be projected (the geodesic scale is not positive).
+pub(crate) fn gnomonic(center: LatLng, p: LatLng) -> Option<P> {
+    #[allow(non_snake_case)]
+    let (_s12, azi1, _azi2, m12, M12, _M21, _a12): (f64, f64, f64, f64, f64, f64, f64) =
+        WGS84.inverse(center.lat, center.lng, p.lat, p.lng);
+    if M12 <= 1.0e-3 {
+        return None;
+    }
+    let rho = m12 / M12;
+    let azi = azi1.to_radians();
+    Some((rho * azi.sin(), rho * azi.cos()))
+}
+
+fn project_all(center: LatLng, points: &[LatLng]) -> Option<Vec<P>> {
+    points.iter().map(|p| gnomonic(center, *p)).collect()
+}
+
+/// Latitude/longitude bounds in degrees; they contain the whole shape, edges included.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeoBox {
+    pub min_lat: f64,
+    pub max_lat: f64,
+    pub min_lng: f64,
+    pub max_lng: f64,
+}
+
+impl GeoBox {
+    pub fn intersects(&self, other: &GeoBox) -> bool {
+        self.min_lat <= other.max_lat
+            && other.min_lat <= self.max_lat
+            && self.min_lng <= other.max_lng
+            && other.min_lng <= self.max_lng
+    }
+    fn union(&self, other: &GeoBox) -> GeoBox {
+        GeoBox {
+            min_lat: self.min_lat.min(other.min_lat),
+            max_lat: self.max_lat.max(other.max_lat),
+            min_lng: self.min_lng.min(other.min_lng),
+            max_lng: self.max_lng.max(other.max_lng),
+        }
+    }
+    fn center(&self) -> LatLng {
+        LatLng { lat: (self.min_lat + self.max_lat) / 2.0, lng: (self.min_lng + self.max_lng) / 2.0 }
+    }
+}
+
+/// A simple polygon whose edges are geodesics. Valid by construction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Polygon {
+    vertices: Vec<LatLng>,
+    bbox: GeoBox,
+    area_m2: f64,
+}
+
+impl Polygon {
+    /// Validates vertex count, duplicates, crossing edges, zero area and the area limit.
+    pub fn new(vertices: Vec<LatLng>) -> Result<Self, GeoError> {
+        let n = vertices.len();
+        if n < 3 {
+            return Err(GeoError::TooFewVertices(n));
+        }
+        if n > MAX_POLYGON_VERTICES {
+            return Err(GeoError::TooManyVertices { got: n, max: MAX_POLYGON_VERTICES });
+        }
+        if let Some((i, j)) = first_duplicate(&vertices) {
+            return Err(GeoError::DuplicateVertex(i, j));
+        }
+        let corner_box = vertex_box(&vertices);
+        if corner_box.max_lng - corner_box.min_lng > 180.0 {
+            return Err(GeoError::CrossesAntimeridian);
+        }
+        let projected = project_all(corner_box.center(), &vertices).ok_or(GeoError::TooWide)?;
+        let area_m2 = planar::signed_area(&projected).abs();
+        if area_m2 / 1.0e6 > MAX_AREA_KM2 {
+            return Err(GeoError::AreaTooLarge { area_km2: area_m2 / 1.0e6, max_km2: MAX_AREA_KM2 });
+        }
+        if let Some((i, j)) = planar::first_crossing(&projected) {
+            return Err(GeoError::CrossingEdges(i, j));
+        }
+        // Below a square centimetre the outline is a line, not an area.
+        if area_m2 < 1.0e-4 {
+            return Err(GeoError::Degenerate);
+        }
+        let bbox = padded_polygon_box(&vertices, corner_box)?;
+        Ok(Self { vertices, bbox, area_m2 })
+    }
+    pub fn vertices(&self) -> &[LatLng] {
+        &self.vertices
+    }
+    pub fn area_m2(&self) -> f64 {
+        self.area_m2
+    }
+}
+
+fn first_duplicate(vertices: &[LatLng]) -> Option<(usize, usize)> {
+    let mut keyed: Vec<(u64, u64, usize)> =
+        vertices.iter().enumerate().map(|(i, v)| ((v.lat + 0.0).to_bits(), (v.lng + 0.0).to_bits(), i)).collect();
+    keyed.sort_unstable();
+    keyed.windows(2).find(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1).map(|w| (w[0].2.min(w[1].2), w[0].2.max(w[1].2)))
+}
+
+fn vertex_box(vertices: &[LatLng]) -> GeoBox {
+    let mut b = GeoBox { min_lat: 90.0, max_lat: -90.0, min_lng: 180.0, max_lng: -180.0 };
+    for v in vertices {
+        b.min_lat = b.min_lat.min(v.lat);
+        b.max_lat = b.max_lat.max(v.lat);
+        b.min_lng = b.min_lng.min(v.lng);
+        b.max_lng = b.max_lng.max(v.lng);
+    }
+    b
+}
+
+/// Geodesic edges bow poleward of their end points; widen the latitude bounds by a safe upper
+/// bound of that bulge, (L/R)²/8·tan|φ| radians for an edge of length L at latitude φ, doubled.
+fn padded_polygon_box(vertices: &[LatLng], mut b: GeoBox) -> Result<GeoBox, GeoError> {
+    let n = vertices.len();
+    let mut bulge_deg: f64 = 0.0;
+    for i in 0..n {
+        let (p, q) = (vertices[i], vertices[(i + 1) % n]);
+        let length_m = geodesic_distance_m(p, q);
+        let lat = p.lat.abs().max(q.lat.abs()).min(89.9).to_radians();
+        let bulge_rad = (length_m / MEAN_RADIUS_M).powi(2) / 8.0 * lat.tan() * 2.0;
+        bulge_deg = bulge_deg.max(bulge_rad.to_degrees());
+    }
+    b.min_lat = (b.min_lat - bulge_deg - BOX_MARGIN_DEG).max(-90.0);
+    b.max_lat = (b.max_lat + bulge_deg + BOX_MARGIN_DEG).min(90.0);
+    b.min_lng -= BOX_MARGIN_DEG;
+    b.max_lng += BOX_MARGIN_DEG;
+    Ok(b)
+}
+
+/// All points within a geodesic distance of a centre. Valid by construction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Circle {
+    center: LatLng,
+    radius_m: f64,
+    bbox: GeoBox,
+}
+
+impl Circle {
+    pub fn new(center: LatLng, radius_m: f64) -> Result<Self, GeoError> {
+        if !radius_m.is_finite() || radius_m <= 0.0 {
+            return Err(GeoError::InvalidRadius(radius_m));
+        }
+        if radius_m > MAX_RADIUS_M {
+            let area_km2 = std::f64::consts::PI * radius_m * radius_m / 1.0e6;
+            return Err(GeoError::AreaTooLarge { area_km2, max_km2: MAX_AREA_KM2 });
+        }
+        let (north, _): (f64, f64) = WGS84.direct(center.lat, center.lng, 0.0, radius_m);
+        let (south, _): (f64, f64) = WGS84.direct(center.lat, center.lng, 180.0, radius_m);
+        if center.lat + radius_m / MIN_M_PER_DEG_LAT >= 90.0 || center.lat - radius_m / MIN_M_PER_DEG_LAT <= -90.0 {
+            return Err(GeoError::TooWide);
+        }
+        // The widest longitude of a small geodesic circle is reached close to azimuth 90°; a
+        // 1% margin covers the difference.
+        let (_, east): (f64, f64) = WGS84.direct(center.lat, center.lng, 90.0, radius_m);
+        let dlng = (east - center.lng).abs() * 1.01;
+        let dlat_margin = (north - south).abs() * 0.005;
+        let bbox = GeoBox {
+            min_lat: south - dlat_margin - BOX_MARGIN_DEG,
+            max_lat: north + dlat_margin + BOX_MARGIN_DEG,
+            min_lng: center.lng - dlng - BOX_MARGIN_DEG,
+            max_lng: center.lng + dlng + BOX_MARGIN_DEG,
+        };
+        if bbox.min_lng < -180.0 || bbox.max_lng > 180.0 {
+            return Err(GeoError::CrossesAntimeridian);
+        }
+        Ok(Self { center, radius_m, bbox })
+    }
+    pub fn center(&self) -> LatLng {
+        self.center
+    }
+    pub fn radius_m(&self) -> f64 {
+        self.radius_m
+    }
+    /// Radius in the gnomonic plane centred on this circle of the point at geodesic distance
+    /// `radius_m` in the direction of `toward` (metres in that plane).
+    fn projected_radius_toward(&self, toward: P) -> f64 {
+        let azimuth_deg = toward.0.atan2(toward.1).to_degrees();
+        let (lat, lng): (f64, f64) = WGS84.direct(self.center.lat, self.center.lng, azimuth_deg, self.radius_m);
+        match gnomonic(self.center, LatLng { lat, lng }) {
+            Some((x, y)) => (x * x + y * y).sqrt(),
+            None => f64::INFINITY,
+        }
+    }
+}
+
+/// The outline of a volume: exactly one polygon or circle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Footprint {
+    Polygon(Polygon),
+    Circle(Circle),
+}
+
+impl Footprint {
+    pub fn bbox(&self) -> GeoBox {
+        match self {
+            Footprint::Polygon(p) => p.bbox,
+            Footprint::Circle(c) => c.bbox,
+        }
+    }
+
+    pub fn area_m2(&self) -> f64 {
+        match self {
+            Footprint::Polygon(p) => p.area_m2,
+            Footprint::Circle(c) => std::f64::consts::PI * c.radius_m * c.radius_m,
+        }
+    }
+
+    /// Exact test: do the two closed footprints share a point?
+    pub fn intersects(&self, other: &Footprint) -> bool {
+        if !self.bbox().intersects(&other.bbox()) {
+            return false;
+        }
+        match (self, other) {
+            (Footprint::Circle(a), Footprint::Circle(b)) => {
+                geodesic_distance_m(a.center, b.center) <= a.radius_m + b.radius_m
+            }
+            (Footprint::Circle(c), Footprint::Polygon(p)) | (Footprint::Polygon(p), Footprint::Circle(c)) => {
+                circle_meets_polygon(c, p)
+            }
+            (Footprint::Polygon(a), Footprint::Polygon(b)) => {
+                let center = a.bbox.union(&b.bbox).center();
+                match (project_all(center, &a.vertices), project_all(center, &b.vertices)) {
+                    (Some(pa), Some(pb)) => planar::polygons_intersect(&pa, &pb),
+                    // Not reachable for shapes that passed validation and whose boxes overlap;
+                    // answer conservatively.
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
+fn circle_meets_polygon(c: &Circle, p: &Polygon) -> bool {
+    let Some(projected) = project_all(c.center, &p.vertices) else {
+        return true;
+    };
+    let origin = (0.0, 0.0);
+    if planar::point_in_polygon(origin, &projected) {
+        return true;
+    }
+    let n = projected.len();
+    let (distance, closest) = (0..n)
+        .map(|i| planar::point_segment_distance(origin, projected[i], projected[(i + 1) % n]))
+        .fold((f64::INFINITY, origin), |best, cand| if cand.0 < best.0 { cand } else { best });
+    distance <= c.projected_radius_toward(closest)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    pub(crate) use super::{geodesic_distance_m, gnomonic, WGS84};
+}

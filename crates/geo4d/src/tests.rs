@@ -1,0 +1,226 @@
+//! Unit and property tests: every exact predicate is checked against a brute-force oracle that
+//! works directly on the ellipsoid (GeographicLib geodesics), with no projection involved.
+
+use geographiclib_rs::{DirectGeodesic, InverseGeodesic};
+use proptest::prelude::*;
+
+use crate::shapes::testing::{geodesic_distance_m, gnomonic, WGS84};
+use crate::*;
+
+fn ll(lat: f64, lng: f64) -> LatLng {
+    LatLng::new(lat, lng).expect("valid test point")
+}
+
+fn moved(p: LatLng, azimuth_deg: f64, distance_m: f64) -> LatLng {
+    let (lat, lng): (f64, f64) = WGS84.direct(p.lat(), p.lng(), azimuth_deg, distance_m);
+    ll(lat, lng)
+}
+
+/// Point at fraction `t` along the geodesic from `a` to `b`.
+fn along(a: LatLng, b: LatLng, t: f64) -> LatLng {
+    let (s12, azi1, _azi2, _a12): (f64, f64, f64, f64) = WGS84.inverse(a.lat(), a.lng(), b.lat(), b.lng());
+    moved(a, azi1, s12 * t)
+}
+
+/// Minimum of a unimodal function on [0, 1] by golden-section search.
+fn golden_min(f: impl Fn(f64) -> f64) -> f64 {
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut lo, mut hi) = (0.0, 1.0);
+    for _ in 0..48 {
+        let m1 = hi - ratio * (hi - lo);
+        let m2 = lo + ratio * (hi - lo);
+        if f(m1) < f(m2) {
+            hi = m2;
+        } else {
+            lo = m1;
+        }
+    }
+    f(0.0).min(f(1.0)).min(f((lo + hi) / 2.0))
+}
+
+/// Geodesic distance from `p` to the geodesic segment `ab`, by search along the segment.
+fn oracle_point_edge(p: LatLng, a: LatLng, b: LatLng) -> f64 {
+    golden_min(|t| geodesic_distance_m(p, along(a, b, t)))
+}
+
+fn oracle_edge_edge(a: LatLng, b: LatLng, c: LatLng, d: LatLng) -> f64 {
+    golden_min(|t| oracle_point_edge(along(a, b, t), c, d))
+}
+
+fn oracle_min_boundary_distance(pa: &Polygon, pb: &Polygon) -> f64 {
+    let (va, vb) = (pa.vertices(), pb.vertices());
+    let mut best = f64::INFINITY;
+    for i in 0..va.len() {
+        for j in 0..vb.len() {
+            let d = oracle_edge_edge(va[i], va[(i + 1) % va.len()], vb[j], vb[(j + 1) % vb.len()]);
+            best = best.min(d);
+        }
+    }
+    best
+}
+
+/// Star-shaped (hence simple) polygon around `center`.
+fn star(center: LatLng, radii_m: &[f64], phase_deg: f64) -> Polygon {
+    let n = radii_m.len();
+    let vertices = radii_m
+        .iter()
+        .enumerate()
+        .map(|(i, r)| moved(center, phase_deg + 360.0 * i as f64 / n as f64, *r))
+        .collect();
+    Polygon::new(vertices).expect("star polygon is valid")
+}
+
+fn inside_via_projection(p: LatLng, poly: &Polygon) -> bool {
+    let projected: Vec<_> = poly.vertices().iter().map(|v| gnomonic(p, *v).expect("projectable")).collect();
+    crate::planar::point_in_polygon((0.0, 0.0), &projected)
+}
+
+#[test]
+fn gnomonic_edges_are_straight() {
+    // The largest accepted footprint spans ~50 km; check edges up to that length, projected
+    // about a centre ~35 km away, at several latitudes: deviation from the straight chord must
+    // stay far below 1 cm.
+    for lat in [0.0, 30.0, 45.0, 60.0, 75.0] {
+        let center = ll(lat, 10.0);
+        for azimuth in [0.0, 37.0, 90.0, 135.0] {
+            let a = moved(center, azimuth, 35_000.0);
+            let b = moved(a, azimuth + 100.0, 50_000.0);
+            let (pa, pb) = (gnomonic(center, a).expect("a"), gnomonic(center, b).expect("b"));
+            for t in [0.25, 0.5, 0.75] {
+                let m = gnomonic(center, along(a, b, t)).expect("m");
+                let (d, _) = crate::planar::point_segment_distance(m, pa, pb);
+                assert!(d < 0.002, "lat {lat} azimuth {azimuth} t {t}: off the chord by {d} m");
+            }
+        }
+    }
+}
+
+#[test]
+fn circles_touching_within_a_centimetre() {
+    let a = ll(47.0, 8.0);
+    let b = moved(a, 63.0, 1000.0);
+    let near = |r2: f64| {
+        Footprint::Circle(Circle::new(a, 400.0).expect("a"))
+            .intersects(&Footprint::Circle(Circle::new(b, r2).expect("b")))
+    };
+    assert!(near(600.01));
+    assert!(!near(599.99));
+}
+
+#[test]
+fn circle_and_square_at_one_centimetre() {
+    let c = ll(40.0, -75.0);
+    // A square whose nearest edge is a geodesic ~500 m east of the centre.
+    let corner_s = moved(moved(c, 90.0, 500.0), 180.0, 200.0);
+    let corner_n = moved(moved(c, 90.0, 500.0), 0.0, 200.0);
+    let square = Polygon::new(vec![corner_s, moved(corner_s, 90.0, 300.0), moved(corner_n, 90.0, 300.0), corner_n])
+        .expect("square");
+    let gap = oracle_point_edge(c, corner_s, corner_n);
+    let sq = Footprint::Polygon(square);
+    assert!(Footprint::Circle(Circle::new(c, gap + 0.01).expect("c")).intersects(&sq));
+    assert!(!Footprint::Circle(Circle::new(c, gap - 0.01).expect("c")).intersects(&sq));
+}
+
+#[test]
+fn validation_errors() {
+    let a = ll(0.0, 0.0);
+    let b = ll(0.0, 0.01);
+    let c = ll(0.01, 0.01);
+    let d = ll(0.01, 0.0);
+    assert_eq!(Polygon::new(vec![a, b]), Err(GeoError::TooFewVertices(2)));
+    assert_eq!(Polygon::new(vec![a, b, c, a]), Err(GeoError::DuplicateVertex(0, 3)));
+    assert!(matches!(Polygon::new(vec![a, c, b, d]), Err(GeoError::CrossingEdges(_, _))));
+    assert!(matches!(
+        Polygon::new(vec![a, ll(0.0, 0.005), b]),
+        Err(GeoError::Degenerate | GeoError::CrossingEdges(_, _))
+    ));
+    assert!(matches!(LatLng::new(91.0, 0.0), Err(GeoError::LatitudeOutOfRange(_))));
+    assert!(matches!(LatLng::new(f64::NAN, 0.0), Err(GeoError::LatitudeOutOfRange(_))));
+    assert!(matches!(LatLng::new(0.0, 180.5), Err(GeoError::LongitudeOutOfRange(_))));
+    let big = Polygon::new(vec![ll(0.0, 0.0), ll(0.0, 1.0), ll(1.0, 1.0), ll(1.0, 0.0)]);
+    assert!(matches!(big, Err(ref e) if e.is_too_large()));
+    assert!(matches!(Circle::new(a, 0.0), Err(GeoError::InvalidRadius(_))));
+    assert!(matches!(Circle::new(a, 50_000.0), Err(ref e) if e.is_too_large()));
+    assert!(matches!(AltitudeBand::new(Some(100.0), Some(50.0)), Err(GeoError::InvertedAltitude { .. })));
+    assert!(matches!(AltitudeBand::new(Some(f64::NAN), None), Err(GeoError::AltitudeOutOfRange(_))));
+    assert!(matches!(
+        TimeWindow::new(Some(Timestamp(10)), Some(Timestamp(5))),
+        Err(GeoError::InvertedTime)
+    ));
+    let too_many: Vec<_> = (0..1001).map(|i| moved(a, i as f64 * 0.3, 1000.0)).collect();
+    assert!(matches!(Polygon::new(too_many), Err(GeoError::TooManyVertices { .. })));
+}
+
+#[test]
+fn volumes_check_time_and_altitude_first() {
+    let fp = Footprint::Circle(Circle::new(ll(10.0, 10.0), 100.0).expect("c"));
+    let v = |alt: (f64, f64), t: (i64, i64)| Volume4D {
+        footprint: fp.clone(),
+        altitude: AltitudeBand::new(Some(alt.0), Some(alt.1)).expect("alt"),
+        time: TimeWindow::new(Some(Timestamp(t.0)), Some(Timestamp(t.1))).expect("t"),
+    };
+    assert!(v((0.0, 100.0), (0, 10)).intersects(&v((100.0, 200.0), (10, 20))));
+    assert!(!v((0.0, 100.0), (0, 10)).intersects(&v((100.1, 200.0), (0, 10))));
+    assert!(!v((0.0, 100.0), (0, 10)).intersects(&v((0.0, 100.0), (11, 20))));
+    let e = v((0.0, 100.0), (0, 10)).envelope();
+    assert!(e.min[0] < 10.0 && e.max[0] > 10.0 && e.min[1] < 10.0 && e.max[1] > 10.0);
+}
+
+fn small_polygon() -> impl Strategy<Value = (f64, f64, Vec<f64>, f64)> {
+    (-60.0..60.0f64, -170.0..170.0f64, prop::collection::vec(200.0..4000.0f64, 3..7), 0.0..360.0f64)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn polygon_pairs_match_the_oracle(
+        (lat, lng, radii_a, phase_a) in small_polygon(),
+        radii_b in prop::collection::vec(200.0..4000.0f64, 3..7),
+        phase_b in 0.0..360.0f64,
+        offset_m in 0.0..9000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+    ) {
+        let ca = ll(lat, lng);
+        let pa = star(ca, &radii_a, phase_a);
+        let pb = star(moved(ca, offset_azimuth, offset_m), &radii_b, phase_b);
+        let boundary_gap = oracle_min_boundary_distance(&pa, &pb);
+        prop_assume!(!(0.001..0.01).contains(&boundary_gap));
+        let expected = boundary_gap < 0.001
+            || inside_via_projection(pa.vertices()[0], &pb)
+            || inside_via_projection(pb.vertices()[0], &pa);
+        let got = Footprint::Polygon(pa).intersects(&Footprint::Polygon(pb));
+        prop_assert_eq!(got, expected, "boundary gap {} m", boundary_gap);
+    }
+
+    #[test]
+    fn circle_polygon_pairs_match_the_oracle(
+        (lat, lng, radii, phase) in small_polygon(),
+        radius_m in 1.0..3000.0f64,
+        offset_m in 0.0..9000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+    ) {
+        let cp = ll(lat, lng);
+        let poly = star(cp, &radii, phase);
+        let center = moved(cp, offset_azimuth, offset_m);
+        let v = poly.vertices();
+        let gap = (0..v.len()).map(|i| oracle_point_edge(center, v[i], v[(i + 1) % v.len()])).fold(f64::INFINITY, f64::min);
+        prop_assume!((gap - radius_m).abs() > 0.01);
+        let expected = gap <= radius_m || inside_via_projection(center, &poly);
+        let got = Footprint::Circle(Circle::new(center, radius_m).expect("circle")).intersects(&Footprint::Polygon(poly));
+        prop_assert_eq!(got, expected, "gap {} m radius {} m", gap, radius_m);
+    }
+
+    #[test]
+    fn bounding_boxes_contain_the_boundary((lat, lng, radii, phase) in small_polygon()) {
+        let poly = star(ll(lat, lng), &radii, phase);
+        let b = Footprint::Polygon(poly.clone()).bbox();
+        let v = poly.vertices();
+        for i in 0..v.len() {
+            for k in 0..=8 {
+                let p = along(v[i], v[(i + 1) % v.len()], k as f64 / 8.0);
+                prop_assert!(p.lat() >= b.min_lat && p.lat() <= b.max_lat && p.lng() >= b.min_lng && p.lng() <= b.max_lng);
+            }
+        }
+    }
+}
