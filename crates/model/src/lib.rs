@@ -1,1 +1,243 @@
-//! placeholder
+//! The DSS's domain: operational intent references, constraint references, subscriptions, OVNs,
+//! versions, states, USS availability, and the rules that decide which other entities a key must
+//! name.
+//!
+//! Everything here is plain data with the invariants of ASTM F3548-21 encoded in constructors and
+//! methods; it does no IO and knows nothing of HTTP, JSON field names or storage.
+
+use geo4d::{AltitudeBand, TimeWindow, Timestamp, Volume4D};
+use serde::{Deserialize, Serialize};
+pub use uuid::Uuid;
+
+/// The identity of a USS: the `sub` claim of its access tokens.
+pub type Manager = String;
+
+/// Opaque version number of an entity; revealed only to the entity's manager.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Ovn(String);
+
+impl Ovn {
+    /// The standard bounds an OVN to 16..=128 characters.
+    pub fn parse(s: &str) -> Option<Ovn> {
+        (16..=128).contains(&s.len()).then(|| Ovn(s.to_owned()))
+    }
+    /// A fresh OVN: unique and unguessable (122 random bits), unrelated to the entity's content.
+    pub fn generate() -> Ovn {
+        Ovn(Uuid::new_v4().to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What the reference DSS sends in place of an OVN the caller may not see.
+pub const NO_OVN_PHRASE: &str = "Available from USS";
+
+/// ASTM F3548-21 operational intent states that the DSS stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OperationalIntentState {
+    Accepted,
+    Activated,
+    Nonconforming,
+    Contingent,
+}
+
+impl OperationalIntentState {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Accepted" => Self::Accepted,
+            "Activated" => Self::Activated,
+            "Nonconforming" => Self::Nonconforming,
+            "Contingent" => Self::Contingent,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "Accepted",
+            Self::Activated => "Activated",
+            Self::Nonconforming => "Nonconforming",
+            Self::Contingent => "Contingent",
+        }
+    }
+    /// Entering Accepted or Activated must prove knowledge of the airspace with a key.
+    pub fn requires_key(self) -> bool {
+        matches!(self, Self::Accepted | Self::Activated)
+    }
+    /// Off-nominal states are set by the conformance monitoring role (SCD0100).
+    pub fn requires_conformance_monitoring(self) -> bool {
+        matches!(self, Self::Nonconforming | Self::Contingent)
+    }
+    /// Every state but Accepted needs a subscription keeping the operator informed.
+    pub fn requires_subscription(self) -> bool {
+        !matches!(self, Self::Accepted)
+    }
+}
+
+/// Availability of a USS as arbitrated in the DSS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum UssAvailability {
+    #[default]
+    Unknown,
+    Normal,
+    Down,
+}
+
+impl UssAvailability {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Unknown" => Self::Unknown,
+            "Normal" => Self::Normal,
+            "Down" => Self::Down,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "Unknown",
+            Self::Normal => "Normal",
+            Self::Down => "Down",
+        }
+    }
+}
+
+/// A USS availability record; `version` is empty until first set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvailabilityRecord {
+    pub uss: Manager,
+    pub availability: UssAvailability,
+    pub version: String,
+}
+
+/// Bounds shared by every entity with a list of extents.
+pub fn time_bounds(extents: &[Volume4D]) -> TimeWindow {
+    extents.iter().map(|v| v.time).reduce(|a, b| a.union(&b)).unwrap_or_else(TimeWindow::unbounded)
+}
+
+pub fn altitude_bounds(extents: &[Volume4D]) -> AltitudeBand {
+    extents.iter().map(|v| v.altitude).reduce(|a, b| a.union(&b)).unwrap_or_else(AltitudeBand::unbounded)
+}
+
+/// A reference to an operational intent held by its manager's USS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationalIntent {
+    pub id: Uuid,
+    pub manager: Manager,
+    pub version: i32,
+    pub state: OperationalIntentState,
+    pub ovn: Ovn,
+    pub extents: Vec<Volume4D>,
+    pub uss_base_url: String,
+    pub subscription_id: Option<Uuid>,
+}
+
+impl OperationalIntent {
+    pub fn time(&self) -> TimeWindow {
+        time_bounds(&self.extents)
+    }
+    /// Whether another USS's key must contain this intent's OVN: everything intersecting, except
+    /// Accepted intents of a USS marked Down (the reference DSS's `RequiresKey`, per F3548 SCD0100
+    /// family: a Down USS's not-yet-flying plans must not block the airspace).
+    pub fn must_appear_in_keys(&self, manager_availability: UssAvailability) -> bool {
+        !(manager_availability == UssAvailability::Down && self.state == OperationalIntentState::Accepted)
+    }
+}
+
+/// A reference to a constraint held by its manager's USS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Constraint {
+    pub id: Uuid,
+    pub manager: Manager,
+    pub version: i32,
+    pub ovn: Ovn,
+    pub extents: Vec<Volume4D>,
+    pub uss_base_url: String,
+}
+
+impl Constraint {
+    pub fn time(&self) -> TimeWindow {
+        time_bounds(&self.extents)
+    }
+}
+
+/// A subscription: an area a USS wants to hear about. Implicit subscriptions are created for an
+/// operational intent and may cover the extents of several intents, so extents are a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub manager: Manager,
+    /// Changes on every write by a USS; not on notification index increments.
+    pub version: u64,
+    pub notification_index: i32,
+    pub extents: Vec<Volume4D>,
+    pub uss_base_url: String,
+    pub notify_for_operational_intents: bool,
+    pub notify_for_constraints: bool,
+    pub implicit: bool,
+}
+
+impl Subscription {
+    pub fn time(&self) -> TimeWindow {
+        time_bounds(&self.extents)
+    }
+    /// The subscription's end, after which the DSS removes it.
+    pub fn end(&self) -> Option<Timestamp> {
+        self.time().end()
+    }
+    /// Opaque version string sent on the wire.
+    pub fn version_string(&self) -> String {
+        format!("{:x}", self.version)
+    }
+    /// Does this subscription cover every volume in `extents`? Checked volume by volume: each
+    /// must lie in time and altitude within one of the subscription's volumes and intersect it.
+    pub fn covers(&self, extents: &[Volume4D]) -> bool {
+        extents.iter().all(|needed| {
+            self.extents.iter().any(|have| {
+                let (ht, nt) = (have.time, needed.time);
+                let time_ok = ht.start().is_none_or(|s| nt.start().is_some_and(|n| n >= s))
+                    && ht.end().is_none_or(|e| nt.end().is_some_and(|n| n <= e));
+                let (ha, na) = (have.altitude, needed.altitude);
+                let alt_ok = ha.lower_m().is_none_or(|l| na.lower_m().is_some_and(|n| n >= l))
+                    && ha.upper_m().is_none_or(|u| na.upper_m().is_some_and(|n| n <= u));
+                time_ok && alt_ok && have.footprint.intersects(&needed.footprint)
+            })
+        })
+    }
+    /// Should a change to an entity of `kind` over `extents` notify this subscription?
+    pub fn wants(&self, kind: EntityKind, extents: &[Volume4D]) -> bool {
+        let interested = match kind {
+            EntityKind::OperationalIntent => self.notify_for_operational_intents,
+            EntityKind::Constraint => self.notify_for_constraints,
+        };
+        interested && geo4d::any_intersect(&self.extents, extents)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntityKind {
+    OperationalIntent,
+    Constraint,
+}
+
+/// A subscriber to notify after a change: one USS base URL and the subscriptions of it that the
+/// change touched, with their new notification indexes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriberToNotify {
+    pub uss_base_url: String,
+    pub subscriptions: Vec<(Uuid, i32)>,
+}
+
+/// Groups notified subscriptions by base URL, in a stable order.
+pub fn group_subscribers(notified: &[(Subscription, i32)]) -> Vec<SubscriberToNotify> {
+    let mut out: Vec<SubscriberToNotify> = Vec::new();
+    for (sub, index) in notified {
+        match out.iter_mut().find(|s| s.uss_base_url == sub.uss_base_url) {
+            Some(s) => s.subscriptions.push((sub.id, *index)),
+            None => out.push(SubscriberToNotify {
+                uss_base_url: sub.uss_base_url.clone(),
+                subscriptions: vec![(sub.id, *index)],
+            }),
+        }
+    }
+    out
+}

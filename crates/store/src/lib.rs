@@ -1,1 +1,140 @@
-//! placeholder
+//! The storage contract of the DSS: snapshot reads plus atomic, conditional commits.
+//!
+//! A backend never runs DSS logic and never holds a lock across a request. The DSS layer reads,
+//! decides (key check, subscribers to notify), and then commits a [`Txn`] whose
+//! [`Precondition`]s say what its decision depended on: the exact revision of each entity it
+//! read, and that nothing of given kinds changed in the area it searched since the revision it
+//! read at. A backend commits the writes atomically if and only if every precondition still
+//! holds, otherwise it answers [`StoreError::Conflict`] and the DSS retries. An embedded backend
+//! checks preconditions in memory; a distributed one (etcd) maps them to compare-and-set on key
+//! revisions and on coarse area-cell keys. Neither needs a process-local lock to be correct.
+//!
+//! The module [`conformance`] is the behaviour every backend must show; each backend's tests run
+//! it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use geo4d::{Envelope4, Timestamp, Volume4D};
+use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
+
+pub mod conformance;
+
+/// A monotonically increasing commit number. Every committed write gets a new one.
+pub type Revision = u64;
+
+/// A value read from the store with the revision of its last change.
+#[derive(Debug)]
+pub struct Stored<T> {
+    pub value: Arc<T>,
+    pub revision: Revision,
+}
+
+impl<T> Clone for Stored<T> {
+    fn clone(&self) -> Self {
+        Self { value: self.value.clone(), revision: self.revision }
+    }
+}
+
+/// The kinds of entity a precondition can be about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    OperationalIntent,
+    Constraint,
+    Subscription,
+    Availability,
+}
+
+/// Identifies one stored record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    OperationalIntent(Uuid),
+    Constraint(Uuid),
+    Subscription(Uuid),
+    Availability(String),
+}
+
+/// What a commit's decision depended on.
+#[derive(Debug, Clone)]
+pub enum Precondition {
+    /// The record is at exactly this revision (`None`: it does not exist).
+    Revision { key: Key, revision: Option<Revision> },
+    /// No record of these kinds whose extents touch `envelopes` was created, changed or deleted
+    /// after revision `since`. Backends may over-approximate (report a conflict for a nearby
+    /// change) but never under-approximate.
+    AreaUnchanged { kinds: Vec<Kind>, envelopes: Vec<Envelope4>, since: Revision },
+}
+
+/// One change inside a transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    PutIntent(OperationalIntent),
+    DeleteIntent(Uuid),
+    PutConstraint(Constraint),
+    DeleteConstraint(Uuid),
+    PutSubscription(Subscription),
+    DeleteSubscription(Uuid),
+    /// Increment a subscription's notification index; commutes with other increments, so it
+    /// carries no precondition. The new index is reported in [`Committed::notification_indexes`].
+    BumpNotificationIndex(Uuid),
+    PutAvailability(AvailabilityRecord),
+}
+
+/// Writes applied atomically when every precondition holds.
+#[derive(Debug, Clone, Default)]
+pub struct Txn {
+    pub preconditions: Vec<Precondition>,
+    pub writes: Vec<Write>,
+}
+
+/// The result of a durable commit.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub revision: Revision,
+    /// New notification index of each bumped subscription, in the order of the writes.
+    pub notification_indexes: Vec<(Uuid, i32)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A precondition no longer holds; re-read and try again.
+    #[error("a concurrent change invalidated this transaction")]
+    Conflict,
+    /// The backend cannot serve (disk full, cluster unreachable, ...).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The storage contract. Reads return data that is durable; a commit returns only once its
+/// writes are durable.
+pub trait Store: Send + Sync + 'static {
+    /// A revision to read at: every later change to an area is detected by
+    /// [`Precondition::AreaUnchanged`] with `since` set to it.
+    fn read_revision(&self) -> impl Future<Output = Result<Revision>> + Send;
+
+    fn get_intent(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<OperationalIntent>>>> + Send;
+    /// Intents any of whose volumes exactly intersects any of `area`.
+    fn search_intents(&self, area: &[Volume4D]) -> impl Future<Output = Result<Vec<Stored<OperationalIntent>>>> + Send;
+
+    fn get_constraint(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<Constraint>>>> + Send;
+    fn search_constraints(&self, area: &[Volume4D]) -> impl Future<Output = Result<Vec<Stored<Constraint>>>> + Send;
+
+    fn get_subscription(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<Subscription>>>> + Send;
+    /// Subscriptions any of whose volumes exactly intersects any of `area`.
+    fn search_subscriptions(&self, area: &[Volume4D]) -> impl Future<Output = Result<Vec<Stored<Subscription>>>> + Send;
+    /// Ids of the intents whose `subscription_id` is `id`.
+    fn dependent_intents(&self, subscription: Uuid) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+
+    fn get_availability(&self, uss: &str) -> impl Future<Output = Result<Option<Stored<AvailabilityRecord>>>> + Send;
+
+    /// Records whose whole time extent ended before `cutoff`, for expiry.
+    fn expired(&self, cutoff: Timestamp) -> impl Future<Output = Result<Vec<(Key, Revision)>>> + Send;
+
+    /// Atomically apply `txn.writes` if every precondition holds; returns once durable.
+    fn commit(&self, txn: Txn) -> impl Future<Output = Result<Committed>> + Send;
+}

@@ -1,0 +1,255 @@
+//! The in-memory state of the embedded store: entity maps, one R*-tree per kind over volume
+//! envelopes, and per-area-cell change revisions for [`Precondition::AreaUnchanged`].
+//!
+//! `apply` is the only mutator; the same function replays the log at start-up, so what is
+//! recovered is exactly what was acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use geo4d::{Envelope4, Volume4D};
+use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
+use rstar::{RTree, RTreeObject, AABB};
+use store::{Key, Kind, Precondition, Revision, Stored, Write};
+
+/// Side of an area cell in degrees (about 2 km). Coarse on purpose: cells only detect
+/// concurrent changes near each other, exact geometry decides everything else.
+const CELL_DEG: f64 = 0.02;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IndexEntry {
+    envelope: AABB<[f64; 4]>,
+    pub(crate) id: Uuid,
+    volume_idx: u32,
+}
+
+impl RTreeObject for IndexEntry {
+    type Envelope = AABB<[f64; 4]>;
+    fn envelope(&self) -> Self::Envelope {
+        self.envelope
+    }
+}
+
+pub(crate) fn aabb(e: &Envelope4) -> AABB<[f64; 4]> {
+    AABB::from_corners(e.min, e.max)
+}
+
+/// One kind of spatial entity: the records and their index.
+pub(crate) struct Table<T> {
+    pub(crate) rows: HashMap<Uuid, Stored<T>>,
+    pub(crate) tree: RTree<IndexEntry>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Self { rows: HashMap::new(), tree: RTree::new() }
+    }
+}
+
+pub(crate) trait HasExtents {
+    fn extents(&self) -> &[Volume4D];
+}
+impl HasExtents for OperationalIntent {
+    fn extents(&self) -> &[Volume4D] {
+        &self.extents
+    }
+}
+impl HasExtents for Constraint {
+    fn extents(&self) -> &[Volume4D] {
+        &self.extents
+    }
+}
+impl HasExtents for Subscription {
+    fn extents(&self) -> &[Volume4D] {
+        &self.extents
+    }
+}
+
+impl<T: HasExtents> Table<T> {
+    fn entries(id: Uuid, value: &T) -> impl Iterator<Item = IndexEntry> + '_ {
+        value.extents().iter().enumerate().map(move |(i, v)| IndexEntry {
+            envelope: aabb(&v.envelope()),
+            id,
+            volume_idx: i as u32,
+        })
+    }
+    /// Inserts or replaces; returns the envelopes touched (old and new) for change tracking.
+    fn put(&mut self, id: Uuid, value: T, revision: Revision) -> Vec<Envelope4> {
+        let mut touched = self.remove(id);
+        touched.extend(value.extents().iter().map(Volume4D::envelope));
+        for e in Self::entries(id, &value) {
+            self.tree.insert(e);
+        }
+        self.rows.insert(id, Stored { value: Arc::new(value), revision });
+        touched
+    }
+    fn remove(&mut self, id: Uuid) -> Vec<Envelope4> {
+        let Some(old) = self.rows.remove(&id) else { return Vec::new() };
+        for e in Self::entries(id, &old.value) {
+            self.tree.remove(&e);
+        }
+        old.value.extents().iter().map(Volume4D::envelope).collect()
+    }
+    /// Candidates whose envelopes meet any of `area`'s, deduplicated; exact tests come later.
+    pub(crate) fn candidates(&self, area: &[Volume4D]) -> Vec<Stored<T>> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for v in area {
+            for e in self.tree.locate_in_envelope_intersecting(&aabb(&v.envelope())) {
+                if seen.insert(e.id) {
+                    if let Some(row) = self.rows.get(&e.id) {
+                        out.push(row.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) revision: Revision,
+    pub(crate) intents: Table<OperationalIntent>,
+    pub(crate) constraints: Table<Constraint>,
+    pub(crate) subscriptions: Table<Subscription>,
+    pub(crate) availability: HashMap<String, Stored<AvailabilityRecord>>,
+    /// Subscription id -> intents that depend on it.
+    pub(crate) dependents: HashMap<Uuid, HashSet<Uuid>>,
+    /// (kind, cell x, cell y) -> revision of the last change touching that cell.
+    cells: HashMap<(u8, i32, i32), Revision>,
+}
+
+fn kind_tag(kind: Kind) -> u8 {
+    match kind {
+        Kind::OperationalIntent => 0,
+        Kind::Constraint => 1,
+        Kind::Subscription => 2,
+        Kind::Availability => 3,
+    }
+}
+
+fn cells_of(e: &Envelope4) -> impl Iterator<Item = (i32, i32)> {
+    let cell = |deg: f64| (deg / CELL_DEG).floor() as i32;
+    let (x0, x1, y0, y1) = (cell(e.min[0]), cell(e.max[0]), cell(e.min[1]), cell(e.max[1]));
+    (x0..=x1).flat_map(move |x| (y0..=y1).map(move |y| (x, y)))
+}
+
+impl State {
+    pub(crate) fn revision_of(&self, key: &Key) -> Option<Revision> {
+        match key {
+            Key::OperationalIntent(id) => self.intents.rows.get(id).map(|r| r.revision),
+            Key::Constraint(id) => self.constraints.rows.get(id).map(|r| r.revision),
+            Key::Subscription(id) => self.subscriptions.rows.get(id).map(|r| r.revision),
+            Key::Availability(uss) => self.availability.get(uss).map(|r| r.revision),
+        }
+    }
+
+    pub(crate) fn holds(&self, p: &Precondition) -> bool {
+        match p {
+            Precondition::Revision { key, revision } => self.revision_of(key) == *revision,
+            Precondition::AreaUnchanged { kinds, envelopes, since } => {
+                if *since >= self.revision {
+                    return true;
+                }
+                kinds.iter().all(|k| {
+                    let tag = kind_tag(*k);
+                    envelopes.iter().all(|e| {
+                        cells_of(e).all(|(x, y)| self.cells.get(&(tag, x, y)).is_none_or(|r| r <= since))
+                    })
+                })
+            }
+        }
+    }
+
+    fn mark(&mut self, kind: Kind, touched: &[Envelope4], revision: Revision) {
+        let tag = kind_tag(kind);
+        for e in touched {
+            for (x, y) in cells_of(e) {
+                self.cells.insert((tag, x, y), revision);
+            }
+        }
+    }
+
+    /// Applies one committed transaction's writes at `revision`; returns bumped indexes.
+    pub(crate) fn apply(&mut self, writes: Vec<Write>, revision: Revision) -> Vec<(Uuid, i32)> {
+        let mut bumped = Vec::new();
+        self.revision = self.revision.max(revision);
+        for w in writes {
+            match w {
+                Write::PutIntent(oi) => {
+                    let (id, sub) = (oi.id, oi.subscription_id);
+                    self.unlink_dependent(id);
+                    if let Some(sub) = sub {
+                        self.dependents.entry(sub).or_default().insert(id);
+                    }
+                    let touched = self.intents.put(id, oi, revision);
+                    self.mark(Kind::OperationalIntent, &touched, revision);
+                }
+                Write::DeleteIntent(id) => {
+                    self.unlink_dependent(id);
+                    let touched = self.intents.remove(id);
+                    self.mark(Kind::OperationalIntent, &touched, revision);
+                }
+                Write::PutConstraint(c) => {
+                    let touched = self.constraints.put(c.id, c, revision);
+                    self.mark(Kind::Constraint, &touched, revision);
+                }
+                Write::DeleteConstraint(id) => {
+                    let touched = self.constraints.remove(id);
+                    self.mark(Kind::Constraint, &touched, revision);
+                }
+                Write::PutSubscription(s) => {
+                    let touched = self.subscriptions.put(s.id, s, revision);
+                    self.mark(Kind::Subscription, &touched, revision);
+                }
+                Write::DeleteSubscription(id) => {
+                    let touched = self.subscriptions.remove(id);
+                    self.mark(Kind::Subscription, &touched, revision);
+                }
+                Write::BumpNotificationIndex(id) => {
+                    // An index increment is not a change of the subscription: neither its
+                    // revision nor its area cells move, so increments never conflict.
+                    if let Some(row) = self.subscriptions.rows.get_mut(&id) {
+                        let sub = Arc::make_mut(&mut row.value);
+                        sub.notification_index = sub.notification_index.wrapping_add(1).max(0);
+                        bumped.push((id, sub.notification_index));
+                    }
+                }
+                Write::PutAvailability(a) => {
+                    self.availability.insert(a.uss.clone(), Stored { value: Arc::new(a), revision });
+                }
+            }
+        }
+        bumped
+    }
+
+    fn unlink_dependent(&mut self, intent: Uuid) {
+        if let Some(sub) = self.intents.rows.get(&intent).and_then(|r| r.value.subscription_id) {
+            if let Some(set) = self.dependents.get_mut(&sub) {
+                set.remove(&intent);
+                if set.is_empty() {
+                    self.dependents.remove(&sub);
+                }
+            }
+        }
+    }
+
+    /// Every live record as the writes that recreate it, with its own revision.
+    pub(crate) fn snapshot_records(&self) -> Vec<(Revision, Write)> {
+        let mut out = Vec::new();
+        for r in self.subscriptions.rows.values() {
+            out.push((r.revision, Write::PutSubscription((*r.value).clone())));
+        }
+        for r in self.intents.rows.values() {
+            out.push((r.revision, Write::PutIntent((*r.value).clone())));
+        }
+        for r in self.constraints.rows.values() {
+            out.push((r.revision, Write::PutConstraint((*r.value).clone())));
+        }
+        for r in self.availability.values() {
+            out.push((r.revision, Write::PutAvailability((*r.value).clone())));
+        }
+        out
+    }
+}
