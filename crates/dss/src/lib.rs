@@ -1,1 +1,314 @@
-//! placeholder
+//! The DSS application layer: every ASTM F3548-21 DSS operation in domain terms, with the
+//! authorization of its caller, over any [`store::Store`].
+//!
+//! Each mutating operation reads a snapshot, decides (ownership, OVN, key, subscriptions to
+//! notify), and commits one transaction whose preconditions capture what the decision read. When
+//! a concurrent change invalidates them the operation starts over, a bounded number of times.
+//! Nothing here knows HTTP or JSON; the server maps [`DssError`] to status codes in one place.
+
+mod availability;
+mod constraints;
+mod intents;
+mod subscriptions;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use geo4d::{Timestamp, Volume4D};
+use model::{Constraint, Manager, OperationalIntent, Subscription, UssAvailability};
+use store::{Store, StoreError};
+
+pub use availability::ReportReceipt;
+pub use intents::{ImplicitSubscriptionRequest, PutIntentRequest};
+pub use subscriptions::{PutSubscriptionRequest, SubscriptionChange};
+
+/// How many times an operation is retried when concurrent writes invalidate its snapshot.
+const MAX_ATTEMPTS: usize = 16;
+
+/// The standard's scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    StrategicCoordination,
+    ConstraintManagement,
+    ConstraintProcessing,
+    ConformanceMonitoringSa,
+    AvailabilityArbitration,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        Some(match s {
+            "utm.strategic_coordination" => Scope::StrategicCoordination,
+            "utm.constraint_management" => Scope::ConstraintManagement,
+            "utm.constraint_processing" => Scope::ConstraintProcessing,
+            "utm.conformance_monitoring_sa" => Scope::ConformanceMonitoringSa,
+            "utm.availability_arbitration" => Scope::AvailabilityArbitration,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::StrategicCoordination => "utm.strategic_coordination",
+            Scope::ConstraintManagement => "utm.constraint_management",
+            Scope::ConstraintProcessing => "utm.constraint_processing",
+            Scope::ConformanceMonitoringSa => "utm.conformance_monitoring_sa",
+            Scope::AvailabilityArbitration => "utm.availability_arbitration",
+        }
+    }
+}
+
+/// An authenticated caller: the token's `sub` and granted scopes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub manager: Manager,
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+    /// Passes when the caller holds at least one of `any_of`.
+    pub fn require_any(&self, any_of: &[Scope]) -> Result<(), DssError> {
+        if any_of.iter().any(|s| self.has(*s)) {
+            return Ok(());
+        }
+        let names: Vec<_> = any_of.iter().map(|s| s.as_str()).collect();
+        Err(DssError::Forbidden(format!("this operation requires one of the scopes: {}", names.join(", "))))
+    }
+}
+
+/// The closed set of outcomes other than success. The server maps each to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum DssError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The named version or OVN is not the current one, or the entity already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The key does not hold the current OVN of every relevant entity.
+    #[error("{message}")]
+    MissingOvns { message: String, intents: Vec<IntentView>, constraints: Vec<ConstraintView> },
+    /// The caller is marked Down and may not make this change.
+    #[error("{0}")]
+    UssDown(String),
+    /// Concurrent changes kept invalidating the operation.
+    #[error("despite repeated attempts the DSS could not complete the change because of simultaneous changes; retry")]
+    Contention,
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for DssError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => DssError::Contention,
+            other => DssError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<geo4d::GeoError> for DssError {
+    fn from(e: geo4d::GeoError) -> Self {
+        if e.is_too_large() {
+            DssError::TooLarge(e.to_string())
+        } else {
+            DssError::BadRequest(e.to_string())
+        }
+    }
+}
+
+/// An intent as one caller may see it: the OVN only for its manager.
+#[derive(Debug, Clone)]
+pub struct IntentView {
+    pub intent: Arc<OperationalIntent>,
+    pub availability: UssAvailability,
+    pub show_ovn: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConstraintView {
+    pub constraint: Arc<Constraint>,
+    pub availability: UssAvailability,
+    pub show_ovn: bool,
+}
+
+/// The subscription as its manager sees it, with the intents depending on it.
+#[derive(Debug, Clone)]
+pub struct SubscriptionView {
+    pub subscription: Arc<Subscription>,
+    pub dependent_intents: Vec<model::Uuid>,
+}
+
+/// Result of a change to an intent or constraint: the entity and who to notify.
+#[derive(Debug, Clone)]
+pub struct Change<V> {
+    pub entity: V,
+    pub subscribers: Vec<model::SubscriberToNotify>,
+}
+
+/// Source of the current time, injected so tests control it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(since_epoch.as_micros() as i64)
+    }
+}
+
+/// Tunables with the defaults the issue and the reference DSS use.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long after its end an entity is kept (so its owner can still read, update or delete
+    /// it after the flight).
+    pub retention_s: i64,
+    /// How far ahead of now an intent, constraint or subscription may end.
+    pub max_horizon_s: i64,
+    /// Default duration of a subscription created without an end time.
+    pub default_subscription_s: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { retention_s: 24 * 3600, max_horizon_s: 90 * 24 * 3600, default_subscription_s: 24 * 3600 }
+    }
+}
+
+/// The DSS over one store.
+pub struct Dss<S: Store> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    config: Config,
+}
+
+impl<S: Store> Dss<S> {
+    pub fn new(store: S, clock: Arc<dyn Clock>, config: Config) -> Self {
+        Self { store, clock, config }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Availability of each manager, looked up once per operation.
+    async fn availability_of(
+        &self,
+        cache: &mut HashMap<Manager, UssAvailability>,
+        manager: &str,
+    ) -> Result<UssAvailability, DssError> {
+        if let Some(a) = cache.get(manager) {
+            return Ok(*a);
+        }
+        let a = self.store.get_availability(manager).await?.map(|r| r.value.availability).unwrap_or_default();
+        cache.insert(manager.to_owned(), a);
+        Ok(a)
+    }
+
+    /// Checks the extents of an intent or constraint: every volume bounded in time and
+    /// altitude, ending in the future and within the horizon.
+    fn check_entity_extents(&self, extents: &[Volume4D], what: &str) -> Result<(), DssError> {
+        if extents.is_empty() {
+            return Err(DssError::BadRequest(format!("{what} needs at least one volume in extents")));
+        }
+        let now = self.now();
+        for (i, v) in extents.iter().enumerate() {
+            if v.time.start().is_none() || v.time.end().is_none() {
+                return Err(DssError::BadRequest(format!("extents[{i}]: time_start and time_end are required")));
+            }
+            if v.altitude.lower_m().is_none() || v.altitude.upper_m().is_none() {
+                return Err(DssError::BadRequest(format!(
+                    "extents[{i}]: volume.altitude_lower and volume.altitude_upper are required"
+                )));
+            }
+        }
+        let end = model::time_bounds(extents).end().unwrap_or(Timestamp::MAX);
+        if end < now {
+            return Err(DssError::BadRequest(format!("{what} may not end in the past")));
+        }
+        if end > now.plus_seconds(self.config.max_horizon_s) {
+            return Err(DssError::BadRequest(format!(
+                "{what} ends more than {} days from now; plan closer to the flight",
+                self.config.max_horizon_s / 86_400
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes everything that ended more than the retention period ago; returns how many
+    /// records were removed. Intents go first so implicit subscriptions lose their dependents.
+    pub async fn expire_once(&self) -> Result<usize, DssError> {
+        use store::{Key, Precondition, Txn, Write};
+        let cutoff = Timestamp(self.now().micros().saturating_sub(self.config.retention_s.saturating_mul(1_000_000)));
+        let mut removed = 0;
+        let expired = self.store.expired(cutoff).await?;
+        let (subs, others): (Vec<_>, Vec<_>) = expired.into_iter().partition(|(k, _)| matches!(k, Key::Subscription(_)));
+        for (key, revision) in others.into_iter().chain(subs) {
+            let write = match &key {
+                Key::OperationalIntent(id) => Write::DeleteIntent(*id),
+                Key::Constraint(id) => Write::DeleteConstraint(*id),
+                Key::Subscription(id) => {
+                    if !self.store.dependent_intents(*id).await?.is_empty() {
+                        continue;
+                    }
+                    Write::DeleteSubscription(*id)
+                }
+                Key::Availability(_) => continue,
+            };
+            let pre = Precondition::Revision { key, revision: Some(revision) };
+            match self.store.commit(Txn { preconditions: vec![pre], writes: vec![write] }).await {
+                Ok(_) => removed += 1,
+                // Changed meanwhile (refreshed by its owner, or removed): leave it.
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Runs `attempt` until it returns something other than [`DssError::Contention`], at most
+/// [`MAX_ATTEMPTS`] times.
+macro_rules! retrying {
+    ($attempt:expr) => {{
+        let mut outcome = Err($crate::DssError::Contention);
+        for _ in 0..$crate::MAX_ATTEMPTS {
+            outcome = $attempt.await;
+            if !matches!(outcome, Err($crate::DssError::Contention)) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        outcome
+    }};
+}
+pub(crate) use retrying;
+
+/// Validates a USS base URL: absolute http(s), no trailing slash.
+pub(crate) fn check_base_url(url: &str, field: &str) -> Result<(), DssError> {
+    let ok_scheme = url.starts_with("https://") || url.starts_with("http://");
+    if !ok_scheme || url.len() > 2048 || url.contains(char::is_whitespace) {
+        return Err(DssError::BadRequest(format!("{field} must be an absolute http(s) URL, got `{url}`")));
+    }
+    if url.ends_with('/') {
+        return Err(DssError::BadRequest(format!("{field} may not end with '/' (got `{url}`)")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! Explicit subscriptions: query (the caller's own only), get, create/update, delete.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use geo4d::{TimeWindow, Volume4D};
+use model::{Subscription, Uuid};
+use store::{Key, Kind, Precondition, Store, Txn, Write};
+
+use crate::{check_base_url, retrying, Caller, ConstraintView, Dss, DssError, IntentView, Scope, SubscriptionView};
+
+const SCOPES: &[Scope] = &[Scope::ConstraintProcessing, Scope::StrategicCoordination];
+
+/// A create or update of a subscription, converted from the wire. Missing times are defaulted
+/// by the DSS: start now, end a configured duration after start.
+#[derive(Debug, Clone)]
+pub struct PutSubscriptionRequest {
+    pub extents: Volume4D,
+    pub uss_base_url: String,
+    pub notify_for_operational_intents: bool,
+    pub notify_for_constraints: bool,
+}
+
+/// The stored subscription and the entities in its area at the time of the change.
+#[derive(Debug, Clone)]
+pub struct SubscriptionChange {
+    pub subscription: SubscriptionView,
+    pub intents: Vec<IntentView>,
+    pub constraints: Vec<ConstraintView>,
+}
+
+fn not_found(id: Uuid) -> DssError {
+    DssError::NotFound(format!("subscription {id} not found"))
+}
+
+impl<S: Store> Dss<S> {
+    async fn subscription_view(&self, subscription: Arc<Subscription>) -> Result<SubscriptionView, DssError> {
+        let mut dependent_intents = self.store.dependent_intents(subscription.id).await?;
+        dependent_intents.sort();
+        Ok(SubscriptionView { subscription, dependent_intents })
+    }
+
+    /// The caller's own subscriptions intersecting `area`.
+    pub async fn query_subscriptions(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<SubscriptionView>, DssError> {
+        caller.require_any(SCOPES)?;
+        let found = self.store.search_subscriptions(std::slice::from_ref(area)).await?;
+        let mut out = Vec::new();
+        for r in found.into_iter().filter(|r| r.value.manager == caller.manager) {
+            out.push(self.subscription_view(r.value).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn get_subscription(&self, caller: &Caller, id: Uuid) -> Result<SubscriptionView, DssError> {
+        caller.require_any(SCOPES)?;
+        let r = self.store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
+        if r.value.manager != caller.manager {
+            return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));
+        }
+        self.subscription_view(r.value).await
+    }
+
+    /// Creates (`version` is `None`) or updates a subscription.
+    pub async fn put_subscription(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        version: Option<&str>,
+        req: PutSubscriptionRequest,
+    ) -> Result<SubscriptionChange, DssError> {
+        caller.require_any(SCOPES)?;
+        if req.notify_for_operational_intents && !caller.has(Scope::StrategicCoordination) {
+            return Err(DssError::Forbidden(
+                "notify_for_operational_intents requires the utm.strategic_coordination scope".into(),
+            ));
+        }
+        if req.notify_for_constraints && !caller.has(Scope::ConstraintProcessing) {
+            return Err(DssError::Forbidden("notify_for_constraints requires the utm.constraint_processing scope".into()));
+        }
+        if !req.notify_for_operational_intents && !req.notify_for_constraints {
+            return Err(DssError::BadRequest(
+                "at least one of notify_for_operational_intents and notify_for_constraints must be true".into(),
+            ));
+        }
+        check_base_url(&req.uss_base_url, "uss_base_url")?;
+        let now = self.now();
+        let start = req.extents.time.start().unwrap_or(now);
+        let end = req.extents.time.end().unwrap_or(start.plus_seconds(self.config.default_subscription_s));
+        let time = TimeWindow::new(Some(start), Some(end))?;
+        let extents = Volume4D { time, ..req.extents.clone() };
+        self.check_entity_extents_times(&extents)?;
+        retrying!(self.try_put_subscription(caller, id, version, &req, &extents))
+    }
+
+    fn check_entity_extents_times(&self, v: &Volume4D) -> Result<(), DssError> {
+        let now = self.now();
+        let end = v.time.end().unwrap_or(now);
+        if end < now {
+            return Err(DssError::BadRequest("a subscription may not end in the past".into()));
+        }
+        if end > now.plus_seconds(self.config.max_horizon_s) {
+            return Err(DssError::BadRequest(format!(
+                "a subscription may end at most {} days from now",
+                self.config.max_horizon_s / 86_400
+            )));
+        }
+        Ok(())
+    }
+
+    async fn try_put_subscription(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        version: Option<&str>,
+        req: &PutSubscriptionRequest,
+        extents: &Volume4D,
+    ) -> Result<SubscriptionChange, DssError> {
+        let old = self.store.get_subscription(id).await?;
+        match (&old, version) {
+            (Some(o), _) if o.value.manager != caller.manager => {
+                return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")))
+            }
+            (Some(_), None) => {
+                return Err(DssError::Conflict(format!(
+                    "subscription {id} already exists; update it with PUT .../subscriptions/{id}/{{version}}"
+                )))
+            }
+            (Some(o), Some(v)) if o.value.version_string() != v => {
+                return Err(DssError::Conflict(format!("version `{v}` is not the current version of subscription {id}")))
+            }
+            (None, Some(_)) => return Err(not_found(id)),
+            _ => {}
+        }
+        let mut pre = vec![Precondition::Revision { key: Key::Subscription(id), revision: old.as_ref().map(|o| o.revision) }];
+        let subscription = Subscription {
+            id,
+            manager: caller.manager.clone(),
+            version: old.as_ref().map_or(1, |o| o.value.version + 1),
+            notification_index: old.as_ref().map_or(0, |o| o.value.notification_index),
+            extents: vec![extents.clone()],
+            uss_base_url: req.uss_base_url.clone(),
+            notify_for_operational_intents: req.notify_for_operational_intents,
+            notify_for_constraints: req.notify_for_constraints,
+            implicit: old.as_ref().is_some_and(|o| o.value.implicit),
+        };
+        // The standard requires each intent to stay covered by its subscription.
+        let deps = self.store.dependent_intents(id).await?;
+        for dep in &deps {
+            if let Some(intent) = self.store.get_intent(*dep).await? {
+                if !subscription.notify_for_operational_intents || !subscription.covers(&intent.value.extents) {
+                    return Err(DssError::BadRequest(format!(
+                        "this change would leave operational intent {dep} without subscription coverage"
+                    )));
+                }
+                pre.push(Precondition::Revision { key: Key::OperationalIntent(*dep), revision: Some(intent.revision) });
+            }
+        }
+        pre.push(Precondition::AreaUnchanged {
+            kinds: vec![Kind::OperationalIntent],
+            envelopes: vec![extents.envelope()],
+            since: self.store.read_revision().await?,
+        });
+        let area = std::slice::from_ref(extents);
+        let intents = if req.notify_for_operational_intents { self.store.search_intents(area).await? } else { vec![] };
+        let constraints = if req.notify_for_constraints { self.store.search_constraints(area).await? } else { vec![] };
+        self.store.commit(Txn { preconditions: pre, writes: vec![Write::PutSubscription(subscription.clone())] }).await?;
+        let mut cache = HashMap::new();
+        let mut intent_views = Vec::with_capacity(intents.len());
+        for r in intents {
+            let availability = self.availability_of(&mut cache, &r.value.manager).await?;
+            let show_ovn = r.value.manager == caller.manager;
+            intent_views.push(IntentView { intent: r.value, availability, show_ovn });
+        }
+        let mut constraint_views = Vec::with_capacity(constraints.len());
+        for r in constraints {
+            let availability = self.availability_of(&mut cache, &r.value.manager).await?;
+            let show_ovn = r.value.manager == caller.manager;
+            constraint_views.push(ConstraintView { constraint: r.value, availability, show_ovn });
+        }
+        let mut dependent_intents = deps;
+        dependent_intents.sort();
+        Ok(SubscriptionChange {
+            subscription: SubscriptionView { subscription: Arc::new(subscription), dependent_intents },
+            intents: intent_views,
+            constraints: constraint_views,
+        })
+    }
+
+    pub async fn delete_subscription(&self, caller: &Caller, id: Uuid, version: &str) -> Result<SubscriptionView, DssError> {
+        caller.require_any(SCOPES)?;
+        retrying!(self.try_delete_subscription(caller, id, version))
+    }
+
+    async fn try_delete_subscription(&self, caller: &Caller, id: Uuid, version: &str) -> Result<SubscriptionView, DssError> {
+        let old = self.store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
+        if old.value.manager != caller.manager {
+            return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));
+        }
+        if old.value.version_string() != version {
+            return Err(DssError::Conflict(format!("version `{version}` is not the current version of subscription {id}")));
+        }
+        let deps = self.store.dependent_intents(id).await?;
+        if !deps.is_empty() {
+            return Err(DssError::BadRequest(format!(
+                "subscription {id} is used by {} operational intent(s) and cannot be deleted",
+                deps.len()
+            )));
+        }
+        let pre = vec![Precondition::Revision { key: Key::Subscription(id), revision: Some(old.revision) }];
+        self.store.commit(Txn { preconditions: pre, writes: vec![Write::DeleteSubscription(id)] }).await?;
+        Ok(SubscriptionView { subscription: old.value, dependent_intents: vec![] })
+    }
+}
