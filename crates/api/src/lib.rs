@@ -1,1 +1,53 @@
-//! placeholder
+//! ASTM F3548-21 wire types, with field names verbatim from `utm.yaml`, and their conversion to
+//! and from the domain (`model`, `geo4d`, `dss` request and view types).
+//!
+//! Converting wire to domain is where bad input becomes a precise error ([`WireError`]) that
+//! names the offending field. Unknown fields are ignored everywhere, as the standard requires,
+//! and `null` is accepted wherever a field may be omitted.
+
+mod convert;
+mod wire;
+
+pub use convert::*;
+pub use wire::*;
+
+/// Input the DSS cannot accept; `too_large` maps to 413, everything else to 400.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireError {
+    pub message: String,
+    pub too_large: bool,
+}
+
+impl WireError {
+    pub fn bad(message: impl Into<String>) -> Self {
+        Self { message: message.into(), too_large: false }
+    }
+    pub(crate) fn at(field: &str, e: geo4d::GeoError) -> Self {
+        Self { message: format!("{field}: {e}"), too_large: e.is_too_large() }
+    }
+}
+
+/// Parses a JSON body, naming the path of the first field that does not fit.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    if body.is_empty() {
+        return Err(WireError::bad("the request body is empty; a JSON object is required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            WireError::bad(format!("malformed JSON body: {inner}"))
+        } else {
+            WireError::bad(format!("malformed JSON body at `{path}`: {inner}"))
+        }
+    })
+}
+
+/// Parses an entity or subscription id from a path; the standard requires UUIDv4.
+pub fn parse_uuid_v4(s: &str, what: &str) -> Result<uuid::Uuid, WireError> {
+    match uuid::Uuid::parse_str(s) {
+        Ok(id) if id.get_version_num() == 4 && s.len() == 36 && id.get_variant() == uuid::Variant::RFC4122 => Ok(id),
+        _ => Err(WireError::bad(format!("invalid {what} `{s}`: a UUIDv4 like 03e5572a-f733-49af-bc14-8a18bd53ee39 is required"))),
+    }
+}

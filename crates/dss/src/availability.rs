@@ -3,7 +3,7 @@
 use model::{AvailabilityRecord, UssAvailability, Uuid};
 use store::{Key, Precondition, Store, Txn, Write};
 
-use crate::{retrying, Caller, Dss, DssError, Scope};
+use crate::{retrying, Caller, Dss, DssError};
 
 /// The identifier the DSS gives an archived report.
 #[derive(Debug, Clone)]
@@ -13,11 +13,7 @@ pub struct ReportReceipt {
 
 impl<S: Store> Dss<S> {
     pub async fn get_availability(&self, caller: &Caller, uss: &str) -> Result<AvailabilityRecord, DssError> {
-        caller.require_any(&[
-            Scope::AvailabilityArbitration,
-            Scope::StrategicCoordination,
-            Scope::ConformanceMonitoringSa,
-        ])?;
+        caller.require_any(crate::scopes::AVAILABILITY_READ)?;
         Ok(self.store.get_availability(uss).await?.map(|r| (*r.value).clone()).unwrap_or(AvailabilityRecord {
             uss: uss.to_owned(),
             availability: UssAvailability::Unknown,
@@ -34,7 +30,7 @@ impl<S: Store> Dss<S> {
         old_version: &str,
         availability: UssAvailability,
     ) -> Result<AvailabilityRecord, DssError> {
-        caller.require_any(&[Scope::AvailabilityArbitration])?;
+        caller.require_any(crate::scopes::AVAILABILITY_WRITE)?;
         if uss.is_empty() {
             return Err(DssError::BadRequest("uss_id may not be empty".into()));
         }
@@ -56,13 +52,7 @@ impl<S: Store> Dss<S> {
     /// Accepts a report of a communication problem. Reports are archived in the service log
     /// (the reference DSS does the same), tagged with the reporter and a report id.
     pub fn make_report(&self, caller: &Caller, report_json: &str) -> Result<ReportReceipt, DssError> {
-        caller.require_any(&[
-            Scope::ConstraintManagement,
-            Scope::ConstraintProcessing,
-            Scope::StrategicCoordination,
-            Scope::ConformanceMonitoringSa,
-            Scope::AvailabilityArbitration,
-        ])?;
+        caller.require_any(crate::scopes::REPORTS)?;
         let report_id = Uuid::new_v4().to_string();
         tracing::warn!(target: "dss_report", reporter = %caller.manager, %report_id, report = %report_json, "DSS report received");
         Ok(ReportReceipt { report_id })

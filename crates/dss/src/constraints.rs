@@ -8,9 +8,9 @@ use geo4d::Volume4D;
 use model::{Constraint, EntityKind, Ovn, UssAvailability, Uuid};
 use store::{Key, Kind, Precondition, Store, Txn, Write};
 
-use crate::{check_base_url, retrying, Caller, Change, ConstraintView, Dss, DssError, Scope};
+use crate::{check_base_url, retrying, Caller, Change, ConstraintView, Dss, DssError};
 
-const READ_SCOPES: &[Scope] = &[Scope::ConstraintManagement, Scope::ConstraintProcessing];
+use crate::scopes::CONSTRAINTS_READ as READ_SCOPES;
 
 fn not_found(id: Uuid) -> DssError {
     DssError::NotFound(format!("constraint {id} not found"))
@@ -50,7 +50,7 @@ impl<S: Store> Dss<S> {
         extents: Vec<Volume4D>,
         uss_base_url: String,
     ) -> Result<Change<ConstraintView>, DssError> {
-        caller.require_any(&[Scope::ConstraintManagement])?;
+        caller.require_any(crate::scopes::CONSTRAINTS_WRITE)?;
         check_base_url(&uss_base_url, "uss_base_url")?;
         self.check_entity_extents(&extents, "a constraint")?;
         retrying!(self.try_put_constraint(caller, id, ovn, &extents, &uss_base_url))
@@ -113,7 +113,7 @@ impl<S: Store> Dss<S> {
     }
 
     pub async fn delete_constraint(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<ConstraintView>, DssError> {
-        caller.require_any(&[Scope::ConstraintManagement])?;
+        caller.require_any(crate::scopes::CONSTRAINTS_WRITE)?;
         retrying!(self.try_delete_constraint(caller, id, ovn))
     }
 

@@ -29,7 +29,7 @@ pub struct PutIntentRequest {
     pub new_subscription: Option<ImplicitSubscriptionRequest>,
 }
 
-const READ_SCOPES: &[Scope] = &[Scope::StrategicCoordination, Scope::ConformanceMonitoringSa];
+use crate::scopes::INTENTS as READ_SCOPES;
 
 /// What a successful attempt decided, before it is committed.
 struct Plan {
@@ -72,7 +72,7 @@ impl<S: Store> Dss<S> {
         ovn: Option<&str>,
         req: PutIntentRequest,
     ) -> Result<Change<IntentView>, DssError> {
-        caller.require_any(&[Scope::StrategicCoordination, Scope::ConformanceMonitoringSa])?;
+        caller.require_any(crate::scopes::INTENTS)?;
         if req.state.requires_conformance_monitoring() && !caller.has(Scope::ConformanceMonitoringSa) {
             return Err(DssError::Forbidden(format!(
                 "setting state {} requires the utm.conformance_monitoring_sa scope (SCD0100)",
@@ -312,7 +312,7 @@ impl<S: Store> Dss<S> {
     }
 
     pub async fn delete_intent(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<IntentView>, DssError> {
-        caller.require_any(&[Scope::StrategicCoordination, Scope::ConformanceMonitoringSa])?;
+        caller.require_any(crate::scopes::INTENTS)?;
         retrying!(self.try_delete_intent(caller, id, ovn))
     }
 

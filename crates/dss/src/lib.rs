@@ -57,6 +57,20 @@ impl Scope {
     }
 }
 
+/// The scopes each group of endpoints accepts (any one suffices), exactly as `utm.yaml` lists
+/// them. The server checks them before reading a body; every operation checks them again.
+pub mod scopes {
+    use super::Scope::{self, *};
+    pub const INTENTS: &[Scope] = &[StrategicCoordination, ConformanceMonitoringSa];
+    pub const CONSTRAINTS_READ: &[Scope] = &[ConstraintManagement, ConstraintProcessing];
+    pub const CONSTRAINTS_WRITE: &[Scope] = &[ConstraintManagement];
+    pub const SUBSCRIPTIONS: &[Scope] = &[ConstraintProcessing, StrategicCoordination];
+    pub const AVAILABILITY_READ: &[Scope] = &[AvailabilityArbitration, StrategicCoordination, ConformanceMonitoringSa];
+    pub const AVAILABILITY_WRITE: &[Scope] = &[AvailabilityArbitration];
+    pub const REPORTS: &[Scope] =
+        &[ConstraintManagement, ConstraintProcessing, StrategicCoordination, ConformanceMonitoringSa, AvailabilityArbitration];
+}
+
 /// An authenticated caller: the token's `sub` and granted scopes.
 #[derive(Debug, Clone)]
 pub struct Caller {

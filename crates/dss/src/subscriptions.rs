@@ -9,7 +9,7 @@ use store::{Key, Kind, Precondition, Store, Txn, Write};
 
 use crate::{check_base_url, retrying, Caller, ConstraintView, Dss, DssError, IntentView, Scope, SubscriptionView};
 
-const SCOPES: &[Scope] = &[Scope::ConstraintProcessing, Scope::StrategicCoordination];
+use crate::scopes::SUBSCRIPTIONS as SCOPES;
 
 /// A create or update of a subscription, converted from the wire. Missing times are defaulted
 /// by the DSS: start now, end a configured duration after start.

@@ -1,0 +1,247 @@
+//! Request and response bodies of the DSS endpoints. Field names are the spec's.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Time {
+    pub value: String,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Altitude {
+    pub value: f64,
+    pub reference: String,
+    pub units: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LatLngPoint {
+    pub lat: f64,
+    pub lng: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Polygon {
+    pub vertices: Vec<LatLngPoint>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Radius {
+    pub value: f64,
+    pub units: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Circle {
+    #[serde(default)]
+    pub center: Option<LatLngPoint>,
+    #[serde(default)]
+    pub radius: Option<Radius>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Volume3D {
+    #[serde(default)]
+    pub outline_circle: Option<Circle>,
+    #[serde(default)]
+    pub outline_polygon: Option<Polygon>,
+    #[serde(default)]
+    pub altitude_lower: Option<Altitude>,
+    #[serde(default)]
+    pub altitude_upper: Option<Altitude>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Volume4D {
+    pub volume: Volume3D,
+    #[serde(default)]
+    pub time_start: Option<Time>,
+    #[serde(default)]
+    pub time_end: Option<Time>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueryParameters {
+    #[serde(default)]
+    pub area_of_interest: Option<Volume4D>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImplicitSubscriptionParameters {
+    pub uss_base_url: String,
+    #[serde(default)]
+    pub notify_for_constraints: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PutOperationalIntentReferenceParameters {
+    pub extents: Vec<Volume4D>,
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
+    pub state: String,
+    pub uss_base_url: String,
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    #[serde(default)]
+    pub new_subscription: Option<ImplicitSubscriptionParameters>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PutConstraintReferenceParameters {
+    pub extents: Vec<Volume4D>,
+    pub uss_base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PutSubscriptionParameters {
+    pub extents: Volume4D,
+    pub uss_base_url: String,
+    #[serde(default)]
+    pub notify_for_operational_intents: Option<bool>,
+    #[serde(default)]
+    pub notify_for_constraints: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SetUssAvailabilityStatusParameters {
+    #[serde(default)]
+    pub old_version: Option<String>,
+    pub availability: String,
+}
+
+// ---- responses ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperationalIntentReference {
+    pub id: String,
+    pub manager: String,
+    pub uss_availability: String,
+    pub version: i32,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ovn: Option<String>,
+    pub time_start: Time,
+    pub time_end: Time,
+    pub uss_base_url: String,
+    pub subscription_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConstraintReference {
+    pub id: String,
+    pub manager: String,
+    pub uss_availability: String,
+    pub version: i32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ovn: Option<String>,
+    pub time_start: Time,
+    pub time_end: Time,
+    pub uss_base_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionState {
+    pub subscription_id: String,
+    pub notification_index: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriberToNotify {
+    pub subscriptions: Vec<SubscriptionState>,
+    pub uss_base_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub version: String,
+    pub notification_index: i32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub time_start: Option<Time>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub time_end: Option<Time>,
+    pub uss_base_url: String,
+    pub notify_for_operational_intents: bool,
+    pub notify_for_constraints: bool,
+    pub implicit_subscription: bool,
+    pub dependent_operational_intents: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryOperationalIntentReferenceResponse {
+    pub operational_intent_references: Vec<OperationalIntentReference>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetOperationalIntentReferenceResponse {
+    pub operational_intent_reference: OperationalIntentReference,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeOperationalIntentReferenceResponse {
+    pub subscribers: Vec<SubscriberToNotify>,
+    pub operational_intent_reference: OperationalIntentReference,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryConstraintReferencesResponse {
+    pub constraint_references: Vec<ConstraintReference>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetConstraintReferenceResponse {
+    pub constraint_reference: ConstraintReference,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeConstraintReferenceResponse {
+    pub subscribers: Vec<SubscriberToNotify>,
+    pub constraint_reference: ConstraintReference,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuerySubscriptionsResponse {
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetSubscriptionResponse {
+    pub subscription: Subscription,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutSubscriptionResponse {
+    pub subscription: Subscription,
+    pub operational_intent_references: Vec<OperationalIntentReference>,
+    pub constraint_references: Vec<ConstraintReference>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteSubscriptionResponse {
+    pub subscription: Subscription,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AirspaceConflictResponse {
+    pub message: String,
+    pub missing_operational_intents: Vec<OperationalIntentReference>,
+    pub missing_constraints: Vec<ConstraintReference>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UssAvailabilityStatus {
+    pub uss: String,
+    pub availability: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UssAvailabilityStatusResponse {
+    pub version: String,
+    pub status: UssAvailabilityStatus,
+}
