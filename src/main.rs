@@ -1,1 +1,198 @@
-fn main() {}
+//! `deconflict`: the command-line entry point. Glue only: parse flags, open the store, start
+//! servers. Everything reusable lives in `crates/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dss::{Config, Dss, SystemClock};
+use server::auth::Verifier;
+use server::AppState;
+use store_embedded::EmbeddedStore;
+
+/// The development signing key used by `deconflict token` and accepted by `--insecure-dev-auth`.
+/// It is public (it is in this repository): never trust it in a real deployment.
+const DEV_PRIVATE_KEY: &str = include_str!("keys/dev-private.pem");
+const DEV_PUBLIC_KEY: &str = include_str!("keys/dev-public.pem");
+
+#[derive(Parser)]
+#[command(name = "deconflict", version, about = "ASTM F3548-21 strategic coordination: a DSS and its tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Discovery and Synchronization Service on the embedded durable store.
+    Dss(DssArgs),
+    /// Print a development access token signed with the development key (or --key).
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct DssArgs {
+    /// Address to listen on (host:port).
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    listen: SocketAddr,
+    /// Directory holding the durable store (created if missing).
+    #[arg(long, default_value = "./deconflict-data")]
+    data_dir: PathBuf,
+    /// PEM public key (`BEGIN PUBLIC KEY`, RSA or EC P-256) that signs accepted access tokens.
+    /// Repeat for several issuers.
+    #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
+    jwt_public_keys: Vec<PathBuf>,
+    /// Audience (`aud`) accepted in access tokens; ecosystem clients use the DSS's host name.
+    /// Repeat for several. Defaults to `localhost`.
+    #[arg(long = "jwt-audience", value_name = "AUDIENCE")]
+    jwt_audiences: Vec<String>,
+    /// Accept tokens signed by the public development key that `deconflict token` uses.
+    /// For local development only: anyone can mint such tokens.
+    #[arg(long)]
+    insecure_dev_auth: bool,
+    /// Hours an entity is kept after its end time before the DSS removes it.
+    #[arg(long, default_value_t = 24)]
+    retention_hours: i64,
+    /// Seconds between two sweeps that remove expired entities.
+    #[arg(long, default_value_t = 60)]
+    expiry_interval_secs: u64,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The USS identity (`sub` claim).
+    #[arg(long)]
+    sub: String,
+    /// A scope to grant, e.g. utm.strategic_coordination. Repeat for several.
+    #[arg(long = "scope", required = true)]
+    scopes: Vec<String>,
+    /// The audience (`aud` claim): the host name of the server the token is for.
+    #[arg(long, default_value = "localhost")]
+    audience: String,
+    /// Lifetime of the token in seconds (the standard allows at most one hour).
+    #[arg(long, default_value_t = 3600)]
+    ttl_secs: u64,
+    /// Sign with this PEM private key (RSA signs RS256, EC signs ES256) instead of the
+    /// development key.
+    #[arg(long, value_name = "PEM_FILE")]
+    key: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dss(args) => run_dss(args),
+        Command::Token(args) => {
+            println!("{}", mint_token(&args)?);
+            Ok(())
+        }
+    }
+}
+
+fn mint_token(args: &TokenArgs) -> Result<String> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let pem = match &args.key {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => DEV_PRIVATE_KEY.as_bytes().to_vec(),
+    };
+    let (key, alg) = if let Ok(k) = EncodingKey::from_ec_pem(&pem) {
+        (k, Algorithm::ES256)
+    } else if let Ok(k) = EncodingKey::from_rsa_pem(&pem) {
+        (k, Algorithm::RS256)
+    } else {
+        bail!("the key is neither a PEM EC P-256 nor an RSA private key");
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "iss": "deconflict-dev",
+        "sub": args.sub,
+        "aud": args.audience,
+        "scope": args.scopes.join(" "),
+        "iat": now,
+        "nbf": now,
+        "exp": now + args.ttl_secs as i64,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
+}
+
+fn run_dss(args: DssArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut pems = Vec::new();
+    for path in &args.jwt_public_keys {
+        pems.push((path.display().to_string(), std::fs::read(path).with_context(|| format!("reading {}", path.display()))?));
+    }
+    if args.insecure_dev_auth {
+        eprintln!("WARNING: --insecure-dev-auth: accepting tokens signed by the PUBLIC development key.");
+        eprintln!("WARNING: anyone can mint such tokens. Never use this outside local development.");
+        pems.push(("development key".into(), DEV_PUBLIC_KEY.as_bytes().to_vec()));
+    } else if pems.is_empty() {
+        bail!("no --jwt-public-key given: pass the PEM public key(s) of your token issuer, or --insecure-dev-auth for local development");
+    }
+    let audiences = if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
+    let verifier = Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?;
+
+    let started = std::time::Instant::now();
+    let (store, report) = EmbeddedStore::open(&args.data_dir)
+        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+    tracing::info!(
+        data_dir = %args.data_dir.display(),
+        records = report.records_replayed,
+        intents = report.intents,
+        constraints = report.constraints,
+        subscriptions = report.subscriptions,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store recovered"
+    );
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
+    let config = Config { retention_s: args.retention_hours * 3600, ..Config::default() };
+    let state = Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let local = listener.local_addr()?;
+        let sweeper_state = state.clone();
+        let interval = Duration::from_secs(args.expiry_interval_secs.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match sweeper_state.dss.expire_once().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired entities removed"),
+                    Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+                }
+            }
+        });
+        tracing::info!(%local, "DSS listening");
+        println!("deconflict dss listening on http://{local}");
+        axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

@@ -1,1 +1,329 @@
-//! placeholder
+//! The DSS HTTP server: axum routes for every `/dss/v1` endpoint of `utm.yaml`, `/healthy` and
+//! `/metrics`. Handlers are thin: authenticate, check the endpoint's scopes, convert the body
+//! from the wire, make one call into `dss`, convert the result to the wire. All failures go
+//! through [`error::ApiError`].
+
+pub mod auth;
+pub mod error;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use api::parse_json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use dss::{scopes, Caller, Dss};
+use metrics_exporter_prometheus::PrometheusHandle;
+use model::UssAvailability;
+use store::Store;
+
+use crate::auth::Verifier;
+use crate::error::ApiError;
+
+/// Largest request body accepted (a request with 100 volumes of 1000 vertices fits).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+pub struct AppState<S: Store> {
+    pub dss: Dss<S>,
+    pub verifier: Verifier,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+type St<S> = State<Arc<AppState<S>>>;
+type Body = Result<Bytes, BytesRejection>;
+
+/// The authenticated caller of a request.
+pub struct Authed(pub Caller);
+
+impl<S: Store> FromRequestParts<Arc<AppState<S>>> for Authed {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState<S>>) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        state.verifier.verify(header).map(Authed)
+    }
+}
+
+fn body_of<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!("request body exceeds {MAX_BODY_BYTES} bytes"))
+        } else {
+            ApiError::Wire(api::WireError::bad(format!("could not read the request body: {e}")))
+        }
+    })?;
+    Ok(parse_json(&bytes)?)
+}
+
+/// Builds the router; the caller binds it to a listener.
+pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
+    let oir = "/dss/v1/operational_intent_references";
+    let cr = "/dss/v1/constraint_references";
+    let sub = "/dss/v1/subscriptions";
+    Router::new()
+        .route(&format!("{oir}/query"), post(query_intents::<S>))
+        .route(&format!("{oir}/{{entityid}}"), get(get_intent::<S>).put(create_intent::<S>))
+        .route(&format!("{oir}/{{entityid}}/{{ovn}}"), put(update_intent::<S>).delete(delete_intent::<S>))
+        .route(&format!("{cr}/query"), post(query_constraints::<S>))
+        .route(&format!("{cr}/{{entityid}}"), get(get_constraint::<S>).put(create_constraint::<S>))
+        .route(&format!("{cr}/{{entityid}}/{{ovn}}"), put(update_constraint::<S>).delete(delete_constraint::<S>))
+        .route(&format!("{sub}/query"), post(query_subscriptions::<S>))
+        .route(&format!("{sub}/{{subscriptionid}}"), get(get_subscription::<S>).put(create_subscription::<S>))
+        .route(&format!("{sub}/{{subscriptionid}}/{{version}}"), put(update_subscription::<S>).delete(delete_subscription::<S>))
+        .route("/dss/v1/reports", post(make_report::<S>))
+        .route("/dss/v1/uss_availability/{uss_id}", get(get_availability::<S>).put(set_availability::<S>))
+        .route("/healthy", get(healthy::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .fallback(|| async { ApiError::NotFound("no such endpoint; see the ASTM F3548-21 DSS API".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(record_metrics))
+        .with_state(state)
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("dss_http_requests_total", &labels).increment(1);
+    metrics::histogram!("dss_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn healthy<S: Store>(State(st): St<S>) -> Response {
+    match st.dss.store().read_revision().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics<S: Store>(State(st): St<S>) -> Response {
+    match &st.metrics {
+        Some(h) => h.render().into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
+    }
+}
+
+fn uuid_path(s: &str, what: &str) -> Result<model::Uuid, ApiError> {
+    Ok(api::parse_uuid_v4(s, what)?)
+}
+
+// ---- operational intent references ----
+
+async fn query_intents<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::INTENTS)?;
+    let area = api::area_of_interest(&body_of(body)?)?;
+    let views = st.dss.query_intents(&c, &area).await?;
+    Ok(Json(api::QueryOperationalIntentReferenceResponse {
+        operational_intent_references: views.iter().map(api::intent_to_wire).collect(),
+    }))
+}
+
+async fn get_intent<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::INTENTS)?;
+    let v = st.dss.get_intent(&c, uuid_path(&id, "entityid")?).await?;
+    Ok(Json(api::GetOperationalIntentReferenceResponse { operational_intent_reference: api::intent_to_wire(&v) }))
+}
+
+async fn put_intent_common<S: Store>(
+    st: &AppState<S>,
+    c: &Caller,
+    id: &str,
+    ovn: Option<&str>,
+    body: Body,
+) -> Result<Json<api::ChangeOperationalIntentReferenceResponse>, ApiError> {
+    c.require_any(scopes::INTENTS)?;
+    let id = uuid_path(id, "entityid")?;
+    let req = api::put_intent_request(body_of(body)?)?;
+    let change = st.dss.put_intent(c, id, ovn, req).await?;
+    Ok(Json(api::ChangeOperationalIntentReferenceResponse {
+        subscribers: api::subscribers_to_wire(&change.subscribers),
+        operational_intent_reference: api::intent_to_wire(&change.entity),
+    }))
+}
+
+async fn create_intent<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>, body: Body) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::CREATED, put_intent_common(&st, &c, &id, None, body).await?))
+}
+
+async fn update_intent<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path((id, ovn)): Path<(String, String)>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    put_intent_common(&st, &c, &id, Some(&ovn), body).await
+}
+
+async fn delete_intent<S: Store>(State(st): St<S>, Authed(c): Authed, Path((id, ovn)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::INTENTS)?;
+    let change = st.dss.delete_intent(&c, uuid_path(&id, "entityid")?, &ovn).await?;
+    Ok(Json(api::ChangeOperationalIntentReferenceResponse {
+        subscribers: api::subscribers_to_wire(&change.subscribers),
+        operational_intent_reference: api::intent_to_wire(&change.entity),
+    }))
+}
+
+// ---- constraint references ----
+
+async fn query_constraints<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::CONSTRAINTS_READ)?;
+    let area = api::area_of_interest(&body_of(body)?)?;
+    let views = st.dss.query_constraints(&c, &area).await?;
+    Ok(Json(api::QueryConstraintReferencesResponse { constraint_references: views.iter().map(api::constraint_to_wire).collect() }))
+}
+
+async fn get_constraint<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::CONSTRAINTS_READ)?;
+    let v = st.dss.get_constraint(&c, uuid_path(&id, "entityid")?).await?;
+    Ok(Json(api::GetConstraintReferenceResponse { constraint_reference: api::constraint_to_wire(&v) }))
+}
+
+async fn put_constraint_common<S: Store>(
+    st: &AppState<S>,
+    c: &Caller,
+    id: &str,
+    ovn: Option<&str>,
+    body: Body,
+) -> Result<Json<api::ChangeConstraintReferenceResponse>, ApiError> {
+    c.require_any(scopes::CONSTRAINTS_WRITE)?;
+    let id = uuid_path(id, "entityid")?;
+    let p: api::PutConstraintReferenceParameters = body_of(body)?;
+    let extents = api::extents_from_wire(&p.extents)?;
+    let change = st.dss.put_constraint(c, id, ovn, extents, p.uss_base_url).await?;
+    Ok(Json(api::ChangeConstraintReferenceResponse {
+        subscribers: api::subscribers_to_wire(&change.subscribers),
+        constraint_reference: api::constraint_to_wire(&change.entity),
+    }))
+}
+
+async fn create_constraint<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>, body: Body) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::CREATED, put_constraint_common(&st, &c, &id, None, body).await?))
+}
+
+async fn update_constraint<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path((id, ovn)): Path<(String, String)>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    put_constraint_common(&st, &c, &id, Some(&ovn), body).await
+}
+
+async fn delete_constraint<S: Store>(State(st): St<S>, Authed(c): Authed, Path((id, ovn)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::CONSTRAINTS_WRITE)?;
+    let change = st.dss.delete_constraint(&c, uuid_path(&id, "entityid")?, &ovn).await?;
+    Ok(Json(api::ChangeConstraintReferenceResponse {
+        subscribers: api::subscribers_to_wire(&change.subscribers),
+        constraint_reference: api::constraint_to_wire(&change.entity),
+    }))
+}
+
+// ---- subscriptions ----
+
+async fn query_subscriptions<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::SUBSCRIPTIONS)?;
+    let area = api::area_of_interest(&body_of(body)?)?;
+    let views = st.dss.query_subscriptions(&c, &area).await?;
+    Ok(Json(api::QuerySubscriptionsResponse { subscriptions: views.iter().map(api::subscription_to_wire).collect() }))
+}
+
+async fn get_subscription<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::SUBSCRIPTIONS)?;
+    let v = st.dss.get_subscription(&c, uuid_path(&id, "subscriptionid")?).await?;
+    Ok(Json(api::GetSubscriptionResponse { subscription: api::subscription_to_wire(&v) }))
+}
+
+async fn put_subscription_common<S: Store>(
+    st: &AppState<S>,
+    c: &Caller,
+    id: &str,
+    version: Option<&str>,
+    body: Body,
+) -> Result<Json<api::PutSubscriptionResponse>, ApiError> {
+    c.require_any(scopes::SUBSCRIPTIONS)?;
+    let id = uuid_path(id, "subscriptionid")?;
+    let req = api::put_subscription_request(body_of(body)?)?;
+    let change = st.dss.put_subscription(c, id, version, req).await?;
+    Ok(Json(api::PutSubscriptionResponse {
+        subscription: api::subscription_to_wire(&change.subscription),
+        operational_intent_references: change.intents.iter().map(api::intent_to_wire).collect(),
+        constraint_references: change.constraints.iter().map(api::constraint_to_wire).collect(),
+    }))
+}
+
+/// The spec answers a created subscription with 200 (not 201).
+async fn create_subscription<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>, body: Body) -> Result<impl IntoResponse, ApiError> {
+    put_subscription_common(&st, &c, &id, None, body).await
+}
+
+async fn update_subscription<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path((id, version)): Path<(String, String)>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    put_subscription_common(&st, &c, &id, Some(&version), body).await
+}
+
+async fn delete_subscription<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::SUBSCRIPTIONS)?;
+    let v = st.dss.delete_subscription(&c, uuid_path(&id, "subscriptionid")?, &version).await?;
+    Ok(Json(api::DeleteSubscriptionResponse { subscription: api::subscription_to_wire(&v) }))
+}
+
+// ---- reports and availability ----
+
+async fn make_report<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::REPORTS)?;
+    let mut report: serde_json::Map<String, serde_json::Value> = body_of(body)?;
+    if !report.get("exchange").is_some_and(|e| e.is_object()) {
+        return Err(api::WireError::bad("exchange is required and must be an ExchangeRecord object").into());
+    }
+    let receipt = st.dss.make_report(&c, &serde_json::Value::Object(report.clone()).to_string())?;
+    report.insert("report_id".into(), serde_json::Value::String(receipt.report_id));
+    Ok((StatusCode::CREATED, Json(report)))
+}
+
+fn availability_to_wire(r: model::AvailabilityRecord) -> api::UssAvailabilityStatusResponse {
+    api::UssAvailabilityStatusResponse {
+        version: r.version,
+        status: api::UssAvailabilityStatus { uss: r.uss, availability: r.availability.as_str().into() },
+    }
+}
+
+async fn get_availability<S: Store>(State(st): St<S>, Authed(c): Authed, Path(uss): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::AVAILABILITY_READ)?;
+    Ok(Json(availability_to_wire(st.dss.get_availability(&c, &uss).await?)))
+}
+
+async fn set_availability<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path(uss): Path<String>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    c.require_any(scopes::AVAILABILITY_WRITE)?;
+    let p: api::SetUssAvailabilityStatusParameters = body_of(body)?;
+    let availability = UssAvailability::parse(&p.availability).ok_or_else(|| {
+        api::WireError::bad(format!("availability `{}` is not one of Unknown, Normal, Down", p.availability))
+    })?;
+    let r = st.dss.set_availability(&c, &uss, p.old_version.as_deref().unwrap_or(""), availability).await?;
+    Ok(Json(availability_to_wire(r)))
+}

@@ -1,0 +1,80 @@
+//! The one place where failures become HTTP responses in the spec's `ErrorResponse` (or
+//! `AirspaceConflictResponse`) shape. Internals go to the log, never to the client.
+
+use api::{AirspaceConflictResponse, ErrorResponse, WireError};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dss::DssError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthenticated(String),
+    Wire(WireError),
+    Dss(DssError),
+    PayloadTooLarge(String),
+    NotFound(String),
+    MethodNotAllowed,
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        ApiError::Wire(e)
+    }
+}
+
+impl From<DssError> for ApiError {
+    fn from(e: DssError) -> Self {
+        ApiError::Dss(e)
+    }
+}
+
+fn message(status: StatusCode, message: String) -> Response {
+    (status, Json(ErrorResponse { message })).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Unauthenticated(m) => message(StatusCode::UNAUTHORIZED, m),
+            ApiError::Wire(w) if w.too_large => message(StatusCode::PAYLOAD_TOO_LARGE, w.message),
+            ApiError::Wire(w) => message(StatusCode::BAD_REQUEST, w.message),
+            ApiError::PayloadTooLarge(m) => message(StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::NotFound(m) => message(StatusCode::NOT_FOUND, m),
+            ApiError::MethodNotAllowed => {
+                message(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this path".into())
+            }
+            ApiError::Dss(e) => match e {
+                DssError::BadRequest(m) => message(StatusCode::BAD_REQUEST, m),
+                DssError::TooLarge(m) => message(StatusCode::PAYLOAD_TOO_LARGE, m),
+                DssError::Forbidden(m) => message(StatusCode::FORBIDDEN, m),
+                DssError::NotFound(m) => message(StatusCode::NOT_FOUND, m),
+                DssError::Conflict(m) => conflict(m),
+                DssError::Contention => conflict(DssError::Contention.to_string()),
+                DssError::UssDown(m) => message(StatusCode::PRECONDITION_FAILED, m),
+                DssError::MissingOvns { message, intents, constraints } => (
+                    StatusCode::CONFLICT,
+                    Json(AirspaceConflictResponse {
+                        message,
+                        missing_operational_intents: intents.iter().map(api::intent_to_wire).collect(),
+                        missing_constraints: constraints.iter().map(api::constraint_to_wire).collect(),
+                    }),
+                )
+                    .into_response(),
+                DssError::Unavailable(m) => {
+                    tracing::error!(error = %m, "storage unavailable");
+                    message(StatusCode::SERVICE_UNAVAILABLE, "the DSS cannot reach its storage; retry later".into())
+                }
+            },
+        }
+    }
+}
+
+/// A 409 body that fits both `ErrorResponse` and `AirspaceConflictResponse`.
+fn conflict(m: String) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(AirspaceConflictResponse { message: m, missing_operational_intents: vec![], missing_constraints: vec![] }),
+    )
+        .into_response()
+}
