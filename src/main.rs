@@ -53,9 +53,10 @@ struct DssArgs {
     /// For local development only: anyone can mint such tokens.
     #[arg(long)]
     insecure_dev_auth: bool,
-    /// Hours an entity is kept after its end time before the DSS removes it.
-    #[arg(long, default_value_t = 24)]
-    retention_hours: i64,
+    /// Seconds an entity is kept after its end time before the DSS removes it (default 24 h, so
+    /// an owner can still read, update or delete an intent after its flight).
+    #[arg(long, default_value_t = 86_400)]
+    retention_secs: i64,
     /// Seconds between two sweeps that remove expired entities.
     #[arg(long, default_value_t = 60)]
     expiry_interval_secs: u64,
@@ -124,6 +125,7 @@ fn run_dss(args: DssArgs) -> Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let mut pems = Vec::new();
     for path in &args.jwt_public_keys {
@@ -152,7 +154,7 @@ fn run_dss(args: DssArgs) -> Result<()> {
         "store recovered"
     );
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
-    let config = Config { retention_s: args.retention_hours * 3600, ..Config::default() };
+    let config = Config { retention_s: args.retention_secs.max(0), ..Config::default() };
     let state = Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics });
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

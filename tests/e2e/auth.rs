@@ -1,0 +1,84 @@
+//! Authentication (401) and authorization (403) over HTTP.
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn bad_tokens_get_401_and_missing_scopes_403() {
+    let dss = Dss::start();
+    let url = dss.url(&format!("{OIR}/{}", new_id()));
+    let body = intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
+    let none_alg = {
+        use base64_like::encode;
+        format!("{}.{}.", encode(br#"{"alg":"none","typ":"JWT"}"#), encode(br#"{"sub":"x","aud":"localhost","scope":"utm.strategic_coordination","exp":9999999999}"#))
+    };
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("malformed", Some("not-a-jwt".into())),
+        ("alg none", Some(none_alg)),
+        ("untrusted key", Some(token_with("alpha", &[SC], "localhost", 3600, "untrusted-private.pem"))),
+        ("expired", Some(token_with("alpha", &[SC], "localhost", -120, "rs256-private.pem"))),
+        ("wrong audience", Some(token_with("alpha", &[SC], "elsewhere.example", 3600, "rs256-private.pem"))),
+    ];
+    for (what, tok) in cases {
+        let (s, b) = call("PUT", &url, tok.as_deref(), Some(&body)).await;
+        assert_error_shape(s, &b, 401, what);
+    }
+    // Both accepted algorithms and both configured audiences work.
+    for (key, aud) in [("rs256-private.pem", "localhost"), ("es256-private.pem", "dss.example.org")] {
+        let tok = token_with("alpha", &[SC], aud, 3600, key);
+        let (s, b) = call("GET", &dss.url(&format!("{OIR}/{}", new_id())), Some(&tok), None).await;
+        assert_error_shape(s, &b, 404, key);
+    }
+    // A valid token lacking the scope is 403, before the body is even read.
+    let tok = token("alpha", &[CP]);
+    let (s, b) = call("PUT", &url, Some(&tok), Some(&body)).await;
+    assert_error_shape(s, &b, 403, "wrong scope");
+    let (s, b) = call("PUT", &url, Some(&tok), None).await;
+    assert_error_shape(s, &b, 403, "wrong scope, no body");
+    let (s, b) = call("GET", &dss.url("/dss/v1/uss_availability/alpha"), Some(&token("alpha", &[CM])), None).await;
+    assert_error_shape(s, &b, 403, "availability read scope");
+}
+
+/// Minimal unpadded base64url, to forge an unsigned token without another dependency.
+mod base64_like {
+    pub fn encode(bytes: &[u8]) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+            for i in 0..chunk.len() + 1 {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn refuses_to_start_without_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(BIN)
+        .args(["dss", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--jwt-public-key") && err.contains("--insecure-dev-auth"), "{err}");
+}
+
+#[tokio::test]
+async fn insecure_dev_auth_accepts_deconflict_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dss = Dss::start_in(&dir.path().join("d"), &["--insecure-dev-auth"]);
+    let out = std::process::Command::new(BIN)
+        .args(["token", "--sub", "uss1", "--scope", SC, "--audience", "localhost"])
+        .output()
+        .expect("token");
+    assert!(out.status.success());
+    let tok = String::from_utf8(out.stdout).expect("utf8").trim().to_owned();
+    let q = serde_json::json!({"area_of_interest": square(0.0, 100.0, 0.0, 100.0, 0, 60)});
+    let (s, b) = call("POST", &dss.url(&format!("{OIR}/query")), Some(&tok), Some(&q)).await;
+    assert_eq!(s, 200, "{b}");
+}

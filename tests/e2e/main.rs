@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `deconflict` binary on a free loopback port, spoken to over HTTP.
+
+mod api;
+mod auth;
+mod durability;
+mod harness;
+mod input;
