@@ -122,14 +122,15 @@ fn mint_token(args: &TokenArgs) -> Result<String> {
 
 fn run_dss(args: DssArgs) -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let mut pems = Vec::new();
     for path in &args.jwt_public_keys {
-        pems.push((path.display().to_string(), std::fs::read(path).with_context(|| format!("reading {}", path.display()))?));
+        pems.push((
+            path.display().to_string(),
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        ));
     }
     if args.insecure_dev_auth {
         eprintln!("WARNING: --insecure-dev-auth: accepting tokens signed by the PUBLIC development key.");
@@ -138,7 +139,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
     } else if pems.is_empty() {
         bail!("no --jwt-public-key given: pass the PEM public key(s) of your token issuer, or --insecure-dev-auth for local development");
     }
-    let audiences = if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
+    let audiences =
+        if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
     let verifier = Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?;
 
     let started = std::time::Instant::now();
@@ -159,9 +161,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let local = listener.local_addr()?;
         let sweeper_state = state.clone();
         let interval = Duration::from_secs(args.expiry_interval_secs.max(1));

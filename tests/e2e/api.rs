@@ -39,7 +39,13 @@ async fn intent_lifecycle_key_and_ovn_rules() {
     // Creating it again is a conflict; creating in Activated is refused.
     let (s, _) = call("PUT", &dss.url(&format!("{OIR}/{id_a}")), Some(&alpha), Some(&body_a)).await;
     assert_eq!(s, 409);
-    let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&alpha), Some(&intent_body(vec![square(5000.0, 100.0, 0.0, 50.0, 60, 600)], &[], "Activated"))).await;
+    let (s, b) = call(
+        "PUT",
+        &dss.url(&format!("{OIR}/{}", new_id())),
+        Some(&alpha),
+        Some(&intent_body(vec![square(5000.0, 100.0, 0.0, 50.0, 60, 600)], &[], "Activated")),
+    )
+    .await;
     assert_error_shape(s, &b, 400, "initial state must be Accepted");
 
     // bravo overlaps without a key: 409 listing exactly alpha's intent, without its OVN.
@@ -48,7 +54,10 @@ async fn intent_lifecycle_key_and_ovn_rules() {
     let (s, conflict) = call("PUT", &dss.url(&format!("{OIR}/{id_b}")), Some(&bravo), Some(&body_b)).await;
     assert_eq!(s, 409, "{conflict}");
     assert_eq!(refs(&conflict, "missing_operational_intents"), vec![id_a.clone()]);
-    assert!(conflict["missing_operational_intents"][0].get("ovn").is_none(), "another manager's OVN leaked: {conflict}");
+    assert!(
+        conflict["missing_operational_intents"][0].get("ovn").is_none(),
+        "another manager's OVN leaked: {conflict}"
+    );
 
     // Others never see alpha's OVN, alpha does.
     let (_, got) = call("GET", &dss.url(&format!("{OIR}/{id_a}")), Some(&bravo), None).await;
@@ -62,32 +71,54 @@ async fn intent_lifecycle_key_and_ovn_rules() {
     assert!(found["operational_intent_references"][0].get("ovn").is_none());
 
     // With the key, bravo succeeds and alpha's implicit subscription is told.
-    let body_b = intent_body(vec![square(100.0, 200.0, 50.0, 150.0, 600, 2400)], std::slice::from_ref(&ovn_a), "Accepted");
+    let body_b =
+        intent_body(vec![square(100.0, 200.0, 50.0, 150.0, 600, 2400)], std::slice::from_ref(&ovn_a), "Accepted");
     let (s, created_b) = call("PUT", &dss.url(&format!("{OIR}/{id_b}")), Some(&bravo), Some(&body_b)).await;
     assert_eq!(s, 201, "{created_b}");
     let notified: Vec<&str> = created_b["subscribers"]
         .as_array()
         .expect("subscribers")
         .iter()
-        .flat_map(|s| s["subscriptions"].as_array().expect("subs").iter().map(|x| x["subscription_id"].as_str().expect("id")))
+        .flat_map(|s| {
+            s["subscriptions"].as_array().expect("subs").iter().map(|x| x["subscription_id"].as_str().expect("id"))
+        })
         .collect();
     assert!(notified.contains(&sub_a.as_str()), "alpha's subscription must be notified: {created_b}");
     let ovn_b = created_b["operational_intent_reference"]["ovn"].as_str().expect("ovn").to_owned();
 
     // Disjoint in altitude or time: no key needed.
-    let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&bravo), Some(&intent_body(vec![square(0.0, 200.0, 300.0, 400.0, 60, 1800)], &[], "Accepted"))).await;
+    let (s, b) = call(
+        "PUT",
+        &dss.url(&format!("{OIR}/{}", new_id())),
+        Some(&bravo),
+        Some(&intent_body(vec![square(0.0, 200.0, 300.0, 400.0, 60, 1800)], &[], "Accepted")),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
-    let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&bravo), Some(&intent_body(vec![square(0.0, 200.0, 0.0, 120.0, 2500, 3000)], &[], "Accepted"))).await;
+    let (s, b) = call(
+        "PUT",
+        &dss.url(&format!("{OIR}/{}", new_id())),
+        Some(&bravo),
+        Some(&intent_body(vec![square(0.0, 200.0, 0.0, 120.0, 2500, 3000)], &[], "Accepted")),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
 
     // alpha activates: stale OVN is 409, a key missing bravo's OVN is 409, the full key works.
     let act = |key: Vec<String>| intent_body(vec![square(0.0, 200.0, 0.0, 120.0, 60, 1800)], &key, "Activated");
-    let (s, _) = call("PUT", &dss.url(&format!("{OIR}/{id_a}/{}", "0".repeat(36))), Some(&alpha), Some(&act(vec![ovn_b.clone()]))).await;
+    let (s, _) = call(
+        "PUT",
+        &dss.url(&format!("{OIR}/{id_a}/{}", "0".repeat(36))),
+        Some(&alpha),
+        Some(&act(vec![ovn_b.clone()])),
+    )
+    .await;
     assert_eq!(s, 409);
     let (s, c) = call("PUT", &dss.url(&format!("{OIR}/{id_a}/{ovn_a}")), Some(&alpha), Some(&act(vec![]))).await;
     assert_eq!(s, 409);
     assert_eq!(refs(&c, "missing_operational_intents"), vec![id_b.clone()]);
-    let (s, up) = call("PUT", &dss.url(&format!("{OIR}/{id_a}/{ovn_a}")), Some(&alpha), Some(&act(vec![ovn_b.clone()]))).await;
+    let (s, up) =
+        call("PUT", &dss.url(&format!("{OIR}/{id_a}/{ovn_a}")), Some(&alpha), Some(&act(vec![ovn_b.clone()]))).await;
     assert_eq!(s, 200, "{up}");
     assert_eq!(up["operational_intent_reference"]["version"], 2);
     assert_eq!(up["operational_intent_reference"]["state"], "Activated");
@@ -121,27 +152,59 @@ async fn down_uss_rules() {
     let alpha = token("alpha", &[SC]);
     let bravo = token("bravo", &[SC]);
     let arbiter = token("arbiter", &[AA]);
-    let (id_a, _, _) = create_intent(&dss, &alpha, &intent_body(vec![square(0.0, 200.0, 0.0, 120.0, 60, 1800)], &[], "Accepted")).await;
+    let (id_a, _, _) =
+        create_intent(&dss, &alpha, &intent_body(vec![square(0.0, 200.0, 0.0, 120.0, 60, 1800)], &[], "Accepted"))
+            .await;
 
     let (s, st) = call("GET", &dss.url("/dss/v1/uss_availability/alpha"), Some(&alpha), None).await;
     assert_eq!(s, 200);
     assert_eq!(st["status"]["availability"], "Unknown");
     assert_eq!(st["version"], "");
-    let (s, _) = call("PUT", &dss.url("/dss/v1/uss_availability/alpha"), Some(&alpha), Some(&json!({"old_version": "", "availability": "Down"}))).await;
+    let (s, _) = call(
+        "PUT",
+        &dss.url("/dss/v1/uss_availability/alpha"),
+        Some(&alpha),
+        Some(&json!({"old_version": "", "availability": "Down"})),
+    )
+    .await;
     assert_eq!(s, 403, "only the availability arbitration scope may set availability");
-    let (s, set) = call("PUT", &dss.url("/dss/v1/uss_availability/alpha"), Some(&arbiter), Some(&json!({"old_version": "", "availability": "Down"}))).await;
+    let (s, set) = call(
+        "PUT",
+        &dss.url("/dss/v1/uss_availability/alpha"),
+        Some(&arbiter),
+        Some(&json!({"old_version": "", "availability": "Down"})),
+    )
+    .await;
     assert_eq!(s, 200, "{set}");
     assert_eq!(set["status"]["availability"], "Down");
-    let (s, _) = call("PUT", &dss.url("/dss/v1/uss_availability/alpha"), Some(&arbiter), Some(&json!({"old_version": "", "availability": "Normal"}))).await;
+    let (s, _) = call(
+        "PUT",
+        &dss.url("/dss/v1/uss_availability/alpha"),
+        Some(&arbiter),
+        Some(&json!({"old_version": "", "availability": "Normal"})),
+    )
+    .await;
     assert_eq!(s, 409, "a stale availability version must conflict");
 
     // Accepted intents of a Down USS need not be in others' keys, and show its availability.
-    let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&bravo), Some(&intent_body(vec![square(50.0, 100.0, 0.0, 120.0, 60, 1800)], &[], "Accepted"))).await;
+    let (s, b) = call(
+        "PUT",
+        &dss.url(&format!("{OIR}/{}", new_id())),
+        Some(&bravo),
+        Some(&intent_body(vec![square(50.0, 100.0, 0.0, 120.0, 60, 1800)], &[], "Accepted")),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     let (_, got) = call("GET", &dss.url(&format!("{OIR}/{id_a}")), Some(&bravo), None).await;
     assert_eq!(got["operational_intent_reference"]["uss_availability"], "Down");
     // A Down USS may not create into Accepted.
-    let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&alpha), Some(&intent_body(vec![square(9000.0, 100.0, 0.0, 120.0, 60, 1800)], &[], "Accepted"))).await;
+    let (s, b) = call(
+        "PUT",
+        &dss.url(&format!("{OIR}/{}", new_id())),
+        Some(&alpha),
+        Some(&intent_body(vec![square(9000.0, 100.0, 0.0, 120.0, 60, 1800)], &[], "Accepted")),
+    )
+    .await;
     assert_error_shape(s, &b, 412, "Down USS creating");
 }
 
@@ -214,7 +277,8 @@ async fn subscriptions_crud_and_notifications() {
     assert_eq!(created["subscription"]["implicit_subscription"], false);
 
     // Notifications go to alpha's subscription with increasing indexes.
-    let (_, ovn1, r1) = create_intent(&dss, &bravo, &intent_body(vec![square(10.0, 50.0, 0.0, 50.0, 60, 600)], &[], "Accepted")).await;
+    let (_, ovn1, r1) =
+        create_intent(&dss, &bravo, &intent_body(vec![square(10.0, 50.0, 0.0, 50.0, 60, 600)], &[], "Accepted")).await;
     let find = |r: &Value| -> Option<i64> {
         r["subscribers"].as_array()?.iter().find(|s| s["uss_base_url"] == "http://alpha.test")?["subscriptions"]
             .as_array()?
@@ -223,10 +287,14 @@ async fn subscriptions_crud_and_notifications() {
             .as_i64()
     };
     assert_eq!(find(&r1), Some(1), "{r1}");
-    let (_, _, r2) = create_intent(&dss, &bravo, &intent_body(vec![square(300.0, 50.0, 0.0, 50.0, 60, 600)], &[ovn1], "Accepted")).await;
+    let (_, _, r2) =
+        create_intent(&dss, &bravo, &intent_body(vec![square(300.0, 50.0, 0.0, 50.0, 60, 600)], &[ovn1], "Accepted"))
+            .await;
     assert_eq!(find(&r2), Some(2), "{r2}");
     // Outside the area in time: not notified.
-    let (_, _, r3) = create_intent(&dss, &bravo, &intent_body(vec![square(600.0, 50.0, 0.0, 50.0, 4000, 4600)], &[], "Accepted")).await;
+    let (_, _, r3) =
+        create_intent(&dss, &bravo, &intent_body(vec![square(600.0, 50.0, 0.0, 50.0, 4000, 4600)], &[], "Accepted"))
+            .await;
     assert_eq!(find(&r3), None, "{r3}");
 
     // Only the owner sees it in queries and GET.
@@ -271,7 +339,8 @@ async fn subscriptions_crud_and_notifications() {
 async fn implicit_subscriptions_grow_and_protect_their_intents() {
     let dss = Dss::start();
     let alpha = token("alpha", &[SC]);
-    let (id1, _, r1) = create_intent(&dss, &alpha, &intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted")).await;
+    let (id1, _, r1) =
+        create_intent(&dss, &alpha, &intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted")).await;
     let sub = r1["operational_intent_reference"]["subscription_id"].as_str().expect("sub").to_owned();
     // A second intent reuses the implicit subscription elsewhere; it grows to cover it.
     let mut body = intent_body(vec![square(5000.0, 100.0, 0.0, 100.0, 700, 900)], &[], "Accepted");
@@ -279,7 +348,12 @@ async fn implicit_subscriptions_grow_and_protect_their_intents() {
     body.as_object_mut().expect("object").remove("new_subscription");
     let (id2, ovn2, _) = create_intent(&dss, &alpha, &body).await;
     let (_, got) = call("GET", &dss.url(&format!("{SUBS}/{sub}")), Some(&alpha), None).await;
-    let mut deps: Vec<String> = got["subscription"]["dependent_operational_intents"].as_array().expect("deps").iter().map(|d| d.as_str().expect("id").to_owned()).collect();
+    let mut deps: Vec<String> = got["subscription"]["dependent_operational_intents"]
+        .as_array()
+        .expect("deps")
+        .iter()
+        .map(|d| d.as_str().expect("id").to_owned())
+        .collect();
     deps.sort();
     let mut want = vec![id1.clone(), id2.clone()];
     want.sort();

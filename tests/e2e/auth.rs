@@ -9,7 +9,11 @@ async fn bad_tokens_get_401_and_missing_scopes_403() {
     let body = intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
     let none_alg = {
         use base64_like::encode;
-        format!("{}.{}.", encode(br#"{"alg":"none","typ":"JWT"}"#), encode(br#"{"sub":"x","aud":"localhost","scope":"utm.strategic_coordination","exp":9999999999}"#))
+        format!(
+            "{}.{}.",
+            encode(br#"{"alg":"none","typ":"JWT"}"#),
+            encode(br#"{"sub":"x","aud":"localhost","scope":"utm.strategic_coordination","exp":9999999999}"#)
+        )
     };
     let cases: Vec<(&str, Option<String>)> = vec![
         ("missing", None),

@@ -61,7 +61,11 @@ async fn kill_dash_nine_loses_no_acknowledged_write() {
                     break;
                 }
                 // Disjoint areas per writer and per flight, so every write is independent.
-                let body = intent_body(vec![square((w * 400 + n) as f64 * 300.0, 100.0, 0.0, 120.0, 60, 900)], &[], "Accepted");
+                let body = intent_body(
+                    vec![square((w * 400 + n) as f64 * 300.0, 100.0, 0.0, 120.0, 60, 900)],
+                    &[],
+                    "Accepted",
+                );
                 let id = new_id();
                 let (s, r) = call_quiet("PUT", &format!("{base}{OIR}/{id}"), &tok, &body).await;
                 if s != 201 {
@@ -135,7 +139,8 @@ async fn expired_entities_are_removed_by_the_service() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dss = Dss::start_in(&tmp.path().join("d"), &["--retention-secs", "1", "--expiry-interval-secs", "1"]);
     let tok = token("alpha", &[SC]);
-    let (id, _, _) = create_intent(&dss, &tok, &intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 0, 2)], &[], "Accepted")).await;
+    let (id, _, _) =
+        create_intent(&dss, &tok, &intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 0, 2)], &[], "Accepted")).await;
     let (s, _) = call("GET", &dss.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
     assert_eq!(s, 200);
     let deadline = Instant::now() + Duration::from_secs(15);

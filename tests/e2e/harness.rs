@@ -95,7 +95,8 @@ pub fn token_with(sub: &str, scopes: &[&str], aud: &str, ttl: i64, key_file: &st
         Err(_) => (EncodingKey::from_rsa_pem(&pem).expect("rsa key"), Algorithm::RS256),
     };
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({"iss": "test", "sub": sub, "aud": aud, "scope": scopes.join(" "), "exp": now + ttl, "iat": now});
+    let claims =
+        json!({"iss": "test", "sub": sub, "aud": aud, "scope": scopes.join(" "), "exp": now + ttl, "iat": now});
     jsonwebtoken::encode(&Header::new(alg), &claims, &key).expect("sign")
 }
 

@@ -23,32 +23,152 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     let good = intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
     let v = ["extents", "0", "volume"];
     let poly = |pts: Vec<(f64, f64)>| json!({"vertices": pts.iter().map(|(lat, lng)| json!({"lat": lat, "lng": lng})).collect::<Vec<_>>()});
-    let many: Vec<(f64, f64)> = (0..1001).map(|i| { let a = i as f64 / 1001.0 * std::f64::consts::TAU; (47.0 + 0.01 * a.sin(), 8.0 + 0.01 * a.cos()) }).collect();
+    let many: Vec<(f64, f64)> = (0..1001)
+        .map(|i| {
+            let a = i as f64 / 1001.0 * std::f64::consts::TAU;
+            (47.0 + 0.01 * a.sin(), 8.0 + 0.01 * a.cos())
+        })
+        .collect();
     let cases: Vec<(&str, Value, u16, &str)> = vec![
-        ("two vertices", with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], poly(vec![(47.0, 8.0), (47.001, 8.0)])), 400, "at least 3"),
-        ("crossing edges", with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], poly(vec![(47.0, 8.0), (47.001, 8.001), (47.0, 8.001), (47.001, 8.0)])), 400, "cross"),
-        ("duplicate vertex", with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], poly(vec![(47.0, 8.0), (47.001, 8.0), (47.001, 8.001), (47.0, 8.0)])), 400, "duplicated"),
-        ("latitude", with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], poly(vec![(95.0, 8.0), (47.001, 8.0), (47.001, 8.001)])), 400, "latitude"),
-        ("longitude", with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], poly(vec![(47.0, 181.0), (47.001, 8.0), (47.001, 8.001)])), 400, "longitude"),
+        (
+            "two vertices",
+            with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], poly(vec![(47.0, 8.0), (47.001, 8.0)])),
+            400,
+            "at least 3",
+        ),
+        (
+            "crossing edges",
+            with(
+                good.clone(),
+                &[v[0], v[1], v[2], "outline_polygon"],
+                poly(vec![(47.0, 8.0), (47.001, 8.001), (47.0, 8.001), (47.001, 8.0)]),
+            ),
+            400,
+            "cross",
+        ),
+        (
+            "duplicate vertex",
+            with(
+                good.clone(),
+                &[v[0], v[1], v[2], "outline_polygon"],
+                poly(vec![(47.0, 8.0), (47.001, 8.0), (47.001, 8.001), (47.0, 8.0)]),
+            ),
+            400,
+            "duplicated",
+        ),
+        (
+            "latitude",
+            with(
+                good.clone(),
+                &[v[0], v[1], v[2], "outline_polygon"],
+                poly(vec![(95.0, 8.0), (47.001, 8.0), (47.001, 8.001)]),
+            ),
+            400,
+            "latitude",
+        ),
+        (
+            "longitude",
+            with(
+                good.clone(),
+                &[v[0], v[1], v[2], "outline_polygon"],
+                poly(vec![(47.0, 181.0), (47.001, 8.0), (47.001, 8.001)]),
+            ),
+            400,
+            "longitude",
+        ),
         ("too many vertices", with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], poly(many)), 400, "at most"),
-        ("area too large", with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], poly(vec![(47.0, 8.0), (47.0, 9.0), (48.0, 9.0), (48.0, 8.0)])), 413, "exceeds"),
-        ("both outlines", with(good.clone(), &[v[0], v[1], v[2], "outline_circle"], json!({"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 10, "units": "M"}})), 400, "exactly one"),
-        ("inverted altitude", with(good.clone(), &[v[0], v[1], v[2], "altitude_lower"], json!({"value": 500, "reference": "W84", "units": "M"})), 400, "above altitude_upper"),
-        ("unknown altitude units", with(good.clone(), &[v[0], v[1], v[2], "altitude_upper", "units"], json!("FT")), 400, "units"),
-        ("unknown altitude reference", with(good.clone(), &[v[0], v[1], v[2], "altitude_upper", "reference"], json!("AGL")), 400, "reference"),
+        (
+            "area too large",
+            with(
+                good.clone(),
+                &[v[0], v[1], v[2], "outline_polygon"],
+                poly(vec![(47.0, 8.0), (47.0, 9.0), (48.0, 9.0), (48.0, 8.0)]),
+            ),
+            413,
+            "exceeds",
+        ),
+        (
+            "both outlines",
+            with(
+                good.clone(),
+                &[v[0], v[1], v[2], "outline_circle"],
+                json!({"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 10, "units": "M"}}),
+            ),
+            400,
+            "exactly one",
+        ),
+        (
+            "inverted altitude",
+            with(
+                good.clone(),
+                &[v[0], v[1], v[2], "altitude_lower"],
+                json!({"value": 500, "reference": "W84", "units": "M"}),
+            ),
+            400,
+            "above altitude_upper",
+        ),
+        (
+            "unknown altitude units",
+            with(good.clone(), &[v[0], v[1], v[2], "altitude_upper", "units"], json!("FT")),
+            400,
+            "units",
+        ),
+        (
+            "unknown altitude reference",
+            with(good.clone(), &[v[0], v[1], v[2], "altitude_upper", "reference"], json!("AGL")),
+            400,
+            "reference",
+        ),
         ("inverted time", with(good.clone(), &["extents", "0", "time_end"], rfc3339(30)), 400, "before time_start"),
-        ("ends in the past", with(with(good.clone(), &["extents", "0", "time_end"], rfc3339(-60)), &["extents", "0", "time_start"], rfc3339(-120)), 400, "past"),
+        (
+            "ends in the past",
+            with(
+                with(good.clone(), &["extents", "0", "time_end"], rfc3339(-60)),
+                &["extents", "0", "time_start"],
+                rfc3339(-120),
+            ),
+            400,
+            "past",
+        ),
         ("beyond the horizon", with(good.clone(), &["extents", "0", "time_end"], rfc3339(400 * 86_400)), 400, "days"),
-        ("bad time format", with(good.clone(), &["extents", "0", "time_start", "value"], json!("yesterday")), 400, "RFC 3339"),
+        (
+            "bad time format",
+            with(good.clone(), &["extents", "0", "time_start", "value"], json!("yesterday")),
+            400,
+            "RFC 3339",
+        ),
         ("missing time", with(good.clone(), &["extents", "0", "time_start"], Value::Null), 400, "required"),
-        ("not a number", with(good.clone(), &[v[0], v[1], v[2], "altitude_upper", "value"], json!("NaN")), 400, "altitude_upper.value"),
+        (
+            "not a number",
+            with(good.clone(), &[v[0], v[1], v[2], "altitude_upper", "value"], json!("NaN")),
+            400,
+            "altitude_upper.value",
+        ),
         ("unknown state", with(good.clone(), &["state"], json!("Flying")), 400, "state"),
         ("empty extents", with(good.clone(), &["extents"], json!([])), 400, "at least one"),
         ("bad base url", with(good.clone(), &["uss_base_url"], json!("ftp://x/")), 400, "uss_base_url"),
         ("bad subscription id", with(good.clone(), &["subscription_id"], json!("nope")), 400, "subscription_id"),
         ("unknown subscription", with(good.clone(), &["subscription_id"], json!(new_id())), 400, "does not exist"),
-        ("circle without radius", with(with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], Value::Null), &[v[0], v[1], v[2], "outline_circle"], json!({"center": {"lat": 47.0, "lng": 8.0}})), 400, "radius"),
-        ("zero radius", with(with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], Value::Null), &[v[0], v[1], v[2], "outline_circle"], json!({"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 0, "units": "M"}})), 400, "radius"),
+        (
+            "circle without radius",
+            with(
+                with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], Value::Null),
+                &[v[0], v[1], v[2], "outline_circle"],
+                json!({"center": {"lat": 47.0, "lng": 8.0}}),
+            ),
+            400,
+            "radius",
+        ),
+        (
+            "zero radius",
+            with(
+                with(good.clone(), &[v[0], v[1], v[2], "outline_polygon"], Value::Null),
+                &[v[0], v[1], v[2], "outline_circle"],
+                json!({"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 0, "units": "M"}}),
+            ),
+            400,
+            "radius",
+        ),
     ];
     for (what, body, status, needle) in cases {
         let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&tok), Some(&body)).await;
@@ -59,8 +179,20 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
 
     // Malformed bodies, ids and sizes.
     let c = client();
-    let raw = |body: &'static str| c.put(dss.url(&format!("{OIR}/{}", new_id()))).bearer_auth(&tok).header("content-type", "application/json").body(body).send();
-    for body in ["{", "[]", "", "{\"extents\": 5}", "{\"extents\": [{\"volume\": {}}], \"state\": \"Accepted\", \"uss_base_url\": \"http://x\"}"] {
+    let raw = |body: &'static str| {
+        c.put(dss.url(&format!("{OIR}/{}", new_id())))
+            .bearer_auth(&tok)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for body in [
+        "{",
+        "[]",
+        "",
+        "{\"extents\": 5}",
+        "{\"extents\": [{\"volume\": {}}], \"state\": \"Accepted\", \"uss_base_url\": \"http://x\"}",
+    ] {
         let r = raw(body).await.expect("send");
         let status = r.status().as_u16();
         let b: Value = r.json().await.unwrap_or(Value::Null);
@@ -71,7 +203,14 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     let (s, b) = call("GET", &dss.url(&format!("{OIR}/03e5572a-f733-19af-bc14-8a18bd53ee39")), Some(&tok), None).await;
     assert_error_shape(s, &b, 400, "not a v4 uuid");
     let huge = "x".repeat(5 * 1024 * 1024);
-    let r = c.put(dss.url(&format!("{OIR}/{}", new_id()))).bearer_auth(&tok).header("content-type", "application/json").body(format!("{{\"pad\":\"{huge}\"}}")).send().await.expect("send");
+    let r = c
+        .put(dss.url(&format!("{OIR}/{}", new_id())))
+        .bearer_auth(&tok)
+        .header("content-type", "application/json")
+        .body(format!("{{\"pad\":\"{huge}\"}}"))
+        .send()
+        .await
+        .expect("send");
     let status = r.status().as_u16();
     let b: Value = r.json().await.unwrap_or(Value::Null);
     assert_error_shape(status, &b, 413, "oversized body");

@@ -1,7 +1,9 @@
 //! Wire <-> domain conversion.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use dss::{ConstraintView, ImplicitSubscriptionRequest, IntentView, PutIntentRequest, PutSubscriptionRequest, SubscriptionView};
+use dss::{
+    ConstraintView, ImplicitSubscriptionRequest, IntentView, PutIntentRequest, PutSubscriptionRequest, SubscriptionView,
+};
 use geo4d::{AltitudeBand, Footprint, LatLng, TimeWindow, Timestamp};
 use model::{OperationalIntentState, SubscriberToNotify as DomainSubscriber};
 
@@ -16,7 +18,10 @@ pub fn time_from_wire(t: &wire::Time, field: &str) -> Result<Timestamp, WireErro
         return Err(WireError::bad(format!("{field}.format must be \"RFC3339\", got \"{}\"", t.format)));
     }
     let parsed = DateTime::parse_from_rfc3339(&t.value).map_err(|e| {
-        WireError::bad(format!("{field}.value `{}` is not an RFC 3339 time such as 2024-01-01T12:00:00Z ({e})", t.value))
+        WireError::bad(format!(
+            "{field}.value `{}` is not an RFC 3339 time such as 2024-01-01T12:00:00Z ({e})",
+            t.value
+        ))
     })?;
     Ok(Timestamp(parsed.with_timezone(&Utc).timestamp_micros()))
 }
@@ -55,7 +60,8 @@ pub fn volume_from_wire(v: &wire::Volume4D, field: &str) -> Result<geo4d::Volume
                 .map(|(i, pt)| point(pt, &format!("{field}.volume.outline_polygon.vertices[{i}]")))
                 .collect::<Result<Vec<_>, _>>()?;
             Footprint::Polygon(
-                geo4d::Polygon::new(vertices).map_err(|e| WireError::at(&format!("{field}.volume.outline_polygon"), e))?,
+                geo4d::Polygon::new(vertices)
+                    .map_err(|e| WireError::at(&format!("{field}.volume.outline_polygon"), e))?,
             )
         }
         (None, Some(c)) => {
@@ -103,10 +109,7 @@ pub fn area_of_interest(q: &wire::QueryParameters) -> Result<geo4d::Volume4D, Wi
 
 pub fn put_intent_request(p: wire::PutOperationalIntentReferenceParameters) -> Result<PutIntentRequest, WireError> {
     let state = OperationalIntentState::parse(&p.state).ok_or_else(|| {
-        WireError::bad(format!(
-            "state `{}` is not one of Accepted, Activated, Nonconforming, Contingent",
-            p.state
-        ))
+        WireError::bad(format!("state `{}` is not one of Accepted, Activated, Nonconforming, Contingent", p.state))
     })?;
     let subscription_id = p
         .subscription_id
@@ -138,10 +141,7 @@ pub fn put_subscription_request(p: wire::PutSubscriptionParameters) -> Result<Pu
 }
 
 fn window_times(time: TimeWindow) -> (wire::Time, wire::Time) {
-    (
-        time_to_wire(time.start().unwrap_or(Timestamp(0))),
-        time_to_wire(time.end().unwrap_or(Timestamp(0))),
-    )
+    (time_to_wire(time.start().unwrap_or(Timestamp(0))), time_to_wire(time.end().unwrap_or(Timestamp(0))))
 }
 
 pub fn intent_to_wire(v: &IntentView) -> wire::OperationalIntentReference {
@@ -200,13 +200,17 @@ pub fn subscribers_to_wire(subs: &[DomainSubscriber]) -> Vec<wire::SubscriberToN
             subscriptions: s
                 .subscriptions
                 .iter()
-                .map(|(id, index)| wire::SubscriptionState { subscription_id: id.to_string(), notification_index: *index })
+                .map(|(id, index)| wire::SubscriptionState {
+                    subscription_id: id.to_string(),
+                    notification_index: *index,
+                })
                 .collect(),
         })
         .collect()
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -216,25 +220,32 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = vol(r#"{"volume":{"outline_polygon":{"vertices":[{"lat":0,"lng":0},{"lat":1,"lng":0}]}}}"#).unwrap_err();
+        let e =
+            vol(r#"{"volume":{"outline_polygon":{"vertices":[{"lat":0,"lng":0},{"lat":1,"lng":0}]}}}"#).unwrap_err();
         assert!(e.message.contains("v.volume.outline_polygon") && e.message.contains("at least 3"), "{}", e.message);
-        let e = vol(r#"{"volume":{"outline_circle":{"center":{"lat":95,"lng":0},"radius":{"value":10,"units":"M"}}}}"#).unwrap_err();
+        let e = vol(r#"{"volume":{"outline_circle":{"center":{"lat":95,"lng":0},"radius":{"value":10,"units":"M"}}}}"#)
+            .unwrap_err();
         assert!(e.message.contains("latitude 95"), "{}", e.message);
-        let e = vol(r#"{"volume":{"outline_circle":{"center":{"lat":5,"lng":0},"radius":{"value":10,"units":"FT"}}}}"#).unwrap_err();
+        let e = vol(r#"{"volume":{"outline_circle":{"center":{"lat":5,"lng":0},"radius":{"value":10,"units":"FT"}}}}"#)
+            .unwrap_err();
         assert!(e.message.contains("units"), "{}", e.message);
-        let e = crate::parse_json::<wire::Volume4D>(br#"{"volume":{"outline_circle":{"center":{"lat":"x"}}}}"#).unwrap_err();
+        let e = crate::parse_json::<wire::Volume4D>(br#"{"volume":{"outline_circle":{"center":{"lat":"x"}}}}"#)
+            .unwrap_err();
         assert!(e.message.contains("volume.outline_circle.center.lat"), "{}", e.message);
     }
 
     #[test]
     fn unknown_fields_and_nulls_are_accepted() {
-        let v = vol(r#"{"request_id":"x","volume":{"outline_circle":{"center":{"lat":5,"lng":0},"radius":{"value":10,"units":"M"}},"outline_polygon":null,"altitude_lower":null},"time_start":null}"#);
+        let v = vol(
+            r#"{"request_id":"x","volume":{"outline_circle":{"center":{"lat":5,"lng":0},"radius":{"value":10,"units":"M"}},"outline_polygon":null,"altitude_lower":null},"time_start":null}"#,
+        );
         assert!(v.is_ok(), "{v:?}");
     }
 
     #[test]
     fn times_round_trip() {
-        let t = time_from_wire(&wire::Time { value: "2026-01-02T03:04:05.5Z".into(), format: "RFC3339".into() }, "t").unwrap();
+        let t = time_from_wire(&wire::Time { value: "2026-01-02T03:04:05.5Z".into(), format: "RFC3339".into() }, "t")
+            .unwrap();
         assert_eq!(time_to_wire(t).value, "2026-01-02T03:04:05.500Z");
         assert!(parse_uuid_v4_check("03e5572a-f733-49af-bc14-8a18bd53ee39"));
         assert!(!parse_uuid_v4_check("03e5572a-f733-19af-bc14-8a18bd53ee39"));

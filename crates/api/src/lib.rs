@@ -48,6 +48,8 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Wire
 pub fn parse_uuid_v4(s: &str, what: &str) -> Result<uuid::Uuid, WireError> {
     match uuid::Uuid::parse_str(s) {
         Ok(id) if id.get_version_num() == 4 && s.len() == 36 && id.get_variant() == uuid::Variant::RFC4122 => Ok(id),
-        _ => Err(WireError::bad(format!("invalid {what} `{s}`: a UUIDv4 like 03e5572a-f733-49af-bc14-8a18bd53ee39 is required"))),
+        _ => Err(WireError::bad(format!(
+            "invalid {what} `{s}`: a UUIDv4 like 03e5572a-f733-49af-bc14-8a18bd53ee39 is required"
+        ))),
     }
 }

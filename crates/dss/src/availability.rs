@@ -42,9 +42,15 @@ impl<S: Store> Dss<S> {
                     "old_version `{old_version}` is not the current version of {uss}'s availability"
                 )));
             }
-            let record = AvailabilityRecord { uss: uss.to_owned(), availability, version: Uuid::new_v4().simple().to_string() };
-            let pre = Precondition::Revision { key: Key::Availability(uss.to_owned()), revision: current.map(|r| r.revision) };
-            self.store.commit(Txn { preconditions: vec![pre], writes: vec![Write::PutAvailability(record.clone())] }).await?;
+            let record =
+                AvailabilityRecord { uss: uss.to_owned(), availability, version: Uuid::new_v4().simple().to_string() };
+            let pre = Precondition::Revision {
+                key: Key::Availability(uss.to_owned()),
+                revision: current.map(|r| r.revision),
+            };
+            self.store
+                .commit(Txn { preconditions: vec![pre], writes: vec![Write::PutAvailability(record.clone())] })
+                .await?;
             Ok(record)
         })
     }

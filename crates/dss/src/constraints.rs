@@ -17,7 +17,12 @@ fn not_found(id: Uuid) -> DssError {
 }
 
 impl<S: Store> Dss<S> {
-    fn constraint_view(&self, constraint: Arc<Constraint>, caller: &Caller, availability: UssAvailability) -> ConstraintView {
+    fn constraint_view(
+        &self,
+        constraint: Arc<Constraint>,
+        caller: &Caller,
+        availability: UssAvailability,
+    ) -> ConstraintView {
         let show_ovn = constraint.manager == caller.manager;
         ConstraintView { constraint, availability, show_ovn }
     }
@@ -79,7 +84,9 @@ impl<S: Store> Dss<S> {
                 return Err(DssError::Conflict(format!("OVN `{given}` is not the current OVN of constraint {id}")))
             }
             (None, Some(given)) => {
-                return Err(DssError::BadRequest(format!("constraint {id} does not exist and therefore is not at OVN `{given}`")))
+                return Err(DssError::BadRequest(format!(
+                    "constraint {id} does not exist and therefore is not at OVN `{given}`"
+                )))
             }
             _ => {}
         }
@@ -112,12 +119,22 @@ impl<S: Store> Dss<S> {
         Ok(Change { entity: self.constraint_view(Arc::new(constraint), caller, a), subscribers })
     }
 
-    pub async fn delete_constraint(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<ConstraintView>, DssError> {
+    pub async fn delete_constraint(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        ovn: &str,
+    ) -> Result<Change<ConstraintView>, DssError> {
         caller.require_any(crate::scopes::CONSTRAINTS_WRITE)?;
         retrying!(self.try_delete_constraint(caller, id, ovn))
     }
 
-    async fn try_delete_constraint(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<ConstraintView>, DssError> {
+    async fn try_delete_constraint(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        ovn: &str,
+    ) -> Result<Change<ConstraintView>, DssError> {
         let since = self.store.read_revision().await?;
         let old = self.store.get_constraint(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {

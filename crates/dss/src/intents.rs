@@ -4,9 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use geo4d::Volume4D;
-use model::{
-    EntityKind, OperationalIntent, OperationalIntentState, Ovn, Subscription, UssAvailability, Uuid,
-};
+use model::{EntityKind, OperationalIntent, OperationalIntentState, Ovn, Subscription, UssAvailability, Uuid};
 use store::{Key, Kind, Precondition, Store, Stored, Txn, Write};
 
 use crate::{check_base_url, retrying, Caller, Change, ConstraintView, Dss, DssError, IntentView, Scope};
@@ -40,7 +38,12 @@ struct Plan {
 }
 
 impl<S: Store> Dss<S> {
-    fn intent_view(&self, intent: Arc<OperationalIntent>, caller: &Caller, availability: UssAvailability) -> IntentView {
+    fn intent_view(
+        &self,
+        intent: Arc<OperationalIntent>,
+        caller: &Caller,
+        availability: UssAvailability,
+    ) -> IntentView {
         let show_ovn = intent.manager == caller.manager;
         IntentView { intent, availability, show_ovn }
     }
@@ -128,16 +131,21 @@ impl<S: Store> Dss<S> {
             )));
         }
 
-        let mut pre = vec![Precondition::Revision { key: Key::OperationalIntent(id), revision: old.as_ref().map(|o| o.revision) }];
+        let mut pre = vec![Precondition::Revision {
+            key: Key::OperationalIntent(id),
+            revision: old.as_ref().map(|o| o.revision),
+        }];
         let mut writes = Vec::new();
         let old_sub_id = old.as_ref().and_then(|o| o.value.subscription_id);
 
         // Decide which subscription the intent will use.
         let attached: Option<Subscription> = match (req.subscription_id, &req.new_subscription) {
             (Some(sid), _) => {
-                let sub = self.store.get_subscription(sid).await?.ok_or_else(|| {
-                    DssError::BadRequest(format!("specified subscription {sid} does not exist"))
-                })?;
+                let sub = self
+                    .store
+                    .get_subscription(sid)
+                    .await?
+                    .ok_or_else(|| DssError::BadRequest(format!("specified subscription {sid} does not exist")))?;
                 if sub.value.manager != caller.manager {
                     return Err(DssError::Forbidden(format!("subscription {sid} is managed by another USS")));
                 }
@@ -181,7 +189,10 @@ impl<S: Store> Dss<S> {
             if let Some(old_sub) = self.store.get_subscription(old_sid).await? {
                 let deps = self.store.dependent_intents(old_sid).await?;
                 if old_sub.value.implicit && deps.iter().all(|d| *d == id) {
-                    pre.push(Precondition::Revision { key: Key::Subscription(old_sid), revision: Some(old_sub.revision) });
+                    pre.push(Precondition::Revision {
+                        key: Key::Subscription(old_sid),
+                        revision: Some(old_sub.revision),
+                    });
                     delete_old_sub = Some(old_sid);
                 }
             }
@@ -223,7 +234,11 @@ impl<S: Store> Dss<S> {
             writes.push(Write::DeleteSubscription(sid));
             notify.retain(|s| s.id != sid);
         }
-        pre.push(Precondition::AreaUnchanged { kinds, envelopes: changed.iter().map(Volume4D::envelope).collect(), since });
+        pre.push(Precondition::AreaUnchanged {
+            kinds,
+            envelopes: changed.iter().map(Volume4D::envelope).collect(),
+            since,
+        });
         let plan = Plan { txn: Txn { preconditions: pre, writes }, intent, notify };
         self.commit_intent(caller, plan, caller_availability).await
     }
@@ -263,7 +278,8 @@ impl<S: Store> Dss<S> {
         if missing_intents.is_empty() && missing_constraints.is_empty() {
             return Ok(());
         }
-        let mut names: Vec<String> = missing_intents.iter().map(|v| format!("operational intent {}", v.intent.id)).collect();
+        let mut names: Vec<String> =
+            missing_intents.iter().map(|v| format!("operational intent {}", v.intent.id)).collect();
         names.extend(missing_constraints.iter().map(|v| format!("constraint {}", v.constraint.id)));
         Err(DssError::MissingOvns {
             message: format!(
@@ -277,7 +293,11 @@ impl<S: Store> Dss<S> {
     }
 
     /// Subscriptions interested in a change of `kind` over `extents`.
-    pub(crate) async fn subscribers_for(&self, kind: EntityKind, extents: &[Volume4D]) -> Result<Vec<Subscription>, DssError> {
+    pub(crate) async fn subscribers_for(
+        &self,
+        kind: EntityKind,
+        extents: &[Volume4D],
+    ) -> Result<Vec<Subscription>, DssError> {
         let found = self.store.search_subscriptions(extents).await?;
         Ok(found.into_iter().filter(|s| s.value.wants(kind, extents)).map(|s| (*s.value).clone()).collect())
     }
@@ -301,7 +321,8 @@ impl<S: Store> Dss<S> {
     ) -> Result<Vec<model::SubscriberToNotify>, DssError> {
         // Bumps go before any deletion in the same transaction so a subscription deleted with
         // its last intent still reports the index of this last notification.
-        let first_delete = txn.writes.iter().position(|w| matches!(w, Write::DeleteSubscription(_))).unwrap_or(txn.writes.len());
+        let first_delete =
+            txn.writes.iter().position(|w| matches!(w, Write::DeleteSubscription(_))).unwrap_or(txn.writes.len());
         let bumps: Vec<Write> = notify.iter().map(|s| Write::BumpNotificationIndex(s.id)).collect();
         txn.writes.splice(first_delete..first_delete, bumps);
         let committed = self.store.commit(std::mem::take(txn)).await?;

@@ -67,8 +67,13 @@ pub mod scopes {
     pub const SUBSCRIPTIONS: &[Scope] = &[ConstraintProcessing, StrategicCoordination];
     pub const AVAILABILITY_READ: &[Scope] = &[AvailabilityArbitration, StrategicCoordination, ConformanceMonitoringSa];
     pub const AVAILABILITY_WRITE: &[Scope] = &[AvailabilityArbitration];
-    pub const REPORTS: &[Scope] =
-        &[ConstraintManagement, ConstraintProcessing, StrategicCoordination, ConformanceMonitoringSa, AvailabilityArbitration];
+    pub const REPORTS: &[Scope] = &[
+        ConstraintManagement,
+        ConstraintProcessing,
+        StrategicCoordination,
+        ConformanceMonitoringSa,
+        AvailabilityArbitration,
+    ];
 }
 
 /// An authenticated caller: the token's `sub` and granted scopes.
@@ -270,7 +275,8 @@ impl<S: Store> Dss<S> {
         let cutoff = Timestamp(self.now().micros().saturating_sub(self.config.retention_s.saturating_mul(1_000_000)));
         let mut removed = 0;
         let expired = self.store.expired(cutoff).await?;
-        let (subs, others): (Vec<_>, Vec<_>) = expired.into_iter().partition(|(k, _)| matches!(k, Key::Subscription(_)));
+        let (subs, others): (Vec<_>, Vec<_>) =
+            expired.into_iter().partition(|(k, _)| matches!(k, Key::Subscription(_)));
         for (key, revision) in others.into_iter().chain(subs) {
             let write = match &key {
                 Key::OperationalIntent(id) => Write::DeleteIntent(*id),

@@ -41,7 +41,11 @@ impl<S: Store> Dss<S> {
     }
 
     /// The caller's own subscriptions intersecting `area`.
-    pub async fn query_subscriptions(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<SubscriptionView>, DssError> {
+    pub async fn query_subscriptions(
+        &self,
+        caller: &Caller,
+        area: &Volume4D,
+    ) -> Result<Vec<SubscriptionView>, DssError> {
         caller.require_any(SCOPES)?;
         let found = self.store.search_subscriptions(std::slice::from_ref(area)).await?;
         let mut out = Vec::new();
@@ -75,7 +79,9 @@ impl<S: Store> Dss<S> {
             ));
         }
         if req.notify_for_constraints && !caller.has(Scope::ConstraintProcessing) {
-            return Err(DssError::Forbidden("notify_for_constraints requires the utm.constraint_processing scope".into()));
+            return Err(DssError::Forbidden(
+                "notify_for_constraints requires the utm.constraint_processing scope".into(),
+            ));
         }
         if !req.notify_for_operational_intents && !req.notify_for_constraints {
             return Err(DssError::BadRequest(
@@ -126,12 +132,15 @@ impl<S: Store> Dss<S> {
                 )))
             }
             (Some(o), Some(v)) if o.value.version_string() != v => {
-                return Err(DssError::Conflict(format!("version `{v}` is not the current version of subscription {id}")))
+                return Err(DssError::Conflict(format!(
+                    "version `{v}` is not the current version of subscription {id}"
+                )))
             }
             (None, Some(_)) => return Err(not_found(id)),
             _ => {}
         }
-        let mut pre = vec![Precondition::Revision { key: Key::Subscription(id), revision: old.as_ref().map(|o| o.revision) }];
+        let mut pre =
+            vec![Precondition::Revision { key: Key::Subscription(id), revision: old.as_ref().map(|o| o.revision) }];
         let subscription = Subscription {
             id,
             manager: caller.manager.clone(),
@@ -163,7 +172,9 @@ impl<S: Store> Dss<S> {
         let area = std::slice::from_ref(extents);
         let intents = if req.notify_for_operational_intents { self.store.search_intents(area).await? } else { vec![] };
         let constraints = if req.notify_for_constraints { self.store.search_constraints(area).await? } else { vec![] };
-        self.store.commit(Txn { preconditions: pre, writes: vec![Write::PutSubscription(subscription.clone())] }).await?;
+        self.store
+            .commit(Txn { preconditions: pre, writes: vec![Write::PutSubscription(subscription.clone())] })
+            .await?;
         let mut cache = HashMap::new();
         let mut intent_views = Vec::with_capacity(intents.len());
         for r in intents {
@@ -186,18 +197,30 @@ impl<S: Store> Dss<S> {
         })
     }
 
-    pub async fn delete_subscription(&self, caller: &Caller, id: Uuid, version: &str) -> Result<SubscriptionView, DssError> {
+    pub async fn delete_subscription(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        version: &str,
+    ) -> Result<SubscriptionView, DssError> {
         caller.require_any(SCOPES)?;
         retrying!(self.try_delete_subscription(caller, id, version))
     }
 
-    async fn try_delete_subscription(&self, caller: &Caller, id: Uuid, version: &str) -> Result<SubscriptionView, DssError> {
+    async fn try_delete_subscription(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        version: &str,
+    ) -> Result<SubscriptionView, DssError> {
         let old = self.store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));
         }
         if old.value.version_string() != version {
-            return Err(DssError::Conflict(format!("version `{version}` is not the current version of subscription {id}")));
+            return Err(DssError::Conflict(format!(
+                "version `{version}` is not the current version of subscription {id}"
+            )));
         }
         let deps = self.store.dependent_intents(id).await?;
         if !deps.is_empty() {

@@ -53,7 +53,9 @@ pub enum GeoError {
     CrossingEdges(usize, usize),
     #[error("polygon has zero area (all vertices lie on one line)")]
     Degenerate,
-    #[error("shape spans too much of the earth (more than a quarter of a great circle); split it into smaller volumes")]
+    #[error(
+        "shape spans too much of the earth (more than a quarter of a great circle); split it into smaller volumes"
+    )]
     TooWide,
     #[error("footprints crossing the antimeridian (longitude ±180) are not supported; split the volume at 180°")]
     CrossesAntimeridian,

@@ -62,11 +62,8 @@ fn oracle_min_boundary_distance(pa: &Polygon, pb: &Polygon) -> f64 {
 /// Star-shaped (hence simple) polygon around `center`.
 fn star(center: LatLng, radii_m: &[f64], phase_deg: f64) -> Polygon {
     let n = radii_m.len();
-    let vertices = radii_m
-        .iter()
-        .enumerate()
-        .map(|(i, r)| moved(center, phase_deg + 360.0 * i as f64 / n as f64, *r))
-        .collect();
+    let vertices =
+        radii_m.iter().enumerate().map(|(i, r)| moved(center, phase_deg + 360.0 * i as f64 / n as f64, *r)).collect();
     Polygon::new(vertices).expect("star polygon is valid")
 }
 
@@ -143,10 +140,7 @@ fn validation_errors() {
     assert!(matches!(Circle::new(a, 50_000.0), Err(ref e) if e.is_too_large()));
     assert!(matches!(AltitudeBand::new(Some(100.0), Some(50.0)), Err(GeoError::InvertedAltitude { .. })));
     assert!(matches!(AltitudeBand::new(Some(f64::NAN), None), Err(GeoError::AltitudeOutOfRange(_))));
-    assert!(matches!(
-        TimeWindow::new(Some(Timestamp(10)), Some(Timestamp(5))),
-        Err(GeoError::InvertedTime)
-    ));
+    assert!(matches!(TimeWindow::new(Some(Timestamp(10)), Some(Timestamp(5))), Err(GeoError::InvertedTime)));
     let too_many: Vec<_> = (0..1001).map(|i| moved(a, i as f64 * 0.3, 1000.0)).collect();
     assert!(matches!(Polygon::new(too_many), Err(GeoError::TooManyVertices { .. })));
 }

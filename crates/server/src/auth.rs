@@ -81,7 +81,9 @@ impl Verifier {
     /// Authenticates an `Authorization` header value.
     pub fn verify(&self, header: Option<&str>) -> Result<Caller, ApiError> {
         let header = header.ok_or_else(|| {
-            ApiError::Unauthenticated("missing Authorization header; send `Authorization: Bearer <access token>`".into())
+            ApiError::Unauthenticated(
+                "missing Authorization header; send `Authorization: Bearer <access token>`".into(),
+            )
         })?;
         let token = header
             .strip_prefix("Bearer ")
@@ -98,9 +100,12 @@ impl Verifier {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| ApiError::Unauthenticated(format!("access token could not be decoded: {e}")))?;
         let family = match header.alg {
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
-                Family::Rsa
-            }
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => Family::Rsa,
             Algorithm::ES256 | Algorithm::ES384 => Family::Ec,
             other => {
                 return Err(ApiError::Unauthenticated(format!(

@@ -75,7 +75,10 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route(&format!("{cr}/{{entityid}}/{{ovn}}"), put(update_constraint::<S>).delete(delete_constraint::<S>))
         .route(&format!("{sub}/query"), post(query_subscriptions::<S>))
         .route(&format!("{sub}/{{subscriptionid}}"), get(get_subscription::<S>).put(create_subscription::<S>))
-        .route(&format!("{sub}/{{subscriptionid}}/{{version}}"), put(update_subscription::<S>).delete(delete_subscription::<S>))
+        .route(
+            &format!("{sub}/{{subscriptionid}}/{{version}}"),
+            put(update_subscription::<S>).delete(delete_subscription::<S>),
+        )
         .route("/dss/v1/reports", post(make_report::<S>))
         .route("/dss/v1/uss_availability/{uss_id}", get(get_availability::<S>).put(set_availability::<S>))
         .route("/healthy", get(healthy::<S>))
@@ -122,7 +125,11 @@ fn uuid_path(s: &str, what: &str) -> Result<model::Uuid, ApiError> {
 
 // ---- operational intent references ----
 
-async fn query_intents<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) -> Result<impl IntoResponse, ApiError> {
+async fn query_intents<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::INTENTS)?;
     let area = api::area_of_interest(&body_of(body)?)?;
     let views = st.dss.query_intents(&c, &area).await?;
@@ -131,7 +138,11 @@ async fn query_intents<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body
     }))
 }
 
-async fn get_intent<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn get_intent<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::INTENTS)?;
     let v = st.dss.get_intent(&c, uuid_path(&id, "entityid")?).await?;
     Ok(Json(api::GetOperationalIntentReferenceResponse { operational_intent_reference: api::intent_to_wire(&v) }))
@@ -154,7 +165,12 @@ async fn put_intent_common<S: Store>(
     }))
 }
 
-async fn create_intent<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>, body: Body) -> Result<impl IntoResponse, ApiError> {
+async fn create_intent<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
     Ok((StatusCode::CREATED, put_intent_common(&st, &c, &id, None, body).await?))
 }
 
@@ -167,7 +183,11 @@ async fn update_intent<S: Store>(
     put_intent_common(&st, &c, &id, Some(&ovn), body).await
 }
 
-async fn delete_intent<S: Store>(State(st): St<S>, Authed(c): Authed, Path((id, ovn)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+async fn delete_intent<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path((id, ovn)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::INTENTS)?;
     let change = st.dss.delete_intent(&c, uuid_path(&id, "entityid")?, &ovn).await?;
     Ok(Json(api::ChangeOperationalIntentReferenceResponse {
@@ -178,14 +198,24 @@ async fn delete_intent<S: Store>(State(st): St<S>, Authed(c): Authed, Path((id, 
 
 // ---- constraint references ----
 
-async fn query_constraints<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) -> Result<impl IntoResponse, ApiError> {
+async fn query_constraints<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::CONSTRAINTS_READ)?;
     let area = api::area_of_interest(&body_of(body)?)?;
     let views = st.dss.query_constraints(&c, &area).await?;
-    Ok(Json(api::QueryConstraintReferencesResponse { constraint_references: views.iter().map(api::constraint_to_wire).collect() }))
+    Ok(Json(api::QueryConstraintReferencesResponse {
+        constraint_references: views.iter().map(api::constraint_to_wire).collect(),
+    }))
 }
 
-async fn get_constraint<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn get_constraint<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::CONSTRAINTS_READ)?;
     let v = st.dss.get_constraint(&c, uuid_path(&id, "entityid")?).await?;
     Ok(Json(api::GetConstraintReferenceResponse { constraint_reference: api::constraint_to_wire(&v) }))
@@ -209,7 +239,12 @@ async fn put_constraint_common<S: Store>(
     }))
 }
 
-async fn create_constraint<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>, body: Body) -> Result<impl IntoResponse, ApiError> {
+async fn create_constraint<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
     Ok((StatusCode::CREATED, put_constraint_common(&st, &c, &id, None, body).await?))
 }
 
@@ -222,7 +257,11 @@ async fn update_constraint<S: Store>(
     put_constraint_common(&st, &c, &id, Some(&ovn), body).await
 }
 
-async fn delete_constraint<S: Store>(State(st): St<S>, Authed(c): Authed, Path((id, ovn)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+async fn delete_constraint<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path((id, ovn)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::CONSTRAINTS_WRITE)?;
     let change = st.dss.delete_constraint(&c, uuid_path(&id, "entityid")?, &ovn).await?;
     Ok(Json(api::ChangeConstraintReferenceResponse {
@@ -233,14 +272,22 @@ async fn delete_constraint<S: Store>(State(st): St<S>, Authed(c): Authed, Path((
 
 // ---- subscriptions ----
 
-async fn query_subscriptions<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) -> Result<impl IntoResponse, ApiError> {
+async fn query_subscriptions<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::SUBSCRIPTIONS)?;
     let area = api::area_of_interest(&body_of(body)?)?;
     let views = st.dss.query_subscriptions(&c, &area).await?;
     Ok(Json(api::QuerySubscriptionsResponse { subscriptions: views.iter().map(api::subscription_to_wire).collect() }))
 }
 
-async fn get_subscription<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn get_subscription<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::SUBSCRIPTIONS)?;
     let v = st.dss.get_subscription(&c, uuid_path(&id, "subscriptionid")?).await?;
     Ok(Json(api::GetSubscriptionResponse { subscription: api::subscription_to_wire(&v) }))
@@ -265,7 +312,12 @@ async fn put_subscription_common<S: Store>(
 }
 
 /// The spec answers a created subscription with 200 (not 201).
-async fn create_subscription<S: Store>(State(st): St<S>, Authed(c): Authed, Path(id): Path<String>, body: Body) -> Result<impl IntoResponse, ApiError> {
+async fn create_subscription<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
     put_subscription_common(&st, &c, &id, None, body).await
 }
 
@@ -308,7 +360,11 @@ fn availability_to_wire(r: model::AvailabilityRecord) -> api::UssAvailabilitySta
     }
 }
 
-async fn get_availability<S: Store>(State(st): St<S>, Authed(c): Authed, Path(uss): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn get_availability<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    Path(uss): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::AVAILABILITY_READ)?;
     Ok(Json(availability_to_wire(st.dss.get_availability(&c, &uss).await?)))
 }

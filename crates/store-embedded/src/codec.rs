@@ -3,8 +3,7 @@
 
 use geo4d::{AltitudeBand, Circle, Footprint, LatLng, Polygon, TimeWindow, Timestamp, Volume4D};
 use model::{
-    AvailabilityRecord, Constraint, OperationalIntent, OperationalIntentState, Ovn, Subscription, UssAvailability,
-    Uuid,
+    AvailabilityRecord, Constraint, OperationalIntent, OperationalIntentState, Ovn, Subscription, UssAvailability, Uuid,
 };
 use store::{StoreError, Write};
 
@@ -145,7 +144,8 @@ impl<'a> Dec<'a> {
         self.pos >= self.buf.len()
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or_else(|| corrupt("truncated record"))?;
+        let end =
+            self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or_else(|| corrupt("truncated record"))?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -203,13 +203,12 @@ impl<'a> Dec<'a> {
                 _ => return Err(corrupt("unknown footprint tag")),
             };
             let (lo, hi) = (self.f64()?, self.f64()?);
-            let altitude = AltitudeBand::new(lo.is_finite().then_some(lo), hi.is_finite().then_some(hi)).map_err(geo)?;
+            let altitude =
+                AltitudeBand::new(lo.is_finite().then_some(lo), hi.is_finite().then_some(hi)).map_err(geo)?;
             let (ts, te) = (self.i64()?, self.i64()?);
-            let time = TimeWindow::new(
-                (ts != i64::MIN).then_some(Timestamp(ts)),
-                (te != i64::MAX).then_some(Timestamp(te)),
-            )
-            .map_err(geo)?;
+            let time =
+                TimeWindow::new((ts != i64::MIN).then_some(Timestamp(ts)), (te != i64::MAX).then_some(Timestamp(te)))
+                    .map_err(geo)?;
             out.push(Volume4D { footprint, altitude, time });
         }
         Ok(out)

@@ -20,7 +20,7 @@ mod state;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use geo4d::{Timestamp, Volume4D};
@@ -131,7 +131,7 @@ impl EmbeddedStore {
         Ok((Self { inner }, report))
     }
 
-    fn write_snapshot(dir: &PathBuf, state: &State) -> Result<(), StoreError> {
+    fn write_snapshot(dir: &Path, state: &State) -> Result<(), StoreError> {
         let mut bytes = Vec::new();
         // A header record carries the global revision so revisions never go backwards.
         codec::encode_record(&mut bytes, state.revision, &[]);
@@ -244,8 +244,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {
-        self.read(|s| s.dependents.get(&subscription).map(|d| d.iter().copied().collect()).unwrap_or_default())
-            .await
+        self.read(|s| s.dependents.get(&subscription).map(|d| d.iter().copied().collect()).unwrap_or_default()).await
     }
 
     async fn get_availability(&self, uss: &str) -> Result<Option<Stored<AvailabilityRecord>>, StoreError> {

@@ -154,9 +154,9 @@ impl State {
                 }
                 kinds.iter().all(|k| {
                     let tag = kind_tag(*k);
-                    envelopes.iter().all(|e| {
-                        cells_of(e).all(|(x, y)| self.cells.get(&(tag, x, y)).is_none_or(|r| r <= since))
-                    })
+                    envelopes
+                        .iter()
+                        .all(|e| cells_of(e).all(|(x, y)| self.cells.get(&(tag, x, y)).is_none_or(|r| r <= since)))
                 })
             }
         }

@@ -96,15 +96,19 @@ pub async fn area_preconditions<S: Store>(s: &S) {
     let here = square(0.0, 100.0, 0, 60);
     let far = square(50_000.0, 100.0, 0, 60);
     s.commit(put(&intent(vec![far.clone()], None))).await.expect("far write");
-    let unchanged =
-        |v: &Volume4D| Precondition::AreaUnchanged { kinds: vec![Kind::OperationalIntent], envelopes: vec![v.envelope()], since };
+    let unchanged = |v: &Volume4D| Precondition::AreaUnchanged {
+        kinds: vec![Kind::OperationalIntent],
+        envelopes: vec![v.envelope()],
+        since,
+    };
     s.commit(Txn { preconditions: vec![unchanged(&here)], writes: vec![] })
         .await
         .expect("a change 50 km away must not conflict");
     s.commit(put(&intent(vec![here.clone()], None))).await.expect("near write");
     let r = s.commit(Txn { preconditions: vec![unchanged(&here)], writes: vec![] }).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "a change in the area must conflict");
-    let other_kind = Precondition::AreaUnchanged { kinds: vec![Kind::Constraint], envelopes: vec![here.envelope()], since };
+    let other_kind =
+        Precondition::AreaUnchanged { kinds: vec![Kind::Constraint], envelopes: vec![here.envelope()], since };
     s.commit(Txn { preconditions: vec![other_kind], writes: vec![] }).await.expect("other kinds do not conflict");
 }
 
@@ -132,7 +136,10 @@ pub async fn notification_indexes_and_dependents<S: Store>(s: &S) {
     s.commit(Txn { preconditions: vec![], writes: vec![Write::PutSubscription(sub.clone())] }).await.expect("sub");
     let oi = intent(vec![square(10.0, 100.0, 0, 60)], Some(sub.id));
     let bump = |id| Txn { preconditions: vec![], writes: vec![Write::BumpNotificationIndex(id)] };
-    let c1 = s.commit(Txn { writes: vec![Write::PutIntent(oi.clone()), Write::BumpNotificationIndex(sub.id)], ..Default::default() });
+    let c1 = s.commit(Txn {
+        writes: vec![Write::PutIntent(oi.clone()), Write::BumpNotificationIndex(sub.id)],
+        ..Default::default()
+    });
     assert_eq!(c1.await.expect("commit").notification_indexes, vec![(sub.id, 1)]);
     assert_eq!(s.commit(bump(sub.id)).await.expect("bump").notification_indexes, vec![(sub.id, 2)]);
     let stored = s.get_subscription(sub.id).await.expect("get").expect("present");

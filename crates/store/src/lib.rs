@@ -126,7 +126,8 @@ pub trait Store: Send + Sync + 'static {
 
     fn get_subscription(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<Subscription>>>> + Send;
     /// Subscriptions any of whose volumes exactly intersects any of `area`.
-    fn search_subscriptions(&self, area: &[Volume4D]) -> impl Future<Output = Result<Vec<Stored<Subscription>>>> + Send;
+    fn search_subscriptions(&self, area: &[Volume4D])
+        -> impl Future<Output = Result<Vec<Stored<Subscription>>>> + Send;
     /// Ids of the intents whose `subscription_id` is `id`.
     fn dependent_intents(&self, subscription: Uuid) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
 
