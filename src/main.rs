@@ -31,6 +31,40 @@ enum Command {
     Dss(DssArgs),
     /// Print a development access token signed with the development key (or --key).
     Token(TokenArgs),
+    /// Benchmark a DSS: start one (this binary, on a fresh data directory, with real JWT
+    /// verification) and drive it over HTTP from this process; print a table, write JSON.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, or all.
+    #[arg(long, default_value = "all")]
+    workload: String,
+    /// Seconds of measured load per workload (after its preload).
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Concurrent planners/clients.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Live intents preloaded by `city` (through the API).
+    #[arg(long)]
+    city_intents: Option<usize>,
+    /// Live subscriptions preloaded by `subscriptions`.
+    #[arg(long)]
+    subscriptions: Option<usize>,
+    /// Intents on disk for the `restart` measurement.
+    #[arg(long)]
+    restart_intents: Option<usize>,
+    /// A few seconds at tiny sizes (used by the test suite so the benchmark never rots).
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench-report.json")]
+    out: PathBuf,
+    /// Directory for the benchmark's data directories (a fresh temporary one by default).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -86,6 +120,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Dss(args) => run_dss(args),
+        Command::Bench(args) => run_bench(args),
         Command::Token(args) => {
             println!("{}", mint_token(&args)?);
             Ok(())
@@ -181,6 +216,43 @@ fn run_dss(args: DssArgs) -> Result<()> {
         axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
         Ok(())
     })
+}
+
+fn run_bench(args: BenchArgs) -> Result<()> {
+    let mut config = if args.smoke { loadgen::BenchConfig::smoke() } else { loadgen::BenchConfig::full() };
+    if args.workload != "all" {
+        config.workloads = args.workload.split(',').map(|w| w.trim().to_owned()).collect();
+    }
+    config.duration_s = args.duration_secs.unwrap_or(config.duration_s);
+    config.concurrency = args.concurrency.unwrap_or(config.concurrency).max(1);
+    config.city_intents = args.city_intents.unwrap_or(config.city_intents);
+    config.subscriptions = args.subscriptions.unwrap_or(config.subscriptions);
+    config.restart_intents = args.restart_intents.unwrap_or(config.restart_intents);
+    let exe = std::env::current_exe()?;
+    if cfg!(debug_assertions) {
+        eprintln!("note: this is a debug build; figures are only meaningful from `cargo run --release -- bench`");
+    }
+    let tmp = tempfile::tempdir()?;
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let keys = loadgen::Keys {
+        private_pem: DEV_PRIVATE_KEY.as_bytes().to_vec(),
+        public_pem: DEV_PUBLIC_KEY.as_bytes().to_vec(),
+    };
+    println!(
+        "deconflict bench: {} on {} cores",
+        config.workloads.join(", "),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let reports = runtime.block_on(loadgen::run(exe, work_dir, keys, config.clone()))?;
+    let json = serde_json::json!({
+        "machine": {"cores": std::thread::available_parallelism().map_or(1, |n| n.get()), "os": std::env::consts::OS},
+        "config": config,
+        "workloads": reports,
+    });
+    std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)?;
+    println!("\nreport written to {}", args.out.display());
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -14,7 +14,8 @@ pub struct ReportReceipt {
 impl<S: Store> Dss<S> {
     pub async fn get_availability(&self, caller: &Caller, uss: &str) -> Result<AvailabilityRecord, DssError> {
         caller.require_any(crate::scopes::AVAILABILITY_READ)?;
-        Ok(self.store.get_availability(uss).await?.map(|r| (*r.value).clone()).unwrap_or(AvailabilityRecord {
+        let found = self.store.get_availability(uss).await?;
+        Ok(self.shown(found).await?.map(|r| (*r.value).clone()).unwrap_or(AvailabilityRecord {
             uss: uss.to_owned(),
             availability: UssAvailability::Unknown,
             version: String::new(),
@@ -34,7 +35,7 @@ impl<S: Store> Dss<S> {
         if uss.is_empty() {
             return Err(DssError::BadRequest("uss_id may not be empty".into()));
         }
-        retrying!(async {
+        retrying!(self, async {
             let current = self.store.get_availability(uss).await?;
             let current_version = current.as_ref().map_or("", |r| r.value.version.as_str());
             if current_version != old_version {

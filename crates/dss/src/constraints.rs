@@ -30,6 +30,7 @@ impl<S: Store> Dss<S> {
     pub async fn query_constraints(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<ConstraintView>, DssError> {
         caller.require_any(READ_SCOPES)?;
         let found = self.store.search_constraints(std::slice::from_ref(area)).await?;
+        self.store.durable_barrier().await?;
         let mut cache = HashMap::new();
         let mut out = Vec::with_capacity(found.len());
         for r in found {
@@ -41,7 +42,8 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_constraint(&self, caller: &Caller, id: Uuid) -> Result<ConstraintView, DssError> {
         caller.require_any(READ_SCOPES)?;
-        let r = self.store.get_constraint(id).await?.ok_or_else(|| not_found(id))?;
+        let found = self.store.get_constraint(id).await?;
+        let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
         let a = self.availability_of(&mut HashMap::new(), &r.value.manager).await?;
         Ok(self.constraint_view(r.value, caller, a))
     }
@@ -58,7 +60,7 @@ impl<S: Store> Dss<S> {
         caller.require_any(crate::scopes::CONSTRAINTS_WRITE)?;
         check_base_url(&uss_base_url, "uss_base_url")?;
         self.check_entity_extents(&extents, "a constraint")?;
-        retrying!(self.try_put_constraint(caller, id, ovn, &extents, &uss_base_url))
+        retrying!(self, self.try_put_constraint(caller, id, ovn, &extents, &uss_base_url))
     }
 
     async fn try_put_constraint(
@@ -126,7 +128,7 @@ impl<S: Store> Dss<S> {
         ovn: &str,
     ) -> Result<Change<ConstraintView>, DssError> {
         caller.require_any(crate::scopes::CONSTRAINTS_WRITE)?;
-        retrying!(self.try_delete_constraint(caller, id, ovn))
+        retrying!(self, self.try_delete_constraint(caller, id, ovn))
     }
 
     async fn try_delete_constraint(

@@ -51,6 +51,7 @@ impl<S: Store> Dss<S> {
     pub async fn query_intents(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<IntentView>, DssError> {
         caller.require_any(READ_SCOPES)?;
         let found = self.store.search_intents(std::slice::from_ref(area)).await?;
+        self.store.durable_barrier().await?;
         let mut cache = HashMap::new();
         let mut out = Vec::with_capacity(found.len());
         for r in found {
@@ -62,7 +63,8 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_intent(&self, caller: &Caller, id: Uuid) -> Result<IntentView, DssError> {
         caller.require_any(READ_SCOPES)?;
-        let r = self.store.get_intent(id).await?.ok_or_else(|| not_found(id))?;
+        let found = self.store.get_intent(id).await?;
+        let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
         let a = self.availability_of(&mut HashMap::new(), &r.value.manager).await?;
         Ok(self.intent_view(r.value, caller, a))
     }
@@ -107,7 +109,7 @@ impl<S: Store> Dss<S> {
             )));
         }
         let key: HashSet<&str> = req.key.iter().map(String::as_str).collect();
-        retrying!(self.try_put_intent(caller, id, ovn, &req, &key))
+        retrying!(self, self.try_put_intent(caller, id, ovn, &req, &key))
     }
 
     async fn try_put_intent(
@@ -334,7 +336,7 @@ impl<S: Store> Dss<S> {
 
     pub async fn delete_intent(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<IntentView>, DssError> {
         caller.require_any(crate::scopes::INTENTS)?;
-        retrying!(self.try_delete_intent(caller, id, ovn))
+        retrying!(self, self.try_delete_intent(caller, id, ovn))
     }
 
     async fn try_delete_intent(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<IntentView>, DssError> {

@@ -224,6 +224,12 @@ impl<S: Store> Dss<S> {
         self.clock.now()
     }
 
+    /// Returns read-only results once everything they could reflect is durable.
+    async fn shown<T>(&self, value: T) -> Result<T, DssError> {
+        self.store.durable_barrier().await?;
+        Ok(value)
+    }
+
     /// Availability of each manager, looked up once per operation.
     async fn availability_of(
         &self,
@@ -301,10 +307,11 @@ impl<S: Store> Dss<S> {
     }
 }
 
-/// Runs `attempt` until it returns something other than [`DssError::Contention`], at most
-/// [`MAX_ATTEMPTS`] times.
+/// Runs the mutation `attempt` until it returns something other than
+/// [`DssError::Contention`], at most [`MAX_ATTEMPTS`] times. A success is durable (its commit
+/// waited); a refusal may describe what it read, so it waits for that to be durable too.
 macro_rules! retrying {
-    ($attempt:expr) => {{
+    ($self:ident, $attempt:expr) => {{
         let mut outcome = Err($crate::DssError::Contention);
         for _ in 0..$crate::MAX_ATTEMPTS {
             outcome = $attempt.await;
@@ -312,6 +319,9 @@ macro_rules! retrying {
                 break;
             }
             tokio::task::yield_now().await;
+        }
+        if outcome.is_err() {
+            $self.store.durable_barrier().await?;
         }
         outcome
     }};

@@ -48,6 +48,7 @@ impl<S: Store> Dss<S> {
     ) -> Result<Vec<SubscriptionView>, DssError> {
         caller.require_any(SCOPES)?;
         let found = self.store.search_subscriptions(std::slice::from_ref(area)).await?;
+        self.store.durable_barrier().await?;
         let mut out = Vec::new();
         for r in found.into_iter().filter(|r| r.value.manager == caller.manager) {
             out.push(self.subscription_view(r.value).await?);
@@ -57,7 +58,8 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_subscription(&self, caller: &Caller, id: Uuid) -> Result<SubscriptionView, DssError> {
         caller.require_any(SCOPES)?;
-        let r = self.store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
+        let found = self.store.get_subscription(id).await?;
+        let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
         if r.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));
         }
@@ -95,7 +97,7 @@ impl<S: Store> Dss<S> {
         let time = TimeWindow::new(Some(start), Some(end))?;
         let extents = Volume4D { time, ..req.extents.clone() };
         self.check_entity_extents_times(&extents)?;
-        retrying!(self.try_put_subscription(caller, id, version, &req, &extents))
+        retrying!(self, self.try_put_subscription(caller, id, version, &req, &extents))
     }
 
     fn check_entity_extents_times(&self, v: &Volume4D) -> Result<(), DssError> {
@@ -204,7 +206,7 @@ impl<S: Store> Dss<S> {
         version: &str,
     ) -> Result<SubscriptionView, DssError> {
         caller.require_any(SCOPES)?;
-        retrying!(self.try_delete_subscription(caller, id, version))
+        retrying!(self, self.try_delete_subscription(caller, id, version))
     }
 
     async fn try_delete_subscription(

@@ -9,8 +9,9 @@
 //! capped at one sync per write.
 //!
 //! Invariants:
-//! - a commit returns only after its record is synced; a read returns only after everything it
-//!   may have observed is synced, so nobody ever acts on a write a crash could lose;
+//! - a commit returns only after its record is synced; `durable_barrier` waits until everything
+//!   readable is synced, and the DSS calls it before showing read data, so nobody ever acts on a
+//!   write a crash could lose;
 //! - the log is replayed through the same `State::apply` as live commits; a torn or damaged
 //!   tail (an unacknowledged write) is cut off at start-up;
 //! - if the disk fails to sync, the process aborts rather than serve state it cannot keep.
@@ -157,14 +158,9 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Unavailable("log writer stopped".into()))
     }
 
-    /// Runs `f` on the current state and waits until what it saw is durable.
+    /// Runs `f` on the current state. Callers expose results only after `durable_barrier`.
     async fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T, StoreError> {
-        let (out, seen) = {
-            let state = self.inner.state.read();
-            (f(&state), state.revision)
-        };
-        self.durable_at(seen).await?;
-        Ok(out)
+        Ok(f(&self.inner.state.read()))
     }
 
     /// Current number of live records, for metrics.
@@ -212,6 +208,11 @@ fn ended_before(extents: &[Volume4D], cutoff: Timestamp) -> bool {
 }
 
 impl Store for EmbeddedStore {
+    async fn durable_barrier(&self) -> Result<(), StoreError> {
+        let seen = self.inner.state.read().revision;
+        self.durable_at(seen).await
+    }
+
     async fn read_revision(&self) -> Result<Revision, StoreError> {
         self.read(|s| s.revision).await
     }

@@ -110,9 +110,13 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// The storage contract. Reads return data that is durable; a commit returns only once its
-/// writes are durable.
+/// The storage contract. A commit returns only once its writes are durable. Reads may observe
+/// commits still being synced (so a mutation's reads never wait on the disk: its own commit
+/// orders after them); before data read is shown to anyone, call [`Store::durable_barrier`].
 pub trait Store: Send + Sync + 'static {
+    /// Waits until everything visible to reads at the time of the call is durable.
+    fn durable_barrier(&self) -> impl Future<Output = Result<()>> + Send;
+
     /// A revision to read at: every later change to an area is detected by
     /// [`Precondition::AreaUnchanged`] with `since` set to it.
     fn read_revision(&self) -> impl Future<Output = Result<Revision>> + Send;

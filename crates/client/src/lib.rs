@@ -1,0 +1,166 @@
+//! A typed HTTP client for the ASTM F3548-21 DSS API, on the wire types of `api`.
+//!
+//! Used by the load generator and by participants. It adds nothing to the protocol: one method
+//! per endpoint, errors carrying the server's status and message (and the conflict details on a
+//! 409 with missing OVNs).
+
+use std::time::Duration;
+
+use api::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// 409 with the entities whose OVNs the key lacked (empty lists for a stale OVN).
+    #[error("409 conflict: {}", .0.message)]
+    Conflict(AirspaceConflictResponse),
+    #[error("HTTP {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ClientError::Conflict(_) => 409,
+            ClientError::Status { status, .. } => *status,
+            ClientError::Transport(_) => 0,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// One DSS, one bearer token.
+#[derive(Clone)]
+pub struct DssClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl DssClient {
+    /// `base` is the DSS root, e.g. `http://127.0.0.1:8082`.
+    pub fn new(http: reqwest::Client, base: impl Into<String>, token: impl Into<String>) -> Self {
+        Self { http, base: base.into().trim_end_matches('/').to_owned(), token: token.into() }
+    }
+
+    /// An HTTP client with the timeouts ecosystem USSs use (3 s connect, 6 s read).
+    pub fn default_http() -> reqwest::Client {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(6))
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap_or_default()
+    }
+
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self { token: token.into(), ..self.clone() }
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Transport(format!("unexpected response body: {e}")));
+        }
+        if status == 409 {
+            if let Ok(c) = serde_json::from_slice::<AirspaceConflictResponse>(&bytes) {
+                return Err(ClientError::Conflict(c));
+            }
+        }
+        let message = serde_json::from_slice::<ErrorResponse>(&bytes)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        Err(ClientError::Status { status, message })
+    }
+
+    pub async fn query_intents(&self, area: &Volume4D) -> Result<QueryOperationalIntentReferenceResponse> {
+        let body = QueryParameters { area_of_interest: Some(area.clone()) };
+        self.send(reqwest::Method::POST, "/dss/v1/operational_intent_references/query", Some(&body)).await
+    }
+
+    pub async fn get_intent(&self, id: &str) -> Result<GetOperationalIntentReferenceResponse> {
+        self.send::<(), _>(reqwest::Method::GET, &format!("/dss/v1/operational_intent_references/{id}"), None).await
+    }
+
+    /// Creates (`ovn` is `None`) or updates an intent reference.
+    pub async fn put_intent(
+        &self,
+        id: &str,
+        ovn: Option<&str>,
+        body: &PutOperationalIntentReferenceParameters,
+    ) -> Result<ChangeOperationalIntentReferenceResponse> {
+        let path = match ovn {
+            Some(ovn) => format!("/dss/v1/operational_intent_references/{id}/{ovn}"),
+            None => format!("/dss/v1/operational_intent_references/{id}"),
+        };
+        self.send(reqwest::Method::PUT, &path, Some(body)).await
+    }
+
+    pub async fn delete_intent(&self, id: &str, ovn: &str) -> Result<ChangeOperationalIntentReferenceResponse> {
+        self.send::<(), _>(reqwest::Method::DELETE, &format!("/dss/v1/operational_intent_references/{id}/{ovn}"), None)
+            .await
+    }
+
+    pub async fn query_constraints(&self, area: &Volume4D) -> Result<QueryConstraintReferencesResponse> {
+        let body = QueryParameters { area_of_interest: Some(area.clone()) };
+        self.send(reqwest::Method::POST, "/dss/v1/constraint_references/query", Some(&body)).await
+    }
+
+    pub async fn put_constraint(
+        &self,
+        id: &str,
+        ovn: Option<&str>,
+        body: &PutConstraintReferenceParameters,
+    ) -> Result<ChangeConstraintReferenceResponse> {
+        let path = match ovn {
+            Some(ovn) => format!("/dss/v1/constraint_references/{id}/{ovn}"),
+            None => format!("/dss/v1/constraint_references/{id}"),
+        };
+        self.send(reqwest::Method::PUT, &path, Some(body)).await
+    }
+
+    pub async fn delete_constraint(&self, id: &str, ovn: &str) -> Result<ChangeConstraintReferenceResponse> {
+        self.send::<(), _>(reqwest::Method::DELETE, &format!("/dss/v1/constraint_references/{id}/{ovn}"), None).await
+    }
+
+    pub async fn put_subscription(
+        &self,
+        id: &str,
+        version: Option<&str>,
+        body: &PutSubscriptionParameters,
+    ) -> Result<PutSubscriptionResponse> {
+        let path = match version {
+            Some(v) => format!("/dss/v1/subscriptions/{id}/{v}"),
+            None => format!("/dss/v1/subscriptions/{id}"),
+        };
+        self.send(reqwest::Method::PUT, &path, Some(body)).await
+    }
+
+    pub async fn delete_subscription(&self, id: &str, version: &str) -> Result<DeleteSubscriptionResponse> {
+        self.send::<(), _>(reqwest::Method::DELETE, &format!("/dss/v1/subscriptions/{id}/{version}"), None).await
+    }
+
+    pub async fn get_availability(&self, uss: &str) -> Result<UssAvailabilityStatusResponse> {
+        self.send::<(), _>(reqwest::Method::GET, &format!("/dss/v1/uss_availability/{uss}"), None).await
+    }
+
+    pub async fn healthy(&self) -> bool {
+        matches!(self.http.get(format!("{}/healthy", self.base)).send().await, Ok(r) if r.status().is_success())
+    }
+}

@@ -1,0 +1,180 @@
+//! The benchmark: starts a DSS process on a fresh data directory with real JWT verification and
+//! drives it over HTTP from this process, as several participants would. Every run is bounded in
+//! requests and time and talks only to 127.0.0.1.
+//!
+//! Workloads (see `workloads`): `busy-area`, `city`, `subscriptions`, `restart`. Each prints a
+//! table and adds a section to a JSON report.
+
+mod shapes;
+mod stats;
+mod workloads;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+pub use stats::WorkloadReport;
+
+/// What to run and how big.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchConfig {
+    pub workloads: Vec<String>,
+    /// Seconds of measured load per workload (after any preload).
+    pub duration_s: u64,
+    /// Concurrent planners / clients.
+    pub concurrency: usize,
+    /// Live intents preloaded by `city`.
+    pub city_intents: usize,
+    /// Live subscriptions preloaded by `subscriptions`.
+    pub subscriptions: usize,
+    /// Intents written to disk before the `restart` measurement.
+    pub restart_intents: usize,
+    /// Upper bound on requests of the measured phase, per workload.
+    pub max_requests: u64,
+    pub seed: u64,
+}
+
+impl BenchConfig {
+    pub fn full() -> Self {
+        Self {
+            workloads: vec!["busy-area".into(), "city".into(), "subscriptions".into(), "restart".into()],
+            duration_s: 20,
+            concurrency: 16,
+            city_intents: 100_000,
+            subscriptions: 10_000,
+            restart_intents: 1_000_000,
+            max_requests: 5_000_000,
+            seed: 7,
+        }
+    }
+    /// A few seconds of everything at tiny sizes: keeps the benchmark from rotting.
+    pub fn smoke() -> Self {
+        Self {
+            duration_s: 2,
+            concurrency: 8,
+            city_intents: 400,
+            subscriptions: 300,
+            restart_intents: 2_000,
+            max_requests: 20_000,
+            ..Self::full()
+        }
+    }
+}
+
+/// Keys for the run: the DSS trusts `public_pem`, the generator signs with `private_pem`.
+pub struct Keys {
+    pub private_pem: Vec<u8>,
+    pub public_pem: Vec<u8>,
+}
+
+/// A DSS child process on a free loopback port.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(exe: &Path, data_dir: &Path, public_key: &Path) -> Result<Server> {
+        let mut child = Command::new(exe)
+            .args(["dss", "--listen", "127.0.0.1:0", "--jwt-audience", "localhost", "--data-dir"])
+            .arg(data_dir)
+            .arg("--jwt-public-key")
+            .arg(public_key)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(base) = line.trim().strip_prefix("deconflict dss listening on ") else {
+            let _ = child.kill();
+            bail!("the DSS did not start (printed `{}`)", line.trim());
+        };
+        Ok(Server { base: base.to_owned(), child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak and current resident set size in bytes, from /proc.
+    pub fn rss_bytes(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(0, |kb| kb * 1024)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs a token for `sub` with the run's private key.
+pub fn mint(keys: &Keys, sub: &str, scopes: &[&str]) -> Result<String> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let (key, alg) = match EncodingKey::from_ec_pem(&keys.private_pem) {
+        Ok(k) => (k, Algorithm::ES256),
+        Err(_) => (EncodingKey::from_rsa_pem(&keys.private_pem)?, Algorithm::RS256),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "iss": "deconflict-bench", "sub": sub, "aud": "localhost", "scope": scopes.join(" "),
+        "iat": now, "exp": now + 3600, "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
+}
+
+/// Everything a workload needs.
+pub struct Ctx {
+    pub exe: PathBuf,
+    pub work_dir: PathBuf,
+    pub public_key_path: PathBuf,
+    pub keys: Keys,
+    pub config: BenchConfig,
+}
+
+impl Ctx {
+    fn fresh_server(&self, name: &str) -> Result<Server> {
+        let dir = self.work_dir.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        Server::start(&self.exe, &dir, &self.public_key_path)
+    }
+}
+
+/// Runs the configured workloads and returns their reports (also printed as tables).
+pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfig) -> Result<Vec<WorkloadReport>> {
+    std::fs::create_dir_all(&work_dir)?;
+    let public_key_path = work_dir.join("bench-public.pem");
+    std::fs::write(&public_key_path, &keys.public_pem)?;
+    let ctx = Ctx { exe, work_dir, public_key_path, keys, config: config.clone() };
+    let mut reports = Vec::new();
+    for w in &config.workloads {
+        let report = match w.as_str() {
+            "busy-area" => workloads::busy_area(&ctx).await?,
+            "city" => workloads::city(&ctx).await?,
+            "subscriptions" => workloads::subscriptions(&ctx).await?,
+            "restart" => workloads::restart(&ctx).await?,
+            other => bail!("unknown workload `{other}` (busy-area, city, subscriptions, restart)"),
+        };
+        report.print();
+        reports.push(report);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(reports)
+}

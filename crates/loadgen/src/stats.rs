@@ -1,0 +1,161 @@
+//! Latency recording and the printed/JSON report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Per-task recorder; merged at the end of a phase.
+#[derive(Default)]
+pub struct Recorder {
+    ops: BTreeMap<&'static str, Op>,
+    pub retries_409: u64,
+    pub server_5xx: u64,
+    pub requests: u64,
+}
+
+#[derive(Default)]
+struct Op {
+    ok_latencies_us: Vec<u64>,
+    errors: u64,
+}
+
+impl Recorder {
+    pub fn ok(&mut self, kind: &'static str, micros: u64) {
+        self.requests += 1;
+        self.ops.entry(kind).or_default().ok_latencies_us.push(micros);
+    }
+    pub fn err(&mut self, kind: &'static str, status: u16) {
+        self.requests += 1;
+        if status >= 500 || status == 0 {
+            self.server_5xx += 1;
+        }
+        self.ops.entry(kind).or_default().errors += 1;
+    }
+    /// A 409 the generator handles by re-querying and retrying, as a planner would.
+    pub fn retry(&mut self) {
+        self.requests += 1;
+        self.retries_409 += 1;
+    }
+    pub fn merge(&mut self, other: Recorder) {
+        for (k, op) in other.ops {
+            let mine = self.ops.entry(k).or_default();
+            mine.ok_latencies_us.extend(op.ok_latencies_us);
+            mine.errors += op.errors;
+        }
+        self.retries_409 += other.retries_409;
+        self.server_5xx += other.server_5xx;
+        self.requests += other.requests;
+    }
+    pub fn count(&self, kinds: &[&str]) -> u64 {
+        kinds.iter().filter_map(|k| self.ops.get(k)).map(|o| o.ok_latencies_us.len() as u64).sum()
+    }
+    pub fn into_ops(self, seconds: f64) -> Vec<OpReport> {
+        self.ops
+            .into_iter()
+            .map(|(kind, mut op)| {
+                op.ok_latencies_us.sort_unstable();
+                let q = |p: f64| {
+                    let v = &op.ok_latencies_us;
+                    if v.is_empty() {
+                        return 0.0;
+                    }
+                    v[((v.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
+                };
+                OpReport {
+                    kind: kind.to_owned(),
+                    ok: op.ok_latencies_us.len() as u64,
+                    per_s: op.ok_latencies_us.len() as f64 / seconds.max(1e-9),
+                    p50_ms: q(0.50),
+                    p95_ms: q(0.95),
+                    p99_ms: q(0.99),
+                    max_ms: q(1.0),
+                    errors: op.errors,
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpReport {
+    pub kind: String,
+    pub ok: u64,
+    pub per_s: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WorkloadReport {
+    pub workload: String,
+    pub parameters: serde_json::Value,
+    pub measured_seconds: f64,
+    pub ops: Vec<OpReport>,
+    pub successful_writes_per_s: f64,
+    pub successful_queries_per_s: f64,
+    pub retries_409: u64,
+    pub server_5xx_or_transport_errors: u64,
+    pub preload_count: u64,
+    pub preload_seconds: f64,
+    pub lost_writes: u64,
+    pub subscriber_lists_checked: u64,
+    pub subscriber_list_mismatches: u64,
+    pub live_intents: u64,
+    pub server_peak_rss_mib: f64,
+    pub rss_bytes_per_live_intent: f64,
+    pub restart_seconds: f64,
+    pub notes: Vec<String>,
+}
+
+impl WorkloadReport {
+    pub fn print(&self) {
+        println!();
+        println!("== {} ==  {}", self.workload, self.parameters);
+        if self.preload_count > 0 {
+            println!(
+                "preload: {} in {:.1} s ({:.0}/s)",
+                self.preload_count,
+                self.preload_seconds,
+                self.preload_count as f64 / self.preload_seconds.max(1e-9)
+            );
+        }
+        if !self.ops.is_empty() {
+            println!(
+                "{:<14}{:>9}{:>10}{:>9}{:>9}{:>9}{:>9}{:>8}",
+                "op", "ok", "ok/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
+            );
+            for o in &self.ops {
+                println!(
+                    "{:<14}{:>9}{:>10.0}{:>9.2}{:>9.2}{:>9.2}{:>9.1}{:>8}",
+                    o.kind, o.ok, o.per_s, o.p50_ms, o.p95_ms, o.p99_ms, o.max_ms, o.errors
+                );
+            }
+            println!(
+                "measured {:.1} s: {:.0} successful writes/s, {:.0} queries/s, {} 409 retries, {} 5xx/transport errors",
+                self.measured_seconds,
+                self.successful_writes_per_s,
+                self.successful_queries_per_s,
+                self.retries_409,
+                self.server_5xx_or_transport_errors
+            );
+        }
+        if self.restart_seconds > 0.0 {
+            println!("restart: serving again {:.2} s after start", self.restart_seconds);
+        }
+        println!(
+            "live intents {}, server peak RSS {:.1} MiB, {:.0} bytes RSS per live intent; lost writes {}; subscriber lists checked {} (mismatches {})",
+            self.live_intents,
+            self.server_peak_rss_mib,
+            self.rss_bytes_per_live_intent,
+            self.lost_writes,
+            self.subscriber_lists_checked,
+            self.subscriber_list_mismatches
+        );
+        for n in &self.notes {
+            println!("note: {n}");
+        }
+    }
+}

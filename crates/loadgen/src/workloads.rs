@@ -1,0 +1,568 @@
+//! The workloads. Every planner behaves as a real one: it queries, builds its key from the OVNs it
+//! knows (its own, and others' as their USSs would serve them: the shared OVN book stands in for
+//! fetching details peer to peer), and after a 409 it queries again and retries.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use api::{PutOperationalIntentReferenceParameters, PutSubscriptionParameters, Volume4D};
+use client::{ClientError, DssClient};
+use geo4d::Timestamp;
+use parking_lot::RwLock;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::shapes::{self, m_to_dlat, m_to_dlng, now, ORIGIN_LAT, ORIGIN_LNG};
+use crate::stats::{Recorder, WorkloadReport};
+use crate::{mint, Ctx};
+
+const SC: &str = "utm.strategic_coordination";
+/// Attempts per write before the generator gives up on it (counted as an error).
+const MAX_TRIES: usize = 64;
+const CITY_M: f64 = 50_000.0;
+
+/// OVNs known to every simulated USS: what peers would serve from their details endpoints.
+type OvnBook = Arc<RwLock<HashMap<String, String>>>;
+
+/// Stops a phase at its deadline or request budget, whichever comes first.
+struct Budget {
+    deadline: Instant,
+    left: AtomicU64,
+}
+
+impl Budget {
+    fn new(seconds: u64, requests: u64) -> Arc<Self> {
+        Arc::new(Self { deadline: Instant::now() + Duration::from_secs(seconds), left: AtomicU64::new(requests) })
+    }
+    fn go(&self) -> bool {
+        Instant::now() < self.deadline
+            && self.left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1)).is_ok()
+    }
+}
+
+fn micros(t: Instant) -> u64 {
+    t.elapsed().as_micros() as u64
+}
+
+fn intent_body(
+    extents: Vec<Volume4D>,
+    state: &str,
+    base_url: &str,
+    implicit: bool,
+) -> PutOperationalIntentReferenceParameters {
+    PutOperationalIntentReferenceParameters {
+        extents,
+        key: Some(vec![]),
+        state: state.into(),
+        uss_base_url: base_url.into(),
+        subscription_id: None,
+        new_subscription: implicit.then(|| api::ImplicitSubscriptionParameters {
+            uss_base_url: base_url.into(),
+            notify_for_constraints: None,
+        }),
+    }
+}
+
+/// The smallest single volume containing `extents` in time and altitude (footprint of the
+/// first): what a planner queries before planning.
+fn query_area(extents: &[Volume4D]) -> Volume4D {
+    let mut area = extents[0].clone();
+    if let Some(last) = extents.last() {
+        area.time_end = last.time_end.clone();
+    }
+    area
+}
+
+/// Creates or updates `id` the way a planner does: query, key from known OVNs, write; on 409
+/// query again and retry. Returns the new OVN and the response's subscriber ids.
+#[allow(clippy::too_many_arguments)]
+async fn plan_write(
+    c: &DssClient,
+    id: &str,
+    ovn: Option<&str>,
+    mut body: PutOperationalIntentReferenceParameters,
+    book: &OvnBook,
+    rec: &mut Recorder,
+    kind: &'static str,
+    query_first: bool,
+) -> Option<(String, HashSet<String>)> {
+    let area = query_area(&body.extents);
+    let mut key: Vec<String> = Vec::new();
+    let mut query = query_first;
+    for _ in 0..MAX_TRIES {
+        if query {
+            let t = Instant::now();
+            match c.query_intents(&area).await {
+                Ok(q) => {
+                    rec.ok("query", micros(t));
+                    let known = book.read();
+                    key = q
+                        .operational_intent_references
+                        .iter()
+                        .filter(|r| r.id != id)
+                        .filter_map(|r| r.ovn.clone().or_else(|| known.get(&r.id).cloned()))
+                        .collect();
+                }
+                Err(e) => {
+                    rec.err("query", e.status());
+                    return None;
+                }
+            }
+        }
+        body.key = Some(key.clone());
+        let t = Instant::now();
+        match c.put_intent(id, ovn, &body).await {
+            Ok(r) => {
+                rec.ok(kind, micros(t));
+                let new = r.operational_intent_reference.ovn.unwrap_or_default();
+                book.write().insert(id.to_owned(), new.clone());
+                let subs = r
+                    .subscribers
+                    .iter()
+                    .flat_map(|s| s.subscriptions.iter().map(|x| x.subscription_id.clone()))
+                    .collect();
+                return Some((new, subs));
+            }
+            Err(ClientError::Conflict(conflict)) => {
+                rec.retry();
+                if !query {
+                    let known = book.read();
+                    key.extend(conflict.missing_operational_intents.iter().filter_map(|m| known.get(&m.id).cloned()));
+                }
+                query = query_first;
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                rec.err(kind, e.status());
+                return None;
+            }
+        }
+    }
+    rec.err(kind, 409);
+    None
+}
+
+async fn delete(c: &DssClient, id: &str, book: &OvnBook, rec: &mut Recorder) -> Option<HashSet<String>> {
+    let ovn = book.read().get(id).cloned()?;
+    let t = Instant::now();
+    match c.delete_intent(id, &ovn).await {
+        Ok(r) => {
+            rec.ok("delete", micros(t));
+            book.write().remove(id);
+            Some(r.subscribers.iter().flat_map(|s| s.subscriptions.iter().map(|x| x.subscription_id.clone())).collect())
+        }
+        Err(e) => {
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                eprintln!("delete {id}: {e}");
+            }
+            rec.err("delete", e.status());
+            None
+        }
+    }
+}
+
+fn client_for(ctx: &Ctx, http: &reqwest::Client, base: &str, sub: &str) -> Result<DssClient> {
+    Ok(DssClient::new(http.clone(), base, mint(&ctx.keys, sub, &[SC])?))
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(512).timeout(Duration::from_secs(30)).build().unwrap_or_default()
+}
+
+fn finish(mut report: WorkloadReport, rec: Recorder, seconds: f64, write_kinds: &[&str]) -> WorkloadReport {
+    report.measured_seconds = seconds;
+    report.successful_writes_per_s = rec.count(write_kinds) as f64 / seconds;
+    report.successful_queries_per_s = rec.count(&["query"]) as f64 / seconds;
+    report.retries_409 = rec.retries_409;
+    report.server_5xx_or_transport_errors = rec.server_5xx;
+    report.ops = rec.into_ops(seconds);
+    report
+}
+
+/// Busy area: every flight inside one 200 m square at 0-120 m; 60 s windows spread over 4500 s
+/// so that about a third overlap in time with another live flight. Each flight is query,
+/// create (with key), activate (with key), delete.
+pub async fn busy_area(ctx: &Ctx) -> Result<WorkloadReport> {
+    let cfg = &ctx.config;
+    let server = ctx.fresh_server("busy-area")?;
+    let http = http();
+    let book: OvnBook = Arc::default();
+    let budget = Budget::new(cfg.duration_s, cfg.max_requests);
+    let base_t = now().plus_seconds(300);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..cfg.concurrency {
+        let c = client_for(ctx, &http, &server.base, &format!("planner{p}"))?;
+        let (book, budget) = (book.clone(), budget.clone());
+        let seed = cfg.seed + p as u64;
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut rec = Recorder::default();
+            let url = format!("http://127.0.0.1:9/planner{p}");
+            while budget.go() {
+                let start = base_t.plus_seconds(rng.random_range(0..4500));
+                let end = start.plus_seconds(60);
+                let (e, n) = (rng.random_range(40.0..160.0), rng.random_range(40.0..160.0));
+                let fp =
+                    shapes::footprint(&mut rng, ORIGIN_LAT + m_to_dlat(n), ORIGIN_LNG + m_to_dlng(e), 15.0, 40.0, 0.3);
+                let extents = vec![shapes::volume(fp, 0.0, 120.0, start, end)];
+                let id = uuid::Uuid::new_v4().to_string();
+                let body = intent_body(extents.clone(), "Accepted", &url, true);
+                let Some((ovn, _)) = plan_write(&c, &id, None, body, &book, &mut rec, "create", true).await else {
+                    continue;
+                };
+                let body = intent_body(extents, "Activated", &url, true);
+                if plan_write(&c, &id, Some(&ovn), body, &book, &mut rec, "activate", true).await.is_none() {
+                    continue;
+                }
+                delete(&c, &id, &book, &mut rec).await;
+            }
+            rec
+        });
+    }
+    let mut rec = Recorder::default();
+    while let Some(r) = tasks.join_next().await {
+        rec.merge(r?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak, _) = server.rss_bytes();
+    let report = WorkloadReport {
+        workload: "busy-area".into(),
+        parameters: json!({"planners": cfg.concurrency, "square_m": 200, "altitude_m": [0, 120], "window_s": 60,
+                           "start_spread_s": 4500, "implicit_subscriptions": true, "duration_s": cfg.duration_s}),
+        server_peak_rss_mib: peak as f64 / 1048576.0,
+        ..Default::default()
+    };
+    Ok(finish(report, rec, seconds, &["create", "activate", "delete"]))
+}
+
+/// One or two volumes somewhere in the 50 km city within the next 24 h.
+fn city_extents(rng: &mut StdRng, base_t: Timestamp) -> Vec<Volume4D> {
+    let (e, n) = (rng.random_range(500.0..CITY_M - 500.0), rng.random_range(500.0..CITY_M - 500.0));
+    let (lat, lng) = (ORIGIN_LAT + m_to_dlat(n), ORIGIN_LNG + m_to_dlng(e));
+    let start = base_t.plus_seconds(rng.random_range(0..23 * 3600));
+    let end = start.plus_seconds(rng.random_range(300..3600));
+    let lo = rng.random_range(0.0..80.0);
+    let hi = lo + rng.random_range(20.0..120.0);
+    let mut out = vec![shapes::volume(shapes::footprint(rng, lat, lng, 50.0, 300.0, 0.3), lo, hi, start, end)];
+    if rng.random_bool(0.5) {
+        let (lat2, lng2) =
+            (lat + m_to_dlat(rng.random_range(-400.0..400.0)), lng + m_to_dlng(rng.random_range(-400.0..400.0)));
+        let end2 = end.plus_seconds(rng.random_range(300..1800));
+        out.push(shapes::volume(shapes::footprint(rng, lat2, lng2, 50.0, 300.0, 0.3), lo, hi, end, end2));
+    }
+    out
+}
+
+/// Creates `count` city intents through the API with `workers` connections; returns the ids
+/// per simulated USS.
+async fn preload_intents(
+    ctx: &Ctx,
+    base: &str,
+    book: &OvnBook,
+    count: usize,
+    workers: usize,
+) -> Result<Vec<Vec<String>>> {
+    let http = http();
+    let next = Arc::new(AtomicUsize::new(0));
+    let base_t = now().plus_seconds(600);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let c = client_for(ctx, &http, base, &format!("uss{}", w % 16))?;
+        let (book, next) = (book.clone(), next.clone());
+        let seed = ctx.config.seed * 1000 + w as u64;
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut rec = Recorder::default();
+            let mut ids = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let id = uuid::Uuid::new_v4().to_string();
+                let body = intent_body(city_extents(&mut rng, base_t), "Accepted", "http://127.0.0.1:9/uss", false);
+                if plan_write(&c, &id, None, body, &book, &mut rec, "create", false).await.is_some() {
+                    ids.push(id);
+                }
+            }
+            (w, ids)
+        });
+    }
+    let mut per_uss: Vec<Vec<String>> = vec![Vec::new(); workers];
+    while let Some(r) = tasks.join_next().await {
+        let (w, ids) = r?;
+        per_uss[w] = ids;
+    }
+    Ok(per_uss)
+}
+
+/// Checks that every intent the generator believes live is still served (sampled).
+async fn lost_writes(ctx: &Ctx, base: &str, book: &OvnBook, sample: usize) -> Result<u64> {
+    let c = client_for(ctx, &http(), base, "auditor")?;
+    let ids: Vec<String> = book.read().keys().take(sample).cloned().collect();
+    let mut lost = 0;
+    for id in ids {
+        if let Err(e) = c.get_intent(&id).await {
+            if e.status() == 404 {
+                lost += 1;
+            }
+        }
+    }
+    Ok(lost)
+}
+
+/// City: a preload of live intents over 50 km × 50 km × 24 h, then clients running 90% area
+/// queries (1 km × 1 km × 1 h) and 10% creates and deletes.
+pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
+    let cfg = &ctx.config;
+    let server = ctx.fresh_server("city")?;
+    let (_, rss_empty) = server.rss_bytes();
+    let book: OvnBook = Arc::default();
+    let t = Instant::now();
+    let mut owned = preload_intents(ctx, &server.base, &book, cfg.city_intents, 32).await?;
+    let preload_seconds = t.elapsed().as_secs_f64();
+    let preloaded = book.read().len() as u64;
+    let (_, rss_loaded) = server.rss_bytes();
+
+    let http = http();
+    let budget = Budget::new(cfg.duration_s, cfg.max_requests);
+    let base_t = now().plus_seconds(600);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..cfg.concurrency {
+        let c = client_for(ctx, &http, &server.base, &format!("uss{}", k % 16))?;
+        let n_owned = owned.len();
+        let mut mine = std::mem::take(&mut owned[k % n_owned]);
+        let (book, budget) = (book.clone(), budget.clone());
+        let seed = cfg.seed * 7919 + k as u64;
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut rec = Recorder::default();
+            while budget.go() {
+                if rng.random_bool(0.9) {
+                    let (e, n) = (rng.random_range(0.0..CITY_M - 1000.0), rng.random_range(0.0..CITY_M - 1000.0));
+                    let start = base_t.plus_seconds(rng.random_range(0..23 * 3600));
+                    let area =
+                        shapes::volume(shapes::square(e, n, 1000.0), 0.0, 400.0, start, start.plus_seconds(3600));
+                    let t = Instant::now();
+                    match c.query_intents(&area).await {
+                        Ok(_) => rec.ok("query", micros(t)),
+                        Err(e) => rec.err("query", e.status()),
+                    }
+                } else if !mine.is_empty() && rng.random_bool(0.5) {
+                    let id = mine.swap_remove(rng.random_range(0..mine.len()));
+                    delete(&c, &id, &book, &mut rec).await;
+                } else {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    let body = intent_body(city_extents(&mut rng, base_t), "Accepted", "http://127.0.0.1:9/uss", false);
+                    if plan_write(&c, &id, None, body, &book, &mut rec, "create", false).await.is_some() {
+                        mine.push(id);
+                    }
+                }
+            }
+            rec
+        });
+    }
+    let mut rec = Recorder::default();
+    while let Some(r) = tasks.join_next().await {
+        rec.merge(r?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak, _) = server.rss_bytes();
+    let live = book.read().len() as u64;
+    let report = WorkloadReport {
+        workload: "city".into(),
+        parameters: json!({"clients": cfg.concurrency, "area_km": [50, 50], "horizon_h": 24, "preload_intents": cfg.city_intents,
+                           "volumes_per_intent": "1 or 2", "polygon_vertices": "4-20", "circle_share": 0.3,
+                           "query_box": "1 km x 1 km x 1 h", "mix": "90% query, 10% create/delete", "duration_s": cfg.duration_s}),
+        preload_count: preloaded,
+        preload_seconds,
+        live_intents: live,
+        lost_writes: lost_writes(ctx, &server.base, &book, 2000).await?,
+        server_peak_rss_mib: peak as f64 / 1048576.0,
+        rss_bytes_per_live_intent: rss_loaded.saturating_sub(rss_empty) as f64 / preloaded.max(1) as f64,
+        ..Default::default()
+    };
+    Ok(finish(report, rec, seconds, &["create", "delete"]))
+}
+
+/// Subscriptions: live subscriptions over the city, then creates and deletes whose subscriber
+/// lists are checked against the generator's own exact oracle.
+pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
+    let cfg = &ctx.config;
+    let server = ctx.fresh_server("subscriptions")?;
+    let http = http();
+    // Preload subscriptions: 1-4 km squares over the city, for the next 24 h.
+    let subs: Arc<RwLock<Vec<(String, geo4d::Volume4D)>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..32 {
+        let c = client_for(ctx, &http, &server.base, &format!("uss{}", w % 16))?;
+        let (subs, next) = (subs.clone(), next.clone());
+        let (count, seed) = (cfg.subscriptions, cfg.seed * 31 + w as u64);
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let end = now().plus_seconds(24 * 3600);
+            let mut errors = 0u64;
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let side = rng.random_range(1000.0..4000.0);
+                let (e, n) = (rng.random_range(0.0..CITY_M - side), rng.random_range(0.0..CITY_M - side));
+                let mut extents = shapes::volume(shapes::square(e, n, side), 0.0, 500.0, now(), end);
+                extents.time_start = None;
+                let id = uuid::Uuid::new_v4().to_string();
+                let body = PutSubscriptionParameters {
+                    extents: extents.clone(),
+                    uss_base_url: format!("http://127.0.0.1:9/uss{}", w % 16),
+                    notify_for_operational_intents: Some(true),
+                    notify_for_constraints: None,
+                };
+                match c.put_subscription(&id, None, &body).await {
+                    Ok(_) => subs.write().push((id, shapes::domain(&extents))),
+                    Err(_) => errors += 1,
+                }
+            }
+            errors
+        });
+    }
+    let mut preload_errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        preload_errors += r?;
+    }
+    let preload_seconds = t.elapsed().as_secs_f64();
+    let subs = Arc::new(subs.read().clone());
+
+    let book: OvnBook = Arc::default();
+    let budget = Budget::new(cfg.duration_s, cfg.max_requests);
+    let checked = Arc::new(AtomicU64::new(0));
+    let mismatches = Arc::new(AtomicU64::new(0));
+    let base_t = now().plus_seconds(600);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..cfg.concurrency {
+        let c = client_for(ctx, &http, &server.base, &format!("writer{k}"))?;
+        let (book, budget, subs, checked, mismatches) =
+            (book.clone(), budget.clone(), subs.clone(), checked.clone(), mismatches.clone());
+        let seed = cfg.seed * 131 + k as u64;
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut rec = Recorder::default();
+            let mut mine: Vec<(String, Vec<geo4d::Volume4D>)> = Vec::new();
+            let mut n = 0u64;
+            let expected = |vols: &[geo4d::Volume4D]| -> HashSet<String> {
+                subs.iter().filter(|(_, v)| vols.iter().any(|x| x.intersects(v))).map(|(id, _)| id.clone()).collect()
+            };
+            while budget.go() {
+                n += 1;
+                let check = n % 5 == 0;
+                if mine.len() > 20 || (!mine.is_empty() && rng.random_bool(0.4)) {
+                    let (id, vols) = mine.swap_remove(rng.random_range(0..mine.len()));
+                    if let Some(got) = delete(&c, &id, &book, &mut rec).await {
+                        if check {
+                            checked.fetch_add(1, Ordering::Relaxed);
+                            if got != expected(&vols) {
+                                mismatches.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                } else {
+                    let extents = city_extents(&mut rng, base_t);
+                    let vols: Vec<geo4d::Volume4D> = extents.iter().map(shapes::domain).collect();
+                    let id = uuid::Uuid::new_v4().to_string();
+                    let body = intent_body(extents, "Accepted", "http://127.0.0.1:9/writer", false);
+                    if let Some((_, got)) = plan_write(&c, &id, None, body, &book, &mut rec, "create", false).await {
+                        if check {
+                            checked.fetch_add(1, Ordering::Relaxed);
+                            if got != expected(&vols) {
+                                mismatches.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        mine.push((id, vols));
+                    }
+                }
+            }
+            rec
+        });
+    }
+    let mut rec = Recorder::default();
+    while let Some(r) = tasks.join_next().await {
+        rec.merge(r?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak, _) = server.rss_bytes();
+    let mut report = WorkloadReport {
+        workload: "subscriptions".into(),
+        parameters: json!({"subscriptions": cfg.subscriptions, "subscription_side_km": "1-4", "writers": cfg.concurrency,
+                           "mix": "creates and deletes of city intents", "checked_share": 0.2, "duration_s": cfg.duration_s}),
+        preload_count: subs.len() as u64,
+        preload_seconds,
+        live_intents: book.read().len() as u64,
+        subscriber_lists_checked: checked.load(Ordering::Relaxed),
+        subscriber_list_mismatches: mismatches.load(Ordering::Relaxed),
+        lost_writes: lost_writes(ctx, &server.base, &book, 2000).await?,
+        server_peak_rss_mib: peak as f64 / 1048576.0,
+        ..Default::default()
+    };
+    if preload_errors > 0 {
+        report.notes.push(format!("{preload_errors} subscription creates failed during preload"));
+    }
+    report.server_5xx_or_transport_errors += preload_errors;
+    Ok(finish(report, rec, seconds, &["create", "delete"]))
+}
+
+/// Restart: writes intents straight into a data directory through the embedded store (as a
+/// long-running DSS would have), then times a fresh DSS process until `/healthy` answers, and
+/// measures its memory per live single-volume intent.
+pub async fn restart(ctx: &Ctx) -> Result<WorkloadReport> {
+    use store::{Store, Txn, Write};
+    let cfg = &ctx.config;
+    let dir = ctx.work_dir.join("restart");
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = Instant::now();
+    {
+        let (s, _) = store_embedded::EmbeddedStore::open(&dir)?;
+        let mut rng = StdRng::seed_from_u64(cfg.seed * 17);
+        let base_t = now().plus_seconds(600);
+        let mut batch = Vec::with_capacity(1000);
+        for i in 0..cfg.restart_intents {
+            let mut extents = city_extents(&mut rng, base_t);
+            extents.truncate(1);
+            let oi = model::OperationalIntent {
+                id: uuid::Uuid::new_v4(),
+                manager: format!("uss{}", i % 16),
+                version: 1,
+                state: model::OperationalIntentState::Accepted,
+                ovn: model::Ovn::generate(),
+                extents: extents.iter().map(shapes::domain).collect(),
+                uss_base_url: format!("http://127.0.0.1:9/uss{}", i % 16),
+                subscription_id: None,
+            };
+            batch.push(Write::PutIntent(oi));
+            if batch.len() == 1000 || i + 1 == cfg.restart_intents {
+                s.commit(Txn { preconditions: vec![], writes: std::mem::take(&mut batch) }).await?;
+            }
+        }
+    }
+    let preload_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let server = crate::Server::start(&ctx.exe, &dir, &ctx.public_key_path)?;
+    let probe = DssClient::new(http(), &server.base, "");
+    while !probe.healthy().await {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let restart_seconds = t.elapsed().as_secs_f64();
+    let (peak, rss) = server.rss_bytes();
+    Ok(WorkloadReport {
+        workload: "restart".into(),
+        parameters: json!({"intents_on_disk": cfg.restart_intents, "volumes_per_intent": 1}),
+        preload_count: cfg.restart_intents as u64,
+        preload_seconds,
+        live_intents: cfg.restart_intents as u64,
+        restart_seconds,
+        server_peak_rss_mib: peak as f64 / 1048576.0,
+        rss_bytes_per_live_intent: rss as f64 / cfg.restart_intents.max(1) as f64,
+        notes: vec!["preload written directly through the embedded store, not over HTTP".into()],
+        ..Default::default()
+    })
+}
