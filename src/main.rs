@@ -213,6 +213,11 @@ fn run_dss(args: DssArgs) -> Result<()> {
         });
         tracing::info!(%local, "DSS listening");
         println!("deconflict dss listening on http://{local}");
+        // Small request/response exchanges: send each response segment at once (no Nagle).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
         Ok(())
     })

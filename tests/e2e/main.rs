@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod bench;
 mod durability;
 mod harness;
 mod input;

@@ -50,8 +50,9 @@ impl<S: Store> Dss<S> {
 
     pub async fn query_intents(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<IntentView>, DssError> {
         caller.require_any(READ_SCOPES)?;
-        let found = self.store.search_intents(std::slice::from_ref(area)).await?;
-        self.store.durable_barrier().await?;
+        let area = std::slice::from_ref(area);
+        let found = self.store.search_intents(area).await?;
+        self.store.settle_area(&[store::Kind::OperationalIntent], area).await?;
         let mut cache = HashMap::new();
         let mut out = Vec::with_capacity(found.len());
         for r in found {

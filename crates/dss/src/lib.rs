@@ -224,10 +224,13 @@ impl<S: Store> Dss<S> {
         self.clock.now()
     }
 
-    /// Returns read-only results once everything they could reflect is durable.
-    async fn shown<T>(&self, value: T) -> Result<T, DssError> {
-        self.store.durable_barrier().await?;
-        Ok(value)
+    /// Returns a record read by id once it (or, when absent, everything) is durable.
+    async fn shown<T>(&self, found: Option<store::Stored<T>>) -> Result<Option<store::Stored<T>>, DssError> {
+        match &found {
+            Some(r) => self.store.settle(r.revision).await?,
+            None => self.store.durable_barrier().await?,
+        }
+        Ok(found)
     }
 
     /// Availability of each manager, looked up once per operation.

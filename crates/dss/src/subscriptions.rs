@@ -47,7 +47,9 @@ impl<S: Store> Dss<S> {
         area: &Volume4D,
     ) -> Result<Vec<SubscriptionView>, DssError> {
         caller.require_any(SCOPES)?;
-        let found = self.store.search_subscriptions(std::slice::from_ref(area)).await?;
+        let area = std::slice::from_ref(area);
+        let found = self.store.search_subscriptions(area).await?;
+        // Notification indexes move without marking the subscription's area: wait for all.
         self.store.durable_barrier().await?;
         let mut out = Vec::new();
         for r in found.into_iter().filter(|r| r.value.manager == caller.manager) {
@@ -59,7 +61,8 @@ impl<S: Store> Dss<S> {
     pub async fn get_subscription(&self, caller: &Caller, id: Uuid) -> Result<SubscriptionView, DssError> {
         caller.require_any(SCOPES)?;
         let found = self.store.get_subscription(id).await?;
-        let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
+        self.store.durable_barrier().await?;
+        let r = found.ok_or_else(|| not_found(id))?;
         if r.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));
         }

@@ -371,6 +371,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
     let live = book.read().len() as u64;
+    let lost = lost_writes(ctx, &server.base, &book, 2000).await?;
     let report = WorkloadReport {
         workload: "city".into(),
         parameters: json!({"clients": cfg.concurrency, "area_km": [50, 50], "horizon_h": 24, "preload_intents": cfg.city_intents,
@@ -379,7 +380,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
         preload_count: preloaded,
         preload_seconds,
         live_intents: live,
-        lost_writes: lost_writes(ctx, &server.base, &book, 2000).await?,
+        lost_writes: lost,
         server_peak_rss_mib: peak as f64 / 1048576.0,
         rss_bytes_per_live_intent: rss_loaded.saturating_sub(rss_empty) as f64 / preloaded.max(1) as f64,
         ..Default::default()
@@ -455,7 +456,7 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
             };
             while budget.go() {
                 n += 1;
-                let check = n % 5 == 0;
+                let check = n.is_multiple_of(5);
                 if mine.len() > 20 || (!mine.is_empty() && rng.random_bool(0.4)) {
                     let (id, vols) = mine.swap_remove(rng.random_range(0..mine.len()));
                     if let Some(got) = delete(&c, &id, &book, &mut rec).await {
@@ -491,16 +492,18 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
+    let live = book.read().len() as u64;
+    let lost = lost_writes(ctx, &server.base, &book, 2000).await?;
     let mut report = WorkloadReport {
         workload: "subscriptions".into(),
         parameters: json!({"subscriptions": cfg.subscriptions, "subscription_side_km": "1-4", "writers": cfg.concurrency,
                            "mix": "creates and deletes of city intents", "checked_share": 0.2, "duration_s": cfg.duration_s}),
         preload_count: subs.len() as u64,
         preload_seconds,
-        live_intents: book.read().len() as u64,
+        live_intents: live,
         subscriber_lists_checked: checked.load(Ordering::Relaxed),
         subscriber_list_mismatches: mismatches.load(Ordering::Relaxed),
-        lost_writes: lost_writes(ctx, &server.base, &book, 2000).await?,
+        lost_writes: lost,
         server_peak_rss_mib: peak as f64 / 1048576.0,
         ..Default::default()
     };

@@ -97,6 +97,7 @@ impl EmbeddedStore {
         let mut state = State::default();
         let (snap_records, _) = replay(&dir.join(SNAPSHOT_FILE), &mut state)?;
         let (log_records, torn) = replay(&dir.join(LOG_FILE), &mut state)?;
+        state.rebuild_indexes();
         if torn > 0 {
             tracing::warn!(bytes = torn, "discarding a torn log tail (writes that were never acknowledged)");
         }
@@ -211,6 +212,16 @@ impl Store for EmbeddedStore {
     async fn durable_barrier(&self) -> Result<(), StoreError> {
         let seen = self.inner.state.read().revision;
         self.durable_at(seen).await
+    }
+
+    async fn settle(&self, revision: Revision) -> Result<(), StoreError> {
+        self.durable_at(revision).await
+    }
+
+    async fn settle_area(&self, kinds: &[store::Kind], area: &[Volume4D]) -> Result<(), StoreError> {
+        let envelopes: Vec<_> = area.iter().map(Volume4D::envelope).collect();
+        let last_change = self.inner.state.read().last_change(kinds, &envelopes);
+        self.durable_at(last_change).await
     }
 
     async fn read_revision(&self) -> Result<Revision, StoreError> {

@@ -30,8 +30,15 @@ impl RTreeObject for IndexEntry {
     }
 }
 
+/// Index units per envelope unit, per axis (longitude°, latitude°, metres, seconds). The R*-tree
+/// splits nodes by area and margin, so its axes must be of comparable scale: degrees become
+/// ~1 m units and time counts 1 s as 1 m (a 1 h window weighs like a 3.6 km side). Without this
+/// the tree partitions almost only by time and spatial queries visit most nodes.
+const AXIS_SCALE: [f64; 4] = [1.0e5, 1.0e5, 1.0, 1.0];
+
 pub(crate) fn aabb(e: &Envelope4) -> AABB<[f64; 4]> {
-    AABB::from_corners(e.min, e.max)
+    let scale = |p: [f64; 4]| std::array::from_fn(|i| p[i] * AXIS_SCALE[i]);
+    AABB::from_corners(scale(e.min), scale(e.max))
 }
 
 /// One kind of spatial entity: the records and their index.
@@ -90,6 +97,13 @@ impl<T: HasExtents> Table<T> {
         }
         old.value.extents().iter().map(Volume4D::envelope).collect()
     }
+    /// Rebuilds the index in one bulk load (faster and better balanced than inserts).
+    pub(crate) fn rebuild_index(&mut self) {
+        let entries: Vec<IndexEntry> =
+            self.rows.iter().flat_map(|(id, r)| Self::entries(*id, &r.value).collect::<Vec<_>>()).collect();
+        self.tree = RTree::bulk_load(entries);
+    }
+
     /// Candidates whose envelopes meet any of `area`'s, deduplicated; exact tests come later.
     pub(crate) fn candidates(&self, area: &[Volume4D]) -> Vec<Stored<T>> {
         let mut seen = HashSet::new();
@@ -160,6 +174,20 @@ impl State {
                 })
             }
         }
+    }
+
+    /// The latest revision of any change of `kinds` in cells touching `envelopes`.
+    pub(crate) fn last_change(&self, kinds: &[Kind], envelopes: &[Envelope4]) -> Revision {
+        let mut latest = 0;
+        for k in kinds {
+            let tag = kind_tag(*k);
+            for e in envelopes {
+                for (x, y) in cells_of(e) {
+                    latest = latest.max(self.cells.get(&(tag, x, y)).copied().unwrap_or(0));
+                }
+            }
+        }
+        latest
     }
 
     fn mark(&mut self, kind: Kind, touched: &[Envelope4], revision: Revision) {
@@ -233,6 +261,13 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Rebuilds every index after a replay.
+    pub(crate) fn rebuild_indexes(&mut self) {
+        self.intents.rebuild_index();
+        self.constraints.rebuild_index();
+        self.subscriptions.rebuild_index();
     }
 
     /// Every live record as the writes that recreate it, with its own revision.

@@ -116,6 +116,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Waits until everything visible to reads at the time of the call is durable.
     fn durable_barrier(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Waits until every change up to `revision` is durable (for showing a record read at it).
+    fn settle(&self, revision: Revision) -> impl Future<Output = Result<()>> + Send;
+    /// Waits until every visible change of `kinds` touching `area` is durable (for showing search
+    /// results); cheaper than a full barrier when the area is quiet.
+    fn settle_area(&self, kinds: &[Kind], area: &[Volume4D]) -> impl Future<Output = Result<()>> + Send;
 
     /// A revision to read at: every later change to an area is detected by
     /// [`Precondition::AreaUnchanged`] with `since` set to it.

@@ -1,0 +1,181 @@
+//! Micro-benchmarks of the exact geometry and of index-backed candidate search, with the ratio
+//! of the index against a brute-force scan measured in the same run.
+//!
+//! `cargo bench -p geo4d`
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{criterion_group, Criterion};
+use geo4d::{AltitudeBand, Circle, Footprint, LatLng, Polygon, TimeWindow, Timestamp, Volume4D};
+use rstar::{RTree, RTreeObject, AABB};
+
+/// Deterministic pseudo-random numbers (xorshift), so runs compare.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn range(&mut self, a: f64, b: f64) -> f64 {
+        a + (b - a) * self.next()
+    }
+}
+
+fn ll(lat: f64, lng: f64) -> LatLng {
+    LatLng::new(lat, lng).expect("valid point")
+}
+
+fn star(rng: &mut Rng, lat: f64, lng: f64, n: usize, r_m: f64) -> Footprint {
+    let vertices = (0..n)
+        .map(|i| {
+            let a = std::f64::consts::TAU * i as f64 / n as f64;
+            let r = r_m * rng.range(0.6, 1.0);
+            ll(lat + r * a.sin() / 111_200.0, lng + r * a.cos() / 75_900.0)
+        })
+        .collect();
+    Footprint::Polygon(Polygon::new(vertices).expect("star polygon"))
+}
+
+fn volume(rng: &mut Rng, fp: Footprint, t0: i64, t1: i64) -> Volume4D {
+    let lo = rng.range(0.0, 80.0);
+    Volume4D {
+        footprint: fp,
+        altitude: AltitudeBand::new(Some(lo), Some(lo + rng.range(20.0, 120.0))).expect("band"),
+        time: TimeWindow::new(Some(Timestamp(t0 * 1_000_000)), Some(Timestamp(t1 * 1_000_000))).expect("window"),
+    }
+}
+
+/// 100k volumes over 50 km × 50 km × 24 h, like the city benchmark.
+fn city(n: usize) -> Vec<Volume4D> {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    (0..n)
+        .map(|_| {
+            let (lat, lng) = (47.0 + rng.range(0.0, 0.45), 8.0 + rng.range(0.0, 0.65));
+            let fp = if rng.next() < 0.3 {
+                Footprint::Circle(Circle::new(ll(lat, lng), rng.range(50.0, 300.0)).expect("circle"))
+            } else {
+                let n = 4 + (rng.next() * 16.0) as usize;
+                let r = rng.range(50.0, 300.0);
+                star(&mut rng, lat, lng, n, r)
+            };
+            let t0 = (rng.next() * 23.0 * 3600.0) as i64;
+            let t1 = t0 + 300 + (rng.next() * 3300.0) as i64;
+            volume(&mut rng, fp, t0, t1)
+        })
+        .collect()
+}
+
+struct Entry {
+    envelope: AABB<[f64; 4]>,
+    idx: usize,
+}
+impl RTreeObject for Entry {
+    type Envelope = AABB<[f64; 4]>;
+    fn envelope(&self) -> Self::Envelope {
+        self.envelope
+    }
+}
+/// The same axis scaling as the embedded store's index.
+fn aabb(v: &Volume4D) -> AABB<[f64; 4]> {
+    let e = v.envelope();
+    let s = [1.0e5, 1.0e5, 1.0, 1.0];
+    AABB::from_corners(std::array::from_fn(|i| e.min[i] * s[i]), std::array::from_fn(|i| e.max[i] * s[i]))
+}
+
+fn queries(n: usize) -> Vec<Volume4D> {
+    let mut rng = Rng(42);
+    (0..n)
+        .map(|_| {
+            let (lat, lng) = (47.0 + rng.range(0.0, 0.44), 8.0 + rng.range(0.0, 0.64));
+            let sq = Polygon::new(vec![
+                ll(lat, lng),
+                ll(lat, lng + 0.0132),
+                ll(lat + 0.009, lng + 0.0132),
+                ll(lat + 0.009, lng),
+            ])
+            .expect("square");
+            let t0 = (rng.next() * 23.0 * 3600.0) as i64;
+            volume(&mut rng, Footprint::Polygon(sq), t0, t0 + 3600)
+        })
+        .collect()
+}
+
+fn indexed_search(tree: &RTree<Entry>, all: &[Volume4D], q: &Volume4D) -> usize {
+    tree.locate_in_envelope_intersecting(&aabb(q)).filter(|e| all[e.idx].intersects(q)).count()
+}
+
+fn brute_force(all: &[Volume4D], q: &Volume4D) -> usize {
+    all.iter().filter(|v| v.intersects(q)).count()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = Rng(7);
+    let fa = star(&mut rng, 47.0, 8.0, 12, 300.0);
+    let a = volume(&mut rng, fa, 0, 3600);
+    let fb = star(&mut rng, 47.001, 8.002, 12, 300.0);
+    let b = volume(&mut rng, fb, 0, 3600);
+    let circle = volume(&mut rng, Footprint::Circle(Circle::new(ll(47.0005, 8.001), 150.0).expect("c")), 0, 3600);
+    let ff = star(&mut rng, 47.3, 8.3, 12, 300.0);
+    let far = volume(&mut rng, ff, 0, 3600);
+    let mut g = c.benchmark_group("exact");
+    g.bench_function("polygon12_polygon12_overlapping", |x| x.iter(|| black_box(&a).intersects(black_box(&b))));
+    g.bench_function("circle_polygon12", |x| x.iter(|| black_box(&circle).intersects(black_box(&a))));
+    g.bench_function("disjoint_by_bounding_box", |x| x.iter(|| black_box(&far).intersects(black_box(&a))));
+    g.bench_function("validate_polygon12", |x| {
+        let vs: Vec<LatLng> = match &a.footprint {
+            Footprint::Polygon(p) => p.vertices().to_vec(),
+            Footprint::Circle(_) => unreachable!(),
+        };
+        x.iter(|| Polygon::new(black_box(vs.clone())))
+    });
+    g.finish();
+
+    let all = city(100_000);
+    let tree = RTree::bulk_load(all.iter().enumerate().map(|(idx, v)| Entry { envelope: aabb(v), idx }).collect());
+    let qs = queries(64);
+    let mut g = c.benchmark_group("search_100k");
+    g.bench_function("rtree_plus_exact", |x| {
+        let mut i = 0;
+        x.iter(|| {
+            i = (i + 1) % qs.len();
+            indexed_search(&tree, &all, &qs[i])
+        })
+    });
+    g.sample_size(10);
+    g.bench_function("brute_force_exact_scan", |x| {
+        let mut i = 0;
+        x.iter(|| {
+            i = (i + 1) % qs.len();
+            brute_force(&all, &qs[i])
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    // The ratio, measured here in the same run on the same queries; results must agree.
+    let all = city(100_000);
+    let tree = RTree::bulk_load(all.iter().enumerate().map(|(idx, v)| Entry { envelope: aabb(v), idx }).collect());
+    let qs = queries(64);
+    let t = Instant::now();
+    let indexed: Vec<usize> = (0..20).flat_map(|_| qs.iter().map(|q| indexed_search(&tree, &all, q))).collect();
+    let t_index = t.elapsed().as_secs_f64() / indexed.len() as f64;
+    let t = Instant::now();
+    let brute: Vec<usize> = qs.iter().map(|q| brute_force(&all, q)).collect();
+    let t_brute = t.elapsed().as_secs_f64() / brute.len() as f64;
+    assert_eq!(&indexed[..qs.len()], &brute[..], "index and brute force disagree");
+    println!(
+        "search over 100k volumes: index+exact {:.1} µs/query, brute-force scan {:.1} µs/query, ratio {:.0}x (mean {:.1} hits/query)",
+        t_index * 1e6,
+        t_brute * 1e6,
+        t_brute / t_index,
+        brute.iter().sum::<usize>() as f64 / brute.len() as f64
+    );
+    Criterion::default().configure_from_args().final_summary();
+}

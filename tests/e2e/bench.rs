@@ -1,0 +1,40 @@
+//! A short smoke run of every benchmark workload, so the benchmark never rots. It asserts
+//! correctness only (no 5xx, no lost writes, right subscriber lists), never timings.
+
+use serde_json::Value;
+
+use crate::harness::BIN;
+
+#[test]
+fn bench_smoke_run_is_correct() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("report.json");
+    let status = std::process::Command::new(BIN)
+        .args(["bench", "--smoke", "--out"])
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .status()
+        .expect("run the benchmark");
+    assert!(status.success(), "deconflict bench --smoke failed");
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("json");
+    let workloads = report["workloads"].as_array().expect("workloads");
+    let names: Vec<&str> = workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
+    assert_eq!(names, ["busy-area", "city", "subscriptions", "restart"]);
+    for w in workloads {
+        let name = w["workload"].as_str().expect("name");
+        assert_eq!(w["server_5xx_or_transport_errors"], 0, "{name}: {w}");
+        assert_eq!(w["lost_writes"], 0, "{name}: {w}");
+        assert_eq!(w["subscriber_list_mismatches"], 0, "{name}: {w}");
+        if name != "restart" {
+            let ok: u64 = w["ops"].as_array().expect("ops").iter().map(|o| o["ok"].as_u64().expect("ok")).sum();
+            assert!(ok > 0, "{name} did no work: {w}");
+            for o in w["ops"].as_array().expect("ops") {
+                assert_eq!(o["errors"], 0, "{name}: {o}");
+            }
+        }
+    }
+    let subs = &workloads[2];
+    assert!(subs["subscriber_lists_checked"].as_u64().expect("checked") > 0, "{subs}");
+    assert!(workloads[3]["restart_seconds"].as_f64().expect("restart") > 0.0);
+}
