@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+mod demo;
+mod operator;
 use clap::{Args, Parser, Subcommand};
 use dss::{Config, Dss, SystemClock};
 use server::auth::Verifier;
@@ -15,8 +18,8 @@ use store_embedded::EmbeddedStore;
 
 /// The development signing key used by `deconflict token` and accepted by `--insecure-dev-auth`.
 /// It is public (it is in this repository): never trust it in a real deployment.
-const DEV_PRIVATE_KEY: &str = include_str!("keys/dev-private.pem");
-const DEV_PUBLIC_KEY: &str = include_str!("keys/dev-public.pem");
+pub(crate) const DEV_PRIVATE_KEY: &str = include_str!("keys/dev-private.pem");
+pub(crate) const DEV_PUBLIC_KEY: &str = include_str!("keys/dev-public.pem");
 
 #[derive(Parser)]
 #[command(name = "deconflict", version, about = "ASTM F3548-21 strategic coordination: a DSS and its tools")]
@@ -31,9 +34,121 @@ enum Command {
     Dss(DssArgs),
     /// Print a development access token signed with the development key (or --key).
     Token(TokenArgs),
+    /// Run a development OAuth 2.0 token server that the DSS and participants can trust.
+    Auth(AuthArgs),
+    /// Run one organization's participant (USS): peer API, operator API, planner.
+    Uss(UssArgs),
+    /// Ask a participant to plan an operation described in a flight file (JSON).
+    Plan(OperatorFileArgs),
+    /// Ask a participant to activate one of its planned operations.
+    Activate(OperatorIdArgs),
+    /// Ask a participant to replace an operation's volumes with a flight file's.
+    Modify(OperatorIdFileArgs),
+    /// Declare an operation Nonconforming (off-nominal; needs the conformance monitoring scope).
+    Nonconforming(OperatorIdArgs),
+    /// Ask a participant to end an operation (removes its reference from the DSS).
+    End(OperatorIdArgs),
+    /// Show what a participant knows: its operations, others' it has seen, constraints,
+    /// notifications received.
+    Status(OperatorArgs),
+    /// Publish a restricted zone (constraint) from a participant with the constraint
+    /// management scope; the file has the flight file's shape.
+    Constrain(OperatorFileArgs),
+    /// Run the two-party demonstration on local ports and print its timeline.
+    Demo(DemoArgs),
     /// Benchmark a DSS: start one (this binary, on a fresh data directory, with real JWT
     /// verification) and drive it over HTTP from this process; print a table, write JSON.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct AuthArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8085")]
+    listen: SocketAddr,
+    /// PEM private key signing the tokens (EC P-256 → ES256, RSA → RS256). Defaults to the
+    /// public development key, which `--insecure-dev-auth` DSSs accept.
+    #[arg(long, value_name = "PEM_FILE")]
+    key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct UssArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
+    /// Base URL peers use to reach this participant (default: http://<listen address>).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Directory holding this participant's durable state.
+    #[arg(long, default_value = "./deconflict-uss")]
+    data_dir: PathBuf,
+    /// The DSS to use.
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
+    dss_url: String,
+    /// OAuth 2.0 token endpoint (client credentials).
+    #[arg(long, default_value = "http://127.0.0.1:8085/token")]
+    token_url: String,
+    /// Our client id: the `sub` of our tokens, our identity as a manager in the DSS.
+    #[arg(long)]
+    client_id: String,
+    /// Client secret sent to the token endpoint, if it wants one.
+    #[arg(long)]
+    client_secret: Option<String>,
+    /// PEM public key(s) that sign peers' tokens. Repeatable.
+    #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
+    jwt_public_keys: Vec<PathBuf>,
+    /// Audience(s) accepted in peers' tokens (our host name). Repeatable; default localhost.
+    #[arg(long = "jwt-audience")]
+    jwt_audiences: Vec<String>,
+    /// Scopes requested for our tokens. Repeatable. Default: strategic coordination,
+    /// constraint processing, conformance monitoring.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Seconds a peer or the DSS has to answer.
+    #[arg(long, default_value_t = 6)]
+    peer_timeout_secs: u64,
+}
+
+#[derive(Args)]
+struct OperatorArgs {
+    /// The participant's base URL, e.g. http://127.0.0.1:9001.
+    #[arg(long)]
+    uss: String,
+}
+
+#[derive(Args)]
+struct OperatorFileArgs {
+    #[arg(long)]
+    uss: String,
+    /// Flight file: {"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat],
+    /// "radius_m": 100} | {"type": "Polygon", "coordinates": [[[lng, lat], ...]]},
+    /// "altitude_lower_m": 0, "altitude_upper_m": 120, "start": "+10m" | RFC 3339,
+    /// "end": "+40m"}], "priority": 0}
+    file: PathBuf,
+}
+
+#[derive(Args)]
+struct OperatorIdArgs {
+    #[arg(long)]
+    uss: String,
+    /// The operational intent id the participant returned when planning.
+    id: String,
+}
+
+#[derive(Args)]
+struct OperatorIdFileArgs {
+    #[arg(long)]
+    uss: String,
+    id: String,
+    file: PathBuf,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Leave the servers running after the scenario and print their addresses and tokens.
+    #[arg(long)]
+    keep_running: bool,
 }
 
 #[derive(Args)]
@@ -121,6 +236,20 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Dss(args) => run_dss(args),
         Command::Bench(args) => run_bench(args),
+        Command::Auth(args) => run_auth(args),
+        Command::Uss(args) => run_uss(args),
+        Command::Plan(a) => operator::call("POST", &a.uss, "/operator/plan", Some(&a.file)),
+        Command::Activate(a) => operator::call("POST", &a.uss, &format!("/operator/intents/{}/activate", a.id), None),
+        Command::Modify(a) => {
+            operator::call("POST", &a.uss, &format!("/operator/intents/{}/modify", a.id), Some(&a.file))
+        }
+        Command::Nonconforming(a) => {
+            operator::call("POST", &a.uss, &format!("/operator/intents/{}/nonconforming", a.id), None)
+        }
+        Command::End(a) => operator::call("POST", &a.uss, &format!("/operator/intents/{}/end", a.id), None),
+        Command::Status(a) => operator::call("GET", &a.uss, "/operator/status", None),
+        Command::Constrain(a) => operator::call("POST", &a.uss, "/operator/constraints", Some(&a.file)),
+        Command::Demo(args) => demo::run(args.keep_running),
         Command::Token(args) => {
             println!("{}", mint_token(&args)?);
             Ok(())
@@ -220,6 +349,101 @@ fn run_dss(args: DssArgs) -> Result<()> {
         });
         axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
         Ok(())
+    })
+}
+
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Binds, prints the `... listening on http://ADDR` line tools wait for, and serves.
+async fn serve(what: &str, listener: tokio::net::TcpListener, app: axum::Router) -> Result<()> {
+    use axum::serve::ListenerExt;
+    let local = listener.local_addr()?;
+    println!("deconflict {what} listening on http://{local}");
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn run_auth(args: AuthArgs) -> Result<()> {
+    init_logs();
+    let (private, public) = match &args.key {
+        Some(p) => (std::fs::read(p).with_context(|| format!("reading {}", p.display()))?, None),
+        None => {
+            eprintln!("WARNING: signing with the PUBLIC development key: for local development only.");
+            (DEV_PRIVATE_KEY.as_bytes().to_vec(), Some(DEV_PUBLIC_KEY.to_owned()))
+        }
+    };
+    let ts = server::token_server::TokenServer::new(&private, public).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        serve("auth", listener, server::token_server::app(Arc::new(ts))).await
+    })
+}
+
+fn run_uss(args: UssArgs) -> Result<()> {
+    init_logs();
+    let mut pems = Vec::new();
+    for path in &args.jwt_public_keys {
+        pems.push((
+            path.display().to_string(),
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        ));
+    }
+    if pems.is_empty() {
+        bail!("no --jwt-public-key given: pass the PEM public key(s) that sign peers' tokens");
+    }
+    let audiences =
+        if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
+    let verifier = Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?;
+    let scopes = if args.scopes.is_empty() {
+        vec![
+            "utm.strategic_coordination".into(),
+            "utm.constraint_processing".into(),
+            "utm.conformance_monitoring_sa".into(),
+        ]
+    } else {
+        args.scopes.clone()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let base_url = args
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(args.peer_timeout_secs.max(1)))
+            .build()?;
+        let tokens = uss::tokens::TokenSource::new(
+            http,
+            args.token_url.clone(),
+            args.client_id.clone(),
+            args.client_secret.clone(),
+            scopes.clone(),
+        );
+        let config = uss::UssConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            dss_url: args.dss_url.trim_end_matches('/').to_owned(),
+            scopes,
+            peer_timeout: Duration::from_secs(args.peer_timeout_secs.max(1)),
+        };
+        let participant = uss::Uss::open(config, tokens, verifier, &args.data_dir)
+            .with_context(|| format!("opening {}", args.data_dir.display()))?;
+        let reconciler = participant.clone();
+        tokio::spawn(async move { reconciler.reconcile().await });
+        tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
+        serve("uss", listener, uss::app(participant)).await
     })
 }
 

@@ -6,9 +6,11 @@
 //! and `null` is accepted wherever a field may be omitted.
 
 mod convert;
+mod uss_wire;
 mod wire;
 
 pub use convert::*;
+pub use uss_wire::*;
 pub use wire::*;
 
 /// Input the DSS cannot accept; `too_large` maps to 413, everything else to 400.

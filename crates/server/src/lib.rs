@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod token_server;
 
 use std::sync::Arc;
 use std::time::Instant;

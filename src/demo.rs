@@ -1,0 +1,238 @@
+//! `deconflict demo`: a token server, a DSS, two participants (alpha, bravo) and an authority,
+//! all on free loopback ports in a temporary directory, then a scenario printed as a timeline.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+/// A child process that is killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `deconflict <args>` and waits for its `listening on` line.
+pub fn spawn(args: &[&str], log: &Path) -> Result<Proc> {
+    let exe = std::env::current_exe()?;
+    let log_file = std::fs::File::create(log)?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .with_context(|| format!("starting deconflict {}", args.join(" ")))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let Some(url) = line.trim().split(" listening on ").nth(1) else {
+        let _ = child.kill();
+        bail!("deconflict {} did not start; see {}", args.join(" "), log.display());
+    };
+    Ok(Proc { url: url.to_owned(), child })
+}
+
+struct Timeline {
+    start: Instant,
+}
+
+impl Timeline {
+    fn say(&self, who: &str, what: impl AsRef<str>) {
+        let t = self.start.elapsed().as_secs_f64();
+        for (i, line) in what.as_ref().lines().enumerate() {
+            if i == 0 {
+                println!("[{t:6.2}s] {who:<9} {line}");
+            } else {
+                println!("{:>19} {line}", "");
+            }
+        }
+    }
+}
+
+async fn op(uss: &str, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+    let client = reqwest::Client::new();
+    let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes())?, format!("{uss}{path}"));
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+fn circle(lat: f64, lng: f64, r: f64, lo: f64, hi: f64, start: &str, end: &str) -> Value {
+    json!({"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": r},
+           "altitude_lower_m": lo, "altitude_upper_m": hi, "start": start, "end": end})
+}
+
+fn notified(v: &Value) -> String {
+    let list: Vec<String> = v["notified"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    format!(
+                        "{} ({})",
+                        d["uss_base_url"].as_str().unwrap_or("?"),
+                        if d["acknowledged"] == true { "acknowledged" } else { "FAILED" }
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if list.is_empty() {
+        "nobody else to notify".into()
+    } else {
+        format!("notified {}", list.join(", "))
+    }
+}
+
+fn explain(v: &Value) -> String {
+    let mut out = Vec::new();
+    for c in v["conflicts"].as_array().into_iter().flatten() {
+        let band = c["overlap_altitude_m"]
+            .as_array()
+            .map(|b| format!(" at {:.0}-{:.0} m", b[0].as_f64().unwrap_or(0.0), b[1].as_f64().unwrap_or(0.0)))
+            .unwrap_or_default();
+        out.push(format!(
+            "- {} {} of {}: my volume {} vs their volume {}, overlapping {} .. {}{}",
+            c["kind"].as_str().unwrap_or("?").replace('_', " "),
+            c["id"].as_str().unwrap_or("?"),
+            c["manager"].as_str().unwrap_or("?"),
+            c["my_volume"],
+            c["their_volume"],
+            c["overlap_start"].as_str().unwrap_or("?"),
+            c["overlap_end"].as_str().unwrap_or("?"),
+            band
+        ));
+    }
+    if let Some(s) = v["proposal"]["shift_start_s"].as_i64() {
+        out.push(format!("proposal: start {s} s later (re-checked with the DSS)"));
+    } else if let Some(o) = v["proposal"]["altitude_offset_m"].as_f64() {
+        out.push(format!("proposal: move {o:+.0} m in altitude (re-checked with the DSS)"));
+    }
+    out.join("\n")
+}
+
+async fn notifications(uss: &str) -> Result<usize> {
+    let (_, s) = op(uss, "GET", "/operator/status", None).await?;
+    Ok(s["notifications"].as_array().map_or(0, Vec::len))
+}
+
+/// Runs the scenario; every step is checked, so a broken system makes the demo fail.
+pub fn run(keep_running: bool) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let public = dir.join("auth-public.pem");
+    std::fs::write(&public, crate::DEV_PUBLIC_KEY)?;
+    let pubs = public.to_string_lossy().to_string();
+    let p = |name: &str| dir.join(name).to_string_lossy().to_string();
+    let tl = Timeline { start: Instant::now() };
+
+    let auth = spawn(&["auth", "--listen", "127.0.0.1:0"], &dir.join("auth.log"))?;
+    let token_url = format!("{}/token", auth.url);
+    let auds = ["--jwt-audience", "127.0.0.1", "--jwt-audience", "localhost"];
+    let mut dss_args = vec!["dss", "--listen", "127.0.0.1:0", "--jwt-public-key", pubs.as_str()];
+    let dss_dir = p("dss");
+    dss_args.extend(["--data-dir", dss_dir.as_str()]);
+    dss_args.extend(auds);
+    let dss = spawn(&dss_args, &dir.join("dss.log"))?;
+    let participant = |name: &str, scopes: &[&str]| -> Result<Proc> {
+        let data = p(name);
+        let mut a = vec!["uss", "--listen", "127.0.0.1:0", "--data-dir", data.as_str(), "--dss-url", dss.url.as_str()];
+        a.extend(["--token-url", token_url.as_str(), "--client-id", name, "--jwt-public-key", pubs.as_str()]);
+        a.extend(auds);
+        for s in scopes {
+            a.extend(["--scope", s]);
+        }
+        spawn(&a, &dir.join(format!("{name}.log")))
+    };
+    let full = ["utm.strategic_coordination", "utm.constraint_processing", "utm.conformance_monitoring_sa"];
+    let alpha = participant("alpha", &full)?;
+    let bravo = participant("bravo", &full)?;
+    let authority = participant("authority", &["utm.constraint_management"])?;
+    tl.say(
+        "setup",
+        format!(
+            "auth {}  dss {}  alpha {}  bravo {}  authority {}",
+            auth.url, dss.url, alpha.url, bravo.url, authority.url
+        ),
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (lat, lng) = (47.0, 8.0);
+        // bravo keeps a planning-area subscription so it hears of everything near its work.
+        let area = json!({"volumes": [circle(lat, lng, 3000.0, 0.0, 400.0, "+0", "+3h")]});
+        let (s, _) = op(&bravo.url, "POST", "/operator/subscribe", Some(&area)).await?;
+        anyhow::ensure!(s == 200, "bravo could not subscribe");
+        tl.say("bravo", "subscribes to its 3 km planning area for the next 3 hours");
+
+        let flight_a = json!({"volumes": [circle(lat, lng, 400.0, 0.0, 120.0, "+5m", "+25m")], "priority": 0});
+        let (s, a) = op(&alpha.url, "POST", "/operator/plan", Some(&flight_a)).await?;
+        anyhow::ensure!(s == 200, "alpha's plan failed: {a}");
+        let a_id = a["operational_intent_id"].as_str().unwrap_or_default().to_owned();
+        tl.say("alpha", format!("plans {a_id}: 400 m circle, 0-120 m, +5..+25 min -> {}\n{}", a["outcome"], notified(&a)));
+
+        let flight_b = json!({"volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, "+15m", "+35m")], "priority": 0});
+        let (s, refused) = op(&bravo.url, "POST", "/operator/plan", Some(&flight_b)).await?;
+        anyhow::ensure!(s == 409 && refused["outcome"] == "refused", "bravo's overlapping plan was not refused: {refused}");
+        tl.say("bravo", format!("plans an overlapping flight -> REFUSED: {}\n{}", refused["message"].as_str().unwrap_or(""), explain(&refused)));
+        let shift = refused["proposal"]["shift_start_s"].as_i64().context("no time-shift proposal")?;
+        let shifted = json!({"volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, &format!("+{}", 15 * 60 + shift), &format!("+{}", 35 * 60 + shift))], "priority": 0});
+        let (s, b) = op(&bravo.url, "POST", "/operator/plan", Some(&shifted)).await?;
+        anyhow::ensure!(s == 200, "bravo's shifted plan failed: {b}");
+        let b_id = b["operational_intent_id"].as_str().unwrap_or_default().to_owned();
+        tl.say("bravo", format!("accepts the proposal: starts {shift} s later -> {} {b_id}\n{}", b["outcome"], notified(&b)));
+
+        let zone = json!({"volumes": [circle(lat - 0.004, lng, 250.0, 0.0, 400.0, "+0", "+2h")]});
+        let (s, z) = op(&authority.url, "POST", "/operator/constraints", Some(&zone)).await?;
+        anyhow::ensure!(s == 200, "constraint failed: {z}");
+        tl.say("authority", format!("publishes restricted zone {} (250 m, 0-400 m, next 2 h)\n{}", z["constraint_id"].as_str().unwrap_or(""), notified(&z)));
+        let into_zone = json!({"volumes": [circle(lat - 0.004, lng + 0.002, 100.0, 0.0, 100.0, "+40m", "+50m")]});
+        let (s, r) = op(&bravo.url, "POST", "/operator/plan", Some(&into_zone)).await?;
+        anyhow::ensure!(s == 409, "a plan into the zone was not refused: {r}");
+        tl.say("bravo", format!("plans into the zone -> REFUSED: {}\n{}", r["message"].as_str().unwrap_or(""), explain(&r)));
+
+        let before = notifications(&bravo.url).await?;
+        let (s, act) = op(&alpha.url, "POST", &format!("/operator/intents/{a_id}/activate"), None).await?;
+        anyhow::ensure!(s == 200, "activation failed: {act}");
+        tl.say("alpha", format!("activates {a_id}\n{}", notified(&act)));
+        let (s, nc) = op(&alpha.url, "POST", &format!("/operator/intents/{a_id}/nonconforming"), None).await?;
+        anyhow::ensure!(s == 200, "nonconforming failed: {nc}");
+        tl.say("alpha", format!("goes Nonconforming\n{}", notified(&nc)));
+        let (s, end) = op(&alpha.url, "POST", &format!("/operator/intents/{a_id}/end"), None).await?;
+        anyhow::ensure!(s == 200, "end failed: {end}");
+        tl.say("alpha", format!("ends {a_id}\n{}", notified(&end)));
+        let after = notifications(&bravo.url).await?;
+        anyhow::ensure!(after >= before + 3, "bravo was not told of each change ({before} -> {after})");
+        tl.say("bravo", format!("has received {after} notifications, {} during alpha's activation, nonconformance and end", after - before));
+
+        if keep_running {
+            let tok = |sub: &str| format!("{token_url}?grant_type=client_credentials&sub={sub}&scope=utm.strategic_coordination&intended_audience=127.0.0.1");
+            println!("\nServers are running (Ctrl-C to stop):\n  token server {}\n  DSS          {}\n  alpha        {}\n  bravo        {}\n  authority    {}", auth.url, dss.url, alpha.url, bravo.url, authority.url);
+            println!("Tokens: curl '{}'\nTry: deconflict status --uss {}", tok("alpha"), bravo.url);
+            tokio::signal::ctrl_c().await?;
+            return Ok(());
+        }
+        let (s, _) = op(&bravo.url, "POST", &format!("/operator/intents/{b_id}/end"), None).await?;
+        anyhow::ensure!(s == 200, "bravo could not end its flight");
+        let zid = z["constraint_id"].as_str().unwrap_or_default();
+        let (s, _) = op(&authority.url, "POST", &format!("/operator/constraints/{zid}/end"), None).await?;
+        anyhow::ensure!(s == 200, "the authority could not end its zone");
+        tl.say("cleanup", "bravo ends its flight, the authority lifts the zone; stopping all servers");
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
