@@ -285,10 +285,7 @@ fn mint_token(args: &TokenArgs) -> Result<String> {
 }
 
 fn run_dss(args: DssArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs();
     let mut pems = Vec::new();
     for path in &args.jwt_public_keys {
         pems.push((
@@ -341,14 +338,7 @@ fn run_dss(args: DssArgs) -> Result<()> {
             }
         });
         tracing::info!(%local, "DSS listening");
-        println!("deconflict dss listening on http://{local}");
-        // Small request/response exchanges: send each response segment at once (no Nagle).
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
-        Ok(())
+        serve("dss", listener, server::app(state)).await
     })
 }
 
@@ -359,7 +349,8 @@ fn init_logs() {
         .init();
 }
 
-/// Binds, prints the `... listening on http://ADDR` line tools wait for, and serves.
+/// Prints the `... listening on http://ADDR` line tools wait for, and serves; small
+/// request/response exchanges go out at once (TCP_NODELAY).
 async fn serve(what: &str, listener: tokio::net::TcpListener, app: axum::Router) -> Result<()> {
     use axum::serve::ListenerExt;
     let local = listener.local_addr()?;

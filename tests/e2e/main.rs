@@ -6,3 +6,4 @@ mod bench;
 mod durability;
 mod harness;
 mod input;
+mod uss;

@@ -1,0 +1,324 @@
+//! The participant, the planner and the demo, with real processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::harness::BIN;
+
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start deconflict");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
+    let url =
+        line.trim().split(" listening on ").nth(1).unwrap_or_else(|| panic!("did not start: `{line}`")).to_owned();
+    Proc { child, url }
+}
+
+/// A token server (development key), a DSS trusting it, and participants.
+struct Cluster {
+    auth: Proc,
+    dss: Proc,
+    dir: tempfile::TempDir,
+}
+
+const DEV_PUBLIC: &str = "src/keys/dev-public.pem";
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = spawn(&["auth", "--listen", "127.0.0.1:0"]);
+        let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
+        let data = dir.path().join("dss");
+        let dss = spawn(&[
+            "dss",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().expect("path"),
+            "--jwt-public-key",
+            pubkey.to_str().expect("path"),
+            "--jwt-audience",
+            "127.0.0.1",
+        ]);
+        Cluster { auth, dss, dir }
+    }
+
+    fn participant(&self, name: &str, scopes: &[&str]) -> Proc {
+        let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
+        let data = self.dir.path().join(name);
+        let token_url = format!("{}/token", self.auth.url);
+        let mut args = vec![
+            "uss",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().expect("path"),
+            "--dss-url",
+            &self.dss.url,
+            "--token-url",
+            &token_url,
+            "--client-id",
+            name,
+            "--jwt-public-key",
+            pubkey.to_str().expect("path"),
+            "--jwt-audience",
+            "127.0.0.1",
+        ];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        spawn(&args)
+    }
+}
+
+const FULL: [&str; 3] = ["utm.strategic_coordination", "utm.constraint_processing", "utm.conformance_monitoring_sa"];
+
+async fn op(uss: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let mut req = c.request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), format!("{uss}{path}"));
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let r = req.send().await.expect("operator call");
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+fn flight(lat: f64, lng: f64, r: f64, lo: f64, hi: f64, start_s: i64, end_s: i64) -> Value {
+    json!({"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": r},
+           "altitude_lower_m": lo, "altitude_upper_m": hi, "start": format!("+{start_s}"), "end": format!("+{end_s}")}],
+           "priority": 0})
+}
+
+#[test]
+fn the_demo_runs_its_whole_scenario() {
+    let out = Command::new(BIN).arg("demo").output().expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "REFUSED",
+        "proposal: start",
+        "accepts the proposal",
+        "publishes restricted zone",
+        "plans into the zone -> REFUSED",
+        "goes Nonconforming",
+        "acknowledged",
+    ] {
+        assert!(text.contains(needle), "demo output lacks `{needle}`:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn conflict_explanation_proposal_notifications_and_restart() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let mut bravo = cluster.participant("bravo", &FULL);
+
+    let (s, a) = op(&alpha.url, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 400.0, 0.0, 120.0, 300, 1500))).await;
+    assert_eq!(s, 200, "{a}");
+    let a_id = a["operational_intent_id"].as_str().expect("id").to_owned();
+
+    // bravo overlaps in space, time and altitude: refused, with an explanation it can act on.
+    let (s, r) =
+        op(&bravo.url, "POST", "/operator/plan", Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900, 2100))).await;
+    assert_eq!(s, 409, "{r}");
+    assert_eq!(r["outcome"], "refused");
+    let c = &r["conflicts"][0];
+    assert_eq!(c["kind"], "operational_intent");
+    assert_eq!(c["id"], a_id.as_str());
+    assert_eq!(c["manager"], "alpha");
+    assert_eq!(c["my_volume"], 0);
+    assert_eq!(c["their_volume"], 0);
+    assert_eq!(c["overlap_altitude_m"], json!([50.0, 120.0]));
+    assert!(
+        c["overlap_start"].as_str().is_some_and(|t| !t.is_empty())
+            && c["overlap_end"].as_str().is_some_and(|t| !t.is_empty())
+    );
+    // The proposal is the earliest delay that clears alpha's end (+1500 s) from bravo's start (+900 s).
+    let shift = r["proposal"]["shift_start_s"].as_i64().expect("a time shift");
+    assert!((599..=602).contains(&shift), "shift {shift}");
+
+    // Following the proposal succeeds; proposals were re-checked, so it must.
+    let (s, b) = op(
+        &bravo.url,
+        "POST",
+        "/operator/plan",
+        Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900 + shift, 2100 + shift)),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let b_id = b["operational_intent_id"].as_str().expect("id").to_owned();
+
+    // An altitude-only alternative is offered when time cannot help within the horizon.
+    let (s, r) =
+        op(&bravo.url, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 50.0, 0.0, 60.0, 600, 600 + 3 * 3600))).await;
+    assert_eq!(s, 409, "{r}");
+    if let Some(off) = r["proposal"]["altitude_offset_m"].as_f64() {
+        assert!(off >= 120.0, "the band must clear alpha's 0-120 m: {r}");
+    }
+
+    // alpha's changes are notified to bravo? bravo's flight is later; subscribe bravo's area.
+    let area = flight(47.0, 8.0, 3000.0, 0.0, 400.0, 0, 7200);
+    let (s, _) = op(&bravo.url, "POST", "/operator/subscribe", Some(&area)).await;
+    assert_eq!(s, 200);
+    let (s, act) = op(&alpha.url, "POST", &format!("/operator/intents/{a_id}/activate"), None).await;
+    assert_eq!(s, 200, "{act}");
+    assert!(act["notified"].as_array().expect("notified").iter().any(|d| d["acknowledged"] == true), "{act}");
+    let (_, st) = op(&bravo.url, "GET", "/operator/status", None).await;
+    let seen = &st["others_intents"][&a_id];
+    assert_eq!(seen["reference"]["state"], "Activated", "bravo's picture of alpha's operation: {st}");
+    assert!(st["notifications"].as_array().expect("notifications").iter().any(|n| n["entity_id"] == a_id.as_str()));
+
+    // kill -9 bravo and restart it on the same data: nothing acknowledged is lost, and peers
+    // can still fetch its details with the current OVN.
+    bravo.child.kill().expect("kill");
+    bravo.child.wait().expect("wait");
+    drop(bravo);
+    bravo = cluster.participant("bravo", &FULL);
+    let (_, st) = op(&bravo.url, "GET", "/operator/status", None).await;
+    assert!(st["own_intents"].get(&b_id).is_some(), "bravo lost its intent: {st}");
+    assert!(st["others_intents"].get(&a_id).is_some(), "bravo lost what it learned: {st}");
+    // bravo (new address after restart) can still end its flight: its OVN is current.
+    let (s, e) = op(&bravo.url, "POST", &format!("/operator/intents/{b_id}/end"), None).await;
+    assert_eq!(s, 200, "{e}");
+}
+
+#[tokio::test]
+async fn racing_participants_never_both_win() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let bravo = cluster.participant("bravo", &FULL);
+    let fa = flight(47.0, 8.0, 300.0, 0.0, 120.0, 600, 1800);
+    let fb = flight(47.001, 8.001, 300.0, 0.0, 120.0, 600, 1800);
+    let (ra, rb) = tokio::join!(
+        op(&alpha.url, "POST", "/operator/plan", Some(&fa)),
+        op(&bravo.url, "POST", "/operator/plan", Some(&fb))
+    );
+    let outcomes =
+        [ra.1["outcome"].as_str().unwrap_or("?").to_owned(), rb.1["outcome"].as_str().unwrap_or("?").to_owned()];
+    assert_eq!(outcomes.iter().filter(|o| *o == "planned").count(), 1, "{outcomes:?}: {} / {}", ra.1, rb.1);
+    let loser = if outcomes[0] == "planned" { &rb.1 } else { &ra.1 };
+    assert_eq!(loser["outcome"], "refused", "{loser}");
+    assert!(!loser["conflicts"].as_array().expect("conflicts").is_empty());
+    // The DSS holds exactly one of them.
+    let tok = reqwest::Client::new()
+        .get(format!("{}/token?grant_type=client_credentials&sub=auditor&scope=utm.strategic_coordination&intended_audience=127.0.0.1", cluster.auth.url))
+        .send().await.expect("token").json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned();
+    let q = json!({"area_of_interest": {"volume": {"outline_circle": {"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 2000, "units": "M"}}}}});
+    let found: Value = reqwest::Client::new()
+        .post(format!("{}/dss/v1/operational_intent_references/query", cluster.dss.url))
+        .bearer_auth(tok)
+        .json(&q)
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found["operational_intent_references"].as_array().map(Vec::len), Some(1), "{found}");
+}
+
+#[tokio::test]
+async fn bad_operator_input_gets_clear_errors() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let cases = [
+        (json!({"volumes": []}), "at least one"),
+        (
+            json!({"volumes": [{"footprint": {"type": "Circle", "center": [8.0, 95.0], "radius_m": 10}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
+            "latitude",
+        ),
+        (
+            json!({"volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 10}, "altitude_lower_m": 50, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
+            "altitude",
+        ),
+        (
+            json!({"volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 10}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "soon", "end": "+600"}]}),
+            "start",
+        ),
+        (
+            json!({"volumes": [{"footprint": {"type": "Polygon", "coordinates": [[[8.0, 47.0], [8.001, 47.0]]]}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
+            "at least 3",
+        ),
+        (json!({"volumes": [{"footprint": {"type": "Square"}}]}), "footprint"),
+    ];
+    for (body, needle) in cases {
+        let (s, b) = op(&alpha.url, "POST", "/operator/plan", Some(&body)).await;
+        assert_eq!(s, 400, "{body} -> {b}");
+        let msg = b["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "`{msg}` should mention `{needle}`");
+    }
+    let (s, b) = op(&alpha.url, "POST", "/operator/intents/nope/activate", None).await;
+    assert_eq!(s, 404, "{b}");
+    // The CLI reads a flight file and reports a refusal with exit code 2.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("flight.json");
+    std::fs::write(&f, flight(47.0, 8.0, 100.0, 0.0, 100.0, 600, 900).to_string()).expect("write");
+    let out = Command::new(BIN).args(["plan", "--uss", &alpha.url]).arg(&f).output().expect("plan");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = Command::new(BIN).args(["plan", "--uss", &alpha.url]).arg(&f).output().expect("plan");
+    assert_eq!(again.status.code(), Some(2), "an overlapping plan must exit 2");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refused"));
+}
+
+#[tokio::test]
+async fn peers_must_authenticate() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let (s, a) = op(&alpha.url, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 100.0, 0.0, 100.0, 600, 900))).await;
+    assert_eq!(s, 200, "{a}");
+    let id = a["operational_intent_id"].as_str().expect("id");
+    let r =
+        reqwest::Client::new().get(format!("{}/uss/v1/operational_intents/{id}", alpha.url)).send().await.expect("get");
+    assert_eq!(r.status(), 401);
+    let tok = |scope: &str| {
+        let url = format!(
+            "{}/token?grant_type=client_credentials&sub=bravo&scope={scope}&intended_audience=127.0.0.1",
+            cluster.auth.url
+        );
+        async move {
+            reqwest::get(url).await.expect("token").json::<Value>().await.expect("json")["access_token"]
+                .as_str()
+                .expect("t")
+                .to_owned()
+        }
+    };
+    let r = reqwest::Client::new()
+        .get(format!("{}/uss/v1/operational_intents/{id}", alpha.url))
+        .bearer_auth(tok("utm.constraint_processing").await)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 403);
+    let r = reqwest::Client::new()
+        .get(format!("{}/uss/v1/operational_intents/{id}", alpha.url))
+        .bearer_auth(tok("utm.strategic_coordination").await)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let details: Value = r.json().await.expect("json");
+    assert_eq!(details["operational_intent"]["reference"]["ovn"], a["ovn"], "the owner serves its current OVN");
+    assert_eq!(details["operational_intent"]["details"]["priority"], 0);
+}
