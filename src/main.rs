@@ -206,6 +206,10 @@ struct DssArgs {
     /// an owner can still read, update or delete an intent after its flight).
     #[arg(long, default_value_t = 86_400)]
     retention_secs: i64,
+    /// `group` (default) shares disk syncs among concurrent commits; `serial` makes each commit
+    /// hold a global lock through its own sync (a baseline for benchmarks, not for production).
+    #[arg(long, default_value = "group", value_parser = ["group", "serial"])]
+    commit_mode: String,
     /// Seconds between two sweeps that remove expired entities.
     #[arg(long, default_value_t = 60)]
     expiry_interval_secs: u64,
@@ -305,7 +309,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
     let verifier = Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?;
 
     let started = std::time::Instant::now();
-    let (store, report) = EmbeddedStore::open(&args.data_dir)
+    let mode = if args.commit_mode == "serial" { store_embedded::CommitMode::Serial } else { store_embedded::CommitMode::Group };
+    let (store, report) = EmbeddedStore::open_with(&args.data_dir, mode)
         .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
     tracing::info!(
         data_dir = %args.data_dir.display(),

@@ -135,6 +135,29 @@ impl Polygon {
         let bbox = padded_polygon_box(&vertices, corner_box)?;
         Ok(Self { vertices, bbox, area_m2 })
     }
+    /// Rebuilds a polygon that `Polygon::new` accepted earlier, from its vertices and the
+    /// bounding box and area it computed then, without repeating the geodesic work. For data
+    /// this system wrote itself under a checksum (the store's log); anything else must go
+    /// through `new`. Still refuses values that cannot come from `new`.
+    pub fn restore(vertices: Vec<LatLng>, bbox: GeoBox, area_m2: f64) -> Result<Self, GeoError> {
+        let n = vertices.len();
+        if n < 3 {
+            return Err(GeoError::TooFewVertices(n));
+        }
+        if n > MAX_POLYGON_VERTICES {
+            return Err(GeoError::TooManyVertices { got: n, max: MAX_POLYGON_VERTICES });
+        }
+        let inside = |v: &LatLng| {
+            v.lat >= bbox.min_lat && v.lat <= bbox.max_lat && v.lng >= bbox.min_lng && v.lng <= bbox.max_lng
+        };
+        if !vertices.iter().all(inside) || !(area_m2.is_finite() && area_m2 > 0.0) {
+            return Err(GeoError::Degenerate);
+        }
+        Ok(Self { vertices, bbox, area_m2 })
+    }
+    pub fn bbox(&self) -> GeoBox {
+        self.bbox
+    }
     pub fn vertices(&self) -> &[LatLng] {
         &self.vertices
     }

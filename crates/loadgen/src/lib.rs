@@ -78,12 +78,13 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(exe: &Path, data_dir: &Path, public_key: &Path) -> Result<Server> {
+    pub fn start(exe: &Path, data_dir: &Path, public_key: &Path, extra: &[&str]) -> Result<Server> {
         let mut child = Command::new(exe)
             .args(["dss", "--listen", "127.0.0.1:0", "--jwt-audience", "localhost", "--data-dir"])
             .arg(data_dir)
             .arg("--jwt-public-key")
             .arg(public_key)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -150,10 +151,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn fresh_server(&self, name: &str) -> Result<Server> {
+    fn fresh_server(&self, name: &str, extra: &[&str]) -> Result<Server> {
         let dir = self.work_dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
-        Server::start(&self.exe, &dir, &self.public_key_path)
+        Server::start(&self.exe, &dir, &self.public_key_path, extra)
     }
 }
 
@@ -166,7 +167,21 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
     let mut reports = Vec::new();
     for w in &config.workloads {
         let report = match w.as_str() {
-            "busy-area" => workloads::busy_area(&ctx).await?,
+            "busy-area" => {
+                // The same workload against the naive design first: the ratio is measured in
+                // this run, on this machine.
+                let baseline = workloads::busy_area(&ctx, true).await?;
+                baseline.print();
+                let mut ours = workloads::busy_area(&ctx, false).await?;
+                let ratio = ours.successful_writes_per_s / baseline.successful_writes_per_s.max(1e-9);
+                ours.notes.push(format!(
+                    "{:.1}x the successful writes/s of the serial baseline measured in this run ({:.0}/s)",
+                    ratio, baseline.successful_writes_per_s
+                ));
+                ours.baseline_writes_per_s = baseline.successful_writes_per_s;
+                reports.push(baseline);
+                ours
+            }
             "city" => workloads::city(&ctx).await?,
             "subscriptions" => workloads::subscriptions(&ctx).await?,
             "restart" => workloads::restart(&ctx).await?,

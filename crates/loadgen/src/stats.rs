@@ -107,6 +107,7 @@ pub struct WorkloadReport {
     pub server_peak_rss_mib: f64,
     pub rss_bytes_per_live_intent: f64,
     pub restart_seconds: f64,
+    pub baseline_writes_per_s: f64,
     pub notes: Vec<String>,
 }
 

@@ -186,9 +186,13 @@ fn finish(mut report: WorkloadReport, rec: Recorder, seconds: f64, write_kinds: 
 /// Busy area: every flight inside one 200 m square at 0-120 m; 60 s windows spread over 4500 s
 /// so that about a third overlap in time with another live flight. Each flight is query,
 /// create (with key), activate (with key), delete.
-pub async fn busy_area(ctx: &Ctx) -> Result<WorkloadReport> {
+pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
-    let server = ctx.fresh_server("busy-area")?;
+    let server = if serial_baseline {
+        ctx.fresh_server("busy-area-baseline", &["--commit-mode", "serial"])?
+    } else {
+        ctx.fresh_server("busy-area", &[])?
+    };
     let http = http();
     let book: OvnBook = Arc::default();
     let budget = Budget::new(cfg.duration_s, cfg.max_requests);
@@ -231,7 +235,7 @@ pub async fn busy_area(ctx: &Ctx) -> Result<WorkloadReport> {
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
     let report = WorkloadReport {
-        workload: "busy-area".into(),
+        workload: if serial_baseline { "busy-area (baseline: serial commits)".into() } else { "busy-area".into() },
         parameters: json!({"planners": cfg.concurrency, "square_m": 200, "altitude_m": [0, 120], "window_s": 60,
                            "start_spread_s": 4500, "implicit_subscriptions": true, "duration_s": cfg.duration_s}),
         server_peak_rss_mib: peak as f64 / 1048576.0,
@@ -316,7 +320,7 @@ async fn lost_writes(ctx: &Ctx, base: &str, book: &OvnBook, sample: usize) -> Re
 /// queries (1 km × 1 km × 1 h) and 10% creates and deletes.
 pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
-    let server = ctx.fresh_server("city")?;
+    let server = ctx.fresh_server("city", &[])?;
     let (_, rss_empty) = server.rss_bytes();
     let book: OvnBook = Arc::default();
     let t = Instant::now();
@@ -392,7 +396,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
 /// lists are checked against the generator's own exact oracle.
 pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
-    let server = ctx.fresh_server("subscriptions")?;
+    let server = ctx.fresh_server("subscriptions", &[])?;
     let http = http();
     // Preload subscriptions: 1-4 km squares over the city, for the next 24 h.
     let subs: Arc<RwLock<Vec<(String, geo4d::Volume4D)>>> = Arc::default();
@@ -549,7 +553,7 @@ pub async fn restart(ctx: &Ctx) -> Result<WorkloadReport> {
     }
     let preload_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let server = crate::Server::start(&ctx.exe, &dir, &ctx.public_key_path)?;
+    let server = crate::Server::start(&ctx.exe, &dir, &ctx.public_key_path, &[])?;
     let probe = DssClient::new(http(), &server.base, "");
     while !probe.healthy().await {
         tokio::time::sleep(Duration::from_millis(10)).await;

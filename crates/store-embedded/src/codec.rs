@@ -1,5 +1,7 @@
-//! Compact binary encoding of store writes for the log and the snapshot. Decoding re-validates
-//! every shape through `geo4d`'s constructors, so a damaged file can never yield invalid state.
+//! Compact binary encoding of store writes for the log and the snapshot. Every record carries a
+//! CRC; decoding rebuilds shapes through `geo4d`'s constructors (polygons through `restore`,
+//! with the bounding box and area computed when they were first validated), so recovery does no
+//! geodesic work per vertex and a damaged file still cannot yield an invalid value.
 
 use geo4d::{AltitudeBand, Circle, Footprint, LatLng, Polygon, TimeWindow, Timestamp, Volume4D};
 use model::{
@@ -51,6 +53,11 @@ impl Enc {
                     for pt in p.vertices() {
                         self.f64(pt.lat());
                         self.f64(pt.lng());
+                    }
+                    // What validation computed, so recovery need not redo the geodesic work.
+                    let b = p.bbox();
+                    for x in [b.min_lat, b.max_lat, b.min_lng, b.max_lng, p.area_m2()] {
+                        self.f64(x);
                     }
                 }
                 Footprint::Circle(c) => {
@@ -194,7 +201,9 @@ impl<'a> Dec<'a> {
                         let (lat, lng) = (self.f64()?, self.f64()?);
                         pts.push(LatLng::new(lat, lng).map_err(geo)?);
                     }
-                    Footprint::Polygon(Polygon::new(pts).map_err(geo)?)
+                    let (min_lat, max_lat, min_lng, max_lng) = (self.f64()?, self.f64()?, self.f64()?, self.f64()?);
+                    let bbox = geo4d::GeoBox { min_lat, max_lat, min_lng, max_lng };
+                    Footprint::Polygon(Polygon::restore(pts, bbox, self.f64()?).map_err(geo)?)
                 }
                 1 => {
                     let (lat, lng, r) = (self.f64()?, self.f64()?, self.f64()?);

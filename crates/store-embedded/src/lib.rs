@@ -42,6 +42,8 @@ struct Pending {
 }
 
 struct Inner {
+    /// Held from precondition check to durable in `CommitMode::Serial` only.
+    serial: Option<tokio::sync::Mutex<()>>,
     state: RwLock<State>,
     pending: Mutex<Pending>,
     wake_writer: Condvar,
@@ -52,6 +54,17 @@ struct Inner {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+}
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitMode {
+    /// Commits apply under a short lock and share syncs (group commit). The default.
+    #[default]
+    Group,
+    /// One commit at a time, each holding a global lock through its own sync: the naive design,
+    /// kept only as the benchmark's baseline (`deconflict dss --commit-mode serial`).
+    Serial,
 }
 
 /// Figures from opening a data directory, for the start-up log line.
@@ -92,16 +105,24 @@ impl EmbeddedStore {
     /// Opens (creating if needed) a data directory: loads the snapshot, replays the log, writes
     /// a fresh snapshot and starts an empty log.
     pub fn open(dir: impl AsRef<Path>) -> Result<(Self, RecoveryReport), StoreError> {
+        Self::open_with(dir, CommitMode::Group)
+    }
+
+    pub fn open_with(dir: impl AsRef<Path>, mode: CommitMode) -> Result<(Self, RecoveryReport), StoreError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| io_err("creating data directory", e))?;
-        let mut state = State::default();
+        let mut state = State::recovering();
+        let t = std::time::Instant::now();
         let (snap_records, _) = replay(&dir.join(SNAPSHOT_FILE), &mut state)?;
         let (log_records, torn) = replay(&dir.join(LOG_FILE), &mut state)?;
+        let replay_ms = t.elapsed().as_millis() as u64;
         state.rebuild_indexes();
+        let index_ms = t.elapsed().as_millis() as u64 - replay_ms;
         if torn > 0 {
             tracing::warn!(bytes = torn, "discarding a torn log tail (writes that were never acknowledged)");
         }
         Self::write_snapshot(&dir, &state)?;
+        tracing::info!(replay_ms, index_ms, snapshot_ms = t.elapsed().as_millis() as u64 - replay_ms - index_ms, "store opened");
         let log = OpenOptions::new()
             .create(true)
             .write(true)
@@ -120,6 +141,7 @@ impl EmbeddedStore {
         let revision = state.revision;
         let (durable, _) = watch::channel(revision);
         let inner = Arc::new(Inner {
+            serial: (mode == CommitMode::Serial).then(|| tokio::sync::Mutex::new(())),
             state: RwLock::new(state),
             pending: Mutex::new(Pending { bytes: Vec::new(), last_revision: revision }),
             wake_writer: Condvar::new(),
@@ -287,6 +309,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn commit(&self, txn: Txn) -> Result<Committed, StoreError> {
+        let _serial = match &self.inner.serial {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
         let mut encoded = Vec::with_capacity(512);
         let (revision, notification_indexes) = {
             let mut state = self.inner.state.write();

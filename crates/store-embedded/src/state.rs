@@ -45,11 +45,13 @@ pub(crate) fn aabb(e: &Envelope4) -> AABB<[f64; 4]> {
 pub(crate) struct Table<T> {
     pub(crate) rows: HashMap<Uuid, Stored<T>>,
     pub(crate) tree: RTree<IndexEntry>,
+    /// False while recovering: the tree is bulk-loaded once at the end instead.
+    indexing: bool,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
-        Self { rows: HashMap::new(), tree: RTree::new() }
+        Self { rows: HashMap::new(), tree: RTree::new(), indexing: true }
     }
 }
 
@@ -84,16 +86,20 @@ impl<T: HasExtents> Table<T> {
     fn put(&mut self, id: Uuid, value: T, revision: Revision) -> Vec<Envelope4> {
         let mut touched = self.remove(id);
         touched.extend(value.extents().iter().map(Volume4D::envelope));
-        for e in Self::entries(id, &value) {
-            self.tree.insert(e);
+        if self.indexing {
+            for e in Self::entries(id, &value) {
+                self.tree.insert(e);
+            }
         }
         self.rows.insert(id, Stored { value: Arc::new(value), revision });
         touched
     }
     fn remove(&mut self, id: Uuid) -> Vec<Envelope4> {
         let Some(old) = self.rows.remove(&id) else { return Vec::new() };
-        for e in Self::entries(id, &old.value) {
-            self.tree.remove(&e);
+        if self.indexing {
+            for e in Self::entries(id, &old.value) {
+                self.tree.remove(&e);
+            }
         }
         old.value.extents().iter().map(Volume4D::envelope).collect()
     }
@@ -102,6 +108,7 @@ impl<T: HasExtents> Table<T> {
         let entries: Vec<IndexEntry> =
             self.rows.iter().flat_map(|(id, r)| Self::entries(*id, &r.value).collect::<Vec<_>>()).collect();
         self.tree = RTree::bulk_load(entries);
+        self.indexing = true;
     }
 
     /// Candidates whose envelopes meet any of `area`'s, deduplicated; exact tests come later.
@@ -191,6 +198,9 @@ impl State {
     }
 
     fn mark(&mut self, kind: Kind, touched: &[Envelope4], revision: Revision) {
+        if !self.intents.indexing {
+            return;
+        }
         let tag = kind_tag(kind);
         for e in touched {
             for (x, y) in cells_of(e) {
@@ -261,6 +271,16 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Recovery mode: applies skip the spatial indexes and area cells (no reader exists yet,
+    /// and no precondition can name a revision from before the store opened).
+    pub(crate) fn recovering() -> Self {
+        let mut s = Self::default();
+        s.intents.indexing = false;
+        s.constraints.indexing = false;
+        s.subscriptions.indexing = false;
+        s
     }
 
     /// Rebuilds every index after a replay.
