@@ -309,7 +309,11 @@ fn run_dss(args: DssArgs) -> Result<()> {
     let verifier = Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?;
 
     let started = std::time::Instant::now();
-    let mode = if args.commit_mode == "serial" { store_embedded::CommitMode::Serial } else { store_embedded::CommitMode::Group };
+    let mode = if args.commit_mode == "serial" {
+        store_embedded::CommitMode::Serial
+    } else {
+        store_embedded::CommitMode::Group
+    };
     let (store, report) = EmbeddedStore::open_with(&args.data_dir, mode)
         .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
     tracing::info!(

@@ -550,6 +550,7 @@ pub async fn restart(ctx: &Ctx) -> Result<WorkloadReport> {
                 s.commit(Txn { preconditions: vec![], writes: std::mem::take(&mut batch) }).await?;
             }
         }
+        s.shutdown();
     }
     let preload_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();

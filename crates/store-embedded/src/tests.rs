@@ -28,9 +28,16 @@ async fn restart_recovers_everything_and_cuts_a_torn_tail() {
             s.commit(Txn { preconditions: vec![], writes: vec![Write::PutIntent(oi)] }).await.expect("commit");
         }
         s.commit(Txn { preconditions: vec![], writes: vec![Write::DeleteIntent(ids[0])] }).await.expect("delete");
+        s.shutdown();
     }
     // A half-written record at the end of the log, as a crash mid-write leaves it.
-    let mut f = std::fs::OpenOptions::new().append(true).open(dir.path().join("wal.log")).expect("log");
+    let segment = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("wal-")))
+        .max()
+        .expect("a log segment");
+    let mut f = std::fs::OpenOptions::new().append(true).open(segment).expect("log");
     f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6]).expect("torn bytes");
     drop(f);
     let (s, report) = EmbeddedStore::open(dir.path()).expect("reopen");
@@ -40,8 +47,10 @@ async fn restart_recovers_everything_and_cuts_a_torn_tail() {
     for id in &ids[1..] {
         assert!(s.get_intent(*id).await.expect("get").is_some());
     }
+    // A second process on the same directory is refused while this one lives.
+    assert!(EmbeddedStore::open(dir.path()).is_err());
     // And once more: the compacted snapshot alone must hold the same state.
-    drop(s);
+    s.shutdown();
     let (s, report) = EmbeddedStore::open(dir.path()).expect("reopen twice");
     assert_eq!(report.intents, 49);
     assert!(s.get_intent(ids[1]).await.expect("get").is_some());
