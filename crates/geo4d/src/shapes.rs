@@ -150,7 +150,7 @@ impl Polygon {
         let inside = |v: &LatLng| {
             v.lat >= bbox.min_lat && v.lat <= bbox.max_lat && v.lng >= bbox.min_lng && v.lng <= bbox.max_lng
         };
-        if !vertices.iter().all(inside) || !(area_m2.is_finite() && area_m2 > 0.0) {
+        if !(vertices.iter().all(inside) && area_m2.is_finite() && area_m2 > 0.0) {
             return Err(GeoError::Degenerate);
         }
         Ok(Self { vertices, bbox, area_m2 })
