@@ -29,8 +29,12 @@ fn bench_smoke_run_is_correct() {
         if name != "restart" {
             let ok: u64 = w["ops"].as_array().expect("ops").iter().map(|o| o["ok"].as_u64().expect("ok")).sum();
             assert!(ok > 0, "{name} did no work: {w}");
-            for o in w["ops"].as_array().expect("ops") {
-                assert_eq!(o["errors"], 0, "{name}: {o}");
+            // The serial baseline may give up under contention (409 after its retries): that
+            // collapse is what it exists to show. Our design must not.
+            if !name.contains("baseline") {
+                for o in w["ops"].as_array().expect("ops") {
+                    assert_eq!(o["errors"], 0, "{name}: {o}");
+                }
             }
         }
     }
