@@ -301,8 +301,9 @@ impl<S: Store> Dss<S> {
         kind: EntityKind,
         extents: &[Volume4D],
     ) -> Result<Vec<Subscription>, DssError> {
+        // The search already decided intersection exactly; only the kind of interest remains.
         let found = self.store.search_subscriptions(extents).await?;
-        Ok(found.into_iter().filter(|s| s.value.wants(kind, extents)).map(|s| (*s.value).clone()).collect())
+        Ok(found.into_iter().filter(|s| s.value.interested_in(kind)).map(|s| (*s.value).clone()).collect())
     }
 
     async fn commit_intent(

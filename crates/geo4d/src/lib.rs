@@ -16,9 +16,11 @@
 //! are compared along true geodesics computed by GeographicLib.
 
 mod planar;
+mod prepared;
 mod shapes;
 mod time;
 
+pub use prepared::{PreparedArea, SHARED_PROJECTION_RADIUS_M};
 pub use shapes::{Circle, Footprint, GeoBox, LatLng, Polygon};
 pub use time::{TimeWindow, Timestamp};
 

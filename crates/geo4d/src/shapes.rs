@@ -26,6 +26,8 @@ pub struct LatLng {
 }
 
 impl LatLng {
+    pub(crate) const ORIGIN: LatLng = LatLng { lat: 0.0, lng: 0.0 };
+
     pub fn new(lat: f64, lng: f64) -> Result<Self, GeoError> {
         if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
             return Err(GeoError::LatitudeOutOfRange(lat));
@@ -62,7 +64,7 @@ pub(crate) fn gnomonic(center: LatLng, p: LatLng) -> Option<P> {
     Some((rho * azi.sin(), rho * azi.cos()))
 }
 
-fn project_all(center: LatLng, points: &[LatLng]) -> Option<Vec<P>> {
+pub(crate) fn project_all(center: LatLng, points: &[LatLng]) -> Option<Vec<P>> {
     points.iter().map(|p| gnomonic(center, *p)).collect()
 }
 
@@ -82,7 +84,7 @@ impl GeoBox {
             && self.min_lng <= other.max_lng
             && other.min_lng <= self.max_lng
     }
-    fn union(&self, other: &GeoBox) -> GeoBox {
+    pub(crate) fn union(&self, other: &GeoBox) -> GeoBox {
         GeoBox {
             min_lat: self.min_lat.min(other.min_lat),
             max_lat: self.max_lat.max(other.max_lat),

@@ -93,6 +93,27 @@ fn gnomonic_edges_are_straight() {
 }
 
 #[test]
+fn shared_projection_centre_keeps_edges_straight() {
+    // `PreparedArea` projects candidates about one centre up to SHARED_PROJECTION_RADIUS_M away;
+    // at that distance, edges of the longest accepted length must stay straight to < 5 mm.
+    for lat in [0.0, 30.0, 45.0, 60.0, 70.0] {
+        let center = ll(lat, 10.0);
+        for azimuth in [0.0, 45.0, 90.0, 135.0, 200.0] {
+            let a = moved(center, azimuth, crate::prepared::SHARED_PROJECTION_RADIUS_M);
+            for turn in [60.0, 100.0, 150.0] {
+                let b = moved(a, azimuth + turn, 70_000.0);
+                let (pa, pb) = (gnomonic(center, a).expect("a"), gnomonic(center, b).expect("b"));
+                for t in [0.25, 0.5, 0.75] {
+                    let m = gnomonic(center, along(a, b, t)).expect("m");
+                    let (d, _) = crate::planar::point_segment_distance(m, pa, pb);
+                    assert!(d < 0.005, "lat {lat} azimuth {azimuth} turn {turn} t {t}: off the chord by {d} m");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn circles_touching_within_a_centimetre() {
     let a = ll(47.0, 8.0);
     let b = moved(a, 63.0, 1000.0);
@@ -185,6 +206,38 @@ proptest! {
             || inside_via_projection(pb.vertices()[0], &pa);
         let got = Footprint::Polygon(pa).intersects(&Footprint::Polygon(pb));
         prop_assert_eq!(got, expected, "boundary gap {} m", boundary_gap);
+    }
+
+    #[test]
+    fn prepared_area_matches_the_oracle(
+        (lat, lng, radii_a, phase_a) in small_polygon(),
+        radii_b in prop::collection::vec(200.0..4000.0f64, 3..7),
+        offset_m in 0.0..9000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+        b_is_circle in proptest::bool::ANY,
+    ) {
+        let ca = ll(lat, lng);
+        let pa = star(ca, &radii_a, 10.0);
+        let cb = moved(ca, offset_azimuth, offset_m);
+        let band = AltitudeBand::new(Some(0.0), Some(100.0)).expect("band");
+        let window = TimeWindow::new(Some(Timestamp(0)), Some(Timestamp(10))).expect("window");
+        let fb = if b_is_circle {
+            Footprint::Circle(Circle::new(cb, radii_b[0]).expect("circle"))
+        } else {
+            Footprint::Polygon(star(cb, &radii_b, phase_a))
+        };
+        let va = Volume4D { footprint: Footprint::Polygon(pa.clone()), altitude: band, time: window };
+        let vb = Volume4D { footprint: fb.clone(), altitude: band, time: window };
+        let gap = match &fb {
+            Footprint::Polygon(pb) => oracle_min_boundary_distance(&pa, pb),
+            Footprint::Circle(c) => {
+                let v = pa.vertices();
+                (0..v.len()).map(|i| oracle_point_edge(c.center(), v[i], v[(i + 1) % v.len()])).fold(f64::INFINITY, f64::min) - c.radius_m()
+            }
+        };
+        prop_assume!(gap.abs() > 0.01);
+        let prepared = PreparedArea::new(std::slice::from_ref(&va));
+        prop_assert_eq!(prepared.intersects_any(std::slice::from_ref(&vb)), va.intersects(&vb));
     }
 
     #[test]

@@ -203,13 +203,17 @@ impl Subscription {
             })
         })
     }
-    /// Should a change to an entity of `kind` over `extents` notify this subscription?
-    pub fn wants(&self, kind: EntityKind, extents: &[Volume4D]) -> bool {
-        let interested = match kind {
+    /// Does this subscription ask to hear about changes of `kind`?
+    pub fn interested_in(&self, kind: EntityKind) -> bool {
+        match kind {
             EntityKind::OperationalIntent => self.notify_for_operational_intents,
             EntityKind::Constraint => self.notify_for_constraints,
-        };
-        interested && geo4d::any_intersect(&self.extents, extents)
+        }
+    }
+
+    /// Should a change to an entity of `kind` over `extents` notify this subscription?
+    pub fn wants(&self, kind: EntityKind, extents: &[Volume4D]) -> bool {
+        self.interested_in(kind) && geo4d::any_intersect(&self.extents, extents)
     }
 }
 

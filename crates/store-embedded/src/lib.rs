@@ -353,8 +353,10 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The exact test of index candidates, with the area's polygons projected once for all.
 fn exact<T: state::HasExtents>(rows: Vec<Stored<T>>, area: &[Volume4D]) -> Vec<Stored<T>> {
-    rows.into_iter().filter(|r| geo4d::any_intersect(r.value.extents(), area)).collect()
+    let prepared = geo4d::PreparedArea::new(area);
+    rows.into_iter().filter(|r| prepared.intersects_any(r.value.extents())).collect()
 }
 
 fn ended_before(extents: &[Volume4D], cutoff: Timestamp) -> bool {

@@ -1,0 +1,74 @@
+//! An area prepared for many exact tests against candidates from an index: its polygons are
+//! projected once, about one centre, instead of once per candidate pair. Candidates whose
+//! bounding box reaches farther than [`SHARED_PROJECTION_RADIUS_M`] from that centre fall back
+//! to the pairwise test, so the answer is always the exact one (see the
+//! `shared_projection_centre_keeps_edges_straight` test for the bound).
+
+use crate::planar::{self, P};
+use crate::shapes::{gnomonic, project_all};
+use crate::{Footprint, GeoBox, LatLng, Volume4D};
+
+/// Farthest a projected point may lie from the shared centre.
+pub const SHARED_PROJECTION_RADIUS_M: f64 = 60_000.0;
+/// A cheap over-estimate of distances from degree differences: one degree is at most 111.7 km
+/// of latitude, and of longitude at most 111.4 km times cos(latitude); doubled for margin.
+const SAFE_M_PER_DEG: f64 = 2.0 * 111_700.0;
+
+pub struct PreparedArea<'a> {
+    volumes: &'a [Volume4D],
+    center: LatLng,
+    /// Projected polygons of `volumes` (None for circles, or if unprojectable).
+    projected: Vec<Option<Vec<P>>>,
+}
+
+fn box_center(b: &GeoBox) -> LatLng {
+    LatLng::new((b.min_lat + b.max_lat) / 2.0, (b.min_lng + b.max_lng) / 2.0).unwrap_or(LatLng::ORIGIN)
+}
+
+impl<'a> PreparedArea<'a> {
+    pub fn new(volumes: &'a [Volume4D]) -> Self {
+        let boxes: Vec<GeoBox> = volumes.iter().map(|v| v.footprint.bbox()).collect();
+        let center = boxes.iter().copied().reduce(|a, b| a.union(&b)).map_or(LatLng::ORIGIN, |b| box_center(&b));
+        let mut area = Self { volumes, center, projected: Vec::with_capacity(volumes.len()) };
+        for v in volumes {
+            let p = match &v.footprint {
+                Footprint::Polygon(poly) if area.near(&poly.bbox()) => project_all(center, poly.vertices()),
+                _ => None,
+            };
+            area.projected.push(p);
+        }
+        area
+    }
+
+    /// Is every corner of `b` surely within the shared radius of the centre?
+    fn near(&self, b: &GeoBox) -> bool {
+        let cos = self.center.lat().to_radians().cos().max(0.0);
+        let dlat = (b.min_lat - self.center.lat()).abs().max((b.max_lat - self.center.lat()).abs());
+        let dlng = (b.min_lng - self.center.lng()).abs().max((b.max_lng - self.center.lng()).abs());
+        let approx = SAFE_M_PER_DEG * (dlat * dlat + (dlng * cos) * (dlng * cos)).sqrt();
+        approx < SHARED_PROJECTION_RADIUS_M && dlng < 1.0
+    }
+
+    /// Exact: does any volume of `others` intersect any volume of the area?
+    pub fn intersects_any(&self, others: &[Volume4D]) -> bool {
+        self.volumes.iter().zip(&self.projected).any(|(mine, proj)| others.iter().any(|o| self.pair(mine, proj, o)))
+    }
+
+    fn pair(&self, mine: &Volume4D, proj: &Option<Vec<P>>, other: &Volume4D) -> bool {
+        if !(mine.time.overlaps(&other.time) && mine.altitude.overlaps(&other.altitude)) {
+            return false;
+        }
+        if !mine.footprint.bbox().intersects(&other.footprint.bbox()) {
+            return false;
+        }
+        match (proj, &other.footprint) {
+            (Some(pa), Footprint::Polygon(b)) if self.near(&b.bbox()) => {
+                match b.vertices().iter().map(|v| gnomonic(self.center, *v)).collect::<Option<Vec<_>>>() {
+                    Some(pb) => planar::polygons_intersect(pa, &pb),
+                    None => mine.footprint.intersects(&other.footprint),
+                }
+            }
+            _ => mine.footprint.intersects(&other.footprint),
+        }
+    }
+}
