@@ -290,13 +290,7 @@ fn mint_token(args: &TokenArgs) -> Result<String> {
 
 fn run_dss(args: DssArgs) -> Result<()> {
     init_logs();
-    let mut pems = Vec::new();
-    for path in &args.jwt_public_keys {
-        pems.push((
-            path.display().to_string(),
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        ));
-    }
+    let mut pems = read_keys(&args.jwt_public_keys)?;
     if args.insecure_dev_auth {
         eprintln!("WARNING: --insecure-dev-auth: accepting tokens signed by the PUBLIC development key.");
         eprintln!("WARNING: anyone can mint such tokens. Never use this outside local development.");
@@ -351,6 +345,14 @@ fn run_dss(args: DssArgs) -> Result<()> {
     })
 }
 
+/// Reads PEM public keys, named by their paths for error messages.
+fn read_keys(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
+    paths
+        .iter()
+        .map(|p| Ok((p.display().to_string(), std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)))
+        .collect()
+}
+
 fn init_logs() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -391,13 +393,7 @@ fn run_auth(args: AuthArgs) -> Result<()> {
 
 fn run_uss(args: UssArgs) -> Result<()> {
     init_logs();
-    let mut pems = Vec::new();
-    for path in &args.jwt_public_keys {
-        pems.push((
-            path.display().to_string(),
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        ));
-    }
+    let pems = read_keys(&args.jwt_public_keys)?;
     if pems.is_empty() {
         bail!("no --jwt-public-key given: pass the PEM public key(s) that sign peers' tokens");
     }

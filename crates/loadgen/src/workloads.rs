@@ -44,6 +44,15 @@ impl Budget {
     }
 }
 
+/// Waits for every task of a phase and merges their recorders.
+async fn merged(mut tasks: tokio::task::JoinSet<Recorder>) -> Result<Recorder> {
+    let mut rec = Recorder::default();
+    while let Some(r) = tasks.join_next().await {
+        rec.merge(r?);
+    }
+    Ok(rec)
+}
+
 fn micros(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
 }
@@ -228,10 +237,7 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
             rec
         });
     }
-    let mut rec = Recorder::default();
-    while let Some(r) = tasks.join_next().await {
-        rec.merge(r?);
-    }
+    let rec = merged(tasks).await?;
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
     let report = WorkloadReport {
@@ -368,10 +374,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
             rec
         });
     }
-    let mut rec = Recorder::default();
-    while let Some(r) = tasks.join_next().await {
-        rec.merge(r?);
-    }
+    let rec = merged(tasks).await?;
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
     let live = book.read().len() as u64;
@@ -490,10 +493,7 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
             rec
         });
     }
-    let mut rec = Recorder::default();
-    while let Some(r) = tasks.join_next().await {
-        rec.merge(r?);
-    }
+    let rec = merged(tasks).await?;
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
     let live = book.read().len() as u64;

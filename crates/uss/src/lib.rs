@@ -308,17 +308,22 @@ async fn own(uss: &Uss, id: &str) -> Result<api::OperationalIntent, Response> {
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no operational intent {id} is managed here")))
 }
 
-async fn op_activate(State(uss): St, Path(id): Path<String>) -> Response {
+/// Moves an intent to `state` with its current volumes. Activation proves knowledge of the
+/// airspace (a key) but a plan already accepted is not re-judged: conflicts created since by
+/// higher priorities are theirs to resolve; off-nominal states need no key at all.
+async fn transition(uss: &Uss, id: String, state: &str) -> Response {
     let _guard = uss.operator_lock.lock().await;
-    let cur = match own(&uss, &id).await {
+    let cur = match own(uss, &id).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    // Activation proves knowledge of the airspace (a key) but a plan already accepted is not
-    // re-judged: conflicts created since by higher priorities are theirs to resolve.
     outcome_response(
-        uss.plan_volumes(id, cur.reference.ovn, cur.details.volumes, cur.details.priority, "Activated", false).await,
+        uss.plan_volumes(id, cur.reference.ovn, cur.details.volumes, cur.details.priority, state, false).await,
     )
+}
+
+async fn op_activate(State(uss): St, Path(id): Path<String>) -> Response {
+    transition(&uss, id, "Activated").await
 }
 
 async fn op_modify(State(uss): St, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
@@ -336,15 +341,7 @@ async fn op_modify(State(uss): St, Path(id): Path<String>, body: axum::body::Byt
 }
 
 async fn op_nonconforming(State(uss): St, Path(id): Path<String>) -> Response {
-    let _guard = uss.operator_lock.lock().await;
-    let cur = match own(&uss, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    outcome_response(
-        uss.plan_volumes(id, cur.reference.ovn, cur.details.volumes, cur.details.priority, "Nonconforming", false)
-            .await,
-    )
+    transition(&uss, id, "Nonconforming").await
 }
 
 async fn op_end(State(uss): St, Path(id): Path<String>) -> Response {
