@@ -322,3 +322,25 @@ async fn peers_must_authenticate() {
     assert_eq!(details["operational_intent"]["reference"]["ovn"], a["ovn"], "the owner serves its current OVN");
     assert_eq!(details["operational_intent"]["details"]["priority"], 0);
 }
+
+#[tokio::test]
+async fn an_unreachable_peer_blocks_overlapping_plans_and_says_why() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let bravo = cluster.participant("bravo", &FULL);
+    let (s, a) = op(&alpha.url, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 200.0, 0.0, 120.0, 600, 1200))).await;
+    assert_eq!(s, 200, "{a}");
+    // alpha goes away: its details cannot be fetched, so bravo cannot prove it is clear of them.
+    drop(alpha);
+    let (s, r) =
+        op(&bravo.url, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 700, 1100))).await;
+    assert_eq!(s, 409, "{r}");
+    let c = &r["conflicts"][0];
+    assert_eq!(c["kind"], "unverifiable", "{r}");
+    assert_eq!(c["manager"], "alpha");
+    assert!(c["reason"].as_str().is_some_and(|m| m.contains("cannot be verified")), "{r}");
+    // Outside alpha's time window bravo plans freely.
+    let (s, r) =
+        op(&bravo.url, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 1300, 1600))).await;
+    assert_eq!(s, 200, "{r}");
+}
