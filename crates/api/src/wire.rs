@@ -105,8 +105,8 @@ pub struct PutSubscriptionParameters {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetUssAvailabilityStatusParameters {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_version: Option<String>,
+    /// Required by the schema (use "" before the first change); `null` is not a string.
+    pub old_version: String,
     pub availability: String,
 }
 
@@ -244,4 +244,40 @@ pub struct UssAvailabilityStatus {
 pub struct UssAvailabilityStatusResponse {
     pub version: String,
     pub status: UssAvailabilityStatus,
+}
+
+/// `ExchangeRecord` of a report; parsed to validate a report before it is archived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExchangeRecord {
+    pub url: String,
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+    pub recorder_role: String,
+    pub request_time: Time,
+    /// Listed as required by the schema without a type; echoed as sent ("" when absent).
+    #[serde(default)]
+    pub request_source: serde_json::Value,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub response_body: String,
+    #[serde(default, deserialize_with = "no_null_i32", skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorReport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_id: Option<String>,
+    pub exchange: ExchangeRecord,
+}
+
+/// An optional integer that may be omitted but not set to `null` (it is not an object field).
+fn no_null_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    i32::deserialize(d).map(Some)
 }

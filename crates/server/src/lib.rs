@@ -303,8 +303,12 @@ async fn put_subscription_common<S: Store>(
 ) -> Result<Json<api::PutSubscriptionResponse>, ApiError> {
     c.require_any(scopes::SUBSCRIPTIONS)?;
     let id = uuid_path(id, "subscriptionid")?;
-    let req = api::put_subscription_request(body_of(body)?)?;
-    let change = st.dss.put_subscription(c, id, version, req).await?;
+    // The spec documents no 413 for subscription writes: an area over the limit is a 400 here.
+    let req = api::put_subscription_request(body_of(body)?).map_err(|e| api::WireError { too_large: false, ..e })?;
+    let change = st.dss.put_subscription(c, id, version, req).await.map_err(|e| match e {
+        dss::DssError::TooLarge(m) => dss::DssError::BadRequest(m),
+        other => other,
+    })?;
     Ok(Json(api::PutSubscriptionResponse {
         subscription: api::subscription_to_wire(&change.subscription),
         operational_intent_references: change.intents.iter().map(api::intent_to_wire).collect(),
@@ -345,13 +349,24 @@ async fn delete_subscription<S: Store>(
 
 async fn make_report<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::REPORTS)?;
-    let mut report: serde_json::Map<String, serde_json::Value> = body_of(body)?;
-    if !report.get("exchange").is_some_and(|e| e.is_object()) {
-        return Err(api::WireError::bad("exchange is required and must be an ExchangeRecord object").into());
+    let bytes =
+        body.map_err(|e| ApiError::Wire(api::WireError::bad(format!("could not read the request body: {e}"))))?;
+    // Archive what was sent (unknown fields included); answer with the report as the schema
+    // defines it.
+    let mut typed: api::ErrorReport = parse_json(&bytes)?;
+    if typed.exchange.request_source.is_null() {
+        typed.exchange.request_source = serde_json::Value::String(String::new());
     }
-    let receipt = st.dss.make_report(&c, &serde_json::Value::Object(report.clone()).to_string())?;
-    report.insert("report_id".into(), serde_json::Value::String(receipt.report_id));
-    Ok((StatusCode::CREATED, Json(report)))
+    if !matches!(typed.exchange.recorder_role.as_str(), "Client" | "Server") {
+        return Err(api::WireError::bad("exchange.recorder_role must be Client or Server").into());
+    }
+    api::time_from_wire(&typed.exchange.request_time, "exchange.request_time")?;
+    if let Some(t) = &typed.exchange.response_time {
+        api::time_from_wire(t, "exchange.response_time")?;
+    }
+    let receipt = st.dss.make_report(&c, &String::from_utf8_lossy(&bytes))?;
+    typed.report_id = Some(receipt.report_id);
+    Ok((StatusCode::CREATED, Json(typed)))
 }
 
 fn availability_to_wire(r: model::AvailabilityRecord) -> api::UssAvailabilityStatusResponse {
@@ -370,6 +385,8 @@ async fn get_availability<S: Store>(
     Ok(Json(availability_to_wire(st.dss.get_availability(&c, &uss).await?)))
 }
 
+/// A stale `old_version` gets 409, as the reference DSS answers (the spec lists no status for
+/// it).
 async fn set_availability<S: Store>(
     State(st): St<S>,
     Authed(c): Authed,
@@ -381,6 +398,6 @@ async fn set_availability<S: Store>(
     let availability = UssAvailability::parse(&p.availability).ok_or_else(|| {
         api::WireError::bad(format!("availability `{}` is not one of Unknown, Normal, Down", p.availability))
     })?;
-    let r = st.dss.set_availability(&c, &uss, p.old_version.as_deref().unwrap_or(""), availability).await?;
+    let r = st.dss.set_availability(&c, &uss, &p.old_version, availability).await?;
     Ok(Json(availability_to_wire(r)))
 }
