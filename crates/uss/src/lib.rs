@@ -174,18 +174,31 @@ async fn get_telemetry(State(uss): St, headers: HeaderMap, Path(id): Path<String
     }
 }
 
+/// Authenticates a peer holding `scope` and parses its JSON body.
+fn authorized_body<T: serde::de::DeserializeOwned>(
+    uss: &Uss,
+    headers: &HeaderMap,
+    scope: &str,
+    body: &[u8],
+) -> Result<(dss::Caller, T), Response> {
+    let caller = uss.authorize(headers, scope)?;
+    let parsed = api::parse_json(body).map_err(|e| error(StatusCode::BAD_REQUEST, e.message))?;
+    Ok((caller, parsed))
+}
+
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 async fn notify_intent(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let caller = match uss.authorize(&headers, "utm.strategic_coordination") {
-        Ok(c) => c,
+    let (caller, p) = match authorized_body::<api::PutOperationalIntentDetailsParameters>(
+        &uss,
+        &headers,
+        "utm.strategic_coordination",
+        &body,
+    ) {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let p: api::PutOperationalIntentDetailsParameters = match api::parse_json(&body) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.message),
     };
     if let Some(oi) = &p.operational_intent {
         if oi.reference.manager != caller.manager {
@@ -226,13 +239,14 @@ async fn get_constraint(State(uss): St, headers: HeaderMap, Path(id): Path<Strin
 }
 
 async fn notify_constraint(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let caller = match uss.authorize(&headers, "utm.constraint_management") {
-        Ok(c) => c,
+    let (caller, p) = match authorized_body::<api::PutConstraintDetailsParameters>(
+        &uss,
+        &headers,
+        "utm.constraint_management",
+        &body,
+    ) {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let p: api::PutConstraintDetailsParameters = match api::parse_json(&body) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.message),
     };
     let mut s = uss.state.lock().await;
     s.notifications.push(Received {
