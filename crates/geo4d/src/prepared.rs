@@ -42,6 +42,9 @@ impl<'a> PreparedArea<'a> {
 
     /// Is every corner of `b` surely within the shared radius of the centre?
     fn near(&self, b: &GeoBox) -> bool {
+        if self.center.lat().abs() > 70.0 {
+            return false;
+        }
         let cos = self.center.lat().to_radians().cos().max(0.0);
         let dlat = (b.min_lat - self.center.lat()).abs().max((b.max_lat - self.center.lat()).abs());
         let dlng = (b.min_lng - self.center.lng()).abs().max((b.max_lng - self.center.lng()).abs());
@@ -60,6 +63,11 @@ impl<'a> PreparedArea<'a> {
         }
         if !mine.footprint.bbox().intersects(&other.footprint.bbox()) {
             return false;
+        }
+        if let (Footprint::Polygon(a), Footprint::Polygon(b)) = (&mine.footprint, &other.footprint) {
+            if let Some(hit) = a.same_tile_test(b) {
+                return hit;
+            }
         }
         match (proj, &other.footprint) {
             (Some(pa), Footprint::Polygon(b)) if self.near(&b.bbox()) => {

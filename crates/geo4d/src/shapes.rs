@@ -1,6 +1,6 @@
 //! Footprints on the WGS84 ellipsoid: points, polygons with geodesic edges, geodesic circles.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use geographiclib_rs::{DirectGeodesic, Geodesic, InverseGeodesic};
 
@@ -92,17 +92,70 @@ impl GeoBox {
             max_lng: self.max_lng.max(other.max_lng),
         }
     }
-    fn center(&self) -> LatLng {
+    pub(crate) fn center(&self) -> LatLng {
         LatLng { lat: (self.min_lat + self.max_lat) / 2.0, lng: (self.min_lng + self.max_lng) / 2.0 }
     }
 }
 
 /// A simple polygon whose edges are geodesics. Valid by construction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Polygon {
     vertices: Vec<LatLng>,
     bbox: GeoBox,
     area_m2: f64,
+    /// The vertices projected about the centre of the polygon's tile, computed on first use and
+    /// kept: two polygons of one tile are then compared with no geodesic work at all.
+    tile: OnceLock<Option<TileProjection>>,
+}
+
+impl PartialEq for Polygon {
+    fn eq(&self, other: &Self) -> bool {
+        self.vertices == other.vertices
+    }
+}
+
+/// Side of a projection tile in degrees. Small enough that every vertex of a polygon assigned to
+/// a tile lies well within `SHARED_PROJECTION_RADIUS_M` of its centre, or the polygon gets no
+/// tile projection and is compared pairwise.
+const TILE_DEG: f64 = 0.5;
+
+#[derive(Debug, Clone)]
+struct TileProjection {
+    key: (i32, i32),
+    points: Vec<P>,
+}
+
+fn tile_projection(vertices: &[LatLng], bbox: &GeoBox) -> Option<TileProjection> {
+    let c = bbox.center();
+    // The straightness bound is tested up to 70° of latitude; beyond, compare pairwise.
+    if c.lat.abs() > 70.0 {
+        return None;
+    }
+    let key = ((c.lat / TILE_DEG).floor() as i32, (c.lng / TILE_DEG).floor() as i32);
+    let center = LatLng::new((key.0 as f64 + 0.5) * TILE_DEG, (key.1 as f64 + 0.5) * TILE_DEG).ok()?;
+    if !within_radius(center, bbox, crate::prepared::SHARED_PROJECTION_RADIUS_M) {
+        return None;
+    }
+    project_all(center, vertices).map(|points| TileProjection { key, points })
+}
+
+/// Is every point of `b` surely within `radius_m` of `center`? Degree lengths are bounded above
+/// (111.7 km per degree of latitude; 111.4 km times the largest cosine in the box per degree of
+/// longitude) and the bound is widened by 5% for the curvature the flat estimate ignores.
+pub(crate) fn within_radius(center: LatLng, b: &GeoBox, radius_m: f64) -> bool {
+    let dlat = (b.min_lat - center.lat).abs().max((b.max_lat - center.lat).abs());
+    let dlng = (b.min_lng - center.lng).abs().max((b.max_lng - center.lng).abs());
+    if dlng >= 1.0 || dlat >= 1.0 {
+        return false;
+    }
+    let lat_nearest_equator = if b.min_lat <= 0.0 && b.max_lat >= 0.0 {
+        0.0
+    } else {
+        b.min_lat.abs().min(b.max_lat.abs()).min(center.lat.abs())
+    };
+    let cos = lat_nearest_equator.to_radians().cos();
+    let (y, x) = (dlat * 111_700.0, dlng * 111_400.0 * cos);
+    1.05 * (x * x + y * y).sqrt() < radius_m
 }
 
 impl Polygon {
@@ -135,7 +188,7 @@ impl Polygon {
             return Err(GeoError::Degenerate);
         }
         let bbox = padded_polygon_box(&vertices, corner_box)?;
-        Ok(Self { vertices, bbox, area_m2 })
+        Ok(Self { vertices, bbox, area_m2, tile: OnceLock::new() })
     }
     /// Rebuilds a polygon that `Polygon::new` accepted earlier, from its vertices and the
     /// bounding box and area it computed then, without repeating the geodesic work. For data
@@ -155,10 +208,21 @@ impl Polygon {
         if !(vertices.iter().all(inside) && area_m2.is_finite() && area_m2 > 0.0) {
             return Err(GeoError::Degenerate);
         }
-        Ok(Self { vertices, bbox, area_m2 })
+        Ok(Self { vertices, bbox, area_m2, tile: OnceLock::new() })
     }
     pub fn bbox(&self) -> GeoBox {
         self.bbox
+    }
+
+    fn tile(&self) -> Option<&TileProjection> {
+        self.tile.get_or_init(|| tile_projection(&self.vertices, &self.bbox)).as_ref()
+    }
+
+    /// The exact test through cached tile projections, when both polygons have one in the same
+    /// tile; `None` when they do not.
+    pub(crate) fn same_tile_test(&self, other: &Polygon) -> Option<bool> {
+        let (a, b) = (self.tile()?, other.tile()?);
+        (a.key == b.key).then(|| planar::polygons_intersect(&a.points, &b.points))
     }
     pub fn vertices(&self) -> &[LatLng] {
         &self.vertices
@@ -296,6 +360,9 @@ impl Footprint {
                 circle_meets_polygon(c, p)
             }
             (Footprint::Polygon(a), Footprint::Polygon(b)) => {
+                if let Some(hit) = a.same_tile_test(b) {
+                    return hit;
+                }
                 let center = a.bbox.union(&b.bbox).center();
                 match (project_all(center, &a.vertices), project_all(center, &b.vertices)) {
                     (Some(pa), Some(pb)) => planar::polygons_intersect(&pa, &pb),
