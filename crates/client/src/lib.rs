@@ -4,8 +4,6 @@
 //! per endpoint, errors carrying the server's status and message (and the conflict details on a
 //! 409 with missing OVNs).
 
-use std::time::Duration;
-
 use api::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -45,20 +43,6 @@ impl DssClient {
     /// `base` is the DSS root, e.g. `http://127.0.0.1:8082`.
     pub fn new(http: reqwest::Client, base: impl Into<String>, token: impl Into<String>) -> Self {
         Self { http, base: base.into().trim_end_matches('/').to_owned(), token: token.into() }
-    }
-
-    /// An HTTP client with the timeouts ecosystem USSs use (3 s connect, 6 s read).
-    pub fn default_http() -> reqwest::Client {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(6))
-            .pool_max_idle_per_host(256)
-            .build()
-            .unwrap_or_default()
-    }
-
-    pub fn with_token(&self, token: impl Into<String>) -> Self {
-        Self { token: token.into(), ..self.clone() }
     }
 
     async fn send<B: Serialize, T: DeserializeOwned>(

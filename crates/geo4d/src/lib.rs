@@ -146,14 +146,6 @@ impl Envelope4 {
     pub fn intersects(&self, other: &Self) -> bool {
         (0..4).all(|axis| self.min[axis] <= other.max[axis] && other.min[axis] <= self.max[axis])
     }
-    pub fn union(&self, other: &Self) -> Self {
-        let mut out = *self;
-        for axis in 0..4 {
-            out.min[axis] = out.min[axis].min(other.min[axis]);
-            out.max[axis] = out.max[axis].max(other.max[axis]);
-        }
-        out
-    }
 }
 
 impl Volume4D {
@@ -176,13 +168,6 @@ impl Volume4D {
 /// True when any volume of `a` intersects any volume of `b`.
 pub fn any_intersect(a: &[Volume4D], b: &[Volume4D]) -> bool {
     a.iter().any(|va| b.iter().any(|vb| va.intersects(vb)))
-}
-
-/// The envelope containing every volume of a non-empty list.
-pub fn envelope_of(volumes: &[Volume4D]) -> Option<Envelope4> {
-    let mut it = volumes.iter().map(Volume4D::envelope);
-    let first = it.next()?;
-    Some(it.fold(first, |acc, e| acc.union(&e)))
 }
 
 #[cfg(test)]

@@ -30,9 +30,6 @@ impl Ovn {
     }
 }
 
-/// What the reference DSS sends in place of an OVN the caller may not see.
-pub const NO_OVN_PHRASE: &str = "Available from USS";
-
 /// ASTM F3548-21 operational intent states that the DSS stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OperationalIntentState {

@@ -258,12 +258,6 @@ impl EmbeddedStore {
             let _ = t.join();
         }
     }
-
-    /// Current number of live records, for metrics.
-    pub fn counts(&self) -> (usize, usize, usize) {
-        let s = self.inner.state.read();
-        (s.intents.rows.len(), s.constraints.rows.len(), s.subscriptions.rows.len())
-    }
 }
 
 /// The group-commit loop: take everything queued, append it, sync once, publish the revision.
