@@ -1,6 +1,6 @@
 //! Wire <-> domain conversion.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use dss::{
     ConstraintView, ImplicitSubscriptionRequest, IntentView, PutIntentRequest, PutSubscriptionRequest, SubscriptionView,
 };
@@ -27,10 +27,7 @@ pub fn time_from_wire(t: &wire::Time, field: &str) -> Result<Timestamp, WireErro
 }
 
 pub fn time_to_wire(t: Timestamp) -> wire::Time {
-    let value = DateTime::<Utc>::from_timestamp_micros(t.micros())
-        .map(|d| d.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_default();
-    wire::Time { value, format: "RFC3339".into() }
+    wire::Time { value: crate::out::chrono_rfc3339(t), format: "RFC3339".into() }
 }
 
 fn altitude(a: &Option<wire::Altitude>, field: &str) -> Result<Option<f64>, WireError> {

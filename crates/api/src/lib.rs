@@ -6,10 +6,12 @@
 //! and `null` is accepted wherever a field may be omitted.
 
 mod convert;
+mod out;
 mod uss_wire;
 mod wire;
 
 pub use convert::*;
+pub use out::{ConstraintRefOut, ConstraintsOut, IntentRefOut, IntentsOut};
 pub use uss_wire::*;
 pub use wire::*;
 

@@ -1,11 +1,12 @@
 //! An area prepared for many exact tests against candidates from an index: its polygons are
 //! projected once, about one centre, instead of once per candidate pair. Candidates whose
 //! bounding box reaches farther than [`SHARED_PROJECTION_RADIUS_M`] from that centre fall back
-//! to the pairwise test, so the answer is always the exact one (see the
+//! to the pairwise test, as do circles too close to call within the projection's error bounds,
+//! so the answer is always the exact one (see the
 //! `shared_projection_centre_keeps_edges_straight` test for the bound).
 
 use crate::planar::{self, P};
-use crate::shapes::{gnomonic, project_all};
+use crate::shapes::{circle_polygon_in_plane, circles_in_plane, gnomonic, project_all};
 use crate::{Footprint, GeoBox, LatLng, Volume4D};
 
 /// Farthest a projected point may lie from the shared centre.
@@ -17,8 +18,13 @@ const SAFE_M_PER_DEG: f64 = 2.0 * 111_700.0;
 pub struct PreparedArea<'a> {
     volumes: &'a [Volume4D],
     center: LatLng,
-    /// Projected polygons of `volumes` (None for circles, or if unprojectable).
-    projected: Vec<Option<Vec<P>>>,
+    /// `volumes` projected about `center` (`None` if too far from it).
+    projected: Vec<Option<Projected>>,
+}
+
+enum Projected {
+    Polygon(Vec<P>),
+    Circle(P, f64),
 }
 
 fn box_center(b: &GeoBox) -> LatLng {
@@ -32,7 +38,12 @@ impl<'a> PreparedArea<'a> {
         let mut area = Self { volumes, center, projected: Vec::with_capacity(volumes.len()) };
         for v in volumes {
             let p = match &v.footprint {
-                Footprint::Polygon(poly) if area.near(&poly.bbox()) => project_all(center, poly.vertices()),
+                Footprint::Polygon(poly) if area.near(&poly.bbox()) => {
+                    project_all(center, poly.vertices()).map(Projected::Polygon)
+                }
+                Footprint::Circle(c) if area.near(&c.bbox()) => {
+                    gnomonic(center, c.center()).map(|p| Projected::Circle(p, c.radius_m()))
+                }
                 _ => None,
             };
             area.projected.push(p);
@@ -57,26 +68,33 @@ impl<'a> PreparedArea<'a> {
         self.volumes.iter().zip(&self.projected).any(|(mine, proj)| others.iter().any(|o| self.pair(mine, proj, o)))
     }
 
-    fn pair(&self, mine: &Volume4D, proj: &Option<Vec<P>>, other: &Volume4D) -> bool {
+    fn pair(&self, mine: &Volume4D, proj: &Option<Projected>, other: &Volume4D) -> bool {
         if !(mine.time.overlaps(&other.time) && mine.altitude.overlaps(&other.altitude)) {
             return false;
         }
         if !mine.footprint.bbox().intersects(&other.footprint.bbox()) {
             return false;
         }
-        if let (Footprint::Polygon(a), Footprint::Polygon(b)) = (&mine.footprint, &other.footprint) {
-            if let Some(hit) = a.same_tile_test(b) {
-                return hit;
-            }
+        if let Some(hit) = mine.footprint.same_tile_test(&other.footprint) {
+            return hit;
         }
-        match (proj, &other.footprint) {
-            (Some(pa), Footprint::Polygon(b)) if self.near(&b.bbox()) => {
-                match b.vertices().iter().map(|v| gnomonic(self.center, *v)).collect::<Option<Vec<_>>>() {
-                    Some(pb) => planar::polygons_intersect(pa, &pb),
-                    None => mine.footprint.intersects(&other.footprint),
-                }
+        let planar = match (proj, &other.footprint) {
+            (Some(mine), Footprint::Polygon(b)) if self.near(&b.bbox()) => {
+                b.vertices().iter().map(|v| gnomonic(self.center, *v)).collect::<Option<Vec<_>>>().and_then(|pb| {
+                    match mine {
+                        Projected::Polygon(pa) => Some(planar::polygons_intersect(pa, &pb)),
+                        Projected::Circle(c, r) => circle_polygon_in_plane(*c, *r, &pb),
+                    }
+                })
             }
-            _ => mine.footprint.intersects(&other.footprint),
-        }
+            (Some(mine), Footprint::Circle(b)) if self.near(&b.bbox()) => {
+                gnomonic(self.center, b.center()).and_then(|pb| match mine {
+                    Projected::Polygon(pa) => circle_polygon_in_plane(pb, b.radius_m(), pa),
+                    Projected::Circle(c, r) => circles_in_plane(*c, *r, pb, b.radius_m()),
+                })
+            }
+            _ => None,
+        };
+        planar.unwrap_or_else(|| mine.footprint.intersects(&other.footprint))
     }
 }

@@ -125,7 +125,10 @@ struct TileProjection {
     points: Vec<P>,
 }
 
-fn tile_projection(vertices: &[LatLng], bbox: &GeoBox) -> Option<TileProjection> {
+/// The tile of a shape with bounding box `bbox`, and the tile's centre, when the whole box is
+/// close enough to that centre for projected distances and edges to stay within the bounds of
+/// [`PLANE_DISTANCE_TOLERANCE`] and [`EDGE_STRAIGHTNESS_M`].
+fn tile_of(bbox: &GeoBox) -> Option<((i32, i32), LatLng)> {
     let c = bbox.center();
     // The straightness bound is tested up to 70° of latitude; beyond, compare pairwise.
     if c.lat.abs() > 70.0 {
@@ -133,10 +136,58 @@ fn tile_projection(vertices: &[LatLng], bbox: &GeoBox) -> Option<TileProjection>
     }
     let key = ((c.lat / TILE_DEG).floor() as i32, (c.lng / TILE_DEG).floor() as i32);
     let center = LatLng::new((key.0 as f64 + 0.5) * TILE_DEG, (key.1 as f64 + 0.5) * TILE_DEG).ok()?;
-    if !within_radius(center, bbox, crate::prepared::SHARED_PROJECTION_RADIUS_M) {
-        return None;
-    }
+    within_radius(center, bbox, crate::prepared::SHARED_PROJECTION_RADIUS_M).then_some((key, center))
+}
+
+fn tile_projection(vertices: &[LatLng], bbox: &GeoBox) -> Option<TileProjection> {
+    let (key, center) = tile_of(bbox)?;
     project_all(center, vertices).map(|points| TileProjection { key, points })
+}
+
+/// Relative bound on how much the gnomonic projection about a centre changes the distance
+/// between two points that lie (with the geodesic between them) within
+/// `SHARED_PROJECTION_RADIUS_M` of it: planar distance / geodesic distance stays within
+/// [1/(1+t), 1+t]. The scale of the projection at 60 km is below 1 + 1e-4 (tested by
+/// `plane_distances_stay_within_tolerance`); 1e-3 leaves a tenfold margin.
+pub(crate) const PLANE_DISTANCE_TOLERANCE: f64 = 1.0e-3;
+/// Bound on how far a projected geodesic edge strays from its straight chord, in metres, for
+/// shapes within `SHARED_PROJECTION_RADIUS_M` of the centre (measured below 5 mm by
+/// `shared_projection_centre_keeps_edges_straight`).
+pub(crate) const EDGE_STRAIGHTNESS_M: f64 = 0.01;
+
+/// Circle (projected centre `c`, geodesic radius `r`) against a polygon projected about the
+/// same centre. Answers only when the planar distance decides it beyond every projection
+/// error bound; `None` in the thin band where it cannot (the caller then tests exactly).
+pub(crate) fn circle_polygon_in_plane(c: P, r: f64, poly: &[P]) -> Option<bool> {
+    let n = poly.len();
+    let d = if planar::point_in_polygon(c, poly) {
+        0.0
+    } else {
+        (0..n).map(|i| planar::point_segment_distance(c, poly[i], poly[(i + 1) % n]).0).fold(f64::INFINITY, f64::min)
+    };
+    // The true distance from the centre to the polygon lies within
+    // [(d - e) / (1 + t), (d + e) * (1 + t)].
+    let (t, e) = (PLANE_DISTANCE_TOLERANCE, EDGE_STRAIGHTNESS_M);
+    if (d + e) * (1.0 + t) <= r {
+        Some(true)
+    } else if (d - e) / (1.0 + t) > r {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Two circles with centres projected about one centre; `None` when too close to call.
+pub(crate) fn circles_in_plane(a: P, ra: f64, b: P, rb: f64) -> Option<bool> {
+    let d = ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
+    let t = PLANE_DISTANCE_TOLERANCE;
+    if d * (1.0 + t) <= ra + rb {
+        Some(true)
+    } else if d / (1.0 + t) > ra + rb {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Is every point of `b` surely within `radius_m` of `center`? Degree lengths are bounded above
@@ -270,11 +321,19 @@ fn padded_polygon_box(vertices: &[LatLng], mut b: GeoBox) -> Result<GeoBox, GeoE
 }
 
 /// All points within a geodesic distance of a centre. Valid by construction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Circle {
     center: LatLng,
     radius_m: f64,
     bbox: GeoBox,
+    /// The centre projected about its tile's centre, computed on first use and kept.
+    tile: OnceLock<Option<((i32, i32), P)>>,
+}
+
+impl PartialEq for Circle {
+    fn eq(&self, other: &Self) -> bool {
+        self.center == other.center && self.radius_m == other.radius_m
+    }
 }
 
 impl Circle {
@@ -305,13 +364,22 @@ impl Circle {
         if bbox.min_lng < -180.0 || bbox.max_lng > 180.0 {
             return Err(GeoError::CrossesAntimeridian);
         }
-        Ok(Self { center, radius_m, bbox })
+        Ok(Self { center, radius_m, bbox, tile: OnceLock::new() })
     }
     pub fn center(&self) -> LatLng {
         self.center
     }
     pub fn radius_m(&self) -> f64 {
         self.radius_m
+    }
+    pub fn bbox(&self) -> GeoBox {
+        self.bbox
+    }
+    fn tile(&self) -> Option<((i32, i32), P)> {
+        *self.tile.get_or_init(|| {
+            let (key, center) = tile_of(&self.bbox)?;
+            gnomonic(center, self.center).map(|p| (key, p))
+        })
     }
     /// Radius in the gnomonic plane centred on this circle of the point at geodesic distance
     /// `radius_m` in the direction of `toward` (metres in that plane).
@@ -347,10 +415,35 @@ impl Footprint {
         }
     }
 
+    /// The test through cached tile projections, when both footprints have one in the same tile
+    /// and the planar answer is beyond the projection's error bounds; `None` otherwise.
+    pub(crate) fn same_tile_test(&self, other: &Footprint) -> Option<bool> {
+        match (self, other) {
+            (Footprint::Polygon(a), Footprint::Polygon(b)) => a.same_tile_test(b),
+            (Footprint::Circle(c), Footprint::Polygon(p)) | (Footprint::Polygon(p), Footprint::Circle(c)) => {
+                let ((key, center), tp) = (c.tile()?, p.tile()?);
+                if key != tp.key {
+                    return None;
+                }
+                circle_polygon_in_plane(center, c.radius_m, &tp.points)
+            }
+            (Footprint::Circle(a), Footprint::Circle(b)) => {
+                let ((ka, pa), (kb, pb)) = (a.tile()?, b.tile()?);
+                if ka != kb {
+                    return None;
+                }
+                circles_in_plane(pa, a.radius_m, pb, b.radius_m)
+            }
+        }
+    }
+
     /// Exact test: do the two closed footprints share a point?
     pub fn intersects(&self, other: &Footprint) -> bool {
         if !self.bbox().intersects(&other.bbox()) {
             return false;
+        }
+        if let Some(hit) = self.same_tile_test(other) {
+            return hit;
         }
         match (self, other) {
             (Footprint::Circle(a), Footprint::Circle(b)) => {
@@ -360,9 +453,6 @@ impl Footprint {
                 circle_meets_polygon(c, p)
             }
             (Footprint::Polygon(a), Footprint::Polygon(b)) => {
-                if let Some(hit) = a.same_tile_test(b) {
-                    return hit;
-                }
                 let center = a.bbox.union(&b.bbox).center();
                 match (project_all(center, &a.vertices), project_all(center, &b.vertices)) {
                     (Some(pa), Some(pb)) => planar::polygons_intersect(&pa, &pb),

@@ -114,6 +114,58 @@ fn shared_projection_centre_keeps_edges_straight() {
 }
 
 #[test]
+fn plane_distances_stay_within_tolerance() {
+    // Tile and shared projections decide circles by planar distances; the bound they rely on:
+    // between points within SHARED_PROJECTION_RADIUS_M of the centre, planar distance /
+    // geodesic distance stays within [1/(1+t), 1+t]. Check it holds ten times over.
+    let radius = crate::prepared::SHARED_PROJECTION_RADIUS_M;
+    let t = crate::shapes::PLANE_DISTANCE_TOLERANCE / 10.0;
+    let mut worst: f64 = 0.0;
+    for lat in [0.0, 30.0, 45.0, 60.0, 70.0] {
+        let center = ll(lat, 10.0);
+        for azimuth in (0..360).step_by(30) {
+            for reach in [0.1, 0.5, 1.0] {
+                let a = moved(center, azimuth as f64, radius * reach);
+                for turn in [0.0, 45.0, 90.0, 170.0] {
+                    for length in [1.0, 300.0, 5_000.0, 30_000.0] {
+                        let b = moved(a, azimuth as f64 + 180.0 + turn, length);
+                        if geodesic_distance_m(center, b) > radius {
+                            continue;
+                        }
+                        let (pa, pb) = (gnomonic(center, a).expect("a"), gnomonic(center, b).expect("b"));
+                        let planar = ((pa.0 - pb.0).powi(2) + (pa.1 - pb.1).powi(2)).sqrt();
+                        let ratio = planar / geodesic_distance_m(a, b);
+                        worst = worst.max((ratio - 1.0).abs());
+                        assert!(ratio <= 1.0 + t && ratio >= 1.0 / (1.0 + t), "lat {lat} az {azimuth} ratio {ratio}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(worst > 0.0);
+}
+
+#[test]
+fn tile_projections_decide_circles_and_fall_back_near_the_boundary() {
+    let c = ll(47.1, 8.1);
+    let square = Polygon::new(vec![
+        moved(moved(c, 90.0, 500.0), 180.0, 200.0),
+        moved(moved(c, 90.0, 800.0), 180.0, 200.0),
+        moved(moved(c, 90.0, 800.0), 0.0, 200.0),
+        moved(moved(c, 90.0, 500.0), 0.0, 200.0),
+    ])
+    .expect("square");
+    let sq = Footprint::Polygon(square);
+    let circle = |r: f64| Footprint::Circle(Circle::new(c, r).expect("circle"));
+    // Clear cases are answered in the tile plane...
+    assert_eq!(circle(400.0).same_tile_test(&sq), Some(false));
+    assert_eq!(circle(600.0).same_tile_test(&sq), Some(true));
+    assert_eq!(circle(100.0).same_tile_test(&circle(350.0)), Some(true));
+    // ...a boundary within the error band is not, and the exact test decides.
+    assert_eq!(circle(500.0).same_tile_test(&sq), None);
+}
+
+#[test]
 fn circles_touching_within_a_centimetre() {
     let a = ll(47.0, 8.0);
     let b = moved(a, 63.0, 1000.0);
@@ -236,8 +288,41 @@ proptest! {
             }
         };
         prop_assume!(gap.abs() > 0.01);
+        let expected = gap <= 0.0 || match &fb {
+            Footprint::Polygon(pb) => inside_via_projection(pa.vertices()[0], pb) || inside_via_projection(pb.vertices()[0], &pa),
+            Footprint::Circle(c) => inside_via_projection(c.center(), &pa),
+        };
         let prepared = PreparedArea::new(std::slice::from_ref(&va));
-        prop_assert_eq!(prepared.intersects_any(std::slice::from_ref(&vb)), va.intersects(&vb));
+        prop_assert_eq!(prepared.intersects_any(std::slice::from_ref(&vb)), expected, "gap {}", gap);
+        // The same with the roles swapped: the candidate becomes the prepared area.
+        let prepared = PreparedArea::new(std::slice::from_ref(&vb));
+        prop_assert_eq!(prepared.intersects_any(std::slice::from_ref(&va)), expected, "gap {} swapped", gap);
+    }
+
+    #[test]
+    fn circle_pairs_match_the_oracle(
+        lat in -69.0..69.0f64,
+        lng in -170.0..170.0f64,
+        ra in 1.0..3000.0f64,
+        rb in 1.0..3000.0f64,
+        offset_m in 0.0..9000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+        prepared in proptest::bool::ANY,
+    ) {
+        let (a, b) = (ll(lat, lng), moved(ll(lat, lng), offset_azimuth, offset_m));
+        let gap = geodesic_distance_m(a, b) - ra - rb;
+        prop_assume!(gap.abs() > 0.01);
+        let (fa, fb) = (Footprint::Circle(Circle::new(a, ra).expect("a")), Footprint::Circle(Circle::new(b, rb).expect("b")));
+        let got = if prepared {
+            let band = AltitudeBand::new(Some(0.0), Some(100.0)).expect("band");
+            let window = TimeWindow::new(Some(Timestamp(0)), Some(Timestamp(10))).expect("window");
+            let va = Volume4D { footprint: fa, altitude: band, time: window };
+            let vb = Volume4D { footprint: fb, altitude: band, time: window };
+            PreparedArea::new(std::slice::from_ref(&va)).intersects_any(std::slice::from_ref(&vb))
+        } else {
+            fa.intersects(&fb)
+        };
+        prop_assert_eq!(got, gap <= 0.0, "gap {} m", gap);
     }
 
     #[test]

@@ -134,9 +134,7 @@ async fn query_intents<S: Store>(
     c.require_any(scopes::INTENTS)?;
     let area = api::area_of_interest(&body_of(body)?)?;
     let views = st.dss.query_intents(&c, &area).await?;
-    Ok(Json(api::QueryOperationalIntentReferenceResponse {
-        operational_intent_references: views.iter().map(api::intent_to_wire).collect(),
-    }))
+    Ok(json_response(&api::IntentsOut(&views)))
 }
 
 async fn get_intent<S: Store>(
@@ -207,9 +205,7 @@ async fn query_constraints<S: Store>(
     c.require_any(scopes::CONSTRAINTS_READ)?;
     let area = api::area_of_interest(&body_of(body)?)?;
     let views = st.dss.query_constraints(&c, &area).await?;
-    Ok(Json(api::QueryConstraintReferencesResponse {
-        constraint_references: views.iter().map(api::constraint_to_wire).collect(),
-    }))
+    Ok(json_response(&api::ConstraintsOut(&views)))
 }
 
 async fn get_constraint<S: Store>(
@@ -400,4 +396,17 @@ async fn set_availability<S: Store>(
     })?;
     let r = st.dss.set_availability(&c, &uss, &p.old_version, availability).await?;
     Ok(Json(availability_to_wire(r)))
+}
+
+/// A 200 JSON response serialized now (for bodies that borrow from the handler's locals).
+fn json_response<T: serde::Serialize>(value: &T) -> Response {
+    let mut body = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        // Not reachable for these types (string keys, finite numbers); logged, never a panic.
+        Err(e) => {
+            tracing::error!(error = %e, "serializing a response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
