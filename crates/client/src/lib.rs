@@ -31,6 +31,23 @@ impl ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+/// A DSS answer as the typed body on 2xx, or the error it carries (with the missing entities
+/// of a 409 when the body lists them). Shared with other transports (the load generator's).
+pub fn decode_response<T: DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T> {
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(bytes).map_err(|e| ClientError::Transport(format!("unexpected response body: {e}")));
+    }
+    if status == 409 {
+        if let Ok(c) = serde_json::from_slice::<AirspaceConflictResponse>(bytes) {
+            return Err(ClientError::Conflict(c));
+        }
+    }
+    let message = serde_json::from_slice::<ErrorResponse>(bytes)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned());
+    Err(ClientError::Status { status, message })
+}
+
 /// One DSS, one bearer token.
 #[derive(Clone)]
 pub struct DssClient {
@@ -58,19 +75,7 @@ impl DssClient {
         let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
-        if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Transport(format!("unexpected response body: {e}")));
-        }
-        if status == 409 {
-            if let Ok(c) = serde_json::from_slice::<AirspaceConflictResponse>(&bytes) {
-                return Err(ClientError::Conflict(c));
-            }
-        }
-        let message = serde_json::from_slice::<ErrorResponse>(&bytes)
-            .map(|e| e.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-        Err(ClientError::Status { status, message })
+        decode_response(status, &bytes)
     }
 
     pub async fn query_intents(&self, area: &Volume4D) -> Result<QueryOperationalIntentReferenceResponse> {

@@ -5,6 +5,7 @@
 //! Workloads (see `workloads`): `busy-area`, `city`, `subscriptions`, `restart`. Each prints a
 //! table and adds a section to a JSON report.
 
+mod conn;
 mod shapes;
 mod stats;
 mod workloads;

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use api::{PutOperationalIntentReferenceParameters, PutSubscriptionParameters, Volume4D};
-use client::{ClientError, DssClient};
+use client::ClientError;
 use geo4d::Timestamp;
 use parking_lot::RwLock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use crate::conn::GenClient;
 use crate::shapes::{self, m_to_dlat, m_to_dlng, now, ORIGIN_LAT, ORIGIN_LNG};
 use crate::stats::{Recorder, WorkloadReport};
 use crate::{mint, Ctx};
@@ -24,6 +25,8 @@ const SC: &str = "utm.strategic_coordination";
 /// Attempts per write before the generator gives up on it (counted as an error).
 const MAX_TRIES: usize = 64;
 const CITY_M: f64 = 50_000.0;
+/// Distinct query boxes each city client cycles through.
+const QUERY_BODIES_PER_CLIENT: usize = 2048;
 
 /// OVNs known to every simulated USS: what peers would serve from their details endpoints.
 type OvnBook = Arc<RwLock<HashMap<String, String>>>;
@@ -90,7 +93,7 @@ fn query_area(extents: &[Volume4D]) -> Volume4D {
 /// query again and retry. Returns the new OVN and the response's subscriber ids.
 #[allow(clippy::too_many_arguments)]
 async fn plan_write(
-    c: &DssClient,
+    c: &GenClient,
     id: &str,
     ovn: Option<&str>,
     mut body: PutOperationalIntentReferenceParameters,
@@ -155,7 +158,7 @@ async fn plan_write(
     None
 }
 
-async fn delete(c: &DssClient, id: &str, book: &OvnBook, rec: &mut Recorder) -> Option<HashSet<String>> {
+async fn delete(c: &GenClient, id: &str, book: &OvnBook, rec: &mut Recorder) -> Option<HashSet<String>> {
     let ovn = book.read().get(id).cloned()?;
     let t = Instant::now();
     match c.delete_intent(id, &ovn).await {
@@ -174,12 +177,8 @@ async fn delete(c: &DssClient, id: &str, book: &OvnBook, rec: &mut Recorder) -> 
     }
 }
 
-fn client_for(ctx: &Ctx, http: &reqwest::Client, base: &str, sub: &str) -> Result<DssClient> {
-    Ok(DssClient::new(http.clone(), base, mint(&ctx.keys, sub, &[SC])?))
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(512).timeout(Duration::from_secs(30)).build().unwrap_or_default()
+fn client_for(ctx: &Ctx, base: &str, sub: &str) -> Result<GenClient> {
+    GenClient::new(base, &mint(&ctx.keys, sub, &[SC])?)
 }
 
 fn finish(mut report: WorkloadReport, rec: Recorder, seconds: f64, write_kinds: &[&str]) -> WorkloadReport {
@@ -202,14 +201,13 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
     } else {
         ctx.fresh_server("busy-area", &[])?
     };
-    let http = http();
     let book: OvnBook = Arc::default();
     let budget = Budget::new(cfg.duration_s, cfg.max_requests);
     let base_t = now().plus_seconds(300);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..cfg.concurrency {
-        let c = client_for(ctx, &http, &server.base, &format!("planner{p}"))?;
+        let c = client_for(ctx, &server.base, &format!("planner{p}"))?;
         let (book, budget) = (book.clone(), budget.clone());
         let seed = cfg.seed + p as u64;
         tasks.spawn(async move {
@@ -277,12 +275,11 @@ async fn preload_intents(
     count: usize,
     workers: usize,
 ) -> Result<Vec<Vec<String>>> {
-    let http = http();
     let next = Arc::new(AtomicUsize::new(0));
     let base_t = now().plus_seconds(600);
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {
-        let c = client_for(ctx, &http, base, &format!("uss{}", w % 16))?;
+        let c = client_for(ctx, base, &format!("uss{}", w % 16))?;
         let (book, next) = (book.clone(), next.clone());
         let seed = ctx.config.seed * 1000 + w as u64;
         tasks.spawn(async move {
@@ -309,7 +306,7 @@ async fn preload_intents(
 
 /// Checks that every intent the generator believes live is still served (sampled).
 async fn lost_writes(ctx: &Ctx, base: &str, book: &OvnBook, sample: usize) -> Result<u64> {
-    let c = client_for(ctx, &http(), base, "auditor")?;
+    let c = client_for(ctx, base, "auditor")?;
     let ids: Vec<String> = book.read().keys().take(sample).cloned().collect();
     let mut lost = 0;
     for id in ids {
@@ -334,29 +331,47 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
     let preload_seconds = t.elapsed().as_secs_f64();
     let preloaded = book.read().len() as u64;
     let (_, rss_loaded) = server.rss_bytes();
-
-    let http = http();
-    let budget = Budget::new(cfg.duration_s, cfg.max_requests);
     let base_t = now().plus_seconds(600);
+    // Query bodies are prepared before the clock starts (the generator shares the cores with
+    // the server); each client cycles through its own random 1 km x 1 km x 1 h boxes.
+    let query_bodies: Vec<Arc<Vec<bytes::Bytes>>> = (0..cfg.concurrency)
+        .map(|k| {
+            let mut rng = StdRng::seed_from_u64(cfg.seed * 104_729 + k as u64);
+            let bodies = (0..QUERY_BODIES_PER_CLIENT)
+                .map(|_| {
+                    let (e, n) = (rng.random_range(0.0..CITY_M - 1000.0), rng.random_range(0.0..CITY_M - 1000.0));
+                    let start = base_t.plus_seconds(rng.random_range(0..23 * 3600));
+                    GenClient::query_body(&shapes::volume(
+                        shapes::square(e, n, 1000.0),
+                        0.0,
+                        400.0,
+                        start,
+                        start.plus_seconds(3600),
+                    ))
+                })
+                .collect();
+            Arc::new(bodies)
+        })
+        .collect();
+    let budget = Budget::new(cfg.duration_s, cfg.max_requests);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..cfg.concurrency {
-        let c = client_for(ctx, &http, &server.base, &format!("uss{}", k % 16))?;
+        let c = client_for(ctx, &server.base, &format!("uss{}", k % 16))?;
         let n_owned = owned.len();
         let mut mine = std::mem::take(&mut owned[k % n_owned]);
-        let (book, budget) = (book.clone(), budget.clone());
+        let (book, budget, bodies) = (book.clone(), budget.clone(), query_bodies[k].clone());
         let seed = cfg.seed * 7919 + k as u64;
         tasks.spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut rec = Recorder::default();
+            let mut next_query = 0usize;
             while budget.go() {
                 if rng.random_bool(0.9) {
-                    let (e, n) = (rng.random_range(0.0..CITY_M - 1000.0), rng.random_range(0.0..CITY_M - 1000.0));
-                    let start = base_t.plus_seconds(rng.random_range(0..23 * 3600));
-                    let area =
-                        shapes::volume(shapes::square(e, n, 1000.0), 0.0, 400.0, start, start.plus_seconds(3600));
+                    let body = bodies[next_query % bodies.len()].clone();
+                    next_query += 1;
                     let t = Instant::now();
-                    match c.query_intents(&area).await {
+                    match c.query_count(body).await {
                         Ok(_) => rec.ok("query", micros(t)),
                         Err(e) => rec.err("query", e.status()),
                     }
@@ -400,14 +415,13 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
 pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
     let server = ctx.fresh_server("subscriptions", &[])?;
-    let http = http();
     // Preload subscriptions: 1-4 km squares over the city, for the next 24 h.
     let subs: Arc<RwLock<Vec<(String, geo4d::Volume4D)>>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..32 {
-        let c = client_for(ctx, &http, &server.base, &format!("uss{}", w % 16))?;
+        let c = client_for(ctx, &server.base, &format!("uss{}", w % 16))?;
         let (subs, next) = (subs.clone(), next.clone());
         let (count, seed) = (cfg.subscriptions, cfg.seed * 31 + w as u64);
         tasks.spawn(async move {
@@ -449,7 +463,7 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..cfg.concurrency {
-        let c = client_for(ctx, &http, &server.base, &format!("writer{k}"))?;
+        let c = client_for(ctx, &server.base, &format!("writer{k}"))?;
         let (book, budget, subs, checked, mismatches) =
             (book.clone(), budget.clone(), subs.clone(), checked.clone(), mismatches.clone());
         let seed = cfg.seed * 131 + k as u64;
@@ -555,7 +569,7 @@ pub async fn restart(ctx: &Ctx) -> Result<WorkloadReport> {
     let preload_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let server = crate::Server::start(&ctx.exe, &dir, &ctx.public_key_path, &[])?;
-    let probe = DssClient::new(http(), &server.base, "");
+    let probe = GenClient::new(&server.base, "")?;
     while !probe.healthy().await {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
