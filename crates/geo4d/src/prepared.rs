@@ -6,14 +6,11 @@
 //! `shared_projection_centre_keeps_edges_straight` test for the bound).
 
 use crate::planar::{self, P};
-use crate::shapes::{circle_polygon_in_plane, circles_in_plane, gnomonic, project_all};
+use crate::shapes::{circle_polygon_in_plane, circles_in_plane, gnomonic, project_all, within_radius};
 use crate::{Footprint, GeoBox, LatLng, Volume4D};
 
 /// Farthest a projected point may lie from the shared centre.
 pub const SHARED_PROJECTION_RADIUS_M: f64 = 60_000.0;
-/// A cheap over-estimate of distances from degree differences: one degree is at most 111.7 km
-/// of latitude, and of longitude at most 111.4 km times cos(latitude); doubled for margin.
-const SAFE_M_PER_DEG: f64 = 2.0 * 111_700.0;
 
 pub struct PreparedArea<'a> {
     volumes: &'a [Volume4D],
@@ -34,13 +31,26 @@ fn box_center(b: &GeoBox) -> LatLng {
 impl<'a> PreparedArea<'a> {
     pub fn new(volumes: &'a [Volume4D]) -> Self {
         let boxes: Vec<GeoBox> = volumes.iter().map(|v| v.footprint.bbox()).collect();
-        let center = boxes.iter().copied().reduce(|a, b| a.union(&b)).map_or(LatLng::ORIGIN, |b| box_center(&b));
+        let union = boxes.iter().copied().reduce(|a, b| a.union(&b));
+        // The centre of the first polygon's tile when it serves the whole area: that polygon's
+        // cached projection is reused and no vertex is projected again.
+        let tile = volumes.iter().find_map(|v| match &v.footprint {
+            Footprint::Polygon(p) => p.tile_plane(),
+            Footprint::Circle(_) => None,
+        });
+        let center = match (tile, union) {
+            (Some((_, c, _)), Some(u)) if within_radius(c, &u, SHARED_PROJECTION_RADIUS_M) => c,
+            (_, Some(u)) => box_center(&u),
+            (_, None) => LatLng::ORIGIN,
+        };
         let mut area = Self { volumes, center, projected: Vec::with_capacity(volumes.len()) };
         for v in volumes {
             let p = match &v.footprint {
-                Footprint::Polygon(poly) if area.near(&poly.bbox()) => {
-                    project_all(center, poly.vertices()).map(Projected::Polygon)
-                }
+                Footprint::Polygon(poly) => match poly.tile_plane() {
+                    Some((_, c, points)) if c == center => Some(Projected::Polygon(points.to_vec())),
+                    _ if area.near(&poly.bbox()) => project_all(center, poly.vertices()).map(Projected::Polygon),
+                    _ => None,
+                },
                 Footprint::Circle(c) if area.near(&c.bbox()) => {
                     gnomonic(center, c.center()).map(|p| Projected::Circle(p, c.radius_m()))
                 }
@@ -51,16 +61,9 @@ impl<'a> PreparedArea<'a> {
         area
     }
 
-    /// Is every corner of `b` surely within the shared radius of the centre?
+    /// Is every point of `b` surely within the shared radius of the centre?
     fn near(&self, b: &GeoBox) -> bool {
-        if self.center.lat().abs() > 70.0 {
-            return false;
-        }
-        let cos = self.center.lat().to_radians().cos().max(0.0);
-        let dlat = (b.min_lat - self.center.lat()).abs().max((b.max_lat - self.center.lat()).abs());
-        let dlng = (b.min_lng - self.center.lng()).abs().max((b.max_lng - self.center.lng()).abs());
-        let approx = SAFE_M_PER_DEG * (dlat * dlat + (dlng * cos) * (dlng * cos)).sqrt();
-        approx < SHARED_PROJECTION_RADIUS_M && dlng < 1.0
+        self.center.lat().abs() <= 70.0 && within_radius(self.center, b, SHARED_PROJECTION_RADIUS_M)
     }
 
     /// Exact: does any volume of `others` intersect any volume of the area?

@@ -135,8 +135,12 @@ fn tile_of(bbox: &GeoBox) -> Option<((i32, i32), LatLng)> {
         return None;
     }
     let key = ((c.lat / TILE_DEG).floor() as i32, (c.lng / TILE_DEG).floor() as i32);
-    let center = LatLng::new((key.0 as f64 + 0.5) * TILE_DEG, (key.1 as f64 + 0.5) * TILE_DEG).ok()?;
+    let center = tile_center(key)?;
     within_radius(center, bbox, crate::prepared::SHARED_PROJECTION_RADIUS_M).then_some((key, center))
+}
+
+fn tile_center(key: (i32, i32)) -> Option<LatLng> {
+    LatLng::new((key.0 as f64 + 0.5) * TILE_DEG, (key.1 as f64 + 0.5) * TILE_DEG).ok()
 }
 
 fn tile_projection(vertices: &[LatLng], bbox: &GeoBox) -> Option<TileProjection> {
@@ -226,7 +230,12 @@ impl Polygon {
         if corner_box.max_lng - corner_box.min_lng > 180.0 {
             return Err(GeoError::CrossesAntimeridian);
         }
-        let projected = project_all(corner_box.center(), &vertices).ok_or(GeoError::TooWide)?;
+        // One projection serves validation and, when the polygon fits its tile, is kept as the
+        // tile projection: any gnomonic plane keeps edges straight, so crossings are found
+        // the same in either, and the area (checked against a limit only) moves by < 1e-3.
+        let tile = tile_of(&corner_box);
+        let center = tile.map_or(corner_box.center(), |(_, c)| c);
+        let projected = project_all(center, &vertices).ok_or(GeoError::TooWide)?;
         let area_m2 = planar::signed_area(&projected).abs();
         if area_m2 / 1.0e6 > MAX_AREA_KM2 {
             return Err(GeoError::AreaTooLarge { area_km2: area_m2 / 1.0e6, max_km2: MAX_AREA_KM2 });
@@ -238,8 +247,15 @@ impl Polygon {
         if area_m2 < 1.0e-4 {
             return Err(GeoError::Degenerate);
         }
-        let bbox = padded_polygon_box(&vertices, corner_box)?;
-        Ok(Self { vertices, bbox, area_m2, tile: OnceLock::new() })
+        let bbox = padded_polygon_box(&vertices, &projected, corner_box);
+        let cached = OnceLock::new();
+        // Kept only if the padded box still belongs to the same tile, as `tile()` would decide.
+        if let (Some((key, _)), Some((padded_key, _))) = (tile, tile_of(&bbox)) {
+            if key == padded_key {
+                let _ = cached.set(Some(TileProjection { key, points: projected }));
+            }
+        }
+        Ok(Self { vertices, bbox, area_m2, tile: cached })
     }
     /// Rebuilds a polygon that `Polygon::new` accepted earlier, from its vertices and the
     /// bounding box and area it computed then, without repeating the geodesic work. For data
@@ -267,6 +283,11 @@ impl Polygon {
 
     fn tile(&self) -> Option<&TileProjection> {
         self.tile.get_or_init(|| tile_projection(&self.vertices, &self.bbox)).as_ref()
+    }
+    /// The polygon's tile, the tile's centre and the vertices projected about it, if it has one.
+    pub(crate) fn tile_plane(&self) -> Option<((i32, i32), LatLng, &[P])> {
+        let t = self.tile()?;
+        Some((t.key, tile_center(t.key)?, &t.points))
     }
 
     /// The exact test through cached tile projections, when both polygons have one in the same
@@ -303,12 +324,15 @@ fn vertex_box(vertices: &[LatLng]) -> GeoBox {
 
 /// Geodesic edges bow poleward of their end points; widen the latitude bounds by a safe upper
 /// bound of that bulge, (L/R)²/8·tan|φ| radians for an edge of length L at latitude φ, doubled.
-fn padded_polygon_box(vertices: &[LatLng], mut b: GeoBox) -> Result<GeoBox, GeoError> {
+/// L is bounded by the edge's chord in the gnomonic plane: the projection only stretches
+/// (scale ≥ 1), so the chord is at least the geodesic length; 1% more covers the ellipsoid.
+fn padded_polygon_box(vertices: &[LatLng], projected: &[P], mut b: GeoBox) -> GeoBox {
     let n = vertices.len();
     let mut bulge_deg: f64 = 0.0;
     for i in 0..n {
         let (p, q) = (vertices[i], vertices[(i + 1) % n]);
-        let length_m = geodesic_distance_m(p, q);
+        let (pp, pq) = (projected[i], projected[(i + 1) % n]);
+        let length_m = 1.01 * ((pp.0 - pq.0).powi(2) + (pp.1 - pq.1).powi(2)).sqrt();
         let lat = p.lat.abs().max(q.lat.abs()).min(89.9).to_radians();
         let bulge_rad = (length_m / MEAN_RADIUS_M).powi(2) / 8.0 * lat.tan() * 2.0;
         bulge_deg = bulge_deg.max(bulge_rad.to_degrees());
@@ -317,7 +341,7 @@ fn padded_polygon_box(vertices: &[LatLng], mut b: GeoBox) -> Result<GeoBox, GeoE
     b.max_lat = (b.max_lat + bulge_deg + BOX_MARGIN_DEG).min(90.0);
     b.min_lng -= BOX_MARGIN_DEG;
     b.max_lng += BOX_MARGIN_DEG;
-    Ok(b)
+    b
 }
 
 /// All points within a geodesic distance of a centre. Valid by construction.
