@@ -39,7 +39,10 @@ impl<'a, T, R: Serialize> Serialize for Seq<'a, T, R> {
 impl<'a> Serialize for IntentsOut<'a> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("QueryOperationalIntentReferenceResponse", 1)?;
-        st.serialize_field("operational_intent_references", &Seq(self.0, IntentRefOut as fn(&'a IntentView) -> IntentRefOut<'a>))?;
+        st.serialize_field(
+            "operational_intent_references",
+            &Seq(self.0, IntentRefOut as fn(&'a IntentView) -> IntentRefOut<'a>),
+        )?;
         st.end()
     }
 }
@@ -47,7 +50,10 @@ impl<'a> Serialize for IntentsOut<'a> {
 impl<'a> Serialize for ConstraintsOut<'a> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("QueryConstraintReferencesResponse", 1)?;
-        st.serialize_field("constraint_references", &Seq(self.0, ConstraintRefOut as fn(&'a ConstraintView) -> ConstraintRefOut<'a>))?;
+        st.serialize_field(
+            "constraint_references",
+            &Seq(self.0, ConstraintRefOut as fn(&'a ConstraintView) -> ConstraintRefOut<'a>),
+        )?;
         st.end()
     }
 }

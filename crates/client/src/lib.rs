@@ -35,7 +35,8 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 /// of a 409 when the body lists them). Shared with other transports (the load generator's).
 pub fn decode_response<T: DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T> {
     if (200..300).contains(&status) {
-        return serde_json::from_slice(bytes).map_err(|e| ClientError::Transport(format!("unexpected response body: {e}")));
+        return serde_json::from_slice(bytes)
+            .map_err(|e| ClientError::Transport(format!("unexpected response body: {e}")));
     }
     if status == 409 {
         if let Ok(c) = serde_json::from_slice::<AirspaceConflictResponse>(bytes) {

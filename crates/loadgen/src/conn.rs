@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use api::{
     ChangeOperationalIntentReferenceResponse, GetOperationalIntentReferenceResponse,
-    PutOperationalIntentReferenceParameters, PutSubscriptionParameters, PutSubscriptionResponse, QueryParameters,
-    QueryOperationalIntentReferenceResponse, Volume4D,
+    PutOperationalIntentReferenceParameters, PutSubscriptionParameters, PutSubscriptionResponse,
+    QueryOperationalIntentReferenceResponse, QueryParameters, Volume4D,
 };
 use bytes::Bytes;
 use client::{decode_response, ClientError};
