@@ -36,6 +36,11 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Wire
     if body.is_empty() {
         return Err(WireError::bad("the request body is empty; a JSON object is required"));
     }
+    // The fast path parses without tracking paths; only a body that fails is parsed again to
+    // name the offending field.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -18,13 +18,13 @@ const CELL_DEG: f64 = 0.02;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IndexEntry {
-    envelope: AABB<[f64; 4]>,
+    envelope: AABB<[f32; 4]>,
     pub(crate) id: Uuid,
     volume_idx: u32,
 }
 
 impl RTreeObject for IndexEntry {
-    type Envelope = AABB<[f64; 4]>;
+    type Envelope = AABB<[f32; 4]>;
     fn envelope(&self) -> Self::Envelope {
         self.envelope
     }
@@ -36,9 +36,35 @@ impl RTreeObject for IndexEntry {
 /// the tree partitions almost only by time and spatial queries visit most nodes.
 const AXIS_SCALE: [f64; 4] = [1.0e5, 1.0e5, 1.0, 1.0];
 
-pub(crate) fn aabb(e: &Envelope4) -> AABB<[f64; 4]> {
-    let scale = |p: [f64; 4]| std::array::from_fn(|i| p[i] * AXIS_SCALE[i]);
-    AABB::from_corners(scale(e.min), scale(e.max))
+/// Index time is counted from here (2023-11-14), so f32 keeps ~16 s resolution for decades.
+const TIME_ORIGIN_S: f64 = 1.7e9;
+
+/// The index stores single-precision boxes (half the memory traffic of double precision, the
+/// main cost of a search on a loaded server), each rounded outwards: a box can only grow, so
+/// the index still returns every true candidate, and the exact test removes the few extra.
+pub(crate) fn aabb(e: &Envelope4) -> AABB<[f32; 4]> {
+    let origin = [0.0, 0.0, 0.0, TIME_ORIGIN_S];
+    let lo = std::array::from_fn(|i| round_down((e.min[i] - origin[i]) * AXIS_SCALE[i]));
+    let hi = std::array::from_fn(|i| round_up((e.max[i] - origin[i]) * AXIS_SCALE[i]));
+    AABB::from_corners(lo, hi)
+}
+
+fn round_down(v: f64) -> f32 {
+    let f = v as f32;
+    if f64::from(f) > v {
+        f.next_down()
+    } else {
+        f
+    }
+}
+
+fn round_up(v: f64) -> f32 {
+    let f = v as f32;
+    if f64::from(f) < v {
+        f.next_up()
+    } else {
+        f
+    }
 }
 
 /// Node sizes of the R*-trees. rstar's default (at most 6 children) makes deep trees whose

@@ -55,3 +55,30 @@ async fn restart_recovers_everything_and_cuts_a_torn_tail() {
     assert_eq!(report.intents, 49);
     assert!(s.get_intent(ids[1]).await.expect("get").is_some());
 }
+
+#[test]
+fn index_boxes_are_rounded_outwards() {
+    use rstar::Envelope as _;
+    // Values that single precision cannot hold exactly, at every axis and sign.
+    let cases = [
+        geo4d::Envelope4 {
+            min: [8.123_456_789, 47.987_654_321, -12.345, 1.763_456_789_123e9],
+            max: [8.123_456_790, 47.987_654_322, 120.001, 1.763_456_789_9e9],
+        },
+        geo4d::Envelope4 {
+            min: [-179.999_999_9, -89.999_999, -8000.0, 1.0e9],
+            max: [-179.999_999_8, -89.999_998, 100_000.0, 1.0e9 + 0.5],
+        },
+    ];
+    for e in cases {
+        let b = crate::state::aabb(&e);
+        let (lo, hi) = (b.lower(), b.upper());
+        for i in 0..4 {
+            let scale = if i < 2 { 1.0e5 } else { 1.0 };
+            let origin = if i == 3 { 1.7e9 } else { 0.0 };
+            assert!(f64::from(lo[i]) <= (e.min[i] - origin) * scale, "axis {i}: lower bound rounded inwards");
+            assert!(f64::from(hi[i]) >= (e.max[i] - origin) * scale, "axis {i}: upper bound rounded inwards");
+        }
+        assert!(b.contains_envelope(&crate::state::aabb(&e)));
+    }
+}
