@@ -17,6 +17,12 @@ use crate::convert::NULL_SUBSCRIPTION_ID;
 pub struct IntentsOut<'a>(pub &'a [IntentView]);
 /// `{"constraint_references": [...]}` of a query response.
 pub struct ConstraintsOut<'a>(pub &'a [ConstraintView]);
+/// `AirspaceConflictResponse`: a 409 listing the entities whose OVNs the key lacked.
+pub struct ConflictOut<'a> {
+    pub message: &'a str,
+    pub intents: &'a [IntentView],
+    pub constraints: &'a [ConstraintView],
+}
 /// One `OperationalIntentReference`.
 pub struct IntentRefOut<'a>(pub &'a IntentView);
 /// One `ConstraintReference`.
@@ -53,6 +59,22 @@ impl<'a> Serialize for ConstraintsOut<'a> {
         st.serialize_field(
             "constraint_references",
             &Seq(self.0, ConstraintRefOut as fn(&'a ConstraintView) -> ConstraintRefOut<'a>),
+        )?;
+        st.end()
+    }
+}
+
+impl<'a> Serialize for ConflictOut<'a> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("AirspaceConflictResponse", 3)?;
+        st.serialize_field("message", self.message)?;
+        st.serialize_field(
+            "missing_operational_intents",
+            &Seq(self.intents, IntentRefOut as fn(&'a IntentView) -> IntentRefOut<'a>),
+        )?;
+        st.serialize_field(
+            "missing_constraints",
+            &Seq(self.constraints, ConstraintRefOut as fn(&'a ConstraintView) -> ConstraintRefOut<'a>),
         )?;
         st.end()
     }
@@ -235,6 +257,22 @@ mod tests {
             let fast = serde_json::to_string(&IntentsOut(std::slice::from_ref(&v))).expect("fast");
             let slow = serde_json::to_string(&crate::QueryOperationalIntentReferenceResponse {
                 operational_intent_references: vec![intent_to_wire(&v)],
+            }).expect("slow");
+            prop_assert_eq!(fast, slow);
+        }
+
+        #[test]
+        fn conflict_json_is_the_wire_json(start in 0i64..4_000_000_000_000_000, len in 1i64..10_000_000_000, n in 0usize..3) {
+            let intents: Vec<IntentView> = (0..n).map(|i| IntentView {
+                intent: Arc::new(intent(start, start + len, i % 2 == 0)),
+                availability: UssAvailability::Normal,
+                show_ovn: false,
+            }).collect();
+            let fast = serde_json::to_string(&ConflictOut { message: "missing \"OVNs\"", intents: &intents, constraints: &[] }).expect("fast");
+            let slow = serde_json::to_string(&crate::AirspaceConflictResponse {
+                message: "missing \"OVNs\"".into(),
+                missing_operational_intents: intents.iter().map(intent_to_wire).collect(),
+                missing_constraints: vec![],
             }).expect("slow");
             prop_assert_eq!(fast, slow);
         }

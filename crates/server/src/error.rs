@@ -52,15 +52,12 @@ impl IntoResponse for ApiError {
                 DssError::Conflict(m) => conflict(m),
                 DssError::Contention => conflict(DssError::Contention.to_string()),
                 DssError::UssDown(m) => message(StatusCode::PRECONDITION_FAILED, m),
-                DssError::MissingOvns { message, intents, constraints } => (
-                    StatusCode::CONFLICT,
-                    Json(AirspaceConflictResponse {
-                        message,
-                        missing_operational_intents: intents.iter().map(api::intent_to_wire).collect(),
-                        missing_constraints: constraints.iter().map(api::constraint_to_wire).collect(),
-                    }),
-                )
-                    .into_response(),
+                DssError::MissingOvns { message, intents, constraints } => {
+                    let body = api::ConflictOut { message: &message, intents: &intents, constraints: &constraints };
+                    let mut response = crate::json_response(&body);
+                    *response.status_mut() = StatusCode::CONFLICT;
+                    response
+                }
                 DssError::Unavailable(m) => {
                     tracing::error!(error = %m, "storage unavailable");
                     message(StatusCode::SERVICE_UNAVAILABLE, "the DSS cannot reach its storage; retry later".into())

@@ -93,14 +93,43 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
 
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = metrics::SharedString::from(match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::DELETE => "DELETE",
+        _ => "other",
+    });
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(metrics::SharedString::from("unmatched"), |p| metrics::SharedString::from(p.as_str().to_owned()));
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
+    let status = metrics::SharedString::from(status_label(response.status()));
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("dss_http_requests_total", &labels).increment(1);
     metrics::histogram!("dss_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
     response
+}
+
+/// Status label without formatting for the statuses this service answers.
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        412 => "412",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
 }
 
 async fn healthy<S: Store>(State(st): St<S>) -> Response {
@@ -399,7 +428,7 @@ async fn set_availability<S: Store>(
 }
 
 /// A 200 JSON response serialized now (for bodies that borrow from the handler's locals).
-fn json_response<T: serde::Serialize>(value: &T) -> Response {
+pub(crate) fn json_response<T: serde::Serialize>(value: &T) -> Response {
     let mut body = Vec::with_capacity(1024);
     match serde_json::to_writer(&mut body, value) {
         Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
