@@ -1,7 +1,6 @@
 //! Constraint references: query, get, create/update, delete. Constraints need no key; their
 //! changes notify subscriptions that asked for constraint notifications.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use geo4d::Volume4D;
@@ -32,7 +31,7 @@ impl<S: Store> Dss<S> {
         let area = std::slice::from_ref(area);
         let found = self.store.search_constraints(area).await?;
         self.store.settle_area(&[store::Kind::Constraint], area).await?;
-        let mut cache = HashMap::new();
+        let mut cache = Vec::new();
         let mut out = Vec::with_capacity(found.len());
         for r in found {
             let a = self.availability_of(&mut cache, &r.value.manager).await?;
@@ -45,7 +44,7 @@ impl<S: Store> Dss<S> {
         caller.require_any(READ_SCOPES)?;
         let found = self.store.get_constraint(id).await?;
         let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
-        let a = self.availability_of(&mut HashMap::new(), &r.value.manager).await?;
+        let a = self.availability_of(&mut Vec::new(), &r.value.manager).await?;
         Ok(self.constraint_view(r.value, caller, a))
     }
 
@@ -118,7 +117,7 @@ impl<S: Store> Dss<S> {
             writes: vec![Write::PutConstraint(constraint.clone())],
         };
         let subscribers = self.commit_with_notifications(&mut txn, &notify).await?;
-        let a = self.availability_of(&mut HashMap::new(), &caller.manager).await?;
+        let a = self.availability_of(&mut Vec::new(), &caller.manager).await?;
         Ok(Change { entity: self.constraint_view(Arc::new(constraint), caller, a), subscribers })
     }
 
@@ -159,7 +158,7 @@ impl<S: Store> Dss<S> {
             writes: vec![Write::DeleteConstraint(id)],
         };
         let subscribers = self.commit_with_notifications(&mut txn, &notify).await?;
-        let a = self.availability_of(&mut HashMap::new(), &caller.manager).await?;
+        let a = self.availability_of(&mut Vec::new(), &caller.manager).await?;
         Ok(Change { entity: self.constraint_view(old.value, caller, a), subscribers })
     }
 }

@@ -53,7 +53,7 @@ impl<S: Store> Dss<S> {
         let area = std::slice::from_ref(area);
         let found = self.store.search_intents(area).await?;
         self.store.settle_area(&[store::Kind::OperationalIntent], area).await?;
-        let mut cache = HashMap::new();
+        let mut cache = Vec::new();
         let mut out = Vec::with_capacity(found.len());
         for r in found {
             let a = self.availability_of(&mut cache, &r.value.manager).await?;
@@ -66,7 +66,7 @@ impl<S: Store> Dss<S> {
         caller.require_any(READ_SCOPES)?;
         let found = self.store.get_intent(id).await?;
         let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
-        let a = self.availability_of(&mut HashMap::new(), &r.value.manager).await?;
+        let a = self.availability_of(&mut Vec::new(), &r.value.manager).await?;
         Ok(self.intent_view(r.value, caller, a))
     }
 
@@ -124,7 +124,7 @@ impl<S: Store> Dss<S> {
         let since = self.store.read_revision().await?;
         let old = self.store.get_intent(id).await?;
         check_existing(old.as_ref(), caller, id, ovn)?;
-        let mut availability = HashMap::new();
+        let mut availability = Vec::new();
         let caller_availability = self.availability_of(&mut availability, &caller.manager).await?;
         if req.state.requires_key() && caller_availability == UssAvailability::Down {
             return Err(DssError::UssDown(format!(
@@ -254,7 +254,7 @@ impl<S: Store> Dss<S> {
         extents: &[Volume4D],
         key: &HashSet<&str>,
         check_constraints: bool,
-        availability: &mut HashMap<String, UssAvailability>,
+        availability: &mut crate::AvailabilityCache,
     ) -> Result<(), DssError> {
         let mut missing_intents = Vec::new();
         for r in self.store.search_intents(extents).await? {
@@ -350,7 +350,7 @@ impl<S: Store> Dss<S> {
         if old.value.ovn.as_str() != ovn {
             return Err(DssError::Conflict(format!("OVN `{ovn}` is not the current OVN of operational intent {id}")));
         }
-        let availability = self.availability_of(&mut HashMap::new(), &caller.manager).await?;
+        let availability = self.availability_of(&mut Vec::new(), &caller.manager).await?;
         if availability == UssAvailability::Down {
             return Err(DssError::UssDown(format!(
                 "USS {} is marked Down in the DSS and may not delete operational intents",

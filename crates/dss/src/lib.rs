@@ -11,7 +11,6 @@ mod constraints;
 mod intents;
 mod subscriptions;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use geo4d::{Timestamp, Volume4D};
@@ -144,6 +143,9 @@ impl From<geo4d::GeoError> for DssError {
 }
 
 /// An intent as one caller may see it: the OVN only for its manager.
+/// Managers' availabilities seen during one operation: a handful, so a list beats a map.
+pub(crate) type AvailabilityCache = Vec<(Manager, UssAvailability)>;
+
 #[derive(Debug, Clone)]
 pub struct IntentView {
     pub intent: Arc<OperationalIntent>,
@@ -234,16 +236,12 @@ impl<S: Store> Dss<S> {
     }
 
     /// Availability of each manager, looked up once per operation.
-    async fn availability_of(
-        &self,
-        cache: &mut HashMap<Manager, UssAvailability>,
-        manager: &str,
-    ) -> Result<UssAvailability, DssError> {
-        if let Some(a) = cache.get(manager) {
+    async fn availability_of(&self, cache: &mut AvailabilityCache, manager: &str) -> Result<UssAvailability, DssError> {
+        if let Some((_, a)) = cache.iter().find(|(m, _)| m == manager) {
             return Ok(*a);
         }
         let a = self.store.get_availability(manager).await?.map(|r| r.value.availability).unwrap_or_default();
-        cache.insert(manager.to_owned(), a);
+        cache.push((manager.to_owned(), a));
         Ok(a)
     }
 

@@ -1,6 +1,5 @@
 //! Explicit subscriptions: query (the caller's own only), get, create/update, delete.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use geo4d::{TimeWindow, Volume4D};
@@ -180,7 +179,7 @@ impl<S: Store> Dss<S> {
         self.store
             .commit(Txn { preconditions: pre, writes: vec![Write::PutSubscription(subscription.clone())] })
             .await?;
-        let mut cache = HashMap::new();
+        let mut cache = Vec::new();
         let mut intent_views = Vec::with_capacity(intents.len());
         for r in intents {
             let availability = self.availability_of(&mut cache, &r.value.manager).await?;

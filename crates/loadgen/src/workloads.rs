@@ -79,18 +79,20 @@ fn intent_body(
     }
 }
 
-/// The smallest single volume containing `extents` in time and altitude (footprint of the
-/// first): what a planner queries before planning.
-fn query_area(extents: &[Volume4D]) -> Volume4D {
-    let mut area = extents[0].clone();
-    if let Some(last) = extents.last() {
-        area.time_end = last.time_end.clone();
-    }
-    area
+/// How a write learns the OVNs of its key.
+#[derive(Clone, Copy)]
+enum Keying {
+    /// As a planner does: query every volume of the plan first (one query each, recorded under
+    /// this kind), and after a 409 query again and retry.
+    QueryFirst(&'static str),
+    /// Write at once with an empty key; after a 409, take the missing entities it lists and
+    /// their OVNs from the book (what their USSs would serve). Used to fill a city fast, and
+    /// by the subscriptions workload, which measures the write path alone.
+    FromConflicts,
 }
 
-/// Creates or updates `id` the way a planner does: query, key from known OVNs, write; on 409
-/// query again and retry. Returns the new OVN and the response's subscriber ids.
+/// Creates or updates `id`; on 409 it completes its key and retries (see [`Keying`]).
+/// Returns the new OVN and the response's subscriber ids.
 #[allow(clippy::too_many_arguments)]
 async fn plan_write(
     c: &GenClient,
@@ -100,28 +102,29 @@ async fn plan_write(
     book: &OvnBook,
     rec: &mut Recorder,
     kind: &'static str,
-    query_first: bool,
+    keying: Keying,
 ) -> Option<(String, HashSet<String>)> {
-    let area = query_area(&body.extents);
     let mut key: Vec<String> = Vec::new();
-    let mut query = query_first;
     for _ in 0..MAX_TRIES {
-        if query {
-            let t = Instant::now();
-            match c.query_intents(&area).await {
-                Ok(q) => {
-                    rec.ok("query", micros(t));
-                    let known = book.read();
-                    key = q
-                        .operational_intent_references
-                        .iter()
-                        .filter(|r| r.id != id)
-                        .filter_map(|r| r.ovn.clone().or_else(|| known.get(&r.id).cloned()))
-                        .collect();
-                }
-                Err(e) => {
-                    rec.err("query", e.status());
-                    return None;
+        if let Keying::QueryFirst(query_kind) = keying {
+            let mut seen = HashSet::new();
+            key.clear();
+            for area in &body.extents {
+                let t = Instant::now();
+                match c.query_intents(area).await {
+                    Ok(q) => {
+                        rec.ok(query_kind, micros(t));
+                        let known = book.read();
+                        for r in q.operational_intent_references {
+                            if r.id != id && seen.insert(r.id.clone()) {
+                                key.extend(r.ovn.or_else(|| known.get(&r.id).cloned()));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        rec.err(query_kind, e.status());
+                        return None;
+                    }
                 }
             }
         }
@@ -141,11 +144,10 @@ async fn plan_write(
             }
             Err(ClientError::Conflict(conflict)) => {
                 rec.retry();
-                if !query {
+                if let Keying::FromConflicts = keying {
                     let known = book.read();
                     key.extend(conflict.missing_operational_intents.iter().filter_map(|m| known.get(&m.id).cloned()));
                 }
-                query = query_first;
                 tokio::task::yield_now().await;
             }
             Err(e) => {
@@ -223,11 +225,16 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
                 let extents = vec![shapes::volume(fp, 0.0, 120.0, start, end)];
                 let id = uuid::Uuid::new_v4().to_string();
                 let body = intent_body(extents.clone(), "Accepted", &url, true);
-                let Some((ovn, _)) = plan_write(&c, &id, None, body, &book, &mut rec, "create", true).await else {
+                let Some((ovn, _)) =
+                    plan_write(&c, &id, None, body, &book, &mut rec, "create", Keying::QueryFirst("query")).await
+                else {
                     continue;
                 };
                 let body = intent_body(extents, "Activated", &url, true);
-                if plan_write(&c, &id, Some(&ovn), body, &book, &mut rec, "activate", true).await.is_none() {
+                if plan_write(&c, &id, Some(&ovn), body, &book, &mut rec, "activate", Keying::QueryFirst("query"))
+                    .await
+                    .is_none()
+                {
                     continue;
                 }
                 delete(&c, &id, &book, &mut rec).await;
@@ -289,7 +296,7 @@ async fn preload_intents(
             while next.fetch_add(1, Ordering::Relaxed) < count {
                 let id = uuid::Uuid::new_v4().to_string();
                 let body = intent_body(city_extents(&mut rng, base_t), "Accepted", "http://127.0.0.1:9/uss", false);
-                if plan_write(&c, &id, None, body, &book, &mut rec, "create", false).await.is_some() {
+                if plan_write(&c, &id, None, body, &book, &mut rec, "create", Keying::FromConflicts).await.is_some() {
                     ids.push(id);
                 }
             }
@@ -381,7 +388,10 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
                 } else {
                     let id = uuid::Uuid::new_v4().to_string();
                     let body = intent_body(city_extents(&mut rng, base_t), "Accepted", "http://127.0.0.1:9/uss", false);
-                    if plan_write(&c, &id, None, body, &book, &mut rec, "create", false).await.is_some() {
+                    if plan_write(&c, &id, None, body, &book, &mut rec, "create", Keying::QueryFirst("plan-query"))
+                        .await
+                        .is_some()
+                    {
                         mine.push(id);
                     }
                 }
@@ -398,7 +408,8 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
         workload: "city".into(),
         parameters: json!({"clients": cfg.concurrency, "area_km": [50, 50], "horizon_h": 24, "preload_intents": cfg.city_intents,
                            "volumes_per_intent": "1 or 2", "polygon_vertices": "4-20", "circle_share": 0.3,
-                           "query_box": "1 km x 1 km x 1 h", "mix": "90% query, 10% create/delete", "duration_s": cfg.duration_s}),
+                           "query_box": "1 km x 1 km x 1 h", "mix": "90% query, 10% create/delete", "duration_s": cfg.duration_s,
+                           "creates": "query every volume first (plan-query, not counted as queries), re-query and retry after 409"}),
         preload_count: preloaded,
         preload_seconds,
         live_intents: live,
@@ -493,7 +504,9 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
                     let vols: Vec<geo4d::Volume4D> = extents.iter().map(shapes::domain).collect();
                     let id = uuid::Uuid::new_v4().to_string();
                     let body = intent_body(extents, "Accepted", "http://127.0.0.1:9/writer", false);
-                    if let Some((_, got)) = plan_write(&c, &id, None, body, &book, &mut rec, "create", false).await {
+                    if let Some((_, got)) =
+                        plan_write(&c, &id, None, body, &book, &mut rec, "create", Keying::FromConflicts).await
+                    {
                         if check {
                             checked.fetch_add(1, Ordering::Relaxed);
                             if got != expected(&vols) {
