@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
 use geo4d::{AltitudeBand, Circle, Footprint, LatLng, Polygon, TimeWindow, Timestamp, Volume4D};
-use rstar::{RTree, RTreeObject, AABB};
+use rstar::{RStarInsertionStrategy, RTree, RTreeObject, RTreeParams, AABB};
 
 /// Deterministic pseudo-random numbers (xorshift), so runs compare.
 struct Rng(u64);
@@ -78,6 +78,23 @@ impl RTreeObject for Entry {
         self.envelope
     }
 }
+/// The node sizes of the embedded store's index (built by inserts, as a live store's is).
+struct IndexParams;
+impl RTreeParams for IndexParams {
+    const MIN_SIZE: usize = 6;
+    const MAX_SIZE: usize = 16;
+    const REINSERTION_COUNT: usize = 4;
+    type DefaultInsertionStrategy = RStarInsertionStrategy;
+}
+
+fn build_index(all: &[Volume4D]) -> RTree<Entry, IndexParams> {
+    let mut tree = RTree::new_with_params();
+    for (idx, v) in all.iter().enumerate() {
+        tree.insert(Entry { envelope: aabb(v), idx });
+    }
+    tree
+}
+
 /// The same axis scaling as the embedded store's index.
 fn aabb(v: &Volume4D) -> AABB<[f64; 4]> {
     let e = v.envelope();
@@ -103,7 +120,7 @@ fn queries(n: usize) -> Vec<Volume4D> {
         .collect()
 }
 
-fn indexed_search(tree: &RTree<Entry>, all: &[Volume4D], q: &Volume4D) -> usize {
+fn indexed_search(tree: &RTree<Entry, IndexParams>, all: &[Volume4D], q: &Volume4D) -> usize {
     tree.locate_in_envelope_intersecting(&aabb(q)).filter(|e| all[e.idx].intersects(q)).count()
 }
 
@@ -118,11 +135,18 @@ fn bench(c: &mut Criterion) {
     let fb = star(&mut rng, 47.001, 8.002, 12, 300.0);
     let b = volume(&mut rng, fb, 0, 3600);
     let circle = volume(&mut rng, Footprint::Circle(Circle::new(ll(47.0005, 8.001), 150.0).expect("c")), 0, 3600);
+    // The same shapes inside one 0.5° tile: compared in the tile's cached plane.
+    let (fta, ftb) = (star(&mut rng, 47.2, 8.2, 12, 300.0), star(&mut rng, 47.201, 8.202, 12, 300.0));
+    let ta = volume(&mut rng, fta, 0, 3600);
+    let tb = volume(&mut rng, ftb, 0, 3600);
+    let tc = volume(&mut rng, Footprint::Circle(Circle::new(ll(47.2005, 8.201), 150.0).expect("c")), 0, 3600);
     let ff = star(&mut rng, 47.3, 8.3, 12, 300.0);
     let far = volume(&mut rng, ff, 0, 3600);
     let mut g = c.benchmark_group("exact");
     g.bench_function("polygon12_polygon12_overlapping", |x| x.iter(|| black_box(&a).intersects(black_box(&b))));
     g.bench_function("circle_polygon12", |x| x.iter(|| black_box(&circle).intersects(black_box(&a))));
+    g.bench_function("polygon12_polygon12_same_tile", |x| x.iter(|| black_box(&ta).intersects(black_box(&tb))));
+    g.bench_function("circle_polygon12_same_tile", |x| x.iter(|| black_box(&tc).intersects(black_box(&ta))));
     g.bench_function("disjoint_by_bounding_box", |x| x.iter(|| black_box(&far).intersects(black_box(&a))));
     g.bench_function("validate_polygon12", |x| {
         let vs: Vec<LatLng> = match &a.footprint {
@@ -134,7 +158,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let all = city(100_000);
-    let tree = RTree::bulk_load(all.iter().enumerate().map(|(idx, v)| Entry { envelope: aabb(v), idx }).collect());
+    let tree = build_index(&all);
     let qs = queries(64);
     let mut g = c.benchmark_group("search_100k");
     g.bench_function("rtree_plus_exact", |x| {
@@ -161,7 +185,7 @@ fn main() {
     benches();
     // The ratio, measured here in the same run on the same queries; results must agree.
     let all = city(100_000);
-    let tree = RTree::bulk_load(all.iter().enumerate().map(|(idx, v)| Entry { envelope: aabb(v), idx }).collect());
+    let tree = build_index(&all);
     let qs = queries(64);
     let t = Instant::now();
     let indexed: Vec<usize> = (0..20).flat_map(|_| qs.iter().map(|q| indexed_search(&tree, &all, q))).collect();
