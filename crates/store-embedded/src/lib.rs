@@ -325,8 +325,8 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
     let mut buf = Vec::with_capacity(1 << 17);
     // A header record carries the global revision so revisions never go backwards.
     codec::encode_record(&mut buf, revision, &[]);
-    for (rev, write) in records {
-        codec::encode_record(&mut buf, rev, std::slice::from_ref(&write));
+    for (rev, record) in records {
+        codec::encode_record(&mut buf, rev, &[record.to_write()]);
         if buf.len() > (1 << 16) {
             out.write_all(&buf).map_err(|e| io_err("writing snapshot", e))?;
             buf.clear();
