@@ -404,7 +404,8 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
     let (peak, _) = server.rss_bytes();
     let live = book.read().len() as u64;
     let lost = lost_writes(ctx, &server.base, &book, 2000).await?;
-    let report = WorkloadReport {
+    let floor = http_floor(ctx, &server.base, cfg.concurrency, cfg.duration_s.min(5)).await?;
+    let mut report = WorkloadReport {
         workload: "city".into(),
         parameters: json!({"clients": cfg.concurrency, "area_km": [50, 50], "horizon_h": 24, "preload_intents": cfg.city_intents,
                            "volumes_per_intent": "1 or 2", "polygon_vertices": "4-20", "circle_share": 0.3,
@@ -418,7 +419,41 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
         rss_bytes_per_live_intent: rss_loaded.saturating_sub(rss_empty) as f64 / preloaded.max(1) as f64,
         ..Default::default()
     };
+    let queries_per_s = rec.count(&["query"]) as f64 / seconds;
+    report.notes.push(format!(
+        "HTTP floor measured after the run: {floor:.0} authenticated GET /uss_availability per s on the same {} \
+         connections; city queries ran at {:.0}% of it",
+        cfg.concurrency,
+        100.0 * queries_per_s / floor.max(1.0)
+    ));
     Ok(finish(report, rec, seconds, &["create", "delete"]))
+}
+
+/// Requests per second of the cheapest authenticated endpoint on `clients` connections for
+/// `seconds`: the machine's HTTP + JWT + loopback floor in this run, against which the city's
+/// figures can be read on any machine.
+async fn http_floor(ctx: &Ctx, base: &str, clients: usize, seconds: u64) -> Result<f64> {
+    let budget = Budget::new(seconds.max(1), 1_000_000);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..clients {
+        let c = client_for(ctx, base, &format!("uss{}", k % 16))?;
+        let budget = budget.clone();
+        tasks.spawn(async move {
+            let mut ok = 0u64;
+            while budget.go() {
+                if let Ok((200, _)) = c.raw(hyper::Method::GET, "/dss/v1/uss_availability/uss0", None).await {
+                    ok += 1;
+                }
+            }
+            ok
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        ok += r?;
+    }
+    Ok(ok as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Subscriptions: live subscriptions over the city, then creates and deletes whose subscriber
