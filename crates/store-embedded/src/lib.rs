@@ -298,6 +298,9 @@ fn log_writer(inner: Arc<Inner>) {
 /// the older segments), installs it atomically, then deletes the older segments. A crash at any
 /// point leaves either the old snapshot with every segment, or the new one with extra segments
 /// whose records it already holds (replay skips them by revision).
+/// Bytes of snapshot written between two syncs.
+const SNAPSHOT_SYNC_BYTES: usize = 4 << 20;
+
 fn compact(inner: &Inner) -> Result<(), StoreError> {
     let t = std::time::Instant::now();
     let old_generation = {
@@ -325,11 +328,20 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
     let mut buf = Vec::with_capacity(1 << 17);
     // A header record carries the global revision so revisions never go backwards.
     codec::encode_record(&mut buf, revision, &[]);
+    let mut unsynced = 0usize;
     for (rev, record) in records {
         codec::encode_record(&mut buf, rev, &[record.to_write()]);
         if buf.len() > (1 << 16) {
             out.write_all(&buf).map_err(|e| io_err("writing snapshot", e))?;
+            unsynced += buf.len();
             buf.clear();
+        }
+        // Sync as we go: one large sync at the end would make the log writer's own syncs
+        // (which every client waits on) queue behind the whole snapshot for a long moment.
+        if unsynced > SNAPSHOT_SYNC_BYTES {
+            out.flush().map_err(|e| io_err("writing snapshot", e))?;
+            out.get_ref().sync_data().map_err(|e| io_err("syncing snapshot", e))?;
+            unsynced = 0;
         }
     }
     out.write_all(&buf).map_err(|e| io_err("writing snapshot", e))?;
