@@ -31,6 +31,21 @@ impl ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+/// Paths of the DSS endpoints, shared by every transport.
+pub mod paths {
+    pub const INTENTS: &str = "/dss/v1/operational_intent_references";
+    pub const CONSTRAINTS: &str = "/dss/v1/constraint_references";
+    pub const SUBSCRIPTIONS: &str = "/dss/v1/subscriptions";
+
+    /// `{collection}/{id}` to create or read, `{collection}/{id}/{version}` to update or delete.
+    pub fn entity(collection: &str, id: &str, version: Option<&str>) -> String {
+        match version {
+            Some(v) => format!("{collection}/{id}/{v}"),
+            None => format!("{collection}/{id}"),
+        }
+    }
+}
+
 /// A DSS answer as the typed body on 2xx, or the error it carries (with the missing entities
 /// of a 409 when the body lists them). Shared with other transports (the load generator's).
 pub fn decode_response<T: DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T> {
@@ -85,7 +100,7 @@ impl DssClient {
     }
 
     pub async fn get_intent(&self, id: &str) -> Result<GetOperationalIntentReferenceResponse> {
-        self.send::<(), _>(reqwest::Method::GET, &format!("/dss/v1/operational_intent_references/{id}"), None).await
+        self.send::<(), _>(reqwest::Method::GET, &paths::entity(paths::INTENTS, id, None), None).await
     }
 
     /// Creates (`ovn` is `None`) or updates an intent reference.
@@ -95,16 +110,11 @@ impl DssClient {
         ovn: Option<&str>,
         body: &PutOperationalIntentReferenceParameters,
     ) -> Result<ChangeOperationalIntentReferenceResponse> {
-        let path = match ovn {
-            Some(ovn) => format!("/dss/v1/operational_intent_references/{id}/{ovn}"),
-            None => format!("/dss/v1/operational_intent_references/{id}"),
-        };
-        self.send(reqwest::Method::PUT, &path, Some(body)).await
+        self.send(reqwest::Method::PUT, &paths::entity(paths::INTENTS, id, ovn), Some(body)).await
     }
 
     pub async fn delete_intent(&self, id: &str, ovn: &str) -> Result<ChangeOperationalIntentReferenceResponse> {
-        self.send::<(), _>(reqwest::Method::DELETE, &format!("/dss/v1/operational_intent_references/{id}/{ovn}"), None)
-            .await
+        self.send::<(), _>(reqwest::Method::DELETE, &paths::entity(paths::INTENTS, id, Some(ovn)), None).await
     }
 
     pub async fn query_constraints(&self, area: &Volume4D) -> Result<QueryConstraintReferencesResponse> {
@@ -118,15 +128,11 @@ impl DssClient {
         ovn: Option<&str>,
         body: &PutConstraintReferenceParameters,
     ) -> Result<ChangeConstraintReferenceResponse> {
-        let path = match ovn {
-            Some(ovn) => format!("/dss/v1/constraint_references/{id}/{ovn}"),
-            None => format!("/dss/v1/constraint_references/{id}"),
-        };
-        self.send(reqwest::Method::PUT, &path, Some(body)).await
+        self.send(reqwest::Method::PUT, &paths::entity(paths::CONSTRAINTS, id, ovn), Some(body)).await
     }
 
     pub async fn delete_constraint(&self, id: &str, ovn: &str) -> Result<ChangeConstraintReferenceResponse> {
-        self.send::<(), _>(reqwest::Method::DELETE, &format!("/dss/v1/constraint_references/{id}/{ovn}"), None).await
+        self.send::<(), _>(reqwest::Method::DELETE, &paths::entity(paths::CONSTRAINTS, id, Some(ovn)), None).await
     }
 
     pub async fn put_subscription(
@@ -135,11 +141,7 @@ impl DssClient {
         version: Option<&str>,
         body: &PutSubscriptionParameters,
     ) -> Result<PutSubscriptionResponse> {
-        let path = match version {
-            Some(v) => format!("/dss/v1/subscriptions/{id}/{v}"),
-            None => format!("/dss/v1/subscriptions/{id}"),
-        };
-        self.send(reqwest::Method::PUT, &path, Some(body)).await
+        self.send(reqwest::Method::PUT, &paths::entity(paths::SUBSCRIPTIONS, id, version), Some(body)).await
     }
 
     pub async fn delete_subscription(&self, id: &str, version: &str) -> Result<DeleteSubscriptionResponse> {

@@ -17,6 +17,7 @@ use api::{
     QueryOperationalIntentReferenceResponse, QueryParameters, Volume4D,
 };
 use bytes::Bytes;
+use client::paths::{self, INTENTS};
 use client::{decode_response, ClientError};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -43,7 +44,6 @@ struct CountedIntents {
     operational_intent_references: Vec<serde::de::IgnoredAny>,
 }
 
-const INTENTS: &str = "/dss/v1/operational_intent_references";
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl GenClient {
@@ -113,6 +113,11 @@ impl GenClient {
         Ok((status, bytes))
     }
 
+    async fn put<B: serde::Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> ClientResult<T> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Transport(e.to_string()))?;
+        self.typed(Method::PUT, path, Some(Bytes::from(body))).await
+    }
+
     async fn typed<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Bytes>) -> ClientResult<T> {
         let (status, bytes) = self.raw(method, path, body).await?;
         decode_response(status, &bytes)
@@ -134,7 +139,7 @@ impl GenClient {
     }
 
     pub async fn get_intent(&self, id: &str) -> ClientResult<GetOperationalIntentReferenceResponse> {
-        self.typed(Method::GET, &format!("{INTENTS}/{id}"), None).await
+        self.typed(Method::GET, &paths::entity(INTENTS, id, None), None).await
     }
 
     pub async fn put_intent(
@@ -143,16 +148,11 @@ impl GenClient {
         ovn: Option<&str>,
         body: &PutOperationalIntentReferenceParameters,
     ) -> ClientResult<ChangeOperationalIntentReferenceResponse> {
-        let path = match ovn {
-            Some(ovn) => format!("{INTENTS}/{id}/{ovn}"),
-            None => format!("{INTENTS}/{id}"),
-        };
-        let body = serde_json::to_vec(body).map_err(|e| ClientError::Transport(e.to_string()))?;
-        self.typed(Method::PUT, &path, Some(Bytes::from(body))).await
+        self.put(&paths::entity(INTENTS, id, ovn), body).await
     }
 
     pub async fn delete_intent(&self, id: &str, ovn: &str) -> ClientResult<ChangeOperationalIntentReferenceResponse> {
-        self.typed(Method::DELETE, &format!("{INTENTS}/{id}/{ovn}"), None).await
+        self.typed(Method::DELETE, &paths::entity(INTENTS, id, Some(ovn)), None).await
     }
 
     pub async fn put_subscription(
@@ -161,12 +161,7 @@ impl GenClient {
         version: Option<&str>,
         body: &PutSubscriptionParameters,
     ) -> ClientResult<PutSubscriptionResponse> {
-        let path = match version {
-            Some(v) => format!("/dss/v1/subscriptions/{id}/{v}"),
-            None => format!("/dss/v1/subscriptions/{id}"),
-        };
-        let body = serde_json::to_vec(body).map_err(|e| ClientError::Transport(e.to_string()))?;
-        self.typed(Method::PUT, &path, Some(Bytes::from(body))).await
+        self.put(&paths::entity(paths::SUBSCRIPTIONS, id, version), body).await
     }
 
     pub async fn healthy(&self) -> bool {
