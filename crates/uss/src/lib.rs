@@ -457,19 +457,14 @@ async fn notify_constraint_change(
     c: Option<&api::Constraint>,
     subscribers: &[api::SubscriberToNotify],
 ) -> Vec<Delivery> {
-    let sends = subscribers.iter().filter(|s| s.uss_base_url != uss.config.base_url).map(|s| {
-        let body = api::PutConstraintDetailsParameters {
+    uss.notify_subscribers(subscribers, "/uss/v1/constraints", |s| {
+        serde_json::to_value(api::PutConstraintDetailsParameters {
             constraint_id: id.to_owned(),
             constraint: c.cloned(),
             subscriptions: s.subscriptions.clone(),
-        };
-        uss.post_notification(
-            format!("{}/uss/v1/constraints", s.uss_base_url),
-            s.uss_base_url.clone(),
-            serde_json::to_value(body).unwrap_or_default(),
-        )
-    });
-    futures_util::future::join_all(sends).await
+        })
+    })
+    .await
 }
 
 /// An explicit subscription over an area of interest (a planning area), so the operator hears

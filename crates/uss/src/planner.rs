@@ -481,22 +481,32 @@ impl Uss {
         intent: Option<&OperationalIntent>,
         subscribers: &[api::SubscriberToNotify],
     ) -> Vec<Delivery> {
-        let sends = subscribers.iter().filter(|s| s.uss_base_url != self.config.base_url).map(|s| {
-            let body = api::PutOperationalIntentDetailsParameters {
+        self.notify_subscribers(subscribers, "/uss/v1/operational_intents", |s| {
+            serde_json::to_value(api::PutOperationalIntentDetailsParameters {
                 operational_intent_id: id.to_owned(),
                 operational_intent: intent.cloned(),
                 subscriptions: s.subscriptions.clone(),
-            };
-            self.post_notification(
-                format!("{}/uss/v1/operational_intents", s.uss_base_url),
-                s.uss_base_url.clone(),
-                serde_json::to_value(body).unwrap_or_default(),
-            )
+            })
+        })
+        .await
+    }
+
+    /// Posts `body_for(subscriber)` to `path` of every subscribing peer (not to this USS), in
+    /// parallel; one delivery record per peer.
+    pub(crate) async fn notify_subscribers(
+        &self,
+        subscribers: &[api::SubscriberToNotify],
+        path: &str,
+        body_for: impl Fn(&api::SubscriberToNotify) -> serde_json::Result<serde_json::Value>,
+    ) -> Vec<Delivery> {
+        let sends = subscribers.iter().filter(|s| s.uss_base_url != self.config.base_url).map(|s| {
+            let body = body_for(s).unwrap_or_default();
+            self.post_notification(format!("{}{path}", s.uss_base_url), s.uss_base_url.clone(), body)
         });
         join_all(sends).await
     }
 
-    pub(crate) async fn post_notification(&self, url: String, base: String, body: serde_json::Value) -> Delivery {
+    async fn post_notification(&self, url: String, base: String, body: serde_json::Value) -> Delivery {
         let token = match self.tokens.token_for(&url).await {
             Ok(t) => t,
             Err(e) => return Delivery { uss_base_url: base, status: 0, acknowledged: false, detail: e },
