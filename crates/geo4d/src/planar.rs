@@ -27,11 +27,10 @@ pub(crate) fn segments_intersect(a: P, b: P, c: P, d: P) -> bool {
 
 /// Point in closed polygon (boundary counts as inside).
 pub(crate) fn point_in_polygon(p: P, poly: &[P]) -> bool {
-    let n = poly.len();
+    let Some(&last) = poly.last() else { return false };
     let mut inside = false;
-    for i in 0..n {
-        let a = poly[i];
-        let b = poly[(i + 1) % n];
+    let mut a = last;
+    for &b in poly {
         if orient(a, b, p) == 0.0 && on_segment(a, b, p) {
             return true;
         }
@@ -41,22 +40,56 @@ pub(crate) fn point_in_polygon(p: P, poly: &[P]) -> bool {
                 inside = !inside;
             }
         }
+        a = b;
     }
     inside
 }
 
 /// Two simple closed polygons share at least one point.
+///
+/// One vertex of either inside the other decides most overlapping pairs in O(n + m); only then
+/// are edge pairs crossed, each skipped at once when its box misses the other polygon's box or
+/// the other edge's box (disjoint boxes cannot cross).
 pub(crate) fn polygons_intersect(a: &[P], b: &[P]) -> bool {
-    let (na, nb) = (a.len(), b.len());
-    for i in 0..na {
-        let (a0, a1) = (a[i], a[(i + 1) % na]);
-        for j in 0..nb {
-            if segments_intersect(a0, a1, b[j], b[(j + 1) % nb]) {
-                return true;
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    if point_in_polygon(a[0], b) || point_in_polygon(b[0], a) {
+        return true;
+    }
+    let bb = bounds(b);
+    let mut a0 = a[a.len() - 1];
+    for &a1 in a {
+        let ea = edge_box(a0, a1);
+        if boxes_meet(&ea, &bb) {
+            let mut b0 = b[b.len() - 1];
+            for &b1 in b {
+                if boxes_meet(&ea, &edge_box(b0, b1)) && segments_intersect(a0, a1, b0, b1) {
+                    return true;
+                }
+                b0 = b1;
             }
         }
+        a0 = a1;
     }
-    point_in_polygon(a[0], b) || point_in_polygon(b[0], a)
+    false
+}
+
+/// (min x, min y, max x, max y)
+type Box2 = (f64, f64, f64, f64);
+
+fn edge_box(a: P, b: P) -> Box2 {
+    (a.0.min(b.0), a.1.min(b.1), a.0.max(b.0), a.1.max(b.1))
+}
+
+fn bounds(poly: &[P]) -> Box2 {
+    poly.iter().fold((f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY), |b, p| {
+        (b.0.min(p.0), b.1.min(p.1), b.2.max(p.0), b.3.max(p.1))
+    })
+}
+
+fn boxes_meet(a: &Box2, b: &Box2) -> bool {
+    a.0 <= b.2 && b.0 <= a.2 && a.1 <= b.3 && b.1 <= a.3
 }
 
 /// Distance from `p` to segment `ab`, and the closest point.

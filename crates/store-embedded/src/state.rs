@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use geo4d::{Envelope4, Volume4D};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
-use rstar::{RStarInsertionStrategy, RTree, RTreeObject, RTreeParams, AABB};
+use rstar::{ParentNode, RStarInsertionStrategy, RTree, RTreeNode, RTreeObject, RTreeParams, AABB};
 use store::{Key, Kind, Precondition, Revision, Stored, Write};
 
 /// Side of an area cell in degrees (about 2 km). Coarse on purpose: cells only detect
@@ -21,6 +21,13 @@ pub(crate) struct IndexEntry {
     envelope: AABB<[f32; 3]>,
     pub(crate) id: Uuid,
     volume_idx: u32,
+}
+
+#[cfg(test)]
+impl IndexEntry {
+    pub(crate) fn for_test(envelope: AABB<[f32; 3]>, id: Uuid) -> Self {
+        Self { envelope, id, volume_idx: 0 }
+    }
 }
 
 impl RTreeObject for IndexEntry {
@@ -68,6 +75,50 @@ fn round_up(v: f64) -> f32 {
         f.next_up()
     } else {
         f
+    }
+}
+
+/// A query box as plain arrays, for the traversal below.
+pub(crate) struct Box3 {
+    lo: [f32; 3],
+    hi: [f32; 3],
+}
+
+impl Box3 {
+    pub(crate) fn of(b: &AABB<[f32; 3]>) -> Self {
+        Self { lo: b.lower(), hi: b.upper() }
+    }
+    #[inline(always)]
+    fn meets(&self, b: &AABB<[f32; 3]>) -> bool {
+        let (lo, hi) = (b.lower(), b.upper());
+        // Non-short-circuit `&`: six compares and no branches.
+        (lo[0] <= self.hi[0])
+            & (self.lo[0] <= hi[0])
+            & (lo[1] <= self.hi[1])
+            & (self.lo[1] <= hi[1])
+            & (lo[2] <= self.hi[2])
+            & (self.lo[2] <= hi[2])
+    }
+}
+
+/// Ids of the entries under `node` whose boxes meet `q`. Walks the children of each node in
+/// place, descending only into those that meet the query: cheaper than rstar's selection
+/// iterator, which pushes every child of a visited node on a stack and tests it again when
+/// popped (the traversal was the largest single cost of a city query).
+pub(crate) fn collect_intersecting(node: &ParentNode<IndexEntry>, q: &Box3, out: &mut Vec<Uuid>) {
+    for child in node.children() {
+        match child {
+            RTreeNode::Leaf(e) => {
+                if q.meets(&e.envelope) {
+                    out.push(e.id);
+                }
+            }
+            RTreeNode::Parent(p) => {
+                if q.meets(&p.envelope()) {
+                    collect_intersecting(p, q, out);
+                }
+            }
+        }
     }
 }
 
@@ -157,7 +208,8 @@ impl<T: HasExtents> Table<T> {
         // Hits are few (a handful per query): a sorted vector dedups them cheaper than a set.
         let mut ids: Vec<Uuid> = Vec::new();
         for v in area {
-            ids.extend(self.tree.locate_in_envelope_intersecting(&aabb(&v.envelope())).map(|e| e.id));
+            let q = Box3::of(&aabb(&v.envelope()));
+            collect_intersecting(self.tree.root(), &q, &mut ids);
         }
         ids.sort_unstable();
         ids.dedup();
