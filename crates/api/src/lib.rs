@@ -11,7 +11,7 @@ mod uss_wire;
 mod wire;
 
 pub use convert::*;
-pub use out::{ConflictOut, ConstraintRefOut, ConstraintsOut, IntentRefOut, IntentsOut};
+pub use out::{ConflictOut, ConstraintsOut, IntentsOut, JsonOut};
 pub use uss_wire::*;
 pub use wire::*;
 

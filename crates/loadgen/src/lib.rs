@@ -105,6 +105,11 @@ impl Server {
         self.child.id()
     }
 
+    /// CPU seconds (user + system) the server has used so far, from /proc.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(&self.pid().to_string())
+    }
+
     /// Peak and current resident set size in bytes, from /proc.
     pub fn rss_bytes(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
@@ -124,6 +129,20 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user + system) used so far by process `pid` ("self" for this one), from
+/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of 1/100 s on Linux); 0 if unreadable.
+pub fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; fields are counted after its closing paren.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    // The text after the paren starts at field 3 (state); utime and stime are fields 14, 15.
+    let field = |n: usize| rest.split_whitespace().nth(n - 3).and_then(|v| v.parse::<u64>().ok());
+    match (field(14), field(15)) {
+        (Some(u), Some(s)) => (u + s) as f64 / 100.0,
+        _ => 0.0,
     }
 }
 

@@ -108,6 +108,11 @@ pub struct WorkloadReport {
     pub rss_bytes_per_live_intent: f64,
     pub restart_seconds: f64,
     pub baseline_writes_per_s: f64,
+    /// Server CPU time (user + system, all its threads) per request in the measured window:
+    /// the cost of a request, much steadier than throughput on a shared machine.
+    pub server_cpu_us_per_request: f64,
+    /// The generator's own CPU time per request in the same window.
+    pub generator_cpu_us_per_request: f64,
     pub notes: Vec<String>,
 }
 
@@ -141,6 +146,12 @@ impl WorkloadReport {
                 self.successful_queries_per_s,
                 self.retries_409,
                 self.server_5xx_or_transport_errors
+            );
+        }
+        if self.server_cpu_us_per_request > 0.0 {
+            println!(
+                "CPU per request: server {:.1} us, generator {:.1} us (user + system, measured window)",
+                self.server_cpu_us_per_request, self.generator_cpu_us_per_request
             );
         }
         if self.restart_seconds > 0.0 {

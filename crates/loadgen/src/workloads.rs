@@ -183,6 +183,23 @@ fn client_for(ctx: &Ctx, base: &str, sub: &str) -> Result<GenClient> {
     GenClient::new(base, &mint(&ctx.keys, sub, &[SC])?)
 }
 
+/// CPU time of the server and of this generator over a measured window.
+struct CpuMeter {
+    server: f64,
+    generator: f64,
+}
+
+impl CpuMeter {
+    fn start(server: &crate::Server) -> Self {
+        Self { server: server.cpu_seconds(), generator: crate::cpu_seconds_of("self") }
+    }
+    /// Microseconds of server and generator CPU per request since `start`.
+    fn per_request(&self, server: &crate::Server, requests: u64) -> (f64, f64) {
+        let per = |secs: f64| secs * 1e6 / requests.max(1) as f64;
+        (per(server.cpu_seconds() - self.server), per(crate::cpu_seconds_of("self") - self.generator))
+    }
+}
+
 fn finish(mut report: WorkloadReport, rec: Recorder, seconds: f64, write_kinds: &[&str]) -> WorkloadReport {
     report.measured_seconds = seconds;
     report.successful_writes_per_s = rec.count(write_kinds) as f64 / seconds;
@@ -207,6 +224,7 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
     let budget = Budget::new(cfg.duration_s, cfg.max_requests);
     let base_t = now().plus_seconds(300);
     let started = Instant::now();
+    let cpu = CpuMeter::start(&server);
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..cfg.concurrency {
         let c = client_for(ctx, &server.base, &format!("planner{p}"))?;
@@ -243,6 +261,7 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
         });
     }
     let rec = merged(tasks).await?;
+    let cpu = cpu.per_request(&server, rec.requests);
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
     let report = WorkloadReport {
@@ -252,6 +271,7 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
         server_peak_rss_mib: peak as f64 / 1048576.0,
         ..Default::default()
     };
+    let report = WorkloadReport { server_cpu_us_per_request: cpu.0, generator_cpu_us_per_request: cpu.1, ..report };
     Ok(finish(report, rec, seconds, &["create", "activate", "delete"]))
 }
 
@@ -362,6 +382,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
         .collect();
     let budget = Budget::new(cfg.duration_s, cfg.max_requests);
     let started = Instant::now();
+    let cpu = CpuMeter::start(&server);
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..cfg.concurrency {
         let c = client_for(ctx, &server.base, &format!("uss{}", k % 16))?;
@@ -400,6 +421,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
         });
     }
     let rec = merged(tasks).await?;
+    let cpu = cpu.per_request(&server, rec.requests);
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
     let live = book.read().len() as u64;
@@ -426,6 +448,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
         cfg.concurrency,
         100.0 * queries_per_s / floor.max(1.0)
     ));
+    let report = WorkloadReport { server_cpu_us_per_request: cpu.0, generator_cpu_us_per_request: cpu.1, ..report };
     Ok(finish(report, rec, seconds, &["create", "delete"]))
 }
 
@@ -507,6 +530,7 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
     let mismatches = Arc::new(AtomicU64::new(0));
     let base_t = now().plus_seconds(600);
     let started = Instant::now();
+    let cpu = CpuMeter::start(&server);
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..cfg.concurrency {
         let c = client_for(ctx, &server.base, &format!("writer{k}"))?;
@@ -556,6 +580,7 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
         });
     }
     let rec = merged(tasks).await?;
+    let cpu = cpu.per_request(&server, rec.requests);
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = server.rss_bytes();
     let live = book.read().len() as u64;
@@ -577,6 +602,7 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
         report.notes.push(format!("{preload_errors} subscription creates failed during preload"));
     }
     report.server_5xx_or_transport_errors += preload_errors;
+    let report = WorkloadReport { server_cpu_us_per_request: cpu.0, generator_cpu_us_per_request: cpu.1, ..report };
     Ok(finish(report, rec, seconds, &["create", "delete"]))
 }
 

@@ -54,7 +54,7 @@ impl IntoResponse for ApiError {
                 DssError::UssDown(m) => message(StatusCode::PRECONDITION_FAILED, m),
                 DssError::MissingOvns { message, intents, constraints } => {
                     let body = api::ConflictOut { message: &message, intents: &intents, constraints: &constraints };
-                    let mut response = crate::json_response(&body);
+                    let mut response = crate::json_out(&body);
                     *response.status_mut() = StatusCode::CONFLICT;
                     response
                 }

@@ -163,7 +163,7 @@ async fn query_intents<S: Store>(
     c.require_any(scopes::INTENTS)?;
     let area = api::area_of_interest(&body_of(body)?)?;
     let views = st.dss.query_intents(&c, &area).await?;
-    Ok(json_response(&api::IntentsOut(&views)))
+    Ok(json_out(&api::IntentsOut(&views)))
 }
 
 async fn get_intent<S: Store>(
@@ -234,7 +234,7 @@ async fn query_constraints<S: Store>(
     c.require_any(scopes::CONSTRAINTS_READ)?;
     let area = api::area_of_interest(&body_of(body)?)?;
     let views = st.dss.query_constraints(&c, &area).await?;
-    Ok(json_response(&api::ConstraintsOut(&views)))
+    Ok(json_out(&api::ConstraintsOut(&views)))
 }
 
 async fn get_constraint<S: Store>(
@@ -427,15 +427,8 @@ async fn set_availability<S: Store>(
     Ok(Json(availability_to_wire(r)))
 }
 
-/// A 200 JSON response serialized now (for bodies that borrow from the handler's locals).
-pub(crate) fn json_response<T: serde::Serialize>(value: &T) -> Response {
-    let mut body = Vec::with_capacity(1024);
-    match serde_json::to_writer(&mut body, value) {
-        Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
-        // Not reachable for these types (string keys, finite numbers); logged, never a panic.
-        Err(e) => {
-            tracing::error!(error = %e, "serializing a response");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
+/// A 200 JSON response written by [`api::JsonOut`] (query answers and 409s: the hot responses).
+pub(crate) fn json_out(value: &impl api::JsonOut) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], value.to_json()).into_response()
 }
+
