@@ -359,12 +359,6 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The exact test of index candidates, with the area's polygons projected once for all.
-fn exact<T: state::HasExtents>(rows: Vec<Stored<T>>, area: &[Volume4D]) -> Vec<Stored<T>> {
-    let prepared = geo4d::PreparedArea::new(area);
-    rows.into_iter().filter(|r| prepared.intersects_any(r.value.extents())).collect()
-}
-
 fn ended_before(extents: &[Volume4D], cutoff: Timestamp) -> bool {
     model::time_bounds(extents).end().is_some_and(|end| end < cutoff)
 }
@@ -394,8 +388,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn search_intents(&self, area: &[Volume4D]) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
-        let candidates = self.read(|s| s.intents.candidates(area)).await?;
-        Ok(exact(candidates, area))
+        self.read(|s| s.intents.search(area)).await
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
@@ -403,8 +396,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn search_constraints(&self, area: &[Volume4D]) -> Result<Vec<Stored<Constraint>>, StoreError> {
-        let candidates = self.read(|s| s.constraints.candidates(area)).await?;
-        Ok(exact(candidates, area))
+        self.read(|s| s.constraints.search(area)).await
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
@@ -412,8 +404,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn search_subscriptions(&self, area: &[Volume4D]) -> Result<Vec<Stored<Subscription>>, StoreError> {
-        let candidates = self.read(|s| s.subscriptions.candidates(area)).await?;
-        Ok(exact(candidates, area))
+        self.read(|s| s.subscriptions.search(area)).await
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {

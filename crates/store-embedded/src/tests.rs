@@ -97,13 +97,13 @@ fn index_walk_matches_rstar_query() {
         seed ^= seed << 17;
         (seed % u64::from(n)) as f32
     };
-    let mut tree: RTree<IndexEntry, IndexParams> = RTree::new_with_params();
+    let mut tree: RTree<IndexEntry<u32>, IndexParams> = RTree::new_with_params();
     let mut entries = Vec::new();
     for i in 0..5000u32 {
         // Integer-valued corners on a coarse grid, so boxes often touch exactly.
         let lo = [next(200), next(200), next(200)];
         let hi = [lo[0] + next(8), lo[1] + next(8), lo[2] + next(30)];
-        let e = IndexEntry::for_test(AABB::from_corners(lo, hi), model::Uuid::from_u128(u128::from(i)));
+        let e = IndexEntry::for_test(AABB::from_corners(lo, hi), i);
         tree.insert(e.clone());
         entries.push(e);
     }
@@ -115,9 +115,75 @@ fn index_walk_matches_rstar_query() {
         let q = AABB::from_corners(lo, [lo[0] + next(20), lo[1] + next(20), lo[2] + next(60)]);
         let mut walked = Vec::new();
         collect_intersecting(tree.root(), &Box3::of(&q), &mut walked);
-        let mut expected: Vec<_> = tree.locate_in_envelope_intersecting(&q).map(|e| e.id).collect();
+        let mut walked: Vec<u32> = walked.into_iter().map(|r| *r.value).collect();
+        let mut expected: Vec<u32> = tree.locate_in_envelope_intersecting(&q).map(|e| *e.row.value).collect();
         walked.sort_unstable();
         expected.sort_unstable();
         assert_eq!(walked, expected);
+    }
+}
+
+/// Random puts, moves, notification bumps and deletes of subscriptions and intents: the index
+/// must always hold exactly the rows' current handles, and searches must see current values.
+#[test]
+fn index_handles_follow_every_change() {
+    use model::Subscription;
+    let mut state = crate::state::State::default();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let subs: Vec<Subscription> = (0..20u32)
+        .map(|i| {
+            let mut oi = conformance::intent(vec![conformance::square(f64::from(i) * 300.0, 500.0, 0, 600)], None);
+            oi.id = model::Uuid::from_u128(u128::from(i));
+            Subscription {
+                id: oi.id,
+                manager: "uss1".into(),
+                version: 1,
+                notification_index: 0,
+                extents: oi.extents,
+                uss_base_url: "http://uss1.test".into(),
+                notify_for_operational_intents: true,
+                notify_for_constraints: false,
+                implicit: false,
+            }
+        })
+        .collect();
+    let mut expected_index = std::collections::HashMap::new();
+    for revision in 1..2000u64 {
+        let sub = &subs[next(subs.len() as u64) as usize];
+        let write = match next(4) {
+            0 => {
+                let east = next(20) as f64 * 300.0;
+                expected_index.insert(sub.id, 0);
+                Write::PutSubscription(Subscription {
+                    extents: vec![conformance::square(east, 500.0, 0, 600)],
+                    ..sub.clone()
+                })
+            }
+            1 => {
+                expected_index.remove(&sub.id);
+                Write::DeleteSubscription(sub.id)
+            }
+            _ => {
+                if let Some(n) = expected_index.get_mut(&sub.id) {
+                    *n += 1;
+                }
+                Write::BumpNotificationIndex(sub.id)
+            }
+        };
+        state.apply(vec![write], revision);
+        state.subscriptions.check_index();
+        let everywhere = conformance::square(-1000.0, 9000.0, 0, 600);
+        let mut found: Vec<(model::Uuid, i32)> =
+            state.subscriptions.search(&[everywhere]).iter().map(|r| (r.value.id, r.value.notification_index)).collect();
+        found.sort_unstable();
+        let mut want: Vec<(model::Uuid, i32)> = expected_index.iter().map(|(k, v)| (*k, *v)).collect();
+        want.sort_unstable();
+        assert_eq!(found, want, "after write {revision}");
     }
 }

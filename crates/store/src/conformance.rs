@@ -149,6 +149,19 @@ pub async fn notification_indexes_and_dependents<S: Store>(s: &S) {
     assert!(s.dependent_intents(sub.id).await.expect("deps").is_empty());
     let found = s.search_subscriptions(&[square(500.0, 10.0, 100, 200)]).await.expect("search");
     assert_eq!(found.len(), 1);
+    // A search shows the bumped index, not the one the subscription was stored with.
+    assert_eq!(found[0].value.notification_index, 2);
+    s.commit(bump(sub.id)).await.expect("bump");
+    let found = s.search_subscriptions(&[square(500.0, 10.0, 100, 200)]).await.expect("search");
+    assert_eq!(found[0].value.notification_index, 3);
+    // Updating and deleting a bumped subscription leaves nothing of it behind in searches.
+    let moved = Subscription { extents: vec![square(5000.0, 100.0, 0, 600)], version: 2, ..sub.clone() };
+    s.commit(Txn { writes: vec![Write::PutSubscription(moved)], ..Default::default() }).await.expect("move");
+    assert!(s.search_subscriptions(&[square(500.0, 10.0, 100, 200)]).await.expect("search").is_empty());
+    assert_eq!(s.search_subscriptions(&[square(5000.0, 10.0, 100, 200)]).await.expect("search").len(), 1);
+    s.commit(bump(sub.id)).await.expect("bump");
+    s.commit(Txn { writes: vec![Write::DeleteSubscription(sub.id)], ..Default::default() }).await.expect("delete");
+    assert!(s.search_subscriptions(&[square(5000.0, 10.0, 100, 200)]).await.expect("search").is_empty());
 }
 
 pub async fn expiry_listing<S: Store>(s: &S) {
