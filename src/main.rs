@@ -1,6 +1,12 @@
 //! `deconflict`: the command-line entry point. Glue only: parse flags, open the store, start
 //! servers. Everything reusable lives in `crates/`.
 
+/// mimalloc instead of glibc's allocator: in the city benchmark glibc's malloc/free (with its
+/// fastbin consolidation) was about a tenth of the server's CPU; requests allocate and free many
+/// small buffers (bodies, JSON, result vectors) across two worker threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
