@@ -426,7 +426,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
     let (peak, _) = server.rss_bytes();
     let live = book.read().len() as u64;
     let lost = lost_writes(ctx, &server.base, &book, 2000).await?;
-    let floor = http_floor(ctx, &server.base, cfg.concurrency, cfg.duration_s.min(5)).await?;
+    let (floor, floor_cpu) = http_floor(ctx, &server, cfg.concurrency, cfg.duration_s.min(5)).await?;
     let mut report = WorkloadReport {
         workload: "city".into(),
         parameters: json!({"clients": cfg.concurrency, "area_km": [50, 50], "horizon_h": 24, "preload_intents": cfg.city_intents,
@@ -444,7 +444,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
     let queries_per_s = rec.count(&["query"]) as f64 / seconds;
     report.notes.push(format!(
         "HTTP floor measured after the run: {floor:.0} authenticated GET /uss_availability per s on the same {} \
-         connections; city queries ran at {:.0}% of it",
+         connections ({floor_cpu:.1} us of server CPU each); city queries ran at {:.0}% of it",
         cfg.concurrency,
         100.0 * queries_per_s / floor.max(1.0)
     ));
@@ -455,9 +455,11 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
 /// Requests per second of the cheapest authenticated endpoint on `clients` connections for
 /// `seconds`: the machine's HTTP + JWT + loopback floor in this run, against which the city's
 /// figures can be read on any machine.
-async fn http_floor(ctx: &Ctx, base: &str, clients: usize, seconds: u64) -> Result<f64> {
+async fn http_floor(ctx: &Ctx, server: &crate::Server, clients: usize, seconds: u64) -> Result<(f64, f64)> {
+    let base = &server.base;
     let budget = Budget::new(seconds.max(1), 1_000_000);
     let started = Instant::now();
+    let cpu = CpuMeter::start(server);
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..clients {
         let c = client_for(ctx, base, &format!("uss{}", k % 16))?;
@@ -476,7 +478,8 @@ async fn http_floor(ctx: &Ctx, base: &str, clients: usize, seconds: u64) -> Resu
     while let Some(r) = tasks.join_next().await {
         ok += r?;
     }
-    Ok(ok as f64 / started.elapsed().as_secs_f64())
+    let (server_cpu, _) = cpu.per_request(server, ok);
+    Ok((ok as f64 / started.elapsed().as_secs_f64(), server_cpu))
 }
 
 /// Subscriptions: live subscriptions over the city, then creates and deletes whose subscriber
