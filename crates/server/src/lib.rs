@@ -431,4 +431,3 @@ async fn set_availability<S: Store>(
 pub(crate) fn json_out(value: &impl api::JsonOut) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], value.to_json()).into_response()
 }
-

@@ -79,8 +79,9 @@ fn city_extents(rng: &mut Rng) -> Vec<Volume4D> {
 
 fn query(rng: &mut Rng) -> Vec<Volume4D> {
     let (lat, lng) = (47.0 + rng.range(0.0, 0.44), 8.0 + rng.range(0.0, 0.64));
-    let sq = Polygon::new(vec![ll(lat, lng), ll(lat, lng + 0.0132), ll(lat + 0.009, lng + 0.0132), ll(lat + 0.009, lng)])
-        .expect("square");
+    let sq =
+        Polygon::new(vec![ll(lat, lng), ll(lat, lng + 0.0132), ll(lat + 0.009, lng + 0.0132), ll(lat + 0.009, lng)])
+            .expect("square");
     let t0 = (rng.next() * 23.0 * 3600.0) as i64;
     let mut v = volume(rng, Footprint::Polygon(sq), t0, t0 + 3600);
     v.altitude = AltitudeBand::new(Some(0.0), Some(400.0)).expect("band");
@@ -120,8 +121,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("store");
     let mut rng = Rng(0x9e3779b97f4a7c15);
-    let intents: Vec<_> =
-        (0..100_000).map(|_| store::conformance::intent(city_extents(&mut rng), None)).collect();
+    let intents: Vec<_> = (0..100_000).map(|_| store::conformance::intent(city_extents(&mut rng), None)).collect();
     let built = Instant::now();
     for chunk in intents.chunks(1000) {
         let writes = chunk.iter().cloned().map(Write::PutIntent).collect();

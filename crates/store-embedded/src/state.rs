@@ -242,7 +242,8 @@ impl<T: HasExtents> Table<T> {
     }
     /// Rebuilds the index in one bulk load (faster and better balanced than inserts).
     pub(crate) fn rebuild_index(&mut self) {
-        let entries: Vec<IndexEntry<T>> = self.rows.values().flat_map(|r| Self::entries(r).collect::<Vec<_>>()).collect();
+        let entries: Vec<IndexEntry<T>> =
+            self.rows.values().flat_map(|r| Self::entries(r).collect::<Vec<_>>()).collect();
         self.tree = RTree::bulk_load_with_params(entries);
         self.indexing = true;
     }

@@ -179,8 +179,12 @@ fn index_handles_follow_every_change() {
         state.apply(vec![write], revision);
         state.subscriptions.check_index();
         let everywhere = conformance::square(-1000.0, 9000.0, 0, 600);
-        let mut found: Vec<(model::Uuid, i32)> =
-            state.subscriptions.search(&[everywhere]).iter().map(|r| (r.value.id, r.value.notification_index)).collect();
+        let mut found: Vec<(model::Uuid, i32)> = state
+            .subscriptions
+            .search(&[everywhere])
+            .iter()
+            .map(|r| (r.value.id, r.value.notification_index))
+            .collect();
         found.sort_unstable();
         let mut want: Vec<(model::Uuid, i32)> = expected_index.iter().map(|(k, v)| (*k, *v)).collect();
         want.sort_unstable();
