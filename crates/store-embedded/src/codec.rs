@@ -274,15 +274,38 @@ impl<'a> Dec<'a> {
 /// One log record: `[len u32][crc32 u32][revision u64][n u32][writes...]`, where `len` counts
 /// the bytes after the crc and the crc covers them.
 pub(crate) fn encode_record(out: &mut Vec<u8>, revision: u64, writes: &[Write]) {
-    let mut body = Enc(Vec::with_capacity(256));
-    body.u64(revision);
-    body.u32(writes.len() as u32);
-    for w in writes {
-        body.write(w);
+    let mut record = PreparedRecord::new(writes);
+    out.extend_from_slice(record.seal(revision));
+}
+
+/// A log record encoded before its revision is known, so a commit can encode outside the state
+/// lock and only stamp the revision (and checksum) inside it. Layout: body length (u32), CRC-32
+/// of the body (u32), body = revision (u64), write count (u32), writes.
+pub(crate) struct PreparedRecord(Vec<u8>);
+
+impl PreparedRecord {
+    pub(crate) fn new(writes: &[Write]) -> Self {
+        let mut enc = Enc(Vec::with_capacity(512));
+        enc.u32(0); // body length, set below
+        enc.u32(0); // checksum, set by `seal`
+        enc.u64(0); // revision, set by `seal`
+        enc.u32(writes.len() as u32);
+        for w in writes {
+            enc.write(w);
+        }
+        let mut bytes = enc.0;
+        let body_len = (bytes.len() - 8) as u32;
+        bytes[0..4].copy_from_slice(&body_len.to_le_bytes());
+        Self(bytes)
     }
-    out.extend_from_slice(&(body.0.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body.0).to_le_bytes());
-    out.extend_from_slice(&body.0);
+
+    /// The finished record bytes for `revision`.
+    pub(crate) fn seal(&mut self, revision: u64) -> &[u8] {
+        self.0[8..16].copy_from_slice(&revision.to_le_bytes());
+        let crc = crc32fast::hash(&self.0[8..]);
+        self.0[4..8].copy_from_slice(&crc.to_le_bytes());
+        &self.0
+    }
 }
 
 /// Decodes the record at the start of `buf`: `Ok(None)` for a torn or damaged tail (everything

@@ -443,18 +443,18 @@ impl Store for EmbeddedStore {
             Some(m) => Some(m.lock().await),
             None => None,
         };
-        let mut encoded = Vec::with_capacity(512);
+        // Encoded before the state lock is taken; only the revision is stamped under it.
+        let mut record = codec::PreparedRecord::new(&txn.writes);
         let (revision, notification_indexes) = {
             let mut state = self.inner.state.write();
             if !txn.preconditions.iter().all(|p| state.holds(p)) {
                 return Err(StoreError::Conflict);
             }
             let revision = state.revision + 1;
-            codec::encode_record(&mut encoded, revision, &txn.writes);
             let bumped = state.apply(txn.writes, revision);
             // Queue while still holding the state lock so the log order is the revision order.
             let mut p = self.inner.pending.lock();
-            p.bytes.extend_from_slice(&encoded);
+            p.bytes.extend_from_slice(record.seal(revision));
             p.last_revision = revision;
             (revision, bumped)
         };
