@@ -2,7 +2,7 @@
 
 use std::sync::{LazyLock, OnceLock};
 
-use geographiclib_rs::{DirectGeodesic, Geodesic, InverseGeodesic};
+use geographiclib_rs::{capability as caps, DirectGeodesic, Geodesic, InverseGeodesic};
 
 use crate::limits::{MAX_AREA_KM2, MAX_POLYGON_VERTICES, MAX_RADIUS_M};
 use crate::planar::{self, P};
@@ -53,15 +53,23 @@ pub fn geodesic_distance_m(a: LatLng, b: LatLng) -> f64 {
 /// Ellipsoidal gnomonic projection of `p` about `center`, in metres; `None` when `p` is too far
 /// from `center` to be projected (the geodesic scale is not positive).
 pub(crate) fn gnomonic(center: LatLng, p: LatLng) -> Option<P> {
+    // Only what the projection needs (GeographicLib's Gnomonic::Forward): the azimuth at the
+    // centre, as the unit vector (sin, cos) the solver works with (no round trip through
+    // degrees), the reduced length m12 and the geodesic scale M12.
     #[allow(non_snake_case)]
-    let (_s12, azi1, _azi2, m12, M12, _M21, _a12): (f64, f64, f64, f64, f64, f64, f64) =
-        WGS84.inverse(center.lat, center.lng, p.lat, p.lng);
-    if M12 <= 1.0e-3 {
+    let (_a12, _s12, salp1, calp1, _salp2, _calp2, m12, M12, _M21, _S12) = WGS84._gen_inverse(
+        center.lat,
+        center.lng,
+        p.lat,
+        p.lng,
+        caps::AZIMUTH | caps::REDUCEDLENGTH | caps::GEODESICSCALE,
+    );
+    // Beyond the projection's horizon (M12 -> 0), or not a number: no planar image.
+    if M12.is_nan() || M12 <= 1.0e-3 {
         return None;
     }
     let rho = m12 / M12;
-    let azi = azi1.to_radians();
-    Some((rho * azi.sin(), rho * azi.cos()))
+    Some((rho * salp1, rho * calp1))
 }
 
 pub(crate) fn project_all(center: LatLng, points: &[LatLng]) -> Option<Vec<P>> {
