@@ -433,6 +433,19 @@ pub enum Footprint {
 }
 
 impl Footprint {
+    /// Reads the first coordinate of the shape's cached tile-plane image (0 if it has none).
+    /// Worth nothing in itself: a search calls it on all its candidates before testing any, so
+    /// that their cache misses (row, volumes, projected points) overlap instead of queueing one
+    /// candidate after another.
+    pub fn touch_plane(&self) -> f64 {
+        match self {
+            Footprint::Polygon(p) => {
+                p.tile.get().and_then(Option::as_ref).and_then(|t| t.points.first()).map_or(0.0, |q| q.0)
+            }
+            Footprint::Circle(c) => c.tile.get().and_then(|t| t.map(|(_, q)| q.0)).unwrap_or(0.0),
+        }
+    }
+
     pub fn bbox(&self) -> GeoBox {
         match self {
             Footprint::Polygon(p) => p.bbox,
