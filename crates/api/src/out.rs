@@ -145,26 +145,36 @@ fn window(out: &mut Vec<u8>, w: TimeWindow) {
     time(out, w.end().unwrap_or(Timestamp(0)));
 }
 
+/// The fields both reference kinds open with: `{"id":…,"manager":…,"uss_availability":…,"version":…`.
+fn ref_head(out: &mut Vec<u8>, id: &uuid::Uuid, manager: &str, availability: &str, version: i32) {
+    out.extend_from_slice(b"{\"id\":");
+    uuid(out, id);
+    out.extend_from_slice(b",\"manager\":");
+    string(out, manager);
+    out.extend_from_slice(b",\"uss_availability\":");
+    plain(out, availability);
+    out.extend_from_slice(b",\"version\":");
+    int(out, version);
+}
+
+/// The fields both continue with: the OVN when shown, the time window and the base URL.
+fn ref_tail(out: &mut Vec<u8>, ovn: Option<&str>, time: TimeWindow, uss_base_url: &str) {
+    if let Some(ovn) = ovn {
+        out.extend_from_slice(b",\"ovn\":");
+        string(out, ovn);
+    }
+    window(out, time);
+    out.extend_from_slice(b",\"uss_base_url\":");
+    string(out, uss_base_url);
+}
+
 /// One `OperationalIntentReference`, fields in the order of the wire struct.
 fn intent_ref(out: &mut Vec<u8>, v: &IntentView) {
     let oi = &v.intent;
-    out.extend_from_slice(b"{\"id\":");
-    uuid(out, &oi.id);
-    out.extend_from_slice(b",\"manager\":");
-    string(out, &oi.manager);
-    out.extend_from_slice(b",\"uss_availability\":");
-    plain(out, v.availability.as_str());
-    out.extend_from_slice(b",\"version\":");
-    int(out, oi.version);
+    ref_head(out, &oi.id, &oi.manager, v.availability.as_str(), oi.version);
     out.extend_from_slice(b",\"state\":");
     plain(out, oi.state.as_str());
-    if v.show_ovn {
-        out.extend_from_slice(b",\"ovn\":");
-        string(out, oi.ovn.as_str());
-    }
-    window(out, oi.time());
-    out.extend_from_slice(b",\"uss_base_url\":");
-    string(out, &oi.uss_base_url);
+    ref_tail(out, v.show_ovn.then(|| oi.ovn.as_str()), oi.time(), &oi.uss_base_url);
     out.extend_from_slice(b",\"subscription_id\":");
     match &oi.subscription_id {
         Some(id) => uuid(out, id),
@@ -176,21 +186,8 @@ fn intent_ref(out: &mut Vec<u8>, v: &IntentView) {
 /// One `ConstraintReference`, fields in the order of the wire struct.
 fn constraint_ref(out: &mut Vec<u8>, v: &ConstraintView) {
     let c = &v.constraint;
-    out.extend_from_slice(b"{\"id\":");
-    uuid(out, &c.id);
-    out.extend_from_slice(b",\"manager\":");
-    string(out, &c.manager);
-    out.extend_from_slice(b",\"uss_availability\":");
-    plain(out, v.availability.as_str());
-    out.extend_from_slice(b",\"version\":");
-    int(out, c.version);
-    if v.show_ovn {
-        out.extend_from_slice(b",\"ovn\":");
-        string(out, c.ovn.as_str());
-    }
-    window(out, c.time());
-    out.extend_from_slice(b",\"uss_base_url\":");
-    string(out, &c.uss_base_url);
+    ref_head(out, &c.id, &c.manager, v.availability.as_str(), c.version);
+    ref_tail(out, v.show_ovn.then(|| c.ovn.as_str()), c.time(), &c.uss_base_url);
     out.push(b'}');
 }
 

@@ -116,6 +116,21 @@ fn time_per_search(rt: &tokio::runtime::Runtime, store: &impl Store, queries: &[
     (start.elapsed().as_secs_f64() * 1e6 / n as f64, hits / n.max(1))
 }
 
+/// Microseconds per search warm, then with the neighbour streaming; and the hits per search.
+fn warm_and_pressured(
+    rt: &tokio::runtime::Runtime,
+    store: &impl Store,
+    queries: &[Vec<Volume4D>],
+) -> (f64, f64, usize) {
+    let (warm, hits) = time_per_search(rt, store, queries);
+    let stop = Arc::new(AtomicBool::new(false));
+    let neighbour = polluter(stop.clone());
+    let (pressured, _) = time_per_search(rt, store, queries);
+    stop.store(true, Ordering::Relaxed);
+    neighbour.join().expect("polluter");
+    (warm, pressured, hits)
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -131,12 +146,7 @@ fn main() {
     let mut qrng = Rng(42);
     let queries: Vec<_> = (0..4096).map(|_| query(&mut qrng)).collect();
 
-    let (warm, hits) = time_per_search(&rt, &store, &queries);
-    let stop = Arc::new(AtomicBool::new(false));
-    let neighbour = polluter(stop.clone());
-    let (pressured, _) = time_per_search(&rt, &store, &queries);
-    stop.store(true, Ordering::Relaxed);
-    neighbour.join().expect("polluter");
+    let (warm, pressured, hits) = warm_and_pressured(&rt, &store, &queries);
 
     let brute_start = Instant::now();
     let brute_queries = &queries[..64];
@@ -156,12 +166,7 @@ fn main() {
     // A restart recovers the same rows and bulk-loads the index in one go.
     store.shutdown();
     let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("reopen");
-    let (warm, _) = time_per_search(&rt, &store, &queries);
-    let stop = Arc::new(AtomicBool::new(false));
-    let neighbour = polluter(stop.clone());
-    let (pressured, _) = time_per_search(&rt, &store, &queries);
-    stop.store(true, Ordering::Relaxed);
-    neighbour.join().expect("polluter");
+    let (warm, pressured, _) = warm_and_pressured(&rt, &store, &queries);
     println!("after a restart (index bulk-loaded):");
     println!("  warm                 {warm:8.2} us/search");
     println!("  neighbour streaming  {pressured:8.2} us/search");
