@@ -15,21 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use geo4d::{AltitudeBand, Circle, Footprint, LatLng, Polygon, TimeWindow, Timestamp, Volume4D};
 use store::{Store, Txn, Write};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, a: f64, b: f64) -> f64 {
-        a + (b - a) * self.next()
-    }
-}
 
 fn ll(lat: f64, lng: f64) -> LatLng {
     LatLng::new(lat, lng).expect("valid point")
@@ -37,52 +27,53 @@ fn ll(lat: f64, lng: f64) -> LatLng {
 
 const T0: i64 = 1_800_000_000;
 
-fn volume(rng: &mut Rng, fp: Footprint, t0: i64, t1: i64) -> Volume4D {
-    let lo = rng.range(0.0, 80.0);
+fn volume(rng: &mut StdRng, fp: Footprint, t0: i64, t1: i64) -> Volume4D {
+    let lo = rng.random_range(0.0..80.0);
     Volume4D {
         footprint: fp,
-        altitude: AltitudeBand::new(Some(lo), Some(lo + rng.range(20.0, 120.0))).expect("band"),
+        altitude: AltitudeBand::new(Some(lo), Some(lo + rng.random_range(20.0..120.0))).expect("band"),
         time: TimeWindow::new(Some(Timestamp((T0 + t0) * 1_000_000)), Some(Timestamp((T0 + t1) * 1_000_000)))
             .expect("window"),
     }
 }
 
-fn footprint(rng: &mut Rng, lat: f64, lng: f64) -> Footprint {
-    if rng.next() < 0.3 {
-        return Footprint::Circle(Circle::new(ll(lat, lng), rng.range(50.0, 300.0)).expect("circle"));
+fn footprint(rng: &mut StdRng, lat: f64, lng: f64) -> Footprint {
+    if rng.random::<f64>() < 0.3 {
+        return Footprint::Circle(Circle::new(ll(lat, lng), rng.random_range(50.0..300.0)).expect("circle"));
     }
-    let n = 4 + (rng.next() * 17.0) as usize;
+    let n = 4 + (rng.random::<f64>() * 17.0) as usize;
     let vertices = (0..n)
         .map(|i| {
             let a = std::f64::consts::TAU * i as f64 / n as f64;
-            let r = rng.range(50.0, 300.0);
+            let r = rng.random_range(50.0..300.0);
             ll(lat + r * a.sin() / 111_200.0, lng + r * a.cos() / 75_900.0)
         })
         .collect();
     Footprint::Polygon(Polygon::new(vertices).expect("star polygon"))
 }
 
-fn city_extents(rng: &mut Rng) -> Vec<Volume4D> {
-    let (lat, lng) = (47.0045 + rng.range(0.0, 0.441), 8.0066 + rng.range(0.0, 0.645));
-    let t0 = (rng.next() * 23.0 * 3600.0) as i64;
-    let t1 = t0 + 300 + (rng.next() * 3300.0) as i64;
+fn city_extents(rng: &mut StdRng) -> Vec<Volume4D> {
+    let (lat, lng) = (47.0045 + rng.random_range(0.0..0.441), 8.0066 + rng.random_range(0.0..0.645));
+    let t0 = (rng.random::<f64>() * 23.0 * 3600.0) as i64;
+    let t1 = t0 + 300 + (rng.random::<f64>() * 3300.0) as i64;
     let fp = footprint(rng, lat, lng);
     let mut out = vec![volume(rng, fp, t0, t1)];
-    if rng.next() < 0.5 {
-        let (lat2, lng2) = (lat + rng.range(-400.0, 400.0) / 111_200.0, lng + rng.range(-400.0, 400.0) / 75_900.0);
+    if rng.random::<f64>() < 0.5 {
+        let (lat2, lng2) =
+            (lat + rng.random_range(-400.0..400.0) / 111_200.0, lng + rng.random_range(-400.0..400.0) / 75_900.0);
         let fp2 = footprint(rng, lat2, lng2);
-        let t2 = t1 + 300 + (rng.next() * 1500.0) as i64;
+        let t2 = t1 + 300 + (rng.random::<f64>() * 1500.0) as i64;
         out.push(volume(rng, fp2, t1, t2));
     }
     out
 }
 
-fn query(rng: &mut Rng) -> Vec<Volume4D> {
-    let (lat, lng) = (47.0 + rng.range(0.0, 0.44), 8.0 + rng.range(0.0, 0.64));
+fn query(rng: &mut StdRng) -> Vec<Volume4D> {
+    let (lat, lng) = (47.0 + rng.random_range(0.0..0.44), 8.0 + rng.random_range(0.0..0.64));
     let sq =
         Polygon::new(vec![ll(lat, lng), ll(lat, lng + 0.0132), ll(lat + 0.009, lng + 0.0132), ll(lat + 0.009, lng)])
             .expect("square");
-    let t0 = (rng.next() * 23.0 * 3600.0) as i64;
+    let t0 = (rng.random::<f64>() * 23.0 * 3600.0) as i64;
     let mut v = volume(rng, Footprint::Polygon(sq), t0, t0 + 3600);
     v.altitude = AltitudeBand::new(Some(0.0), Some(400.0)).expect("band");
     vec![v]
@@ -135,7 +126,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("store");
-    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut rng = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     let intents: Vec<_> = (0..100_000).map(|_| store::conformance::intent(city_extents(&mut rng), None)).collect();
     let built = Instant::now();
     for chunk in intents.chunks(1000) {
@@ -143,7 +134,7 @@ fn main() {
         rt.block_on(store.commit(Txn { preconditions: vec![], writes })).expect("commit");
     }
     println!("loaded 100,000 intents by inserts in {:.1} s", built.elapsed().as_secs_f64());
-    let mut qrng = Rng(42);
+    let mut qrng = StdRng::seed_from_u64(42);
     let queries: Vec<_> = (0..4096).map(|_| query(&mut qrng)).collect();
 
     let (warm, pressured, hits) = warm_and_pressured(&rt, &store, &queries);
