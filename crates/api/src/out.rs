@@ -9,7 +9,7 @@
 //! below), so either path may be used anywhere.
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
-use dss::{ConstraintView, IntentView};
+use model::{ConstraintView, IntentView};
 use geo4d::{TimeWindow, Timestamp};
 
 use crate::convert::NULL_SUBSCRIPTION_ID;

@@ -8,24 +8,7 @@ use model::{EntityKind, OperationalIntent, OperationalIntentState, Ovn, Subscrip
 use store::{Key, Kind, Precondition, Store, Stored, Txn, Write};
 
 use crate::{check_base_url, retrying, Caller, Change, ConstraintView, Dss, DssError, IntentView, Scope};
-
-/// Parameters of an implicit subscription requested with an intent.
-#[derive(Debug, Clone)]
-pub struct ImplicitSubscriptionRequest {
-    pub uss_base_url: String,
-    pub notify_for_constraints: bool,
-}
-
-/// A create or update of an intent reference, already converted from the wire.
-#[derive(Debug, Clone)]
-pub struct PutIntentRequest {
-    pub extents: Vec<Volume4D>,
-    pub key: Vec<String>,
-    pub state: OperationalIntentState,
-    pub uss_base_url: String,
-    pub subscription_id: Option<Uuid>,
-    pub new_subscription: Option<ImplicitSubscriptionRequest>,
-}
+use model::PutIntentRequest;
 
 use crate::scopes::INTENTS as READ_SCOPES;
 

@@ -14,47 +14,19 @@ mod subscriptions;
 use std::sync::Arc;
 
 use geo4d::{Timestamp, Volume4D};
-use model::{Constraint, Manager, OperationalIntent, Subscription, UssAvailability};
+use model::{Manager, UssAvailability};
 use store::{Store, StoreError};
 
 pub use availability::ReportReceipt;
-pub use intents::{ImplicitSubscriptionRequest, PutIntentRequest};
-pub use subscriptions::{PutSubscriptionRequest, SubscriptionChange};
+pub use model::{
+    ConstraintView, ImplicitSubscriptionRequest, IntentView, PutIntentRequest, PutSubscriptionRequest, SubscriptionView,
+};
+pub use subscriptions::SubscriptionChange;
 
 /// How many times an operation is retried when concurrent writes invalidate its snapshot.
 const MAX_ATTEMPTS: usize = 16;
 
-/// The standard's scopes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    StrategicCoordination,
-    ConstraintManagement,
-    ConstraintProcessing,
-    ConformanceMonitoringSa,
-    AvailabilityArbitration,
-}
-
-impl Scope {
-    pub fn parse(s: &str) -> Option<Scope> {
-        Some(match s {
-            "utm.strategic_coordination" => Scope::StrategicCoordination,
-            "utm.constraint_management" => Scope::ConstraintManagement,
-            "utm.constraint_processing" => Scope::ConstraintProcessing,
-            "utm.conformance_monitoring_sa" => Scope::ConformanceMonitoringSa,
-            "utm.availability_arbitration" => Scope::AvailabilityArbitration,
-            _ => return None,
-        })
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::StrategicCoordination => "utm.strategic_coordination",
-            Scope::ConstraintManagement => "utm.constraint_management",
-            Scope::ConstraintProcessing => "utm.constraint_processing",
-            Scope::ConformanceMonitoringSa => "utm.conformance_monitoring_sa",
-            Scope::AvailabilityArbitration => "utm.availability_arbitration",
-        }
-    }
-}
+pub use auth::{AuthError, Caller, Scope};
 
 /// The scopes each group of endpoints accepts (any one suffices), exactly as `utm.yaml` lists
 /// them. The server checks them before reading a body; every operation checks them again.
@@ -73,27 +45,6 @@ pub mod scopes {
         ConformanceMonitoringSa,
         AvailabilityArbitration,
     ];
-}
-
-/// An authenticated caller: the token's `sub` and granted scopes.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub manager: Manager,
-    pub scopes: Vec<Scope>,
-}
-
-impl Caller {
-    pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope)
-    }
-    /// Passes when the caller holds at least one of `any_of`.
-    pub fn require_any(&self, any_of: &[Scope]) -> Result<(), DssError> {
-        if any_of.iter().any(|s| self.has(*s)) {
-            return Ok(());
-        }
-        let names: Vec<_> = any_of.iter().map(|s| s.as_str()).collect();
-        Err(DssError::Forbidden(format!("this operation requires one of the scopes: {}", names.join(", "))))
-    }
 }
 
 /// The closed set of outcomes other than success. The server maps each to one HTTP status.
@@ -123,6 +74,14 @@ pub enum DssError {
     Unavailable(String),
 }
 
+impl From<AuthError> for DssError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(m) | AuthError::Forbidden(m) => DssError::Forbidden(m),
+        }
+    }
+}
+
 impl From<StoreError> for DssError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -142,30 +101,8 @@ impl From<geo4d::GeoError> for DssError {
     }
 }
 
-/// An intent as one caller may see it: the OVN only for its manager.
 /// Managers' availabilities seen during one operation: a handful, so a list beats a map.
 pub(crate) type AvailabilityCache = Vec<(Manager, UssAvailability)>;
-
-#[derive(Debug, Clone)]
-pub struct IntentView {
-    pub intent: Arc<OperationalIntent>,
-    pub availability: UssAvailability,
-    pub show_ovn: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct ConstraintView {
-    pub constraint: Arc<Constraint>,
-    pub availability: UssAvailability,
-    pub show_ovn: bool,
-}
-
-/// The subscription as its manager sees it, with the intents depending on it.
-#[derive(Debug, Clone)]
-pub struct SubscriptionView {
-    pub subscription: Arc<Subscription>,
-    pub dependent_intents: Vec<model::Uuid>,
-}
 
 /// Result of a change to an intent or constraint: the entity and who to notify.
 #[derive(Debug, Clone)]
@@ -331,14 +268,7 @@ pub(crate) use retrying;
 
 /// Validates a USS base URL: absolute http(s), no trailing slash.
 pub(crate) fn check_base_url(url: &str, field: &str) -> Result<(), DssError> {
-    let ok_scheme = url.starts_with("https://") || url.starts_with("http://");
-    if !ok_scheme || url.len() > 2048 || url.contains(char::is_whitespace) {
-        return Err(DssError::BadRequest(format!("{field} must be an absolute http(s) URL, got `{url}`")));
-    }
-    if url.ends_with('/') {
-        return Err(DssError::BadRequest(format!("{field} may not end with '/' (got `{url}`)")));
-    }
-    Ok(())
+    model::check_base_url(url).map_err(|why| DssError::BadRequest(format!("{field} {why}")))
 }
 
 #[cfg(test)]

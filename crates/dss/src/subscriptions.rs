@@ -9,16 +9,7 @@ use store::{Key, Kind, Precondition, Store, Txn, Write};
 use crate::{check_base_url, retrying, Caller, ConstraintView, Dss, DssError, IntentView, Scope, SubscriptionView};
 
 use crate::scopes::SUBSCRIPTIONS as SCOPES;
-
-/// A create or update of a subscription, converted from the wire. Missing times are defaulted
-/// by the DSS: start now, end a configured duration after start.
-#[derive(Debug, Clone)]
-pub struct PutSubscriptionRequest {
-    pub extents: Volume4D,
-    pub uss_base_url: String,
-    pub notify_for_operational_intents: bool,
-    pub notify_for_constraints: bool,
-}
+use model::PutSubscriptionRequest;
 
 /// The stored subscription and the entities in its area at the time of the change.
 #[derive(Debug, Clone)]

@@ -5,6 +5,8 @@
 //! Everything here is plain data with the invariants of ASTM F3548-21 encoded in constructors and
 //! methods; it does no IO and knows nothing of HTTP, JSON field names or storage.
 
+use std::sync::Arc;
+
 use geo4d::{AltitudeBand, TimeWindow, Timestamp, Volume4D};
 use serde::{Deserialize, Serialize};
 pub use uuid::Uuid;
@@ -241,4 +243,82 @@ pub fn group_subscribers(notified: &[(Subscription, i32)]) -> Vec<SubscriberToNo
         }
     }
     out
+}
+
+// ---- What the DSS takes and gives, in domain terms (shared by the DSS and the wire crate) ----
+
+/// Parameters of an implicit subscription requested with an intent.
+#[derive(Debug, Clone)]
+pub struct ImplicitSubscriptionRequest {
+    pub uss_base_url: String,
+    pub notify_for_constraints: bool,
+}
+
+/// A create or update of an intent reference, already converted from the wire.
+#[derive(Debug, Clone)]
+pub struct PutIntentRequest {
+    pub extents: Vec<Volume4D>,
+    pub key: Vec<String>,
+    pub state: OperationalIntentState,
+    pub uss_base_url: String,
+    pub subscription_id: Option<Uuid>,
+    pub new_subscription: Option<ImplicitSubscriptionRequest>,
+}
+
+/// A create or update of a subscription, converted from the wire. Missing times are defaulted
+/// by the DSS: start now, end a configured duration after start.
+#[derive(Debug, Clone)]
+pub struct PutSubscriptionRequest {
+    pub extents: Volume4D,
+    pub uss_base_url: String,
+    pub notify_for_operational_intents: bool,
+    pub notify_for_constraints: bool,
+}
+
+/// An intent as one caller may see it: the OVN only for its manager.
+#[derive(Debug, Clone)]
+pub struct IntentView {
+    pub intent: Arc<OperationalIntent>,
+    pub availability: UssAvailability,
+    pub show_ovn: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConstraintView {
+    pub constraint: Arc<Constraint>,
+    pub availability: UssAvailability,
+    pub show_ovn: bool,
+}
+
+/// The subscription as its manager sees it, with the intents depending on it.
+#[derive(Debug, Clone)]
+pub struct SubscriptionView {
+    pub subscription: Arc<Subscription>,
+    pub dependent_intents: Vec<Uuid>,
+}
+
+/// The rule for a `uss_base_url`: an absolute http(s) URL with a host, no trailing `/`, no
+/// query and no fragment. Peers' API paths are appended to it, so a `?` or `#` would turn the
+/// appended path into a query string or fragment and let a subscriber aim our notifications at
+/// any path of any server (for example a participant's operator interface). The same rule is
+/// applied by the DSS when the URL is written and by the participant before every call.
+pub fn check_base_url(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Err(format!("must be an absolute http(s) URL, got `{url}`"));
+    };
+    if url.len() > 2048 || url.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!("must be an absolute http(s) URL of at most 2048 characters without spaces, got `{url}`"));
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(format!("may not contain a query (`?`) or fragment (`#`), got `{url}`"));
+    }
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') {
+        return Err(format!("must name a host (and no user information), got `{url}`"));
+    }
+    if url.ends_with('/') {
+        return Err(format!("may not end with '/' (got `{url}`)"));
+    }
+    Ok(())
 }

@@ -23,6 +23,15 @@ impl From<WireError> for ApiError {
     }
 }
 
+impl From<auth::AuthError> for ApiError {
+    fn from(e: auth::AuthError) -> Self {
+        match e {
+            auth::AuthError::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            auth::AuthError::Forbidden(m) => ApiError::Dss(DssError::Forbidden(m)),
+        }
+    }
+}
+
 impl From<DssError> for ApiError {
     fn from(e: DssError) -> Self {
         ApiError::Dss(e)

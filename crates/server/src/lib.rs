@@ -47,7 +47,7 @@ impl<S: Store> FromRequestParts<Arc<AppState<S>>> for Authed {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState<S>>) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        state.verifier.verify(header).map(Authed)
+        Ok(Authed(state.verifier.verify(header)?))
     }
 }
 

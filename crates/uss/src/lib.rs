@@ -115,10 +115,7 @@ impl Uss {
 
     fn authorize(&self, headers: &HeaderMap, scope: &str) -> Result<dss::Caller, Response> {
         let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let caller = self.verifier.verify(header).map_err(|e| match e {
-            server::error::ApiError::Unauthenticated(m) => error(StatusCode::UNAUTHORIZED, m),
-            other => error(StatusCode::UNAUTHORIZED, format!("{other:?}")),
-        })?;
+        let caller = self.verifier.verify(header).map_err(|e| error(StatusCode::UNAUTHORIZED, e.to_string()))?;
         let needed =
             dss::Scope::parse(scope).ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "unknown scope"))?;
         caller.require_any(&[needed]).map_err(|e| error(StatusCode::FORBIDDEN, e.to_string()))?;

@@ -1,0 +1,230 @@
+//! Who is calling: OAuth 2.0 bearer JWT verification: RS256/ES256 signatures against configured public keys
+//! (tokens usually carry no `kid`, so each key of the right family is tried), `aud` against the
+//! configured audiences, `exp` enforced. Verified tokens are cached until they expire so that a
+//! busy client pays for its signature check once, not on every request.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+
+/// Why a caller is turned away: no valid token (401) or a valid token without the scope (403).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// The scopes this system knows: the standard's, and the participant's own operator scope.
+/// Unknown scopes in a token are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    StrategicCoordination,
+    ConstraintManagement,
+    ConstraintProcessing,
+    ConformanceMonitoringSa,
+    AvailabilityArbitration,
+    /// `deconflict.operator`: may command a participant's own operations through its
+    /// operator interface. Never granted by holding any `utm.*` scope.
+    Operator,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        Some(match s {
+            "utm.strategic_coordination" => Scope::StrategicCoordination,
+            "utm.constraint_management" => Scope::ConstraintManagement,
+            "utm.constraint_processing" => Scope::ConstraintProcessing,
+            "utm.conformance_monitoring_sa" => Scope::ConformanceMonitoringSa,
+            "utm.availability_arbitration" => Scope::AvailabilityArbitration,
+            "deconflict.operator" => Scope::Operator,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::StrategicCoordination => "utm.strategic_coordination",
+            Scope::ConstraintManagement => "utm.constraint_management",
+            Scope::ConstraintProcessing => "utm.constraint_processing",
+            Scope::ConformanceMonitoringSa => "utm.conformance_monitoring_sa",
+            Scope::AvailabilityArbitration => "utm.availability_arbitration",
+            Scope::Operator => "deconflict.operator",
+        }
+    }
+}
+
+/// An authenticated caller: the token's `sub` (its identity as a manager) and granted scopes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub manager: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+    /// Passes when the caller holds at least one of `any_of`.
+    pub fn require_any(&self, any_of: &[Scope]) -> Result<(), AuthError> {
+        if any_of.iter().any(|s| self.has(*s)) {
+            return Ok(());
+        }
+        let names: Vec<_> = any_of.iter().map(|s| s.as_str()).collect();
+        Err(AuthError::Forbidden(format!("this operation requires one of the scopes: {}", names.join(", "))))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Family {
+    Rsa,
+    Ec,
+}
+
+struct VerifyKey {
+    key: DecodingKey,
+    family: Family,
+}
+
+/// Most verified tokens remembered at once; the cache is cleared when full.
+const CACHE_CAPACITY: usize = 50_000;
+/// Clock skew tolerated on `exp`, in seconds.
+const LEEWAY_S: u64 = 5;
+
+pub struct Verifier {
+    keys: Vec<VerifyKey>,
+    audiences: Vec<String>,
+    cache: Mutex<HashMap<String, (Caller, u64)>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScopeClaim {
+    Spaced(String),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    scope: Option<ScopeClaim>,
+    exp: u64,
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Verifier {
+    /// Builds a verifier from PEM public keys (`BEGIN PUBLIC KEY`, RSA or EC P-256).
+    pub fn new(pems: &[(String, Vec<u8>)], audiences: Vec<String>) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for (name, pem) in pems {
+            let key = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+                VerifyKey { key: k, family: Family::Rsa }
+            } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
+                VerifyKey { key: k, family: Family::Ec }
+            } else {
+                return Err(format!("{name}: not a PEM RSA or EC public key (expected -----BEGIN PUBLIC KEY-----)"));
+            };
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err("at least one public key is required".into());
+        }
+        if audiences.is_empty() {
+            return Err("at least one accepted audience is required".into());
+        }
+        Ok(Self { keys, audiences, cache: Mutex::new(HashMap::new()) })
+    }
+
+    /// Authenticates an `Authorization` header value.
+    pub fn verify(&self, header: Option<&str>) -> Result<Caller, AuthError> {
+        let header = header.ok_or_else(|| {
+            AuthError::Unauthenticated(
+                "missing Authorization header; send `Authorization: Bearer <access token>`".into(),
+            )
+        })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| AuthError::Unauthenticated("Authorization header must be `Bearer <access token>`".into()))?;
+        let now = now_s();
+        if let Some((caller, exp)) = self.cache.lock().get(token) {
+            if *exp + LEEWAY_S >= now {
+                return Ok(caller.clone());
+            }
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Unauthenticated(format!("access token could not be decoded: {e}")))?;
+        let family = match header.alg {
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => Family::Rsa,
+            Algorithm::ES256 | Algorithm::ES384 => Family::Ec,
+            other => {
+                return Err(AuthError::Unauthenticated(format!(
+                    "access token algorithm {other:?} is not accepted; use RS256 or ES256"
+                )))
+            }
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.set_audience(&self.audiences);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        validation.leeway = LEEWAY_S;
+        let mut last_error = "access token signature does not match any configured public key".to_owned();
+        for key in self.keys.iter().filter(|k| k.family == family) {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => {
+                    let caller = caller_from(data.claims.sub, data.claims.scope)?;
+                    let mut cache = self.cache.lock();
+                    if cache.len() >= CACHE_CAPACITY {
+                        cache.clear();
+                    }
+                    cache.insert(token.to_owned(), (caller.clone(), data.claims.exp));
+                    return Ok(caller);
+                }
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind;
+                    match e.kind() {
+                        ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) => {}
+                        ErrorKind::ExpiredSignature => last_error = "access token has expired".into(),
+                        ErrorKind::InvalidAudience => {
+                            last_error = format!(
+                                "access token audience is not accepted by this DSS (accepted: {})",
+                                self.audiences.join(", ")
+                            )
+                        }
+                        ErrorKind::MissingRequiredClaim(c) => last_error = format!("access token has no `{c}` claim"),
+                        other => last_error = format!("access token is invalid: {other:?}"),
+                    }
+                }
+            }
+        }
+        Err(AuthError::Unauthenticated(last_error))
+    }
+}
+
+fn caller_from(sub: Option<String>, scope: Option<ScopeClaim>) -> Result<Caller, AuthError> {
+    let manager = sub
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AuthError::Unauthenticated("access token has no `sub` claim identifying the USS".into()))?;
+    let names: Vec<String> = match scope {
+        Some(ScopeClaim::Spaced(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(ScopeClaim::List(v)) => v,
+        None => vec![],
+    };
+    let scopes = names.iter().filter_map(|s| Scope::parse(s)).collect();
+    Ok(Caller { manager, scopes })
+}
