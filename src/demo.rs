@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 pub struct Proc {
     child: Child,
     pub url: String,
+    /// A participant's operator interface.
+    pub operator: String,
 }
 
 impl Drop for Proc {
@@ -34,13 +36,47 @@ pub fn spawn(args: &[&str], log: &Path) -> Result<Proc> {
         .spawn()
         .with_context(|| format!("starting deconflict {}", args.join(" ")))?;
     let stdout = child.stdout.take().context("no stdout")?;
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let Some(url) = line.trim().split(" listening on ").nth(1) else {
+    reader.read_line(&mut line)?;
+    let Some(url) = line.trim().split(" listening on ").nth(1).map(str::to_owned) else {
         let _ = child.kill();
         bail!("deconflict {} did not start; see {}", args.join(" "), log.display());
     };
-    Ok(Proc { url: url.to_owned(), child })
+    let mut operator = String::new();
+    if args.first() == Some(&"uss") {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let Some(op) = line.trim().split(" operator listening on ").nth(1) else {
+            let _ = child.kill();
+            bail!("deconflict {} did not open its operator interface; see {}", args.join(" "), log.display());
+        };
+        operator = op.to_owned();
+    }
+    Ok(Proc { url, operator, child })
+}
+
+/// A token for a participant's operator interface, signed with the development key the demo's
+/// participants trust.
+fn operator_token(sub: &str) -> Result<String> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let key = EncodingKey::from_rsa_pem(crate::DEV_PRIVATE_KEY.as_bytes())
+        .or_else(|_| EncodingKey::from_ec_pem(crate::DEV_PRIVATE_KEY.as_bytes()))?;
+    let alg = if EncodingKey::from_ec_pem(crate::DEV_PRIVATE_KEY.as_bytes()).is_ok() {
+        Algorithm::ES256
+    } else {
+        Algorithm::RS256
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": "deconflict-demo", "sub": sub, "aud": "127.0.0.1", "scope": "deconflict.operator",
+                        "iat": now, "exp": now + 3600});
+    Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
+}
+
+/// An operator: its participant's operator interface and its token.
+struct Operator {
+    url: String,
+    token: String,
 }
 
 struct Timeline {
@@ -60,9 +96,11 @@ impl Timeline {
     }
 }
 
-async fn op(uss: &str, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
-    let client = reqwest::Client::new();
-    let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes())?, format!("{uss}{path}"));
+async fn op(uss: &Operator, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
+    let mut req = client
+        .request(reqwest::Method::from_bytes(method.as_bytes())?, format!("{}{path}", uss.url))
+        .bearer_auth(&uss.token);
     if let Some(b) = body {
         req = req.json(b);
     }
@@ -125,7 +163,7 @@ fn explain(v: &Value) -> String {
     out.join("\n")
 }
 
-async fn notifications(uss: &str) -> Result<usize> {
+async fn notifications(uss: &Operator) -> Result<usize> {
     let (_, s) = op(uss, "GET", "/operator/status", None).await?;
     Ok(s["notifications"].as_array().map_or(0, Vec::len))
 }
@@ -150,7 +188,8 @@ pub fn run(keep_running: bool) -> Result<()> {
     let dss = spawn(&dss_args, &dir.join("dss.log"))?;
     let participant = |name: &str, scopes: &[&str]| -> Result<Proc> {
         let data = p(name);
-        let mut a = vec!["uss", "--listen", "127.0.0.1:0", "--data-dir", data.as_str(), "--dss-url", dss.url.as_str()];
+        let mut a = vec!["uss", "--listen", "127.0.0.1:0", "--operator-listen", "127.0.0.1:0"];
+        a.extend(["--data-dir", data.as_str(), "--dss-url", dss.url.as_str()]);
         a.extend(["--token-url", token_url.as_str(), "--client-id", name, "--jwt-public-key", pubs.as_str()]);
         a.extend(auds);
         for s in scopes {
@@ -165,71 +204,83 @@ pub fn run(keep_running: bool) -> Result<()> {
     tl.say(
         "setup",
         format!(
-            "auth {}  dss {}  alpha {}  bravo {}  authority {}",
-            auth.url, dss.url, alpha.url, bravo.url, authority.url
+            "auth {}  dss {}  alpha {} (operator {})  bravo {} (operator {})  authority {} (operator {})",
+            auth.url, dss.url, alpha.url, alpha.operator, bravo.url, bravo.operator, authority.url, authority.operator
         ),
     );
 
+    let operator_of = |p: &Proc, name: &str| -> Result<Operator> {
+        Ok(Operator { url: p.operator.clone(), token: operator_token(&format!("{name}-operator"))? })
+    };
+    let (alpha_proc, bravo_proc, authority_proc) = (alpha, bravo, authority);
+    let alpha = operator_of(&alpha_proc, "alpha")?;
+    let bravo = operator_of(&bravo_proc, "bravo")?;
+    let authority = operator_of(&authority_proc, "authority")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let (lat, lng) = (47.0, 8.0);
         // bravo keeps a planning-area subscription so it hears of everything near its work.
         let area = json!({"volumes": [circle(lat, lng, 3000.0, 0.0, 400.0, "+0", "+3h")]});
-        let (s, _) = op(&bravo.url, "POST", "/operator/subscribe", Some(&area)).await?;
+        let (s, _) = op(&bravo, "POST", "/operator/subscribe", Some(&area)).await?;
         anyhow::ensure!(s == 200, "bravo could not subscribe");
         tl.say("bravo", "subscribes to its 3 km planning area for the next 3 hours");
 
         let flight_a = json!({"volumes": [circle(lat, lng, 400.0, 0.0, 120.0, "+5m", "+25m")], "priority": 0});
-        let (s, a) = op(&alpha.url, "POST", "/operator/plan", Some(&flight_a)).await?;
+        let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight_a)).await?;
         anyhow::ensure!(s == 200, "alpha's plan failed: {a}");
         let a_id = a["operational_intent_id"].as_str().unwrap_or_default().to_owned();
         tl.say("alpha", format!("plans {a_id}: 400 m circle, 0-120 m, +5..+25 min -> {}\n{}", a["outcome"], notified(&a)));
 
         let flight_b = json!({"volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, "+15m", "+35m")], "priority": 0});
-        let (s, refused) = op(&bravo.url, "POST", "/operator/plan", Some(&flight_b)).await?;
+        let (s, refused) = op(&bravo, "POST", "/operator/plan", Some(&flight_b)).await?;
         anyhow::ensure!(s == 409 && refused["outcome"] == "refused", "bravo's overlapping plan was not refused: {refused}");
         tl.say("bravo", format!("plans an overlapping flight -> REFUSED: {}\n{}", refused["message"].as_str().unwrap_or(""), explain(&refused)));
         let shift = refused["proposal"]["shift_start_s"].as_i64().context("no time-shift proposal")?;
         let shifted = json!({"volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, &format!("+{}", 15 * 60 + shift), &format!("+{}", 35 * 60 + shift))], "priority": 0});
-        let (s, b) = op(&bravo.url, "POST", "/operator/plan", Some(&shifted)).await?;
+        let (s, b) = op(&bravo, "POST", "/operator/plan", Some(&shifted)).await?;
         anyhow::ensure!(s == 200, "bravo's shifted plan failed: {b}");
         let b_id = b["operational_intent_id"].as_str().unwrap_or_default().to_owned();
         tl.say("bravo", format!("accepts the proposal: starts {shift} s later -> {} {b_id}\n{}", b["outcome"], notified(&b)));
 
         let zone = json!({"volumes": [circle(lat - 0.004, lng, 250.0, 0.0, 400.0, "+0", "+2h")]});
-        let (s, z) = op(&authority.url, "POST", "/operator/constraints", Some(&zone)).await?;
+        let (s, z) = op(&authority, "POST", "/operator/constraints", Some(&zone)).await?;
         anyhow::ensure!(s == 200, "constraint failed: {z}");
         tl.say("authority", format!("publishes restricted zone {} (250 m, 0-400 m, next 2 h)\n{}", z["constraint_id"].as_str().unwrap_or(""), notified(&z)));
         let into_zone = json!({"volumes": [circle(lat - 0.004, lng + 0.002, 100.0, 0.0, 100.0, "+40m", "+50m")]});
-        let (s, r) = op(&bravo.url, "POST", "/operator/plan", Some(&into_zone)).await?;
+        let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&into_zone)).await?;
         anyhow::ensure!(s == 409, "a plan into the zone was not refused: {r}");
         tl.say("bravo", format!("plans into the zone -> REFUSED: {}\n{}", r["message"].as_str().unwrap_or(""), explain(&r)));
 
-        let before = notifications(&bravo.url).await?;
-        let (s, act) = op(&alpha.url, "POST", &format!("/operator/intents/{a_id}/activate"), None).await?;
+        let before = notifications(&bravo).await?;
+        let (s, act) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/activate"), None).await?;
         anyhow::ensure!(s == 200, "activation failed: {act}");
         tl.say("alpha", format!("activates {a_id}\n{}", notified(&act)));
-        let (s, nc) = op(&alpha.url, "POST", &format!("/operator/intents/{a_id}/nonconforming"), None).await?;
+        let (s, nc) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/nonconforming"), None).await?;
         anyhow::ensure!(s == 200, "nonconforming failed: {nc}");
         tl.say("alpha", format!("goes Nonconforming\n{}", notified(&nc)));
-        let (s, end) = op(&alpha.url, "POST", &format!("/operator/intents/{a_id}/end"), None).await?;
+        let (s, end) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/end"), None).await?;
         anyhow::ensure!(s == 200, "end failed: {end}");
         tl.say("alpha", format!("ends {a_id}\n{}", notified(&end)));
-        let after = notifications(&bravo.url).await?;
+        let after = notifications(&bravo).await?;
         anyhow::ensure!(after >= before + 3, "bravo was not told of each change ({before} -> {after})");
         tl.say("bravo", format!("has received {after} notifications, {} during alpha's activation, nonconformance and end", after - before));
 
         if keep_running {
             let tok = |sub: &str| format!("{token_url}?grant_type=client_credentials&sub={sub}&scope=utm.strategic_coordination&intended_audience=127.0.0.1");
-            println!("\nServers are running (Ctrl-C to stop):\n  token server {}\n  DSS          {}\n  alpha        {}\n  bravo        {}\n  authority    {}", auth.url, dss.url, alpha.url, bravo.url, authority.url);
-            println!("Tokens: curl '{}'\nTry: deconflict status --uss {}", tok("alpha"), bravo.url);
+            println!("\nServers are running (Ctrl-C to stop):\n  token server {}\n  DSS          {}", auth.url, dss.url);
+            for (name, p, o) in [("alpha", &alpha_proc, &alpha), ("bravo", &bravo_proc, &bravo), ("authority", &authority_proc, &authority)] {
+                println!("  {name:<10} peers {}  operator {}", p.url, o.url);
+            }
+            println!("Peer tokens: curl '{}'", tok("alpha"));
+            println!("Operator token for bravo (scope deconflict.operator, valid 1 h):\n  export DECONFLICT_TOKEN={}", bravo.token);
+            println!("Try: deconflict status --uss {}", bravo.url);
             tokio::signal::ctrl_c().await?;
             return Ok(());
         }
-        let (s, _) = op(&bravo.url, "POST", &format!("/operator/intents/{b_id}/end"), None).await?;
+        let (s, _) = op(&bravo, "POST", &format!("/operator/intents/{b_id}/end"), None).await?;
         anyhow::ensure!(s == 200, "bravo could not end its flight");
         let zid = z["constraint_id"].as_str().unwrap_or_default();
-        let (s, _) = op(&authority.url, "POST", &format!("/operator/constraints/{zid}/end"), None).await?;
+        let (s, _) = op(&authority, "POST", &format!("/operator/constraints/{zid}/end"), None).await?;
         anyhow::ensure!(s == 200, "the authority could not end its zone");
         tl.say("cleanup", "bravo ends its flight, the authority lifts the zone; stopping all servers");
         anyhow::Ok(())

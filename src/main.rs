@@ -111,22 +111,56 @@ struct UssArgs {
     /// constraint processing, conformance monitoring.
     #[arg(long = "scope")]
     scopes: Vec<String>,
-    /// Seconds a peer or the DSS has to answer.
+    /// Seconds a peer or the DSS has to answer (connect and whole answer).
     #[arg(long, default_value_t = 6)]
     peer_timeout_secs: u64,
+    /// Address of the operator interface (`/operator/...`): never the peer listener. Every
+    /// request needs a bearer token with the `deconflict.operator` scope. Keep it on loopback
+    /// or a private network; `:0` picks a free port (the chosen one is printed).
+    #[arg(long, default_value = "127.0.0.1:9101")]
+    operator_listen: SocketAddr,
+    /// PEM public key(s) that sign operator tokens. Repeatable. Default: the peers' keys
+    /// (--jwt-public-key); give your organization's own issuer so that no token a peer can
+    /// obtain works here.
+    #[arg(long = "operator-jwt-public-key", value_name = "PEM_FILE")]
+    operator_jwt_public_keys: Vec<PathBuf>,
+    /// Token subjects (`sub`) allowed on the operator interface. Repeatable. Default: any
+    /// holder of the `deconflict.operator` scope.
+    #[arg(long = "operator-subject")]
+    operator_subjects: Vec<String>,
+    /// Highest priority an operator may give an operation.
+    #[arg(long, default_value_t = 100)]
+    max_priority: i32,
+    /// Seconds during which failed notifications are retried (exponential backoff from 1 s).
+    #[arg(long, default_value_t = 300)]
+    notify_retry_secs: u64,
+    /// Testing only: die as `kill -9` would at this point of the next change
+    /// (`after-write-ahead` or `after-dss-write`).
+    #[arg(long, hide = true)]
+    crash_at: Option<String>,
+}
+
+#[derive(Args)]
+struct OperatorConn {
+    /// The participant's operator interface, e.g. http://127.0.0.1:9101 (its
+    /// --operator-listen address).
+    #[arg(long)]
+    uss: String,
+    /// Bearer token with the `deconflict.operator` scope.
+    #[arg(long, env = "DECONFLICT_TOKEN", hide_env_values = true)]
+    token: String,
 }
 
 #[derive(Args)]
 struct OperatorArgs {
-    /// The participant's base URL, e.g. http://127.0.0.1:9001.
-    #[arg(long)]
-    uss: String,
+    #[command(flatten)]
+    conn: OperatorConn,
 }
 
 #[derive(Args)]
 struct OperatorFileArgs {
-    #[arg(long)]
-    uss: String,
+    #[command(flatten)]
+    conn: OperatorConn,
     /// Flight file: {"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat],
     /// "radius_m": 100} | {"type": "Polygon", "coordinates": [[[lng, lat], ...]]},
     /// "altitude_lower_m": 0, "altitude_upper_m": 120, "start": "+10m" | RFC 3339,
@@ -136,16 +170,16 @@ struct OperatorFileArgs {
 
 #[derive(Args)]
 struct OperatorIdArgs {
-    #[arg(long)]
-    uss: String,
+    #[command(flatten)]
+    conn: OperatorConn,
     /// The operational intent id the participant returned when planning.
     id: String,
 }
 
 #[derive(Args)]
 struct OperatorIdFileArgs {
-    #[arg(long)]
-    uss: String,
+    #[command(flatten)]
+    conn: OperatorConn,
     id: String,
     file: PathBuf,
 }
@@ -248,17 +282,17 @@ fn main() -> Result<()> {
         Command::Bench(args) => run_bench(args),
         Command::Auth(args) => run_auth(args),
         Command::Uss(args) => run_uss(args),
-        Command::Plan(a) => operator::call("POST", &a.uss, "/operator/plan", Some(&a.file)),
-        Command::Activate(a) => operator::call("POST", &a.uss, &format!("/operator/intents/{}/activate", a.id), None),
+        Command::Plan(a) => operator::call("POST", &a.conn, "/operator/plan", Some(&a.file)),
+        Command::Activate(a) => operator::call("POST", &a.conn, &format!("/operator/intents/{}/activate", a.id), None),
         Command::Modify(a) => {
-            operator::call("POST", &a.uss, &format!("/operator/intents/{}/modify", a.id), Some(&a.file))
+            operator::call("POST", &a.conn, &format!("/operator/intents/{}/modify", a.id), Some(&a.file))
         }
         Command::Nonconforming(a) => {
-            operator::call("POST", &a.uss, &format!("/operator/intents/{}/nonconforming", a.id), None)
+            operator::call("POST", &a.conn, &format!("/operator/intents/{}/nonconforming", a.id), None)
         }
-        Command::End(a) => operator::call("POST", &a.uss, &format!("/operator/intents/{}/end", a.id), None),
-        Command::Status(a) => operator::call("GET", &a.uss, "/operator/status", None),
-        Command::Constrain(a) => operator::call("POST", &a.uss, "/operator/constraints", Some(&a.file)),
+        Command::End(a) => operator::call("POST", &a.conn, &format!("/operator/intents/{}/end", a.id), None),
+        Command::Status(a) => operator::call("GET", &a.conn, "/operator/status", None),
+        Command::Constrain(a) => operator::call("POST", &a.conn, "/operator/constraints", Some(&a.file)),
         Command::Demo(args) => demo::run(args.keep_running),
         Command::Token(args) => {
             println!("{}", mint_token(&args)?);
@@ -405,7 +439,13 @@ fn run_uss(args: UssArgs) -> Result<()> {
     }
     let audiences =
         if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
-    let verifier = Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?;
+    let peer_verifier = Verifier::new(&pems, audiences.clone()).map_err(anyhow::Error::msg)?;
+    let operator_pems = if args.operator_jwt_public_keys.is_empty() {
+        pems.clone()
+    } else {
+        read_keys(&args.operator_jwt_public_keys)?
+    };
+    let operator_verifier = Verifier::new(&operator_pems, audiences).map_err(anyhow::Error::msg)?;
     let scopes = if args.scopes.is_empty() {
         vec![
             "utm.strategic_coordination".into(),
@@ -415,14 +455,32 @@ fn run_uss(args: UssArgs) -> Result<()> {
     } else {
         args.scopes.clone()
     };
+    if args.max_priority < 0 {
+        bail!("--max-priority must be at least 0");
+    }
+    let crash_at = match args.crash_at.as_deref() {
+        None => None,
+        Some(s) => Some(
+            uss::CrashPoint::parse(s)
+                .with_context(|| format!("--crash-at {s}: expected after-write-ahead or after-dss-write"))?,
+        ),
+    };
+    if args.operator_listen == args.listen && args.listen.port() != 0 {
+        bail!("--operator-listen must differ from --listen: peers must never reach the operator interface");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let operator_listener = tokio::net::TcpListener::bind(args.operator_listen)
+            .await
+            .with_context(|| format!("binding the operator interface {}", args.operator_listen))?;
         let base_url = args
             .base_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()));
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        model::check_base_url(&base_url).map_err(|e| anyhow::anyhow!("--base-url {e}"))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(args.peer_timeout_secs.max(1)))
@@ -435,17 +493,38 @@ fn run_uss(args: UssArgs) -> Result<()> {
             scopes.clone(),
         );
         let config = uss::UssConfig {
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_url: base_url.clone(),
             dss_url: args.dss_url.trim_end_matches('/').to_owned(),
             scopes,
             peer_timeout: Duration::from_secs(args.peer_timeout_secs.max(1)),
+            max_priority: args.max_priority,
+            operator_subjects: args.operator_subjects.clone(),
+            notify_retry_for: Duration::from_secs(args.notify_retry_secs),
+            crash_at,
         };
-        let participant = uss::Uss::open(config, tokens, verifier, &args.data_dir)
-            .with_context(|| format!("opening {}", args.data_dir.display()))?;
+        let participant =
+            uss::Uss::open(config, tokens, peer_verifier, operator_verifier, &args.data_dir).map_err(|e| {
+                anyhow::anyhow!("opening the participant's data directory {}: {e}", args.data_dir.display())
+            })?;
         let reconciler = participant.clone();
-        tokio::spawn(async move { reconciler.reconcile().await });
+        tokio::spawn(async move {
+            // Until every change that was in flight at the last stop is finished or undone.
+            let mut delay = Duration::from_secs(1);
+            while reconciler.reconcile().await > 0 {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        });
         tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
-        serve("uss", listener, uss::app(participant)).await
+        let operator_app = uss::operator_app(participant.clone());
+        // The peer line first (tools wait for it), then the operator interface's.
+        let peer = serve("uss", listener, uss::peer_app(participant));
+        let operator = async {
+            tokio::task::yield_now().await;
+            serve("uss operator", operator_listener, operator_app).await
+        };
+        tokio::try_join!(peer, operator)?;
+        Ok(())
     })
 }
 

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 /// Calls the operator API; prints the answer; exits 2 when a plan is refused.
-pub fn call(method: &str, uss: &str, path: &str, file: Option<&PathBuf>) -> Result<()> {
+pub fn call(method: &str, conn: &crate::OperatorConn, path: &str, file: Option<&PathBuf>) -> Result<()> {
+    let uss = conn.uss.as_str();
     let body = match file {
         Some(f) => Some(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?),
         None => None,
@@ -16,7 +17,7 @@ pub fn call(method: &str, uss: &str, path: &str, file: Option<&PathBuf>) -> Resu
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (status, value) = runtime.block_on(async {
         let client = reqwest::Client::new();
-        let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes())?, &url);
+        let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes())?, &url).bearer_auth(&conn.token);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
@@ -31,7 +32,8 @@ pub fn call(method: &str, uss: &str, path: &str, file: Option<&PathBuf>) -> Resu
     }
     match status {
         200..=299 => Ok(()),
-        409 => std::process::exit(2),
+        409 if value["outcome"] == "refused" => std::process::exit(2),
+        401 | 403 => bail!("the participant refused the operator token (HTTP {status}): pass --token or set DECONFLICT_TOKEN to a token with the deconflict.operator scope"),
         _ => bail!("the participant answered HTTP {status}"),
     }
 }

@@ -1,10 +1,10 @@
 //! Wire <-> domain conversion.
 
 use chrono::{DateTime, Utc};
+use geo4d::{AltitudeBand, Footprint, LatLng, TimeWindow, Timestamp};
 use model::{
     ConstraintView, ImplicitSubscriptionRequest, IntentView, PutIntentRequest, PutSubscriptionRequest, SubscriptionView,
 };
-use geo4d::{AltitudeBand, Footprint, LatLng, TimeWindow, Timestamp};
 use model::{OperationalIntentState, SubscriberToNotify as DomainSubscriber};
 
 use crate::wire;

@@ -9,8 +9,8 @@
 //! below), so either path may be used anywhere.
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
-use model::{ConstraintView, IntentView};
 use geo4d::{TimeWindow, Timestamp};
+use model::{ConstraintView, IntentView};
 
 use crate::convert::NULL_SUBSCRIPTION_ID;
 

@@ -10,7 +10,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
-
 /// Why a caller is turned away: no valid token (401) or a valid token without the scope (403).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AuthError {

@@ -122,6 +122,10 @@ impl DssClient {
         self.send(reqwest::Method::POST, "/dss/v1/constraint_references/query", Some(&body)).await
     }
 
+    pub async fn get_constraint(&self, id: &str) -> Result<GetConstraintReferenceResponse> {
+        self.send::<(), _>(reqwest::Method::GET, &paths::entity(paths::CONSTRAINTS, id, None), None).await
+    }
+
     pub async fn put_constraint(
         &self,
         id: &str,

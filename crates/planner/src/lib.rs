@@ -230,9 +230,11 @@ pub fn apply(change: Change, mine: &[Volume4D]) -> Option<Vec<Volume4D>> {
                 Some(Volume4D { footprint: v.footprint.clone(), altitude: v.altitude, time })
             }
             Change::AltitudeOffset { metres } => {
-                let altitude =
-                    AltitudeBand::new(v.altitude.lower_m().map(|a| a + metres), v.altitude.upper_m().map(|a| a + metres))
-                        .ok()?;
+                let altitude = AltitudeBand::new(
+                    v.altitude.lower_m().map(|a| a + metres),
+                    v.altitude.upper_m().map(|a| a + metres),
+                )
+                .ok()?;
                 Some(Volume4D { footprint: v.footprint.clone(), altitude, time: v.time })
             }
         })

@@ -94,7 +94,10 @@ fn an_unverifiable_entry_blocks_its_whole_time_window_anywhere() {
 
 #[test]
 fn proposals_come_earliest_shift_first_then_nearest_band() {
-    let air = Airspace { intents: vec![intent("a", 0, vec![vol(47.0, 8.0, 300.0, 0.0, 120.0, 0, 600)])], ..Default::default() };
+    let air = Airspace {
+        intents: vec![intent("a", 0, vec![vol(47.0, 8.0, 300.0, 0.0, 120.0, 0, 600)])],
+        ..Default::default()
+    };
     let mine = vec![vol(47.0, 8.0, 100.0, 50.0, 100.0, 300, 900)];
     let props = proposals(&mine, 0, &air, None, 7200);
     assert_eq!(props.len(), 2, "{props:?}");
@@ -111,18 +114,19 @@ fn proposals_come_earliest_shift_first_then_nearest_band() {
 
 /// Brute force: every pair of volumes of a plan and of the airspace, by the rule's definition.
 fn brute_force_clear(mine: &[Volume4D], priority: i32, air: &Airspace) -> bool {
-    let intents_clear = air.intents.iter().all(|o| {
-        o.priority < priority || mine.iter().all(|m| o.volumes.iter().all(|v| !m.intersects(v)))
-    });
-    let constraints_clear = air.constraints.iter().all(|c| mine.iter().all(|m| c.volumes.iter().all(|v| !m.intersects(v))));
+    let intents_clear = air
+        .intents
+        .iter()
+        .all(|o| o.priority < priority || mine.iter().all(|m| o.volumes.iter().all(|v| !m.intersects(v))));
+    let constraints_clear =
+        air.constraints.iter().all(|c| mine.iter().all(|m| c.volumes.iter().all(|v| !m.intersects(v))));
     let unverifiable_clear = air.unverifiable.iter().all(|u| mine.iter().all(|m| !m.time.overlaps(&u.time)));
     intents_clear && constraints_clear && unverifiable_clear
 }
 
 fn arb_volume() -> impl Strategy<Value = Volume4D> {
-    (-0.01f64..0.01, -0.01f64..0.01, 20.0f64..800.0, 0.0f64..300.0, 1.0f64..200.0, 0i64..3600, 1i64..1800).prop_map(
-        |(dlat, dlng, r, lo, thick, t0, dt)| vol(47.0 + dlat, 8.0 + dlng, r, lo, lo + thick, t0, t0 + dt),
-    )
+    (-0.01f64..0.01, -0.01f64..0.01, 20.0f64..800.0, 0.0f64..300.0, 1.0f64..200.0, 0i64..3600, 1i64..1800)
+        .prop_map(|(dlat, dlng, r, lo, thick, t0, dt)| vol(47.0 + dlat, 8.0 + dlng, r, lo, lo + thick, t0, t0 + dt))
 }
 
 fn arb_airspace() -> impl Strategy<Value = Airspace> {

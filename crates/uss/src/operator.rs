@@ -1,12 +1,21 @@
-//! The operator's view: flight requests (GeoJSON-style footprints, altitudes in metres WGS84,
-//! absolute or relative times) and plan outcomes with explanations.
+//! The operator's wire: flight requests (GeoJSON-style footprints, altitudes in metres WGS84,
+//! absolute or relative times) converted to domain volumes once, with every bound checked, and
+//! plan outcomes with explanations built from the planner's typed conflicts.
 
 use api::{Altitude, Circle, LatLngPoint, Polygon, Radius, Volume3D, Volume4D};
+use geo4d::{TimeWindow, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::state::Delivery;
+use crate::error::UssError;
+use crate::records::Delivery;
 
-/// A footprint: a GeoJSON `Polygon` (`[lng, lat]` positions, ring closed or not) or a circle.
+/// Most volumes in one request (the DSS's limit for extents).
+pub const MAX_VOLUMES: usize = 100;
+/// Furthest a relative time may reach, either way: ten years.
+const MAX_RELATIVE_S: i64 = 10 * 366 * 24 * 3600;
+
+/// A footprint: a GeoJSON `Polygon` (`[lng, lat]` positions, one ring, closed or not) or a
+/// circle.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum FootprintIn {
@@ -32,7 +41,7 @@ pub struct FlightRequest {
     pub priority: i32,
 }
 
-fn parse_time(s: &str, field: &str) -> Result<api::Time, String> {
+fn parse_time(s: &str, field: &str, now: Timestamp) -> Result<Timestamp, UssError> {
     if let Some(rel) = s.strip_prefix('+') {
         let (num, mult) = match rel.chars().last() {
             Some('s') => (&rel[..rel.len() - 1], 1),
@@ -40,12 +49,17 @@ fn parse_time(s: &str, field: &str) -> Result<api::Time, String> {
             Some('h') => (&rel[..rel.len() - 1], 3600),
             _ => (rel, 1),
         };
-        let n: i64 = num.parse().map_err(|_| format!("{field}: `{s}` is not +<seconds>, +<minutes>m or +<hours>h"))?;
-        let t = chrono::Utc::now() + chrono::Duration::seconds(n * mult);
-        return Ok(api::time_to_wire(geo4d::Timestamp(t.timestamp_micros())));
+        let n: i64 = num
+            .parse()
+            .map_err(|_| UssError::BadRequest(format!("{field}: `{s}` is not +<seconds>, +<minutes>m or +<hours>h")))?;
+        let seconds = n.checked_mul(mult).filter(|s| (0..=MAX_RELATIVE_S).contains(s)).ok_or_else(|| {
+            UssError::BadRequest(format!("{field}: `{s}` is out of range (at most ten years from now)"))
+        })?;
+        return Ok(now.plus_seconds(seconds));
     }
-    chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{field}: `{s}` is not an RFC 3339 time ({e})"))?;
-    Ok(api::Time { value: s.to_owned(), format: "RFC3339".into() })
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| UssError::BadRequest(format!("{field}: `{s}` is not an RFC 3339 time ({e})")))?;
+    Ok(Timestamp(t.timestamp_micros()))
 }
 
 fn alt(v: f64) -> Option<Altitude> {
@@ -53,18 +67,32 @@ fn alt(v: f64) -> Option<Altitude> {
 }
 
 impl FlightRequest {
-    /// Converts to standard volumes, validating every one exactly as the DSS would.
-    pub fn to_wire(&self) -> Result<Vec<Volume4D>, String> {
+    /// Converts to domain volumes, validating every one exactly as the DSS would.
+    pub fn to_domain(&self, now: Timestamp) -> Result<Vec<geo4d::Volume4D>, UssError> {
         if self.volumes.is_empty() {
-            return Err("volumes: at least one volume is required".into());
+            return Err(UssError::BadRequest("volumes: at least one volume is required".into()));
+        }
+        if self.volumes.len() > MAX_VOLUMES {
+            return Err(UssError::BadRequest(format!(
+                "volumes: at most {MAX_VOLUMES} volumes are allowed, got {}",
+                self.volumes.len()
+            )));
         }
         let mut out = Vec::new();
         for (i, v) in self.volumes.iter().enumerate() {
             let field = format!("volumes[{i}]");
             let mut volume = match &v.footprint {
                 FootprintIn::Polygon { coordinates } => {
-                    let ring =
-                        coordinates.first().ok_or_else(|| format!("{field}.footprint: a polygon needs one ring"))?;
+                    let ring = match coordinates.as_slice() {
+                        [ring] => ring,
+                        [] => return Err(UssError::BadRequest(format!("{field}.footprint: a polygon needs one ring"))),
+                        _ => {
+                            return Err(UssError::BadRequest(format!(
+                                "{field}.footprint: polygons with holes are not supported (the standard's \
+                                 polygons have one outline); give exactly one ring"
+                            )))
+                        }
+                    };
                     let mut pts: Vec<LatLngPoint> =
                         ring.iter().map(|[lng, lat]| LatLngPoint { lat: *lat, lng: *lng }).collect();
                     if pts.len() > 1 && pts.first().map(|p| (p.lat, p.lng)) == pts.last().map(|p| (p.lat, p.lng)) {
@@ -89,13 +117,14 @@ impl FlightRequest {
             };
             volume.altitude_lower = alt(v.altitude_lower_m);
             volume.altitude_upper = alt(v.altitude_upper_m);
-            let wire = Volume4D {
-                volume,
-                time_start: Some(parse_time(&v.start, &format!("{field}.start"))?),
-                time_end: Some(parse_time(&v.end, &format!("{field}.end"))?),
-            };
-            api::volume_from_wire(&wire, &field).map_err(|e| e.message)?;
-            out.push(wire);
+            let start = parse_time(&v.start, &format!("{field}.start"), now)?;
+            let end = parse_time(&v.end, &format!("{field}.end"), now)?;
+            if end <= start {
+                return Err(UssError::BadRequest(format!("{field}: end must be after start")));
+            }
+            let wire =
+                Volume4D { volume, time_start: Some(api::time_to_wire(start)), time_end: Some(api::time_to_wire(end)) };
+            out.push(api::volume_from_wire(&wire, &field).map_err(|e| UssError::BadRequest(e.message))?);
         }
         Ok(out)
     }
@@ -104,7 +133,8 @@ impl FlightRequest {
 /// One overlap between a volume of the operator's plan and another operation or constraint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConflictItem {
-    /// `operational_intent`, `constraint`, or `unverifiable` (the owner did not answer).
+    /// `operational_intent`, `constraint`, or `unverifiable` (its details could not be
+    /// obtained or verified).
     pub kind: String,
     pub id: String,
     pub manager: String,
@@ -116,6 +146,57 @@ pub struct ConflictItem {
     pub overlap_end: String,
     pub overlap_altitude_m: Option<[f64; 2]>,
     pub reason: String,
+}
+
+fn time_text(t: Option<Timestamp>) -> String {
+    t.map(|t| api::time_to_wire(t).value).unwrap_or_default()
+}
+
+impl ConflictItem {
+    pub fn from_planner(c: &planner::Conflict, my_priority: i32) -> Self {
+        use planner::Blocker;
+        let (kind, priority, state, their_volume, reason) = match &c.blocker {
+            Blocker::Intent { manager, priority, state, their_volume, .. } => (
+                "operational_intent",
+                Some(*priority),
+                Some(state.as_str().to_owned()),
+                Some(*their_volume),
+                format!(
+                    "intersects volume {their_volume} of {manager}'s operation (priority {priority} >= {my_priority})"
+                ),
+            ),
+            Blocker::Constraint { manager, their_volume, .. } => (
+                "constraint",
+                None,
+                None,
+                Some(*their_volume),
+                format!("enters a restricted zone published by {manager}"),
+            ),
+            Blocker::Unverifiable { kind, state, reason, .. } => (
+                "unverifiable",
+                None,
+                state
+                    .map(|s| s.as_str().to_owned())
+                    .or_else(|| (*kind == planner::EntryKind::Constraint).then(|| "Constraint".to_owned())),
+                None,
+                format!("cannot be verified, so its airspace is not free during its time window: {reason}"),
+            ),
+        };
+        let window: TimeWindow = c.overlap_time;
+        ConflictItem {
+            kind: kind.into(),
+            id: c.blocker.id().to_owned(),
+            manager: c.blocker.manager().to_owned(),
+            priority,
+            state,
+            my_volume: c.my_volume,
+            their_volume,
+            overlap_start: time_text(window.start()),
+            overlap_end: time_text(window.end()),
+            overlap_altitude_m: c.overlap_altitude.and_then(|b| Some([b.lower_m()?, b.upper_m()?])),
+            reason,
+        }
+    }
 }
 
 /// A change to the plan that clears every conflict, re-checked against the DSS before it is
@@ -131,9 +212,25 @@ pub struct Proposal {
     pub search_horizon_s: i64,
 }
 
+impl Proposal {
+    pub fn from_planner(p: &planner::Proposal, horizon_s: i64) -> Self {
+        match p.change {
+            planner::Change::ShiftStart { seconds } => {
+                Proposal { shift_start_s: Some(seconds), search_horizon_s: horizon_s, ..Default::default() }
+            }
+            planner::Change::AltitudeOffset { metres } => Proposal {
+                altitude_offset_m: Some(metres),
+                altitude_band_m: p.volumes.first().and_then(|v| Some([v.altitude.lower_m()?, v.altitude.upper_m()?])),
+                search_horizon_s: horizon_s,
+                ..Default::default()
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PlanOutcome {
-    /// `planned`, `refused` or `failed`.
+    /// `planned` or `refused` (failures are errors with a status and a message).
     pub outcome: String,
     pub message: String,
     pub operational_intent_id: Option<String>,
@@ -145,4 +242,44 @@ pub struct PlanOutcome {
     pub proposal: Option<Proposal>,
     /// Attempts made against the DSS (more than one when the airspace changed meanwhile).
     pub attempts: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: serde_json::Value) -> FlightRequest {
+        serde_json::from_value(v).expect("flight request")
+    }
+
+    fn circle(start: &str, end: &str) -> serde_json::Value {
+        serde_json::json!({"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 100},
+            "altitude_lower_m": 0, "altitude_upper_m": 100, "start": start, "end": end})
+    }
+
+    #[test]
+    fn out_of_range_times_holes_and_too_many_volumes_are_bad_requests() {
+        let now = Timestamp(1_800_000_000_000_000);
+        let cases = [
+            (serde_json::json!({"volumes": [circle("+60", "+99999999999h")]}), "out of range"),
+            (serde_json::json!({"volumes": [circle("+60", "+9223372036854775807")]}), "out of range"),
+            (serde_json::json!({"volumes": [circle("+600", "+60")]}), "after start"),
+            (
+                serde_json::json!({"volumes": [{"footprint": {"type": "Polygon", "coordinates": [
+                    [[8.0, 47.0], [8.01, 47.0], [8.01, 47.01], [8.0, 47.0]],
+                    [[8.002, 47.002], [8.003, 47.002], [8.003, 47.003], [8.002, 47.002]]]},
+                    "altitude_lower_m": 0, "altitude_upper_m": 100, "start": "+60", "end": "+600"}]}),
+                "holes",
+            ),
+            (serde_json::json!({"volumes": vec![circle("+60", "+600"); 101]}), "at most 100"),
+        ];
+        for (body, needle) in cases {
+            match req(body.clone()).to_domain(now) {
+                Err(UssError::BadRequest(m)) => assert!(m.contains(needle), "`{m}` lacks `{needle}`"),
+                other => panic!("{body} gave {other:?}"),
+            }
+        }
+        let ok = req(serde_json::json!({"volumes": [circle("+1h", "+2h")]})).to_domain(now).expect("valid");
+        assert_eq!(ok[0].time.start(), Some(now.plus_seconds(3600)));
+    }
 }

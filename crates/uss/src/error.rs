@@ -1,0 +1,83 @@
+//! The participant's closed set of failures and the one place they become HTTP responses in
+//! the spec's `ErrorResponse` shape.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UssError {
+    /// No valid bearer token (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid token without the right, or a sender that is not the entity's manager (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Bad input: the message names the field (400).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Another change of the same entity is in flight or being reconciled (409).
+    #[error("{0}")]
+    Busy(String),
+    /// A body that is not `application/json` (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The participant does not provide this (412, as the spec answers for telemetry).
+    #[error("{0}")]
+    NotProvided(String),
+    /// The change could not be recorded durably here (503): nothing was acknowledged.
+    #[error("{0}")]
+    Storage(String),
+    /// The DSS or a peer failed or refused (502).
+    #[error("{0}")]
+    Upstream(String),
+}
+
+impl From<auth::AuthError> for UssError {
+    fn from(e: auth::AuthError) -> Self {
+        match e {
+            auth::AuthError::Unauthenticated(m) => UssError::Unauthenticated(m),
+            auth::AuthError::Forbidden(m) => UssError::Forbidden(m),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for UssError {
+    fn from(e: crate::db::DbError) -> Self {
+        UssError::Storage(format!("the participant could not record the change durably: {e}"))
+    }
+}
+
+impl UssError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UssError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            UssError::Forbidden(_) => StatusCode::FORBIDDEN,
+            UssError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UssError::NotFound(_) => StatusCode::NOT_FOUND,
+            UssError::Busy(_) => StatusCode::CONFLICT,
+            UssError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UssError::NotProvided(_) => StatusCode::PRECONDITION_FAILED,
+            UssError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            UssError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl IntoResponse for UssError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "operator or peer request failed");
+        }
+        let mut response = (status, Json(api::ErrorResponse { message: self.to_string() })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

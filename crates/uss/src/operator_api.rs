@@ -1,0 +1,185 @@
+//! The operator interface (`/operator/...`) on its own listener: every request carries a
+//! bearer token with the `deconflict.operator` scope, bodies must be `application/json` (so no
+//! web page can post a form or text to it), and handlers only convert and call a workflow.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use model::OperationalIntentState;
+use serde::Deserialize;
+
+use crate::error::UssError;
+use crate::operator::{FlightRequest, PlanOutcome};
+use crate::{now, Uss, MAX_REQUEST_BYTES};
+
+type St = State<Arc<Uss>>;
+
+pub fn app(uss: Arc<Uss>) -> Router {
+    Router::new()
+        .route("/operator/plan", post(plan))
+        .route("/operator/intents/{id}/activate", post(activate))
+        .route("/operator/intents/{id}/modify", post(modify))
+        .route("/operator/intents/{id}/nonconforming", post(nonconforming))
+        .route("/operator/intents/{id}/contingent", post(contingent))
+        .route("/operator/intents/{id}/end", post(end))
+        .route("/operator/constraints", post(publish_constraint))
+        .route("/operator/constraints/{id}/end", post(end_constraint))
+        .route("/operator/status", get(status))
+        .route("/operator/notifications", get(notifications))
+        .route("/operator/subscribe", post(subscribe))
+        .route("/healthy", get(|| async { "ok" }))
+        .fallback(|| async { UssError::NotFound("no such endpoint".into()) })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(uss)
+}
+
+/// An authenticated operator's JSON body, parsed.
+fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, UssError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mime = ct.split(';').next().unwrap_or_default().trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(UssError::UnsupportedMediaType(format!(
+            "the body must be sent as Content-Type: application/json (got `{ct}`)"
+        )));
+    }
+    api::parse_json(body).map_err(|e| UssError::BadRequest(e.message))
+}
+
+fn flight(headers: &HeaderMap, body: &[u8]) -> Result<(Vec<geo4d::Volume4D>, i32), UssError> {
+    let req: FlightRequest = json_body(headers, body)?;
+    Ok((req.to_domain(now())?, req.priority))
+}
+
+fn outcome(o: PlanOutcome) -> Response {
+    let status = if o.outcome == "refused" { StatusCode::CONFLICT } else { StatusCode::OK };
+    (status, Json(o)).into_response()
+}
+
+async fn plan(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    let (volumes, priority) = flight(&headers, &body)?;
+    Ok(outcome(uss.plan_new(volumes, priority).await?))
+}
+
+async fn modify(
+    State(uss): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    let (volumes, priority) = flight(&headers, &body)?;
+    Ok(outcome(uss.modify(&id, volumes, priority).await?))
+}
+
+async fn activate(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    Ok(outcome(uss.transition(&id, OperationalIntentState::Activated).await?))
+}
+
+async fn nonconforming(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    Ok(outcome(uss.transition(&id, OperationalIntentState::Nonconforming).await?))
+}
+
+async fn contingent(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    Ok(outcome(uss.transition(&id, OperationalIntentState::Contingent).await?))
+}
+
+async fn end(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    Ok(outcome(uss.end(&id).await?))
+}
+
+async fn publish_constraint(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    let (volumes, _) = flight(&headers, &body)?;
+    Ok(Json(uss.publish_constraint(volumes).await?).into_response())
+}
+
+async fn end_constraint(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    Ok(Json(uss.end_constraint(&id).await?).into_response())
+}
+
+async fn subscribe(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    let (volumes, _) = flight(&headers, &body)?;
+    Ok(Json(uss.subscribe(volumes).await?).into_response())
+}
+
+/// Newest notifications shown by `status`.
+const STATUS_NOTIFICATIONS: i64 = 200;
+
+async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    let notifications = uss.db.notifications(i64::MIN, i64::MAX, STATUS_NOTIFICATIONS, true)?;
+    let (n_notifications, notification_bytes) = uss.db.notification_stats()?;
+    let mem = uss.mem.read();
+    let own_intents: serde_json::Map<String, serde_json::Value> = mem
+        .own_intents
+        .iter()
+        .map(|(id, o)| (id.clone(), serde_json::to_value(o.to_record()).unwrap_or_default()))
+        .collect();
+    let own_constraints: serde_json::Map<String, serde_json::Value> = mem
+        .own_constraints
+        .iter()
+        .map(|(id, c)| (id.clone(), serde_json::to_value(c.to_record()).unwrap_or_default()))
+        .collect();
+    let others_intents: serde_json::Map<String, serde_json::Value> = mem
+        .others_intents
+        .iter()
+        .map(|(id, k)| (id.clone(), serde_json::to_value(&k.wire).unwrap_or_default()))
+        .collect();
+    let others_constraints: serde_json::Map<String, serde_json::Value> = mem
+        .others_constraints
+        .iter()
+        .map(|(id, k)| (id.clone(), serde_json::to_value(&k.wire).unwrap_or_default()))
+        .collect();
+    let pending: Vec<&String> = mem.pending.keys().collect();
+    Ok(Json(serde_json::json!({
+        "participant": uss.client_id(),
+        "base_url": uss.config.base_url,
+        "own_intents": own_intents,
+        "own_constraints": own_constraints,
+        "others_intents": others_intents,
+        "others_constraints": others_constraints,
+        "in_flight": pending,
+        "notifications": notifications,
+        "notifications_stored": n_notifications,
+        "notification_bytes_stored": notification_bytes,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct Window {
+    /// RFC 3339; received at or after.
+    after: Option<String>,
+    /// RFC 3339; received before.
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+fn micros(t: &Option<String>, field: &str, default: i64) -> Result<i64, UssError> {
+    match t {
+        None => Ok(default),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_micros())
+            .map_err(|e| UssError::BadRequest(format!("{field}: `{s}` is not an RFC 3339 time ({e})"))),
+    }
+}
+
+/// The notification history, oldest first, in a time window.
+async fn notifications(State(uss): St, headers: HeaderMap, Query(w): Query<Window>) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    let after = micros(&w.after, "after", i64::MIN)?;
+    let before = micros(&w.before, "before", i64::MAX)?;
+    let limit = w.limit.unwrap_or(1000).clamp(1, 10_000);
+    Ok(Json(serde_json::json!({"notifications": uss.db.notifications(after, before, limit, false)?})).into_response())
+}

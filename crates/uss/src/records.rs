@@ -1,0 +1,284 @@
+//! What the participant keeps, in domain terms, and the one conversion of each record to and
+//! from the wire form it is stored and served in.
+//!
+//! Records arrive from three edges (the operator, the DSS, peers) and each is converted and
+//! validated once there; from then on the participant works on these types.
+
+use api::{OperationalIntent as WireIntent, OperationalIntentReference};
+use geo4d::Volume4D;
+use model::OperationalIntentState;
+use serde::{Deserialize, Serialize};
+
+/// One delivery of a notification to a subscriber, as the operator sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    pub uss_base_url: String,
+    /// HTTP status of the last attempt, or 0 when the peer could not be reached.
+    pub status: u16,
+    pub acknowledged: bool,
+    /// Why the last attempt failed, empty when acknowledged.
+    pub detail: String,
+    /// Attempts made so far (failed deliveries are retried with backoff for a bounded time).
+    #[serde(default = "one")]
+    pub attempts: u32,
+    /// Whether another attempt is scheduled.
+    #[serde(default)]
+    pub retrying: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// An operational intent this participant manages: the DSS's reference as last written
+/// (with our OVN) and the full details.
+#[derive(Debug, Clone)]
+pub struct OwnIntent {
+    pub reference: OperationalIntentReference,
+    pub state: OperationalIntentState,
+    pub priority: i32,
+    pub volumes: Vec<Volume4D>,
+    pub off_nominal_volumes: Vec<Volume4D>,
+    pub notified: Vec<Delivery>,
+}
+
+/// The stored and served form of an own intent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OwnIntentRecord {
+    pub intent: WireIntent,
+    #[serde(default)]
+    pub notified: Vec<Delivery>,
+}
+
+impl OwnIntent {
+    pub fn id(&self) -> &str {
+        &self.reference.id
+    }
+    pub fn ovn(&self) -> &str {
+        self.reference.ovn.as_deref().unwrap_or_default()
+    }
+    /// The details as peers are served them.
+    pub fn to_wire(&self) -> WireIntent {
+        WireIntent {
+            reference: self.reference.clone(),
+            details: api::OperationalIntentDetails {
+                volumes: api::extents_to_wire(&self.volumes),
+                off_nominal_volumes: api::extents_to_wire(&self.off_nominal_volumes),
+                priority: self.priority,
+            },
+        }
+    }
+    pub fn to_record(&self) -> OwnIntentRecord {
+        OwnIntentRecord { intent: self.to_wire(), notified: self.notified.clone() }
+    }
+    pub fn from_record(r: OwnIntentRecord) -> Result<Self, String> {
+        let state = OperationalIntentState::parse(&r.intent.reference.state)
+            .ok_or_else(|| format!("unknown state `{}`", r.intent.reference.state))?;
+        Ok(OwnIntent {
+            state,
+            priority: r.intent.details.priority,
+            volumes: volumes_from_wire(&r.intent.details.volumes, "volumes")?,
+            off_nominal_volumes: volumes_from_wire(&r.intent.details.off_nominal_volumes, "off_nominal_volumes")?,
+            reference: r.intent.reference,
+            notified: r.notified,
+        })
+    }
+}
+
+/// A constraint this participant manages.
+#[derive(Debug, Clone)]
+pub struct OwnConstraint {
+    pub reference: api::ConstraintReference,
+    pub volumes: Vec<Volume4D>,
+    pub notified: Vec<Delivery>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OwnConstraintRecord {
+    pub constraint: api::Constraint,
+    #[serde(default)]
+    pub notified: Vec<Delivery>,
+}
+
+impl OwnConstraint {
+    pub fn to_wire(&self) -> api::Constraint {
+        api::Constraint {
+            reference: self.reference.clone(),
+            details: api::ConstraintDetails {
+                volumes: api::extents_to_wire(&self.volumes),
+                constraint_type: Some("Restricted".into()),
+            },
+        }
+    }
+    pub fn to_record(&self) -> OwnConstraintRecord {
+        OwnConstraintRecord { constraint: self.to_wire(), notified: self.notified.clone() }
+    }
+    pub fn from_record(r: OwnConstraintRecord) -> Result<Self, String> {
+        Ok(OwnConstraint {
+            volumes: volumes_from_wire(&r.constraint.details.volumes, "volumes")?,
+            reference: r.constraint.reference,
+            notified: r.notified,
+        })
+    }
+}
+
+/// Another manager's operational intent, with details verified against the DSS's reference
+/// (same id, manager and version, an OVN, times within the reference's bounds).
+#[derive(Debug, Clone)]
+pub struct KnownIntent {
+    pub wire: WireIntent,
+    pub state: OperationalIntentState,
+    /// Nominal then off-nominal volumes.
+    pub volumes: Vec<Volume4D>,
+}
+
+impl KnownIntent {
+    pub fn reference(&self) -> &OperationalIntentReference {
+        &self.wire.reference
+    }
+    pub fn to_planner(&self) -> planner::KnownIntent {
+        planner::KnownIntent {
+            id: self.wire.reference.id.clone(),
+            manager: self.wire.reference.manager.clone(),
+            state: self.state,
+            priority: self.wire.details.priority,
+            volumes: self.volumes.clone(),
+        }
+    }
+}
+
+/// Another manager's constraint, verified like [`KnownIntent`].
+#[derive(Debug, Clone)]
+pub struct KnownConstraint {
+    pub wire: api::Constraint,
+    pub volumes: Vec<Volume4D>,
+}
+
+fn volumes_from_wire(vols: &[api::Volume4D], field: &str) -> Result<Vec<Volume4D>, String> {
+    vols.iter()
+        .enumerate()
+        .map(|(i, v)| api::volume_from_wire(v, &format!("{field}[{i}]")).map_err(|e| e.message))
+        .collect()
+}
+
+/// A second of slack when comparing details' times with the DSS reference's (the DSS may
+/// round what it stores).
+const TIME_SLACK_US: i64 = 1_000_000;
+
+/// Checks that `got`, as served by a peer (or notified by one), is the entity the DSS
+/// references as `dss`: same id, manager and version, with an OVN, readable and valid details
+/// whose times lie within the reference's. Anything else is a reason it is unverifiable.
+pub fn verify_intent(dss: &OperationalIntentReference, got: WireIntent) -> Result<KnownIntent, String> {
+    let r = &got.reference;
+    if r.id != dss.id {
+        return Err(format!("the details served are for `{}`, not `{}`", r.id, dss.id));
+    }
+    if r.manager != dss.manager {
+        return Err(format!("the details name `{}` as manager; the DSS records `{}`", r.manager, dss.manager));
+    }
+    if r.version != dss.version {
+        return Err(format!("the details are version {}; the DSS holds version {}", r.version, dss.version));
+    }
+    if r.ovn.as_deref().is_none_or(str::is_empty) {
+        return Err("the details carry no OVN".into());
+    }
+    let state = OperationalIntentState::parse(&r.state).ok_or_else(|| format!("unknown state `{}`", r.state))?;
+    if got.details.volumes.is_empty() && got.details.off_nominal_volumes.is_empty() {
+        return Err("the details have no volumes".into());
+    }
+    let mut volumes = volumes_from_wire(&got.details.volumes, "details.volumes")?;
+    volumes.extend(volumes_from_wire(&got.details.off_nominal_volumes, "details.off_nominal_volumes")?);
+    within_reference_times(&volumes, &dss.time_start, &dss.time_end)?;
+    Ok(KnownIntent { wire: got, state, volumes })
+}
+
+/// The constraint counterpart of [`verify_intent`].
+pub fn verify_constraint(dss: &api::ConstraintReference, got: api::Constraint) -> Result<KnownConstraint, String> {
+    let r = &got.reference;
+    if r.id != dss.id {
+        return Err(format!("the details served are for `{}`, not `{}`", r.id, dss.id));
+    }
+    if r.manager != dss.manager {
+        return Err(format!("the details name `{}` as manager; the DSS records `{}`", r.manager, dss.manager));
+    }
+    if r.version != dss.version {
+        return Err(format!("the details are version {}; the DSS holds version {}", r.version, dss.version));
+    }
+    if r.ovn.as_deref().is_none_or(str::is_empty) {
+        return Err("the details carry no OVN".into());
+    }
+    if got.details.volumes.is_empty() {
+        return Err("the details have no volumes".into());
+    }
+    let volumes = volumes_from_wire(&got.details.volumes, "details.volumes")?;
+    within_reference_times(&volumes, &dss.time_start, &dss.time_end)?;
+    Ok(KnownConstraint { wire: got, volumes })
+}
+
+fn within_reference_times(volumes: &[Volume4D], start: &api::Time, end: &api::Time) -> Result<(), String> {
+    let start = api::time_from_wire(start, "time_start").map_err(|e| format!("the DSS reference's {}", e.message))?;
+    let end = api::time_from_wire(end, "time_end").map_err(|e| format!("the DSS reference's {}", e.message))?;
+    let bounds = model::time_bounds(volumes);
+    let early = bounds.start().is_none_or(|s| s.micros() < start.micros() - TIME_SLACK_US);
+    let late = bounds.end().is_none_or(|e| e.micros() > end.micros() + TIME_SLACK_US);
+    if early || late {
+        return Err("the details' volumes reach outside the time bounds of the DSS reference".into());
+    }
+    Ok(())
+}
+
+/// A change in flight, recorded durably before the DSS is asked to make it, and removed once
+/// the outcome is recorded. Found at start-up, it is finished or undone against the DSS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub id: String,
+    pub change: PendingChange,
+    /// The version of our record before the change (`None` for a creation).
+    pub previous_version: Option<i32>,
+    pub recorded_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PendingChange {
+    /// Create or update an operational intent into this state with these details.
+    PutIntent {
+        state: String,
+        details: api::OperationalIntentDetails,
+    },
+    DeleteIntent,
+    PutConstraint {
+        details: api::ConstraintDetails,
+    },
+    DeleteConstraint,
+}
+
+impl Pending {
+    /// The area the change touches, for the orphan search after a crash.
+    pub fn area(&self) -> Vec<api::Volume4D> {
+        match &self.change {
+            PendingChange::PutIntent { details, .. } => details.volumes.clone(),
+            PendingChange::PutConstraint { details } => details.volumes.clone(),
+            PendingChange::DeleteIntent | PendingChange::DeleteConstraint => vec![],
+        }
+    }
+}
+
+/// A notification received from a peer, as kept in the bounded history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Received {
+    pub received_at: String,
+    /// The authenticated sender (the token's `sub`).
+    pub from: String,
+    /// `operational_intent` or `constraint`.
+    pub kind: String,
+    pub entity_id: String,
+    /// `None` when the entity was deleted.
+    pub version: Option<i32>,
+    pub state: Option<String>,
+    /// Whether the sender was confirmed as the entity's manager and the details cached.
+    #[serde(default)]
+    pub accepted: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
