@@ -1,16 +1,40 @@
 //! The participant, the planner and the demo, with real processes.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
 use crate::harness::BIN;
 
-struct Proc {
+/// A running participant: its peer API, its operator interface and an operator token.
+pub struct Participant {
+    pub child: Child,
+    pub url: String,
+    pub operator: String,
+    pub token: String,
+    pub data: PathBuf,
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Participant {
+    /// Stops with SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+}
+
+pub struct Proc {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for Proc {
@@ -20,7 +44,8 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(args: &[&str]) -> Proc {
+/// Starts `deconflict <args>` and returns it with the URLs of its `listening on` lines.
+fn spawn_lines(args: &[&str], n_lines: usize) -> (Child, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(args)
         .env("RUST_LOG", "warn")
@@ -28,24 +53,36 @@ fn spawn(args: &[&str]) -> Proc {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start deconflict");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
-    let url =
-        line.trim().split(" listening on ").nth(1).unwrap_or_else(|| panic!("did not start: `{line}`")).to_owned();
-    Proc { child, url }
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut urls = Vec::new();
+    for _ in 0..n_lines {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("line");
+        let url =
+            line.trim().split(" listening on ").nth(1).unwrap_or_else(|| panic!("did not start: `{line}`")).to_owned();
+        urls.push(url);
+    }
+    // Keep reading stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    (child, urls)
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let (child, urls) = spawn_lines(args, 1);
+    Proc { child, url: urls[0].clone() }
 }
 
 /// A token server (development key), a DSS trusting it, and participants.
-struct Cluster {
-    auth: Proc,
-    dss: Proc,
-    dir: tempfile::TempDir,
+pub struct Cluster {
+    pub auth: Proc,
+    pub dss: Proc,
+    pub dir: tempfile::TempDir,
 }
 
 const DEV_PUBLIC: &str = "src/keys/dev-public.pem";
 
 impl Cluster {
-    fn start() -> Cluster {
+    pub fn start() -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let auth = spawn(&["auth", "--listen", "127.0.0.1:0"]);
         let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
@@ -64,13 +101,19 @@ impl Cluster {
         Cluster { auth, dss, dir }
     }
 
-    fn participant(&self, name: &str, scopes: &[&str]) -> Proc {
+    pub fn participant(&self, name: &str, scopes: &[&str]) -> Participant {
+        self.participant_with(name, scopes, &self.dir.path().join(name), &[])
+    }
+
+    /// A participant on `data` with extra flags.
+    pub fn participant_with(&self, name: &str, scopes: &[&str], data: &Path, extra: &[&str]) -> Participant {
         let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
-        let data = self.dir.path().join(name);
         let token_url = format!("{}/token", self.auth.url);
         let mut args = vec![
             "uss",
             "--listen",
+            "127.0.0.1:0",
+            "--operator-listen",
             "127.0.0.1:0",
             "--data-dir",
             data.to_str().expect("path"),
@@ -88,15 +131,51 @@ impl Cluster {
         for s in scopes {
             args.extend(["--scope", s]);
         }
-        spawn(&args)
+        args.extend(extra);
+        let (child, urls) = spawn_lines(&args, 2);
+        let token = self.token_sync(&format!("{name}-operator"), "deconflict.operator");
+        Participant { child, url: urls[0].clone(), operator: urls[1].clone(), token, data: data.to_path_buf() }
+    }
+
+    /// A token from the development token server (audience 127.0.0.1).
+    pub async fn token(&self, sub: &str, scope: &str) -> String {
+        let url = format!(
+            "{}/token?grant_type=client_credentials&sub={sub}&scope={scope}&intended_audience=127.0.0.1",
+            self.auth.url
+        );
+        reqwest::get(url).await.expect("token").json::<Value>().await.expect("json")["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    fn token_sync(&self, sub: &str, scope: &str) -> String {
+        let url = format!(
+            "{}/token?grant_type=client_credentials&sub={sub}&scope={scope}&intended_audience=127.0.0.1",
+            self.auth.url
+        );
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                reqwest::get(url).await.expect("token").json::<Value>().await.expect("json")["access_token"]
+                    .as_str()
+                    .expect("token")
+                    .to_owned()
+            })
+        })
+        .join()
+        .expect("token thread")
     }
 }
 
-const FULL: [&str; 3] = ["utm.strategic_coordination", "utm.constraint_processing", "utm.conformance_monitoring_sa"];
+pub const FULL: [&str; 3] = ["utm.strategic_coordination", "utm.constraint_processing", "utm.conformance_monitoring_sa"];
 
-async fn op(uss: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let c = reqwest::Client::new();
-    let mut req = c.request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), format!("{uss}{path}"));
+/// Calls a participant's operator interface with its operator token.
+pub async fn op(uss: &Participant, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let c = crate::harness::client();
+    let mut req = c
+        .request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), format!("{}{path}", uss.operator))
+        .bearer_auth(&uss.token);
     if let Some(b) = body {
         req = req.json(b);
     }
@@ -105,7 +184,7 @@ async fn op(uss: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, 
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-fn flight(lat: f64, lng: f64, r: f64, lo: f64, hi: f64, start_s: i64, end_s: i64) -> Value {
+pub fn flight(lat: f64, lng: f64, r: f64, lo: f64, hi: f64, start_s: i64, end_s: i64) -> Value {
     json!({"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": r},
            "altitude_lower_m": lo, "altitude_upper_m": hi, "start": format!("+{start_s}"), "end": format!("+{end_s}")}],
            "priority": 0})
@@ -135,13 +214,13 @@ async fn conflict_explanation_proposal_notifications_and_restart() {
     let alpha = cluster.participant("alpha", &FULL);
     let mut bravo = cluster.participant("bravo", &FULL);
 
-    let (s, a) = op(&alpha.url, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 400.0, 0.0, 120.0, 300, 1500))).await;
+    let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 400.0, 0.0, 120.0, 300, 1500))).await;
     assert_eq!(s, 200, "{a}");
     let a_id = a["operational_intent_id"].as_str().expect("id").to_owned();
 
     // bravo overlaps in space, time and altitude: refused, with an explanation it can act on.
     let (s, r) =
-        op(&bravo.url, "POST", "/operator/plan", Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900, 2100))).await;
+        op(&bravo, "POST", "/operator/plan", Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900, 2100))).await;
     assert_eq!(s, 409, "{r}");
     assert_eq!(r["outcome"], "refused");
     let c = &r["conflicts"][0];
@@ -161,7 +240,7 @@ async fn conflict_explanation_proposal_notifications_and_restart() {
 
     // Following the proposal succeeds; proposals were re-checked, so it must.
     let (s, b) = op(
-        &bravo.url,
+        &bravo,
         "POST",
         "/operator/plan",
         Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900 + shift, 2100 + shift)),
@@ -172,7 +251,7 @@ async fn conflict_explanation_proposal_notifications_and_restart() {
 
     // An altitude-only alternative is offered when time cannot help within the horizon.
     let (s, r) =
-        op(&bravo.url, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 50.0, 0.0, 60.0, 600, 600 + 3 * 3600))).await;
+        op(&bravo, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 50.0, 0.0, 60.0, 600, 600 + 3 * 3600))).await;
     assert_eq!(s, 409, "{r}");
     if let Some(off) = r["proposal"]["altitude_offset_m"].as_f64() {
         assert!(off >= 120.0, "the band must clear alpha's 0-120 m: {r}");
@@ -180,27 +259,26 @@ async fn conflict_explanation_proposal_notifications_and_restart() {
 
     // alpha's changes are notified to bravo? bravo's flight is later; subscribe bravo's area.
     let area = flight(47.0, 8.0, 3000.0, 0.0, 400.0, 0, 7200);
-    let (s, _) = op(&bravo.url, "POST", "/operator/subscribe", Some(&area)).await;
+    let (s, _) = op(&bravo, "POST", "/operator/subscribe", Some(&area)).await;
     assert_eq!(s, 200);
-    let (s, act) = op(&alpha.url, "POST", &format!("/operator/intents/{a_id}/activate"), None).await;
+    let (s, act) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/activate"), None).await;
     assert_eq!(s, 200, "{act}");
     assert!(act["notified"].as_array().expect("notified").iter().any(|d| d["acknowledged"] == true), "{act}");
-    let (_, st) = op(&bravo.url, "GET", "/operator/status", None).await;
+    let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
     let seen = &st["others_intents"][&a_id];
     assert_eq!(seen["reference"]["state"], "Activated", "bravo's picture of alpha's operation: {st}");
     assert!(st["notifications"].as_array().expect("notifications").iter().any(|n| n["entity_id"] == a_id.as_str()));
 
     // kill -9 bravo and restart it on the same data: nothing acknowledged is lost, and peers
     // can still fetch its details with the current OVN.
-    bravo.child.kill().expect("kill");
-    bravo.child.wait().expect("wait");
+    bravo.kill9();
     drop(bravo);
     bravo = cluster.participant("bravo", &FULL);
-    let (_, st) = op(&bravo.url, "GET", "/operator/status", None).await;
+    let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
     assert!(st["own_intents"].get(&b_id).is_some(), "bravo lost its intent: {st}");
     assert!(st["others_intents"].get(&a_id).is_some(), "bravo lost what it learned: {st}");
     // bravo (new address after restart) can still end its flight: its OVN is current.
-    let (s, e) = op(&bravo.url, "POST", &format!("/operator/intents/{b_id}/end"), None).await;
+    let (s, e) = op(&bravo, "POST", &format!("/operator/intents/{b_id}/end"), None).await;
     assert_eq!(s, 200, "{e}");
 }
 
@@ -212,8 +290,8 @@ async fn racing_participants_never_both_win() {
     let fa = flight(47.0, 8.0, 300.0, 0.0, 120.0, 600, 1800);
     let fb = flight(47.001, 8.001, 300.0, 0.0, 120.0, 600, 1800);
     let (ra, rb) = tokio::join!(
-        op(&alpha.url, "POST", "/operator/plan", Some(&fa)),
-        op(&bravo.url, "POST", "/operator/plan", Some(&fb))
+        op(&alpha, "POST", "/operator/plan", Some(&fa)),
+        op(&bravo, "POST", "/operator/plan", Some(&fb))
     );
     let outcomes =
         [ra.1["outcome"].as_str().unwrap_or("?").to_owned(), rb.1["outcome"].as_str().unwrap_or("?").to_owned()];
@@ -222,9 +300,7 @@ async fn racing_participants_never_both_win() {
     assert_eq!(loser["outcome"], "refused", "{loser}");
     assert!(!loser["conflicts"].as_array().expect("conflicts").is_empty());
     // The DSS holds exactly one of them.
-    let tok = reqwest::Client::new()
-        .get(format!("{}/token?grant_type=client_credentials&sub=auditor&scope=utm.strategic_coordination&intended_audience=127.0.0.1", cluster.auth.url))
-        .send().await.expect("token").json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned();
+    let tok = cluster.token("auditor", "utm.strategic_coordination").await;
     let q = json!({"area_of_interest": {"volume": {"outline_circle": {"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 2000, "units": "M"}}}}});
     let found: Value = reqwest::Client::new()
         .post(format!("{}/dss/v1/operational_intent_references/query", cluster.dss.url))
@@ -264,20 +340,26 @@ async fn bad_operator_input_gets_clear_errors() {
         (json!({"volumes": [{"footprint": {"type": "Square"}}]}), "footprint"),
     ];
     for (body, needle) in cases {
-        let (s, b) = op(&alpha.url, "POST", "/operator/plan", Some(&body)).await;
+        let (s, b) = op(&alpha, "POST", "/operator/plan", Some(&body)).await;
         assert_eq!(s, 400, "{body} -> {b}");
         let msg = b["message"].as_str().unwrap_or_default();
         assert!(msg.contains(needle), "`{msg}` should mention `{needle}`");
     }
-    let (s, b) = op(&alpha.url, "POST", "/operator/intents/nope/activate", None).await;
+    let (s, b) = op(&alpha, "POST", "/operator/intents/nope/activate", None).await;
     assert_eq!(s, 404, "{b}");
     // The CLI reads a flight file and reports a refusal with exit code 2.
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("flight.json");
     std::fs::write(&f, flight(47.0, 8.0, 100.0, 0.0, 100.0, 600, 900).to_string()).expect("write");
-    let out = Command::new(BIN).args(["plan", "--uss", &alpha.url]).arg(&f).output().expect("plan");
+    let out = Command::new(BIN)
+        .args(["plan", "--uss", &alpha.operator])
+        .arg(&f)
+        .env("DECONFLICT_TOKEN", &alpha.token)
+        .output()
+        .expect("plan");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let again = Command::new(BIN).args(["plan", "--uss", &alpha.url]).arg(&f).output().expect("plan");
+    let again =
+        Command::new(BIN).args(["plan", "--uss", &alpha.operator, "--token", &alpha.token]).arg(&f).output().expect("plan");
     assert_eq!(again.status.code(), Some(2), "an overlapping plan must exit 2");
     assert!(String::from_utf8_lossy(&again.stderr).contains("refused"));
 }
@@ -286,24 +368,13 @@ async fn bad_operator_input_gets_clear_errors() {
 async fn peers_must_authenticate() {
     let cluster = Cluster::start();
     let alpha = cluster.participant("alpha", &FULL);
-    let (s, a) = op(&alpha.url, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 100.0, 0.0, 100.0, 600, 900))).await;
+    let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 100.0, 0.0, 100.0, 600, 900))).await;
     assert_eq!(s, 200, "{a}");
     let id = a["operational_intent_id"].as_str().expect("id");
     let r =
         reqwest::Client::new().get(format!("{}/uss/v1/operational_intents/{id}", alpha.url)).send().await.expect("get");
     assert_eq!(r.status(), 401);
-    let tok = |scope: &str| {
-        let url = format!(
-            "{}/token?grant_type=client_credentials&sub=bravo&scope={scope}&intended_audience=127.0.0.1",
-            cluster.auth.url
-        );
-        async move {
-            reqwest::get(url).await.expect("token").json::<Value>().await.expect("json")["access_token"]
-                .as_str()
-                .expect("t")
-                .to_owned()
-        }
-    };
+    let tok = |scope: &'static str| cluster.token("bravo", scope);
     let r = reqwest::Client::new()
         .get(format!("{}/uss/v1/operational_intents/{id}", alpha.url))
         .bearer_auth(tok("utm.constraint_processing").await)
@@ -328,12 +399,12 @@ async fn an_unreachable_peer_blocks_overlapping_plans_and_says_why() {
     let cluster = Cluster::start();
     let alpha = cluster.participant("alpha", &FULL);
     let bravo = cluster.participant("bravo", &FULL);
-    let (s, a) = op(&alpha.url, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 200.0, 0.0, 120.0, 600, 1200))).await;
+    let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 200.0, 0.0, 120.0, 600, 1200))).await;
     assert_eq!(s, 200, "{a}");
     // alpha goes away: its details cannot be fetched, so bravo cannot prove it is clear of them.
     drop(alpha);
     let (s, r) =
-        op(&bravo.url, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 700, 1100))).await;
+        op(&bravo, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 700, 1100))).await;
     assert_eq!(s, 409, "{r}");
     let c = &r["conflicts"][0];
     assert_eq!(c["kind"], "unverifiable", "{r}");
@@ -341,6 +412,6 @@ async fn an_unreachable_peer_blocks_overlapping_plans_and_says_why() {
     assert!(c["reason"].as_str().is_some_and(|m| m.contains("cannot be verified")), "{r}");
     // Outside alpha's time window bravo plans freely.
     let (s, r) =
-        op(&bravo.url, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 1300, 1600))).await;
+        op(&bravo, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 1300, 1600))).await;
     assert_eq!(s, 200, "{r}");
 }
