@@ -7,3 +7,4 @@ mod durability;
 mod harness;
 mod input;
 mod uss;
+mod uss_safety;

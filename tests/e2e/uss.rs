@@ -168,7 +168,8 @@ impl Cluster {
     }
 }
 
-pub const FULL: [&str; 3] = ["utm.strategic_coordination", "utm.constraint_processing", "utm.conformance_monitoring_sa"];
+pub const FULL: [&str; 3] =
+    ["utm.strategic_coordination", "utm.constraint_processing", "utm.conformance_monitoring_sa"];
 
 /// Calls a participant's operator interface with its operator token.
 pub async fn op(uss: &Participant, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
@@ -219,8 +220,7 @@ async fn conflict_explanation_proposal_notifications_and_restart() {
     let a_id = a["operational_intent_id"].as_str().expect("id").to_owned();
 
     // bravo overlaps in space, time and altitude: refused, with an explanation it can act on.
-    let (s, r) =
-        op(&bravo, "POST", "/operator/plan", Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900, 2100))).await;
+    let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900, 2100))).await;
     assert_eq!(s, 409, "{r}");
     assert_eq!(r["outcome"], "refused");
     let c = &r["conflicts"][0];
@@ -239,13 +239,9 @@ async fn conflict_explanation_proposal_notifications_and_restart() {
     assert!((599..=602).contains(&shift), "shift {shift}");
 
     // Following the proposal succeeds; proposals were re-checked, so it must.
-    let (s, b) = op(
-        &bravo,
-        "POST",
-        "/operator/plan",
-        Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900 + shift, 2100 + shift)),
-    )
-    .await;
+    let (s, b) =
+        op(&bravo, "POST", "/operator/plan", Some(&flight(47.003, 8.0, 300.0, 50.0, 150.0, 900 + shift, 2100 + shift)))
+            .await;
     assert_eq!(s, 200, "{b}");
     let b_id = b["operational_intent_id"].as_str().expect("id").to_owned();
 
@@ -289,10 +285,8 @@ async fn racing_participants_never_both_win() {
     let bravo = cluster.participant("bravo", &FULL);
     let fa = flight(47.0, 8.0, 300.0, 0.0, 120.0, 600, 1800);
     let fb = flight(47.001, 8.001, 300.0, 0.0, 120.0, 600, 1800);
-    let (ra, rb) = tokio::join!(
-        op(&alpha, "POST", "/operator/plan", Some(&fa)),
-        op(&bravo, "POST", "/operator/plan", Some(&fb))
-    );
+    let (ra, rb) =
+        tokio::join!(op(&alpha, "POST", "/operator/plan", Some(&fa)), op(&bravo, "POST", "/operator/plan", Some(&fb)));
     let outcomes =
         [ra.1["outcome"].as_str().unwrap_or("?").to_owned(), rb.1["outcome"].as_str().unwrap_or("?").to_owned()];
     assert_eq!(outcomes.iter().filter(|o| *o == "planned").count(), 1, "{outcomes:?}: {} / {}", ra.1, rb.1);
@@ -358,8 +352,11 @@ async fn bad_operator_input_gets_clear_errors() {
         .output()
         .expect("plan");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let again =
-        Command::new(BIN).args(["plan", "--uss", &alpha.operator, "--token", &alpha.token]).arg(&f).output().expect("plan");
+    let again = Command::new(BIN)
+        .args(["plan", "--uss", &alpha.operator, "--token", &alpha.token])
+        .arg(&f)
+        .output()
+        .expect("plan");
     assert_eq!(again.status.code(), Some(2), "an overlapping plan must exit 2");
     assert!(String::from_utf8_lossy(&again.stderr).contains("refused"));
 }
@@ -403,15 +400,13 @@ async fn an_unreachable_peer_blocks_overlapping_plans_and_says_why() {
     assert_eq!(s, 200, "{a}");
     // alpha goes away: its details cannot be fetched, so bravo cannot prove it is clear of them.
     drop(alpha);
-    let (s, r) =
-        op(&bravo, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 700, 1100))).await;
+    let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 700, 1100))).await;
     assert_eq!(s, 409, "{r}");
     let c = &r["conflicts"][0];
     assert_eq!(c["kind"], "unverifiable", "{r}");
     assert_eq!(c["manager"], "alpha");
     assert!(c["reason"].as_str().is_some_and(|m| m.contains("cannot be verified")), "{r}");
     // Outside alpha's time window bravo plans freely.
-    let (s, r) =
-        op(&bravo, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 1300, 1600))).await;
+    let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 1300, 1600))).await;
     assert_eq!(s, 200, "{r}");
 }

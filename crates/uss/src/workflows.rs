@@ -733,7 +733,8 @@ impl Uss {
             PendingChange::DeleteIntent => match dss.get_intent(&p.id).await {
                 Ok(r) => {
                     // The removal did not happen: keep the intent, with the DSS's reference.
-                    if let Some(mut own) = self.mem.read().own_intents.get(&p.id).cloned() {
+                    let current = self.mem.read().own_intents.get(&p.id).cloned();
+                    if let Some(mut own) = current {
                         own.reference = r.operational_intent_reference;
                         self.record_intent(&own)?;
                     } else {

@@ -1,0 +1,490 @@
+//! The participant tried as a hostile third party would: each test reproduces an attack or a
+//! failure and shows it now fails safe.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::harness::{call, new_id, BIN};
+use crate::uss::{flight, op, Cluster, Participant, FULL};
+
+const SC: &str = "utm.strategic_coordination";
+
+/// What a fake peer does with every request it gets.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// 200 with a body that is not the details the standard defines.
+    Garbage,
+    /// 200 with valid JSON details naming another manager than the DSS records.
+    Impostor,
+    /// Accepts the connection and never answers.
+    Hang,
+    /// 200 with a 300 MB body, sent without a length.
+    Huge,
+}
+
+/// A peer on a free loopback port behaving badly; returns its base URL and a counter of the
+/// requests it received.
+async fn fake_peer(behaviour: Behaviour) -> (String, Arc<tokio::sync::Notify>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(tokio::sync::Notify::new());
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.notify_one();
+                let request = String::from_utf8_lossy(&got).to_string();
+                let id = request.split_whitespace().nth(1).and_then(|p| p.rsplit('/').next()).unwrap_or("").to_owned();
+                match behaviour {
+                    Behaviour::Hang => {
+                        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                    }
+                    Behaviour::Garbage | Behaviour::Impostor => {
+                        let body = match behaviour {
+                            Behaviour::Garbage => {
+                                json!({"operational_intent": {"reference": "not a reference"}}).to_string()
+                            }
+                            _ => impostor_details(&id).to_string(),
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = sock.write_all(resp.as_bytes()).await;
+                    }
+                    Behaviour::Huge => {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"operational_intent\": \"";
+                        if sock.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        let chunk = vec![b'x'; 1 << 20];
+                        for _ in 0..300 {
+                            if sock.write_all(&chunk).await.is_err() {
+                                return; // the participant cut it off
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// Well-formed details of `id` that claim `alpha` as manager (the DSS records `mallory`).
+fn impostor_details(id: &str) -> Value {
+    let t = |s: i64| crate::harness::rfc3339(s);
+    json!({"operational_intent": {
+        "reference": {"id": id, "manager": "alpha", "uss_availability": "Unknown", "version": 1, "state": "Accepted",
+                      "ovn": "forged-ovn-forged-ovn", "time_start": t(0), "time_end": t(3600),
+                      "uss_base_url": "http://127.0.0.1:9", "subscription_id": new_id()},
+        "details": {"volumes": [crate::harness::circle(10.0, 10.0, 50.0, 0, 3600)], "off_nominal_volumes": [], "priority": 0}
+    }})
+}
+
+/// Writes a reference managed by `sub` in the DSS directly, pointing at `base_url`.
+async fn dss_reference(cluster: &Cluster, sub: &str, base_url: &str, lat: f64, lng: f64, t0: i64, t1: i64) -> String {
+    let tok = cluster.token(sub, SC).await;
+    let id = new_id();
+    let body = json!({
+        "extents": [crate::harness::circle(lat, lng, 300.0, t0, t1)],
+        "key": [], "state": "Accepted", "uss_base_url": base_url,
+        "new_subscription": {"uss_base_url": base_url, "notify_for_constraints": false}
+    });
+    let (s, r) =
+        call("PUT", &format!("{}/dss/v1/operational_intent_references/{id}", cluster.dss.url), Some(&tok), Some(&body))
+            .await;
+    assert_eq!(s, 201, "{r}");
+    id
+}
+
+/// Ids of the references the DSS holds near (47, 8) managed by `manager`.
+async fn dss_ids(cluster: &Cluster, manager: &str) -> Vec<String> {
+    let tok = cluster.token("auditor", SC).await;
+    let q = json!({"area_of_interest": {"volume": {"outline_circle": {"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 5000, "units": "M"}}}}});
+    let (s, found) =
+        call("POST", &format!("{}/dss/v1/operational_intent_references/query", cluster.dss.url), Some(&tok), Some(&q))
+            .await;
+    assert_eq!(s, 200, "{found}");
+    let mut ids: Vec<String> = found["operational_intent_references"]
+        .as_array()
+        .expect("references")
+        .iter()
+        .filter(|r| r["manager"] == manager)
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn own_ids(p: &Participant) -> Vec<String> {
+    let (s, st) = op(p, "GET", "/operator/status", None).await;
+    assert_eq!(s, 200, "{st}");
+    let mut ids: Vec<String> = st["own_intents"].as_object().expect("own intents").keys().cloned().collect();
+    ids.sort();
+    ids
+}
+
+/// Waits (bounded) until the participant has no change in flight.
+async fn settled(p: &Participant) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let (s, st) = op(p, "GET", "/operator/status", None).await;
+        if s == 200 && st["in_flight"].as_array().is_some_and(Vec::is_empty) {
+            return st;
+        }
+        last = st;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the participant never finished reconciling: {last}");
+}
+
+async fn peer_post(url: &str, tok: &str, body: &Value) -> (u16, Value) {
+    call("POST", url, Some(tok), Some(body)).await
+}
+
+#[tokio::test]
+async fn spoofed_notifications_and_deletions_change_nothing() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let bravo = cluster.participant("bravo", &FULL);
+    let (s, _) = op(&bravo, "POST", "/operator/subscribe", Some(&flight(47.0, 8.0, 3000.0, 0.0, 400.0, 0, 7200))).await;
+    assert_eq!(s, 200);
+    let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 300.0, 0.0, 120.0, 600, 1800))).await;
+    assert_eq!(s, 200, "{a}");
+    let a_id = a["operational_intent_id"].as_str().expect("id").to_owned();
+
+    // mallory names itself manager of alpha's intent, with volumes far away.
+    let mallory = cluster.token("mallory", SC).await;
+    let mut forged = impostor_details(&a_id)["operational_intent"].clone();
+    forged["reference"]["manager"] = json!("mallory");
+    forged["reference"]["version"] = a["version"].clone();
+    let notify = format!("{}/uss/v1/operational_intents", bravo.url);
+    let body = json!({"operational_intent_id": a_id, "operational_intent": forged, "subscriptions": []});
+    let (s, r) = peer_post(&notify, &mallory, &body).await;
+    assert_eq!(s, 403, "a notification from a non-manager must be refused: {r}");
+    assert!(r["message"].as_str().is_some_and(|m| m.contains("alpha")), "{r}");
+    // ... or names alpha in the body while authenticated as mallory.
+    let mut as_alpha = forged.clone();
+    as_alpha["reference"]["manager"] = json!("alpha");
+    let (s, r) = peer_post(
+        &notify,
+        &mallory,
+        &json!({"operational_intent_id": a_id, "operational_intent": as_alpha, "subscriptions": []}),
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+    // A deletion notice from mallory is refused, and bravo still knows alpha's operation.
+    let (s, r) = peer_post(&notify, &mallory, &json!({"operational_intent_id": a_id, "subscriptions": []})).await;
+    assert_eq!(s, 403, "{r}");
+    let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
+    assert_eq!(st["others_intents"][&a_id]["reference"]["manager"], "alpha", "bravo's cache was changed: {st}");
+
+    // bravo's plan on top of alpha's flight is still refused, naming alpha.
+    let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 300.0, 0.0, 120.0, 900, 1500))).await;
+    assert_eq!(s, 409, "{r}");
+    assert_eq!(r["conflicts"][0]["manager"], "alpha", "{r}");
+    assert_eq!(r["conflicts"][0]["kind"], "operational_intent", "{r}");
+
+    // A spoofed constraint notice is refused too.
+    let cm = cluster.token("mallory", "utm.constraint_management").await;
+    let (s, r) = peer_post(
+        &format!("{}/uss/v1/constraints", bravo.url),
+        &cm,
+        &json!({"constraint_id": new_id(), "subscriptions": []}),
+    )
+    .await;
+    assert!(s == 204 || s == 403, "{s} {r}");
+    let (s, r) = peer_post(
+        &format!("{}/uss/v1/constraints", bravo.url),
+        &cm,
+        &json!({"constraint_id": a_id, "constraint": {"reference": forged["reference"], "details": {"volumes": []}}, "subscriptions": []}),
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+}
+
+#[tokio::test]
+async fn the_operator_interface_is_separate_and_authenticated() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let bravo = cluster.participant("bravo", &FULL);
+    let (s, b) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 300.0, 0.0, 120.0, 600, 1800))).await;
+    assert_eq!(s, 200, "{b}");
+    let b_id = b["operational_intent_id"].as_str().expect("id").to_owned();
+    let c = crate::harness::client();
+
+    // No operator route on the peer listener.
+    let r = c.post(format!("{}/operator/intents/{b_id}/end", bravo.url)).send().await.expect("post");
+    assert_eq!(r.status(), 404);
+    // Without a token, or with a peer's utm.* token: refused.
+    let r = c.post(format!("{}/operator/intents/{b_id}/end", bravo.operator)).send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    let peer_token = cluster.token("alpha", &FULL.join(" ")).await;
+    let r = c
+        .post(format!("{}/operator/intents/{b_id}/end", bravo.operator))
+        .bearer_auth(&peer_token)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    // A cross-origin text/plain post from a web page (no token): 401; with a token but not JSON: 415.
+    let page_post = |tok: Option<&str>| {
+        let mut req = c
+            .post(format!("{}/operator/plan", bravo.operator))
+            .header("origin", "http://evil.example")
+            .header("content-type", "text/plain")
+            .body(
+                flight(47.0, 8.0, 50.0, 0.0, 50.0, 600, 900)
+                    .to_string()
+                    .replace("\"priority\":0", "\"priority\":2147483647"),
+            );
+        if let Some(t) = tok {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(page_post(None).await.expect("post").status(), 401);
+    assert_eq!(page_post(Some(&bravo.token)).await.expect("post").status(), 415);
+    // Priorities are bounded by --max-priority.
+    let mut high = flight(47.2, 8.0, 50.0, 0.0, 50.0, 600, 900);
+    high["priority"] = json!(i32::MAX);
+    let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&high)).await;
+    assert_eq!(s, 400, "{r}");
+    assert!(r["message"].as_str().is_some_and(|m| m.contains("max-priority")), "{r}");
+
+    // A subscription aimed at the operator interface: the DSS refuses a base URL with a query...
+    let mallory = cluster.token("mallory", SC).await;
+    let sub = |base: String| {
+        json!({"extents": crate::harness::circle(47.0, 8.0, 2000.0, 0, 3600), "uss_base_url": base,
+               "notify_for_operational_intents": true})
+    };
+    let evil = format!("{}/operator/intents/{b_id}/end?", bravo.operator);
+    let (s, r) = call(
+        "PUT",
+        &format!("{}/dss/v1/subscriptions/{}", cluster.dss.url, new_id()),
+        Some(&mallory),
+        Some(&sub(evil)),
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    // ... and without one the appended peer path reaches no operator route.
+    for base in [
+        format!("{}/operator/intents/{b_id}/end", bravo.operator),
+        format!("{}/operator/intents/{b_id}/end", bravo.url),
+    ] {
+        let (s, r) = call(
+            "PUT",
+            &format!("{}/dss/v1/subscriptions/{}", cluster.dss.url, new_id()),
+            Some(&mallory),
+            Some(&sub(base)),
+        )
+        .await;
+        assert_eq!(s, 200, "{r}");
+    }
+    // An innocent participant's routine notification then changes nothing for bravo.
+    let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.01, 8.0, 100.0, 0.0, 50.0, 600, 900))).await;
+    assert_eq!(s, 200, "{a}");
+    assert!(
+        a["notified"]
+            .as_array()
+            .expect("notified")
+            .iter()
+            .all(|d| d["acknowledged"] != true || d["uss_base_url"] == bravo.url),
+        "{a}"
+    );
+    assert_eq!(own_ids(&bravo).await, vec![b_id.clone()], "bravo's flight must still be there");
+    assert!(dss_ids(&cluster, "bravo").await.contains(&b_id));
+}
+
+#[tokio::test]
+async fn unverifiable_details_block_overlapping_plans_and_say_why() {
+    let cluster = Cluster::start();
+    let bravo = cluster.participant("bravo", &FULL);
+    for (behaviour, lng, needle) in [
+        (Behaviour::Garbage, 8.0, "cannot be read"),
+        (Behaviour::Impostor, 8.05, "manager"),
+        (Behaviour::Huge, 8.1, "cut off"),
+    ] {
+        let (base, _) = fake_peer(behaviour).await;
+        let id = dss_reference(&cluster, "mallory", &base, 47.0, lng, 600, 1800).await;
+        let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.0, lng, 200.0, 0.0, 120.0, 900, 1500))).await;
+        assert_eq!(s, 409, "an overlapping plan must be refused: {r}");
+        let c = &r["conflicts"][0];
+        assert_eq!(c["kind"], "unverifiable", "{r}");
+        assert_eq!(c["id"], id.as_str(), "{r}");
+        assert!(c["reason"].as_str().is_some_and(|m| m.contains(needle)), "reason should mention `{needle}`: {r}");
+        // Outside its time window the same place is free.
+        let (s, r) =
+            op(&bravo, "POST", "/operator/plan", Some(&flight(47.0, lng, 200.0, 0.0, 120.0, 1900, 2400))).await;
+        assert_eq!(s, 200, "{r}");
+    }
+    // bravo still answers: the 300 MB answer was cut off, not held.
+    let (s, _) = op(&bravo, "GET", "/operator/status", None).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn a_hanging_peer_does_not_delay_an_unrelated_plan() {
+    let cluster = Cluster::start();
+    let dir = cluster.dir.path().join("bravo");
+    let bravo = cluster.participant_with("bravo", &FULL, &dir, &["--peer-timeout-secs", "60"]);
+    let (base, seen) = fake_peer(Behaviour::Hang).await;
+    dss_reference(&cluster, "slowpoke", &base, 47.0, 8.0, 600, 1800).await;
+    let near = flight(47.0, 8.0, 200.0, 0.0, 120.0, 900, 1500);
+    let far = flight(47.3, 8.3, 200.0, 0.0, 120.0, 900, 1500);
+    let stuck = op(&bravo, "POST", "/operator/plan", Some(&near));
+    tokio::pin!(stuck);
+    // Wait until bravo is asking the hanging peer, then plan elsewhere.
+    tokio::select! {
+        _ = &mut stuck => panic!("the plan near the hanging peer finished before the peer was asked"),
+        _ = seen.notified() => {}
+    }
+    let unrelated = op(&bravo, "POST", "/operator/plan", Some(&far));
+    tokio::select! {
+        (s, r) = unrelated => assert_eq!(s, 200, "{r}"),
+        (s, r) = &mut stuck => panic!("the plan near the hanging peer ended first ({s} {r}): the unrelated plan waited for it"),
+    }
+}
+
+#[tokio::test]
+async fn kill_9_around_the_dss_write_is_reconciled_on_restart() {
+    let cluster = Cluster::start();
+    let dir = cluster.dir.path().join("alpha");
+    let flight_at = |lng: f64| flight(47.0, lng, 100.0, 0.0, 120.0, 600, 1200);
+    // 1. Dies after recording the change, before asking the DSS: the change is undone.
+    let mut alpha = cluster.participant_with("alpha", &FULL, &dir, &["--crash-at", "after-write-ahead"]);
+    let c = crate::harness::client();
+    let r = c
+        .post(format!("{}/operator/plan", alpha.operator))
+        .bearer_auth(&alpha.token)
+        .json(&flight_at(8.0))
+        .send()
+        .await;
+    assert!(r.is_err() || r.is_ok_and(|r| !r.status().is_success()), "the process should have died mid-change");
+    alpha.kill9();
+    drop(alpha);
+    let alpha = cluster.participant_with("alpha", &FULL, &dir, &[]);
+    settled(&alpha).await;
+    assert_eq!(dss_ids(&cluster, "alpha").await, Vec::<String>::new());
+    assert_eq!(own_ids(&alpha).await, Vec::<String>::new());
+    drop(alpha);
+
+    // 2. Dies after the DSS wrote the reference, before recording it: the change is finished.
+    let mut alpha = cluster.participant_with("alpha", &FULL, &dir, &["--crash-at", "after-dss-write"]);
+    let r = c
+        .post(format!("{}/operator/plan", alpha.operator))
+        .bearer_auth(&alpha.token)
+        .json(&flight_at(8.01))
+        .send()
+        .await;
+    assert!(r.is_err() || r.is_ok_and(|r| !r.status().is_success()), "the process should have died mid-change");
+    alpha.kill9();
+    drop(alpha);
+    let in_dss = dss_ids(&cluster, "alpha").await;
+    assert_eq!(in_dss.len(), 1, "the DSS took the write before the crash");
+    let alpha = cluster.participant_with("alpha", &FULL, &dir, &[]);
+    settled(&alpha).await;
+    assert_eq!(own_ids(&alpha).await, in_dss, "the participant and the DSS agree");
+    // Its details are served, and the operator can end it.
+    let peer = cluster.token("bravo", SC).await;
+    let (s, d) =
+        call("GET", &format!("{}/uss/v1/operational_intents/{}", alpha.url, in_dss[0]), Some(&peer), None).await;
+    assert_eq!(s, 200, "{d}");
+    let (s, e) = op(&alpha, "POST", &format!("/operator/intents/{}/end", in_dss[0]), None).await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(dss_ids(&cluster, "alpha").await, Vec::<String>::new());
+
+    // 3. Dies after recording an end, before the DSS removed it: restart keeps the intent, endable.
+    let alpha = {
+        let alpha = cluster.participant_with("alpha", &FULL, &dir, &[]);
+        let (s, p) = op(&alpha, "POST", "/operator/plan", Some(&flight_at(8.02))).await;
+        assert_eq!(s, 200, "{p}");
+        drop(alpha);
+        let mut alpha = cluster.participant_with("alpha", &FULL, &dir, &["--crash-at", "after-write-ahead"]);
+        let id = dss_ids(&cluster, "alpha").await.remove(0);
+        let r = c.post(format!("{}/operator/intents/{id}/end", alpha.operator)).bearer_auth(&alpha.token).send().await;
+        assert!(r.is_err() || r.is_ok_and(|r| !r.status().is_success()));
+        alpha.kill9();
+        drop(alpha);
+        cluster.participant_with("alpha", &FULL, &dir, &[])
+    };
+    settled(&alpha).await;
+    let in_dss = dss_ids(&cluster, "alpha").await;
+    assert_eq!(own_ids(&alpha).await, in_dss);
+    let (s, e) = op(&alpha, "POST", &format!("/operator/intents/{}/end", in_dss[0]), None).await;
+    assert_eq!(s, 200, "{e}");
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped. Needs root, as CI has.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test needs to mount a tmpfs (run as root, as CI does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_the_plan_and_orphans_nothing() {
+    let cluster = Cluster::start();
+    let mount = cluster.dir.path().join("small-disk");
+    let _fs = Tmpfs::mount(&mount, "8m");
+    let dir = mount.join("alpha");
+    let alpha = cluster.participant_with("alpha", &FULL, &dir, &[]);
+    let (s, first) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 100.0, 0.0, 120.0, 600, 1200))).await;
+    assert_eq!(s, 200, "{first}");
+    // Fill the disk.
+    let filler = mount.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let (s, r) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.02, 100.0, 0.0, 120.0, 600, 1200))).await;
+    assert_eq!(s, 503, "a plan that cannot be recorded must fail: {r}");
+    assert!(r["message"].as_str().is_some_and(|m| m.contains("durably")), "{r}");
+    let first_id = first["operational_intent_id"].as_str().expect("id").to_owned();
+    assert_eq!(dss_ids(&cluster, "alpha").await, vec![first_id.clone()], "nothing orphaned in the DSS");
+    // Space freed: planning works again, by itself.
+    std::fs::remove_file(&filler).expect("free space");
+    let (s, r) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.02, 100.0, 0.0, 120.0, 600, 1200))).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(dss_ids(&cluster, "alpha").await.len(), 2);
+    assert_eq!(own_ids(&alpha).await, dss_ids(&cluster, "alpha").await);
+    drop(alpha);
+    let _ = BIN;
+}
