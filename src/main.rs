@@ -43,7 +43,7 @@ enum Command {
     /// Run a development OAuth 2.0 token server that the DSS and participants can trust.
     Auth(AuthArgs),
     /// Run one organization's participant (USS): peer API, operator API, planner.
-    Uss(UssArgs),
+    Uss(Box<UssArgs>),
     /// Ask a participant to plan an operation described in a flight file (JSON).
     Plan(OperatorFileArgs),
     /// Ask a participant to activate one of its planned operations.
@@ -281,7 +281,7 @@ fn main() -> Result<()> {
         Command::Dss(args) => run_dss(args),
         Command::Bench(args) => run_bench(args),
         Command::Auth(args) => run_auth(args),
-        Command::Uss(args) => run_uss(args),
+        Command::Uss(args) => run_uss(*args),
         Command::Plan(a) => operator::call("POST", &a.conn, "/operator/plan", Some(&a.file)),
         Command::Activate(a) => operator::call("POST", &a.conn, &format!("/operator/intents/{}/activate", a.id), None),
         Command::Modify(a) => {

@@ -1,7 +1,7 @@
 //! The participant, the planner and the demo, with real processes.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
@@ -14,7 +14,6 @@ pub struct Participant {
     pub url: String,
     pub operator: String,
     pub token: String,
-    pub data: PathBuf,
 }
 
 impl Drop for Participant {
@@ -134,7 +133,7 @@ impl Cluster {
         args.extend(extra);
         let (child, urls) = spawn_lines(&args, 2);
         let token = self.token_sync(&format!("{name}-operator"), "deconflict.operator");
-        Participant { child, url: urls[0].clone(), operator: urls[1].clone(), token, data: data.to_path_buf() }
+        Participant { child, url: urls[0].clone(), operator: urls[1].clone(), token }
     }
 
     /// A token from the development token server (audience 127.0.0.1).

@@ -206,6 +206,42 @@ pub fn subscribers_to_wire(subs: &[DomainSubscriber]) -> Vec<wire::SubscriberToN
         .collect()
 }
 
+fn altitude_to_wire(metres: Option<f64>) -> Option<wire::Altitude> {
+    metres.map(|value| wire::Altitude { value, reference: "W84".into(), units: "M".into() })
+}
+
+/// One domain volume as the wire writes it (WGS84 metres, RFC 3339 times); open bounds are
+/// omitted. `volume_from_wire(&volume_to_wire(v))` gives `v` back.
+pub fn volume_to_wire(v: &geo4d::Volume4D) -> wire::Volume4D {
+    let point = |p: LatLng| wire::LatLngPoint { lat: p.lat(), lng: p.lng() };
+    let (outline_polygon, outline_circle) = match &v.footprint {
+        Footprint::Polygon(p) => {
+            (Some(wire::Polygon { vertices: p.vertices().iter().map(|q| point(*q)).collect() }), None)
+        }
+        Footprint::Circle(c) => (
+            None,
+            Some(wire::Circle {
+                center: Some(point(c.center())),
+                radius: Some(wire::Radius { value: c.radius_m(), units: "M".into() }),
+            }),
+        ),
+    };
+    wire::Volume4D {
+        volume: wire::Volume3D {
+            outline_circle,
+            outline_polygon,
+            altitude_lower: altitude_to_wire(v.altitude.lower_m()),
+            altitude_upper: altitude_to_wire(v.altitude.upper_m()),
+        },
+        time_start: v.time.start().map(time_to_wire),
+        time_end: v.time.end().map(time_to_wire),
+    }
+}
+
+pub fn extents_to_wire(extents: &[geo4d::Volume4D]) -> Vec<wire::Volume4D> {
+    extents.iter().map(volume_to_wire).collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -251,40 +287,19 @@ mod tests {
     fn parse_uuid_v4_check(s: &str) -> bool {
         crate::parse_uuid_v4(s, "id").is_ok()
     }
-}
 
-fn altitude_to_wire(metres: Option<f64>) -> Option<wire::Altitude> {
-    metres.map(|value| wire::Altitude { value, reference: "W84".into(), units: "M".into() })
-}
-
-/// One domain volume as the wire writes it (WGS84 metres, RFC 3339 times); open bounds are
-/// omitted. `volume_from_wire(&volume_to_wire(v))` gives `v` back.
-pub fn volume_to_wire(v: &geo4d::Volume4D) -> wire::Volume4D {
-    let point = |p: LatLng| wire::LatLngPoint { lat: p.lat(), lng: p.lng() };
-    let (outline_polygon, outline_circle) = match &v.footprint {
-        Footprint::Polygon(p) => {
-            (Some(wire::Polygon { vertices: p.vertices().iter().map(|q| point(*q)).collect() }), None)
+    #[test]
+    fn volumes_round_trip_through_the_wire() {
+        let circle = r#"{"volume": {"outline_circle": {"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 250.5, "units": "M"}},
+            "altitude_lower": {"value": 10, "reference": "W84", "units": "M"}},
+            "time_start": {"value": "2027-01-15T08:00:00.123456Z", "format": "RFC3339"}}"#;
+        let polygon = r#"{"volume": {"outline_polygon": {"vertices": [{"lat": 47.0, "lng": 8.0}, {"lat": 47.0, "lng": 8.01}, {"lat": 47.01, "lng": 8.01}]},
+            "altitude_upper": {"value": 120, "reference": "W84", "units": "M"}},
+            "time_end": {"value": "2027-01-15T09:00:00Z", "format": "RFC3339"}}"#;
+        for json in [circle, polygon] {
+            let domain = vol(json).unwrap();
+            let back = volume_from_wire(&volume_to_wire(&domain), "v").unwrap();
+            assert_eq!(back, domain);
         }
-        Footprint::Circle(c) => (
-            None,
-            Some(wire::Circle {
-                center: Some(point(c.center())),
-                radius: Some(wire::Radius { value: c.radius_m(), units: "M".into() }),
-            }),
-        ),
-    };
-    wire::Volume4D {
-        volume: wire::Volume3D {
-            outline_circle,
-            outline_polygon,
-            altitude_lower: altitude_to_wire(v.altitude.lower_m()),
-            altitude_upper: altitude_to_wire(v.altitude.upper_m()),
-        },
-        time_start: v.time.start().map(time_to_wire),
-        time_end: v.time.end().map(time_to_wire),
     }
-}
-
-pub fn extents_to_wire(extents: &[geo4d::Volume4D]) -> Vec<wire::Volume4D> {
-    extents.iter().map(volume_to_wire).collect()
 }
