@@ -16,7 +16,7 @@ pub fn call(method: &str, conn: &crate::OperatorConn, path: &str, file: Option<&
     let url = format!("{}{}", uss.trim_end_matches('/'), path);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (status, value) = runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
         let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes())?, &url).bearer_auth(&conn.token);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);

@@ -166,11 +166,12 @@ impl Db {
         )?;
         let total: i64 = tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM notifications", [], |r| r.get(0))?;
         if total > MAX_NOTIFICATION_BYTES {
-            // Remove the oldest rows whose removal brings the total under the bound.
+            // Remove the oldest rows, up to and including the one that brings the total under
+            // the bound (each row whose predecessors' sum is still short of the excess).
             tx.execute(
                 "DELETE FROM notifications WHERE seq IN (
-                     SELECT seq FROM (SELECT seq, SUM(bytes) OVER (ORDER BY seq) AS running FROM notifications)
-                     WHERE running <= ?1)",
+                     SELECT seq FROM (SELECT seq, bytes, SUM(bytes) OVER (ORDER BY seq) AS running FROM notifications)
+                     WHERE running - bytes < ?1)",
                 params![total - MAX_NOTIFICATION_BYTES],
             )?;
         }
@@ -254,8 +255,10 @@ mod tests {
         }
         let (count, _) = db.notification_stats().expect("stats");
         assert_eq!(count, MAX_NOTIFICATIONS);
-        let window = db.notifications(100, 110, 100, false).expect("query");
-        assert!(window.is_empty(), "the oldest were trimmed");
+        let window = db.notifications(0, 50, 100, false).expect("query");
+        assert!(window.is_empty(), "the oldest 50 were trimmed: {window:?}");
+        let window = db.notifications(50, 60, 100, false).expect("query");
+        assert_eq!(window.len(), 10, "the rest is kept");
         let last = MAX_NOTIFICATIONS + 49;
         let window = db.notifications(last - 4, last + 1, 100, false).expect("query");
         assert_eq!(window.len(), 5);

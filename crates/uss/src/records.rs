@@ -187,8 +187,17 @@ pub fn verify_intent(dss: &OperationalIntentReference, got: WireIntent) -> Resul
         return Err("the details have no volumes".into());
     }
     let mut volumes = volumes_from_wire(&got.details.volumes, "details.volumes")?;
-    volumes.extend(volumes_from_wire(&got.details.off_nominal_volumes, "details.off_nominal_volumes")?);
-    within_reference_times(&volumes, &dss.time_start, &dss.time_end)?;
+    let off_nominal = volumes_from_wire(&got.details.off_nominal_volumes, "details.off_nominal_volumes")?;
+    // The DSS's bounds are those of the extents written: the nominal volumes in nominal states;
+    // off-nominal states may register only their off-nominal volumes.
+    match state {
+        OperationalIntentState::Accepted | OperationalIntentState::Activated => {
+            within_reference_times(&volumes, &dss.time_start, &dss.time_end)?
+        }
+        _ if !off_nominal.is_empty() => within_reference_times(&off_nominal, &dss.time_start, &dss.time_end)?,
+        _ => within_reference_times(&volumes, &dss.time_start, &dss.time_end)?,
+    }
+    volumes.extend(off_nominal);
     Ok(KnownIntent { wire: got, state, volumes })
 }
 
