@@ -24,6 +24,8 @@ enum Behaviour {
     Hang,
     /// 200 with a 300 MB body, sent without a length.
     Huge,
+    /// 503 to the first request, 204 to the rest.
+    FlakyThenOk,
 }
 
 /// A peer on a free loopback port behaving badly; returns its base URL and a counter of the
@@ -33,10 +35,12 @@ async fn fake_peer(behaviour: Behaviour) -> (String, Arc<tokio::sync::Notify>) {
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(tokio::sync::Notify::new());
     let seen2 = seen.clone();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else { return };
             let seen = seen2.clone();
+            let served = served.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut got = Vec::new();
@@ -50,6 +54,12 @@ async fn fake_peer(behaviour: Behaviour) -> (String, Arc<tokio::sync::Notify>) {
                 let request = String::from_utf8_lossy(&got).to_string();
                 let id = request.split_whitespace().nth(1).and_then(|p| p.rsplit('/').next()).unwrap_or("").to_owned();
                 match behaviour {
+                    Behaviour::FlakyThenOk => {
+                        let first = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                        let status = if first { "503 Service Unavailable" } else { "204 No Content" };
+                        let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                        let _ = sock.write_all(resp.as_bytes()).await;
+                    }
                     Behaviour::Hang => {
                         tokio::time::sleep(std::time::Duration::from_secs(120)).await;
                     }
@@ -487,4 +497,44 @@ async fn a_full_disk_refuses_the_plan_and_orphans_nothing() {
     assert_eq!(own_ids(&alpha).await, dss_ids(&cluster, "alpha").await);
     drop(alpha);
     let _ = BIN;
+}
+
+#[tokio::test]
+async fn a_failed_notification_is_retried_and_the_operator_sees_the_outcome() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let (base, _) = fake_peer(Behaviour::FlakyThenOk).await;
+    let tok = cluster.token("flaky", SC).await;
+    let sub = json!({"extents": crate::harness::circle(47.0, 8.0, 2000.0, 0, 3600), "uss_base_url": base,
+                     "notify_for_operational_intents": true});
+    let (s, r) =
+        call("PUT", &format!("{}/dss/v1/subscriptions/{}", cluster.dss.url, new_id()), Some(&tok), Some(&sub)).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 100.0, 0.0, 120.0, 600, 1200))).await;
+    assert_eq!(s, 200, "{a}");
+    let id = a["operational_intent_id"].as_str().expect("id").to_owned();
+    let first =
+        a["notified"].as_array().expect("notified").iter().find(|d| d["uss_base_url"] == base.as_str()).cloned();
+    let first = first.unwrap_or_else(|| panic!("the subscriber was not notified: {a}"));
+    assert_eq!(
+        (first["acknowledged"].clone(), first["status"].clone(), first["retrying"].clone()),
+        (json!(false), json!(503), json!(true)),
+        "{a}"
+    );
+    // The retry (after about a second) succeeds, and the operator's status shows it.
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (_, st) = op(&alpha, "GET", "/operator/status", None).await;
+        let d = st["own_intents"][&id]["notified"]
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["uss_base_url"] == base.as_str()).cloned());
+        if let Some(d) = d.filter(|d| d["acknowledged"] == true) {
+            assert_eq!(d["attempts"], 2, "{d}");
+            assert_eq!(d["retrying"], false, "{d}");
+            return;
+        }
+        last = st;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the failed notification was never retried successfully: {last}");
 }
