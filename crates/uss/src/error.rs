@@ -24,6 +24,9 @@ pub enum UssError {
     /// A body that is not `application/json` (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A body over the size limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The participant does not provide this (412, as the spec answers for telemetry).
     #[error("{0}")]
     NotProvided(String),
@@ -59,6 +62,7 @@ impl UssError {
             UssError::NotFound(_) => StatusCode::NOT_FOUND,
             UssError::Busy(_) => StatusCode::CONFLICT,
             UssError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UssError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UssError::NotProvided(_) => StatusCode::PRECONDITION_FAILED,
             UssError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             UssError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -80,4 +84,17 @@ impl IntoResponse for UssError {
         }
         response
     }
+}
+
+/// The body of a request, or why it could not be read, as an `ErrorResponse`.
+pub fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, UssError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            UssError::PayloadTooLarge(format!("the request body exceeds {} bytes", crate::MAX_REQUEST_BYTES))
+        } else {
+            UssError::BadRequest(format!("the request body could not be read: {e}"))
+        }
+    })
 }

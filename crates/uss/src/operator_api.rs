@@ -17,6 +17,7 @@ use crate::operator::{FlightRequest, PlanOutcome};
 use crate::{now, Uss, MAX_REQUEST_BYTES};
 
 type St = State<Arc<Uss>>;
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
 
 pub fn app(uss: Arc<Uss>) -> Router {
     Router::new()
@@ -59,20 +60,15 @@ fn outcome(o: PlanOutcome) -> Response {
     (status, Json(o)).into_response()
 }
 
-async fn plan(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+async fn plan(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let (volumes, priority) = flight(&headers, &body)?;
+    let (volumes, priority) = flight(&headers, &crate::error::body_bytes(body)?)?;
     Ok(outcome(uss.plan_new(volumes, priority).await?))
 }
 
-async fn modify(
-    State(uss): St,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, UssError> {
+async fn modify(State(uss): St, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let (volumes, priority) = flight(&headers, &body)?;
+    let (volumes, priority) = flight(&headers, &crate::error::body_bytes(body)?)?;
     Ok(outcome(uss.modify(&id, volumes, priority).await?))
 }
 
@@ -96,9 +92,9 @@ async fn end(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Resu
     Ok(outcome(uss.end(&id).await?))
 }
 
-async fn publish_constraint(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+async fn publish_constraint(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let (volumes, _) = flight(&headers, &body)?;
+    let (volumes, _) = flight(&headers, &crate::error::body_bytes(body)?)?;
     Ok(Json(uss.publish_constraint(volumes).await?).into_response())
 }
 
@@ -107,9 +103,9 @@ async fn end_constraint(State(uss): St, headers: HeaderMap, Path(id): Path<Strin
     Ok(Json(uss.end_constraint(&id).await?).into_response())
 }
 
-async fn subscribe(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+async fn subscribe(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let (volumes, _) = flight(&headers, &body)?;
+    let (volumes, _) = flight(&headers, &crate::error::body_bytes(body)?)?;
     Ok(Json(uss.subscribe(volumes).await?).into_response())
 }
 

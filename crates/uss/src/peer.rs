@@ -15,6 +15,7 @@ use crate::records::{verify_constraint, verify_intent, Received};
 use crate::{now, now_text, Uss, MAX_REQUEST_BYTES};
 
 type St = State<Arc<Uss>>;
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
 
 /// The peer listener's router. It has no operator route: those live on their own listener.
 pub fn app(uss: Arc<Uss>) -> Router {
@@ -91,9 +92,9 @@ fn not_manager(sender: &str, what: &str, manager: &str) -> UssError {
 /// A peer tells us an operational intent changed. Accepted only from the authenticated sender
 /// that the DSS records as its manager, with details matching the DSS's reference; otherwise
 /// 403 (or 400 for details that do not match) and nothing we know changes.
-async fn notify_intent(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+async fn notify_intent(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     let caller = uss.peer(&headers, &[Scope::StrategicCoordination])?;
-    let p: api::PutOperationalIntentDetailsParameters = parse(&body)?;
+    let p: api::PutOperationalIntentDetailsParameters = parse(&crate::error::body_bytes(body)?)?;
     let id = p.operational_intent_id.clone();
     api::parse_uuid_v4(&id, "operational_intent_id").map_err(|e| UssError::BadRequest(e.message))?;
     let mut received = Received {
@@ -168,9 +169,9 @@ async fn notify_intent(State(uss): St, headers: HeaderMap, body: axum::body::Byt
 }
 
 /// A peer tells us a constraint changed; the same rules as for intents.
-async fn notify_constraint(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+async fn notify_constraint(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     let caller = uss.peer(&headers, &[Scope::ConstraintManagement])?;
-    let p: api::PutConstraintDetailsParameters = parse(&body)?;
+    let p: api::PutConstraintDetailsParameters = parse(&crate::error::body_bytes(body)?)?;
     let id = p.constraint_id.clone();
     api::parse_uuid_v4(&id, "constraint_id").map_err(|e| UssError::BadRequest(e.message))?;
     let mut received = Received {
@@ -237,7 +238,7 @@ async fn notify_constraint(State(uss): St, headers: HeaderMap, body: axum::body:
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn report(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, UssError> {
+async fn report(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     let caller = uss.peer(
         &headers,
         &[
@@ -248,7 +249,7 @@ async fn report(State(uss): St, headers: HeaderMap, body: axum::body::Bytes) -> 
             Scope::AvailabilityArbitration,
         ],
     )?;
-    let mut report: serde_json::Map<String, serde_json::Value> = parse(&body)?;
+    let mut report: serde_json::Map<String, serde_json::Value> = parse(&crate::error::body_bytes(body)?)?;
     let id = uuid::Uuid::new_v4().to_string();
     tracing::warn!(from = %caller.manager, report_id = %id, "report received");
     report.insert("report_id".into(), serde_json::Value::String(id));
