@@ -172,8 +172,13 @@ fn micros(t: &Option<String>, field: &str, default: i64) -> Result<i64, UssError
 }
 
 /// The notification history, oldest first, in a time window.
-async fn notifications(State(uss): St, headers: HeaderMap, Query(w): Query<Window>) -> Result<Response, UssError> {
+async fn notifications(
+    State(uss): St,
+    headers: HeaderMap,
+    query: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UssError> {
     uss.operator(&headers)?;
+    let Query(w) = query.map_err(|e| UssError::BadRequest(format!("query parameters: {e}")))?;
     let after = micros(&w.after, "after", i64::MIN)?;
     let before = micros(&w.before, "before", i64::MAX)?;
     let limit = w.limit.unwrap_or(1000).clamp(1, 10_000);
