@@ -212,13 +212,19 @@ async fn spoofed_notifications_and_deletions_change_nothing() {
 
     // A spoofed constraint notice is refused too.
     let cm = cluster.token("mallory", "utm.constraint_management").await;
+    // A deletion notice for a constraint nobody holds changes nothing, and the history says so.
+    let unknown = new_id();
     let (s, r) = peer_post(
         &format!("{}/uss/v1/constraints", bravo.url),
         &cm,
-        &json!({"constraint_id": new_id(), "subscriptions": []}),
+        &json!({"constraint_id": unknown, "subscriptions": []}),
     )
     .await;
-    assert!(s == 204 || s == 403, "{s} {r}");
+    assert_eq!(s, 204, "{r}");
+    let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
+    let noted =
+        st["notifications"].as_array().expect("history").iter().find(|n| n["entity_id"] == unknown.as_str()).cloned();
+    assert_eq!(noted.map(|n| n["accepted"].clone()), Some(json!(false)), "{st}");
     let (s, r) = peer_post(
         &format!("{}/uss/v1/constraints", bravo.url),
         &cm,
@@ -309,14 +315,16 @@ async fn the_operator_interface_is_separate_and_authenticated() {
     // An innocent participant's routine notification then changes nothing for bravo.
     let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.01, 8.0, 100.0, 0.0, 50.0, 600, 900))).await;
     assert_eq!(s, 200, "{a}");
-    assert!(
-        a["notified"]
-            .as_array()
-            .expect("notified")
-            .iter()
-            .all(|d| d["acknowledged"] != true || d["uss_base_url"] == bravo.url),
-        "{a}"
-    );
+    let evil: Vec<&Value> = a["notified"]
+        .as_array()
+        .expect("notified")
+        .iter()
+        .filter(|d| d["uss_base_url"].as_str().is_some_and(|u| u.contains("/operator/")))
+        .collect();
+    assert_eq!(evil.len(), 2, "both planted subscribers were called at their peer paths: {a}");
+    for d in evil {
+        assert_eq!((d["status"].clone(), d["acknowledged"].clone()), (json!(404), json!(false)), "{d}");
+    }
     assert_eq!(own_ids(&bravo).await, vec![b_id.clone()], "bravo's flight must still be there");
     assert!(dss_ids(&cluster, "bravo").await.contains(&b_id));
 }
