@@ -291,3 +291,64 @@ pub struct Received {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(id: &str, manager: &str, version: i32, ovn: Option<&str>) -> OperationalIntentReference {
+        OperationalIntentReference {
+            id: id.into(),
+            manager: manager.into(),
+            uss_availability: "Normal".into(),
+            version,
+            state: "Accepted".into(),
+            ovn: ovn.map(str::to_owned),
+            time_start: api::Time { value: "2027-01-15T08:00:00Z".into(), format: "RFC3339".into() },
+            time_end: api::Time { value: "2027-01-15T09:00:00Z".into(), format: "RFC3339".into() },
+            uss_base_url: "https://uss.example/utm".into(),
+            subscription_id: "0f3e0e9c-7f0b-4b0e-8f8e-9b1a3c5d7e9f".into(),
+        }
+    }
+
+    fn details(start: &str, end: &str) -> api::OperationalIntentDetails {
+        let v: api::Volume4D = serde_json::from_value(serde_json::json!({
+            "volume": {"outline_circle": {"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 100, "units": "M"}},
+                       "altitude_lower": {"value": 0, "reference": "W84", "units": "M"},
+                       "altitude_upper": {"value": 100, "reference": "W84", "units": "M"}},
+            "time_start": {"value": start, "format": "RFC3339"}, "time_end": {"value": end, "format": "RFC3339"}}))
+        .expect("volume");
+        api::OperationalIntentDetails { volumes: vec![v], off_nominal_volumes: vec![], priority: 3 }
+    }
+
+    #[test]
+    fn details_are_accepted_only_when_they_match_the_dss_reference() {
+        let dss = reference("a", "alpha", 2, None);
+        let good = || WireIntent {
+            reference: reference("a", "alpha", 2, Some("ovn-of-alpha-0001")),
+            details: details("2027-01-15T08:00:00Z", "2027-01-15T09:00:00Z"),
+        };
+        let k = verify_intent(&dss, good()).expect("matching details");
+        assert_eq!((k.wire.details.priority, k.volumes.len()), (3, 1));
+        let cases: Vec<(&str, Box<dyn Fn(&mut WireIntent)>)> = vec![
+            ("for `b`", Box::new(|w| w.reference.id = "b".into())),
+            ("manager", Box::new(|w| w.reference.manager = "mallory".into())),
+            ("version", Box::new(|w| w.reference.version = 3)),
+            ("no OVN", Box::new(|w| w.reference.ovn = None)),
+            ("no volumes", Box::new(|w| w.details.volumes.clear())),
+            ("time bounds", Box::new(|w| w.details = details("2027-01-15T08:00:00Z", "2027-01-15T11:00:00Z"))),
+            (
+                "radius",
+                Box::new(|w| w.details.volumes[0].volume.outline_circle.as_mut().expect("circle").radius = None),
+            ),
+        ];
+        for (needle, spoil) in cases {
+            let mut w = good();
+            spoil(&mut w);
+            match verify_intent(&dss, w) {
+                Err(why) => assert!(why.contains(needle), "`{why}` should mention `{needle}`"),
+                Ok(_) => panic!("spoiled details ({needle}) were accepted"),
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The participant's two routers in process: which routes each has, and how failures map to
+//! statuses and `ErrorResponse` bodies (no network: nothing here reaches the DSS or a peer).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+const DEV_PUBLIC: &str = include_str!("../../../src/keys/dev-public.pem");
+const DEV_PRIVATE: &str = include_str!("../../../src/keys/dev-private.pem");
+
+fn token(sub: &str, scope: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let (key, alg) = match EncodingKey::from_ec_pem(DEV_PRIVATE.as_bytes()) {
+        Ok(k) => (k, Algorithm::ES256),
+        Err(_) => (EncodingKey::from_rsa_pem(DEV_PRIVATE.as_bytes()).expect("dev key"), Algorithm::RS256),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({"sub": sub, "aud": "localhost", "scope": scope, "exp": now + 600, "iat": now});
+    jsonwebtoken::encode(&Header::new(alg), &claims, &key).expect("sign")
+}
+
+fn participant(dir: &std::path::Path) -> Arc<uss::Uss> {
+    let verifier = || {
+        auth::Verifier::new(&[("dev".into(), DEV_PUBLIC.as_bytes().to_vec())], vec!["localhost".into()])
+            .expect("verifier")
+    };
+    let tokens = uss::tokens::TokenSource::new(
+        reqwest::Client::new(),
+        "http://127.0.0.1:9/token".into(),
+        "bravo".into(),
+        None,
+        vec!["utm.strategic_coordination".into()],
+    );
+    let config = uss::UssConfig {
+        base_url: "http://127.0.0.1:9".into(),
+        dss_url: "http://127.0.0.1:9".into(),
+        scopes: vec!["utm.strategic_coordination".into()],
+        peer_timeout: Duration::from_secs(1),
+        max_priority: 10,
+        operator_subjects: vec![],
+        notify_retry_for: Duration::ZERO,
+        crash_at: None,
+    };
+    uss::Uss::open(config, tokens, verifier(), verifier(), dir).expect("open")
+}
+
+async fn send(app: axum::Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = app.oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+fn post(uri: &str, tok: Option<&str>, content_type: &str, body: &str) -> Request<Body> {
+    let mut b = Request::post(uri).header("content-type", content_type);
+    if let Some(t) = tok {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(body.to_owned())).expect("request")
+}
+
+fn assert_error(got: (StatusCode, serde_json::Value), status: StatusCode, needle: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    let message = got.1["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "`{message}` should mention `{needle}`");
+}
+
+const FLIGHT: &str = r#"{"volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 100},
+    "altitude_lower_m": 0, "altitude_upper_m": 100, "start": "+60", "end": "+600"}], "priority": 0}"#;
+
+#[tokio::test]
+async fn the_operator_router_requires_the_operator_scope_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = uss::operator_app(participant(dir.path()));
+    let operator = token("bravo-operator", "deconflict.operator");
+    let peer = token("alpha", "utm.strategic_coordination utm.constraint_processing");
+    assert_error(
+        send(app.clone(), post("/operator/plan", None, "application/json", FLIGHT)).await,
+        StatusCode::UNAUTHORIZED,
+        "Authorization",
+    );
+    assert_error(
+        send(app.clone(), post("/operator/plan", Some(&peer), "application/json", FLIGHT)).await,
+        StatusCode::FORBIDDEN,
+        "deconflict.operator",
+    );
+    assert_error(
+        send(app.clone(), post("/operator/plan", Some(&operator), "text/plain", FLIGHT)).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "application/json",
+    );
+    assert_error(
+        send(app.clone(), post("/operator/plan", Some(&operator), "application/x-www-form-urlencoded", "volumes=1"))
+            .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "application/json",
+    );
+    let high = FLIGHT.replace("\"priority\": 0", "\"priority\": 11");
+    assert_error(
+        send(app.clone(), post("/operator/plan", Some(&operator), "application/json", &high)).await,
+        StatusCode::BAD_REQUEST,
+        "max-priority",
+    );
+    assert_error(
+        send(app.clone(), post("/operator/plan", Some(&operator), "application/json", "{")).await,
+        StatusCode::BAD_REQUEST,
+        "JSON",
+    );
+    assert_error(
+        send(app.clone(), post("/operator/intents/x/end", Some(&operator), "application/json", "")).await,
+        StatusCode::NOT_FOUND,
+        "no operational intent",
+    );
+    assert_error(
+        send(app.clone(), post("/uss/v1/operational_intents", Some(&operator), "application/json", "{}")).await,
+        StatusCode::NOT_FOUND,
+        "no such endpoint",
+    );
+    let status = Request::get("/operator/status")
+        .header("authorization", format!("Bearer {operator}"))
+        .body(Body::empty())
+        .expect("req");
+    let (s, body) = send(app.clone(), status).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["participant"], "bravo");
+    let bad_query = Request::get("/operator/notifications?after=yesterday")
+        .header("authorization", format!("Bearer {operator}"))
+        .body(Body::empty())
+        .expect("req");
+    assert_error(send(app, bad_query).await, StatusCode::BAD_REQUEST, "after");
+}
+
+#[tokio::test]
+async fn the_peer_router_has_no_operator_route_and_checks_its_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = uss::peer_app(participant(dir.path()));
+    let operator = token("bravo-operator", "deconflict.operator");
+    let peer = token("alpha", "utm.strategic_coordination");
+    assert_error(
+        send(app.clone(), post("/operator/plan", Some(&operator), "application/json", FLIGHT)).await,
+        StatusCode::NOT_FOUND,
+        "no such endpoint",
+    );
+    assert_error(
+        send(app.clone(), post("/uss/v1/operational_intents", None, "application/json", "{}")).await,
+        StatusCode::UNAUTHORIZED,
+        "Authorization",
+    );
+    assert_error(
+        send(app.clone(), post("/uss/v1/operational_intents", Some(&operator), "application/json", "{}")).await,
+        StatusCode::FORBIDDEN,
+        "utm.strategic_coordination",
+    );
+    assert_error(
+        send(app.clone(), post("/uss/v1/operational_intents", Some(&peer), "application/json", "[1, 2")).await,
+        StatusCode::BAD_REQUEST,
+        "JSON",
+    );
+    let bad_id = r#"{"operational_intent_id": "not-a-uuid", "subscriptions": []}"#;
+    assert_error(
+        send(app.clone(), post("/uss/v1/operational_intents", Some(&peer), "application/json", bad_id)).await,
+        StatusCode::BAD_REQUEST,
+        "UUIDv4",
+    );
+    let get = Request::get("/uss/v1/operational_intents/0f3e0e9c-7f0b-4b0e-8f8e-9b1a3c5d7e9f")
+        .header("authorization", format!("Bearer {peer}"))
+        .body(Body::empty())
+        .expect("req");
+    assert_error(send(app, get).await, StatusCode::NOT_FOUND, "not managed here");
+}
