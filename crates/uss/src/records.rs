@@ -330,7 +330,8 @@ mod tests {
         };
         let k = verify_intent(&dss, good()).expect("matching details");
         assert_eq!((k.wire.details.priority, k.volumes.len()), (3, 1));
-        let cases: Vec<(&str, Box<dyn Fn(&mut WireIntent)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut WireIntent)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("for `b`", Box::new(|w| w.reference.id = "b".into())),
             ("manager", Box::new(|w| w.reference.manager = "mallory".into())),
             ("version", Box::new(|w| w.reference.version = 3)),
