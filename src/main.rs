@@ -253,6 +253,12 @@ struct DssArgs {
     /// Seconds between two sweeps that remove expired entities.
     #[arg(long, default_value_t = 60)]
     expiry_interval_secs: u64,
+    /// Enforce the spec's text that asking for constraint notifications (`notify_for_constraints`
+    /// in a subscription or an intent's `new_subscription`) needs `utm.constraint_processing`.
+    /// By default the DSS accepts it with `utm.strategic_coordination` alone, as the reference
+    /// DSS does and ecosystem clients expect.
+    #[arg(long)]
+    strict_scopes: bool,
 }
 
 #[derive(Args)]
@@ -360,8 +366,10 @@ fn run_dss(args: DssArgs) -> Result<()> {
         "store recovered"
     );
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
-    let config = Config { retention_s: args.retention_secs.max(0), ..Config::default() };
-    let state = Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics });
+    let config =
+        Config { retention_s: args.retention_secs.max(0), strict_scopes: args.strict_scopes, ..Config::default() };
+    let version = format!("deconflict-{}+{}", env!("CARGO_PKG_VERSION"), env!("DECONFLICT_COMMIT"));
+    let state = Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics, version });
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

@@ -325,7 +325,7 @@ async fn subscriptions_crud_and_notifications() {
     assert_error_shape(s, &b, 400, "no notification kind");
     let cons = json!({"extents": area, "uss_base_url": "http://alpha.test", "notify_for_constraints": true});
     let (s, _) = call("PUT", &dss.url(&format!("{SUBS}/{}", new_id())), Some(&alpha), Some(&cons)).await;
-    assert_eq!(s, 403, "constraint notifications need constraint processing");
+    assert_eq!(s, 200, "as the reference DSS, constraint notifications are accepted with strategic coordination");
 
     let (s, _) = call("DELETE", &dss.url(&format!("{SUBS}/{sid}/{v2}")), Some(&bravo), None).await;
     assert_eq!(s, 403);

@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod bench;
+mod conformance;
 mod durability;
 mod harness;
 mod input;

@@ -125,6 +125,7 @@ pub fn put_intent_request(p: wire::PutOperationalIntentReferenceParameters) -> R
             uss_base_url: n.uss_base_url,
             notify_for_constraints: n.notify_for_constraints.unwrap_or(false),
         }),
+        requested_ovn_suffix: p.requested_ovn_suffix,
     })
 }
 

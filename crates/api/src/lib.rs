@@ -42,7 +42,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Wire
         return Ok(value);
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let parsed = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
@@ -50,7 +50,10 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Wire
         } else {
             WireError::bad(format!("malformed JSON body at `{path}`: {inner}"))
         }
-    })
+    })?;
+    // The fast path failed; if the value itself parsed, what is left is trailing bytes.
+    de.end().map_err(|e| WireError::bad(format!("malformed JSON body: unexpected data after the JSON value ({e})")))?;
+    Ok(parsed)
 }
 
 /// Parses an entity or subscription id from a path; the standard requires UUIDv4.

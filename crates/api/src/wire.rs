@@ -85,6 +85,10 @@ pub struct PutOperationalIntentReferenceParameters {
     pub subscription_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_subscription: Option<ImplicitSubscriptionParameters>,
+    /// InterUSS extension (not in utm.yaml): a UUIDv7 whose time is within 5 minutes of now;
+    /// the new OVN is then `{entityid}_{requested_ovn_suffix}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_ovn_suffix: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,7 +109,8 @@ pub struct PutSubscriptionParameters {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetUssAvailabilityStatusParameters {
-    /// Required by the schema (use "" before the first change); `null` is not a string.
+    /// `""` when omitted, the default `utm.yaml` gives it (before the first change).
+    #[serde(default)]
     pub old_version: String,
     pub availability: String,
 }
@@ -218,8 +223,12 @@ pub struct GetSubscriptionResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PutSubscriptionResponse {
     pub subscription: Subscription,
-    pub operational_intent_references: Vec<OperationalIntentReference>,
-    pub constraint_references: Vec<ConstraintReference>,
+    /// Present only when the subscription notifies for operational intents (utm.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operational_intent_references: Option<Vec<OperationalIntentReference>>,
+    /// Present only when the subscription notifies for constraints (utm.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint_references: Option<Vec<ConstraintReference>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

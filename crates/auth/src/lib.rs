@@ -31,6 +31,12 @@ pub enum Scope {
     /// `deconflict.operator`: may command a participant's own operations through its
     /// operator interface. Never granted by holding any `utm.*` scope.
     Operator,
+    /// InterUSS's auxiliary API (`aux_.yaml`): the remote-ID scopes `validate_oauth` takes,
+    /// and the pool's.
+    RidRead,
+    RidWrite,
+    PoolStatusRead,
+    PoolHeartbeatWrite,
 }
 
 impl Scope {
@@ -42,6 +48,10 @@ impl Scope {
             "utm.conformance_monitoring_sa" => Scope::ConformanceMonitoringSa,
             "utm.availability_arbitration" => Scope::AvailabilityArbitration,
             "deconflict.operator" => Scope::Operator,
+            "dss.read.identification_service_areas" => Scope::RidRead,
+            "dss.write.identification_service_areas" => Scope::RidWrite,
+            "interuss.pool_status.read" => Scope::PoolStatusRead,
+            "interuss.pool_status.heartbeat.write" => Scope::PoolHeartbeatWrite,
             _ => return None,
         })
     }
@@ -53,6 +63,10 @@ impl Scope {
             Scope::ConformanceMonitoringSa => "utm.conformance_monitoring_sa",
             Scope::AvailabilityArbitration => "utm.availability_arbitration",
             Scope::Operator => "deconflict.operator",
+            Scope::RidRead => "dss.read.identification_service_areas",
+            Scope::RidWrite => "dss.write.identification_service_areas",
+            Scope::PoolStatusRead => "interuss.pool_status.read",
+            Scope::PoolHeartbeatWrite => "interuss.pool_status.heartbeat.write",
         }
     }
 }

@@ -68,7 +68,10 @@ impl<S: Store> Dss<S> {
                 req.state.as_str()
             )));
         }
-        if req.new_subscription.as_ref().is_some_and(|n| n.notify_for_constraints)
+        // The spec asks for utm.constraint_processing; the reference DSS does not, and clients
+        // rely on that, so only --strict-scopes enforces it.
+        if self.config.strict_scopes
+            && req.new_subscription.as_ref().is_some_and(|n| n.notify_for_constraints)
             && !caller.has(Scope::ConstraintProcessing)
         {
             return Err(DssError::Forbidden(
@@ -92,8 +95,39 @@ impl<S: Store> Dss<S> {
                 req.state.as_str()
             )));
         }
+        if let Some(suffix) = &req.requested_ovn_suffix {
+            self.check_requested_ovn_suffix(suffix)?;
+        }
         let key: HashSet<&str> = req.key.iter().map(String::as_str).collect();
         retrying!(self, self.try_put_intent(caller, id, ovn, &req, &key))
+    }
+
+    /// The InterUSS requested-OVN extension (the reference DSS and its tools implement it; not
+    /// in utm.yaml): a UUIDv7 whose embedded time is within the tolerance of now.
+    fn check_requested_ovn_suffix(&self, suffix: &str) -> Result<(), DssError> {
+        if suffix.is_empty() {
+            return Err(DssError::BadRequest("requested_ovn_suffix is empty; give a UUIDv7 or omit it".into()));
+        }
+        let uuid = Uuid::parse_str(suffix).map_err(|_| {
+            DssError::BadRequest(format!("requested_ovn_suffix `{suffix}` is not a UUID (a UUIDv7 is required)"))
+        })?;
+        if uuid.get_version_num() != 7 || suffix.len() != 36 {
+            return Err(DssError::BadRequest(format!(
+                "requested_ovn_suffix `{suffix}` is a version {} UUID; a UUIDv7 is required",
+                uuid.get_version_num()
+            )));
+        }
+        // A UUIDv7 starts with its Unix time in milliseconds (48 bits).
+        let bytes = uuid.as_bytes();
+        let ms = bytes[..6].iter().fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
+        let skew_s = (ms * 1000 - self.now().micros()).abs() / 1_000_000;
+        if skew_s > self.config.requested_ovn_tolerance_s {
+            return Err(DssError::BadRequest(format!(
+                "requested_ovn_suffix `{suffix}` carries a time {skew_s} s from now; at most {} s is allowed",
+                self.config.requested_ovn_tolerance_s
+            )));
+        }
+        Ok(())
     }
 
     async fn try_put_intent(
@@ -198,7 +232,12 @@ impl<S: Store> Dss<S> {
             manager: caller.manager.clone(),
             version: old.as_ref().map_or(1, |o| o.value.version + 1),
             state: req.state,
-            ovn: Ovn::generate(),
+            ovn: match &req.requested_ovn_suffix {
+                Some(suffix) => Ovn::parse(&format!("{id}_{suffix}")).ok_or_else(|| {
+                    DssError::BadRequest("requested_ovn_suffix gives an OVN of invalid length".into())
+                })?,
+                None => Ovn::generate(),
+            },
             extents: req.extents.clone(),
             uss_base_url: req.uss_base_url.clone(),
             subscription_id: attached.as_ref().map(|s| s.id),

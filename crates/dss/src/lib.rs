@@ -131,15 +131,37 @@ pub struct Config {
     /// How long after its end an entity is kept (so its owner can still read, update or delete
     /// it after the flight).
     pub retention_s: i64,
-    /// How far ahead of now an intent, constraint or subscription may end.
+    /// How far ahead of now a subscription may end (intents and constraints have no such
+    /// limit: neither the standard nor the reference DSS sets one, and long-lived constraints are
+    /// normal).
     pub max_horizon_s: i64,
     /// Default duration of a subscription created without an end time.
     pub default_subscription_s: i64,
+    /// Longest a subscription may last (end minus start): 24 hours, as the reference DSS
+    /// enforces (`maxSubscriptionDuration`).
+    pub max_subscription_s: i64,
+    /// Enforce the spec's text that `notify_for_constraints` needs `utm.constraint_processing`.
+    /// Off by default: the reference DSS accepts it with `utm.strategic_coordination` alone and
+    /// ecosystem clients rely on that.
+    pub strict_scopes: bool,
+    /// How far the time in a `requested_ovn_suffix` (a UUIDv7) may be from now.
+    pub requested_ovn_tolerance_s: i64,
+    /// How much later than a dependent intent's start an updated subscription may start (the
+    /// reference DSS's allowance for clock skew).
+    pub subscription_start_tolerance_s: i64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { retention_s: 24 * 3600, max_horizon_s: 90 * 24 * 3600, default_subscription_s: 24 * 3600 }
+        Self {
+            retention_s: 24 * 3600,
+            max_horizon_s: 90 * 24 * 3600,
+            default_subscription_s: 24 * 3600,
+            max_subscription_s: 24 * 3600,
+            strict_scopes: false,
+            requested_ovn_tolerance_s: 5 * 60,
+            subscription_start_tolerance_s: 5 * 60,
+        }
     }
 }
 
@@ -183,7 +205,8 @@ impl<S: Store> Dss<S> {
     }
 
     /// Checks the extents of an intent or constraint: every volume bounded in time and
-    /// altitude, ending in the future and within the horizon.
+    /// altitude, and the union ending in the future (some volumes may have ended already). No
+    /// horizon: the standard and the reference DSS set none.
     fn check_entity_extents(&self, extents: &[Volume4D], what: &str) -> Result<(), DssError> {
         if extents.is_empty() {
             return Err(DssError::BadRequest(format!("{what} needs at least one volume in extents")));
@@ -202,12 +225,6 @@ impl<S: Store> Dss<S> {
         let end = model::time_bounds(extents).end().unwrap_or(Timestamp::MAX);
         if end < now {
             return Err(DssError::BadRequest(format!("{what} may not end in the past")));
-        }
-        if end > now.plus_seconds(self.config.max_horizon_s) {
-            return Err(DssError::BadRequest(format!(
-                "{what} ends more than {} days from now; plan closer to the flight",
-                self.config.max_horizon_s / 86_400
-            )));
         }
         Ok(())
     }
@@ -266,7 +283,7 @@ macro_rules! retrying {
 }
 pub(crate) use retrying;
 
-/// Validates a USS base URL: absolute http(s), no trailing slash.
+/// Validates a USS base URL (`model::check_base_url`): absolute http(s), a host, no query or fragment.
 pub(crate) fn check_base_url(url: &str, field: &str) -> Result<(), DssError> {
     model::check_base_url(url).map_err(|why| DssError::BadRequest(format!("{field} {why}")))
 }

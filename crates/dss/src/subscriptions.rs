@@ -41,8 +41,12 @@ impl<S: Store> Dss<S> {
         let found = self.store.search_subscriptions(area).await?;
         // Notification indexes move without marking the subscription's area: wait for all.
         self.store.durable_barrier().await?;
+        let now = self.now();
         let mut out = Vec::new();
-        for r in found.into_iter().filter(|r| r.value.manager == caller.manager) {
+        // An expired subscription (end in the past) is never listed, though GET by id may still
+        // return it until the expiry sweep removes it.
+        let live = |s: &Subscription| s.end().is_none_or(|e| e >= now);
+        for r in found.into_iter().filter(|r| r.value.manager == caller.manager && live(&r.value)) {
             out.push(self.subscription_view(r.value).await?);
         }
         Ok(out)
@@ -73,7 +77,9 @@ impl<S: Store> Dss<S> {
                 "notify_for_operational_intents requires the utm.strategic_coordination scope".into(),
             ));
         }
-        if req.notify_for_constraints && !caller.has(Scope::ConstraintProcessing) {
+        // The spec asks for utm.constraint_processing; the reference DSS accepts
+        // utm.strategic_coordination alone and clients rely on it: only --strict-scopes enforces.
+        if self.config.strict_scopes && req.notify_for_constraints && !caller.has(Scope::ConstraintProcessing) {
             return Err(DssError::Forbidden(
                 "notify_for_constraints requires the utm.constraint_processing scope".into(),
             ));
@@ -88,6 +94,13 @@ impl<S: Store> Dss<S> {
         let start = req.extents.time.start().unwrap_or(now);
         let end = req.extents.time.end().unwrap_or(start.plus_seconds(self.config.default_subscription_s));
         let time = TimeWindow::new(Some(start), Some(end))?;
+        if end.micros() - start.micros() > self.config.max_subscription_s * 1_000_000 {
+            // The reference DSS refuses subscriptions over 24 hours (its maxSubscriptionDuration).
+            return Err(DssError::BadRequest(format!(
+                "a subscription may last at most {} hours (end minus start)",
+                self.config.max_subscription_s / 3600
+            )));
+        }
         let extents = Volume4D { time, ..req.extents.clone() };
         self.check_entity_extents_times(&extents)?;
         retrying!(self, self.try_put_subscription(caller, id, version, &req, &extents))
@@ -151,7 +164,12 @@ impl<S: Store> Dss<S> {
         let deps = self.store.dependent_intents(id).await?;
         for dep in &deps {
             if let Some(intent) = self.store.get_intent(*dep).await? {
-                if !subscription.notify_for_operational_intents || !subscription.covers(&intent.value.extents) {
+                // The reference DSS lets a changed subscription start up to 5 minutes after a
+                // dependent intent (clock skew); everything else must cover exactly.
+                let tolerance = self.config.subscription_start_tolerance_s;
+                if !subscription.notify_for_operational_intents
+                    || !subscription.covers_with_start_tolerance(&intent.value.extents, tolerance)
+                {
                     return Err(DssError::BadRequest(format!(
                         "this change would leave operational intent {dep} without subscription coverage"
                     )));

@@ -36,6 +36,7 @@ async fn expiry_removes_intents_and_their_implicit_subscriptions_after_retention
             uss_base_url: "http://a.test".into(),
             notify_for_constraints: false,
         }),
+        requested_ovn_suffix: None,
     };
     let id = Uuid::new_v4();
     let change = dss.put_intent(&caller("a"), id, None, req).await.expect("create");
@@ -59,18 +60,74 @@ async fn end_in_the_past_and_horizon_use_the_injected_clock() {
     let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("open");
     let clock = Arc::new(ManualClock(AtomicI64::new(1_000 * 1_000_000)));
     let dss = Dss::new(store, clock, Config::default());
+    // Each request in its own place, so none needs another's OVN in its key.
+    let east = std::cell::Cell::new(0.0);
     let req = |t0, t1| PutIntentRequest {
-        extents: vec![square(0.0, 100.0, t0, t1)],
+        extents: vec![{
+            east.set(east.get() + 1000.0);
+            square(east.get(), 100.0, t0, t1)
+        }],
         key: vec![],
         state: OperationalIntentState::Accepted,
         uss_base_url: "http://a.test".into(),
         subscription_id: None,
         new_subscription: None,
+        requested_ovn_suffix: None,
     };
     let past = dss.put_intent(&caller("a"), Uuid::new_v4(), None, req(0, 999)).await;
     assert!(matches!(past, Err(DssError::BadRequest(m)) if m.contains("past")));
-    let far = dss.put_intent(&caller("a"), Uuid::new_v4(), None, req(2000, 1_000 + 91 * 86_400)).await;
-    assert!(matches!(far, Err(DssError::BadRequest(m)) if m.contains("days")));
+    // No horizon of our own: a year ahead is fine (neither the standard nor the reference DSS
+    // limits it).
+    dss.put_intent(&caller("a"), Uuid::new_v4(), None, req(2000, 1_000 + 365 * 86_400)).await.expect("far ahead");
+    // A volume that already ended is fine while the union ends in the future.
+    let mut mixed = req(2000, 3000);
+    mixed.extents.insert(0, square(east.get(), 100.0, 0, 500));
+    dss.put_intent(&caller("a"), Uuid::new_v4(), None, mixed).await.expect("union ends in the future");
+    // Requested OVNs: a UUIDv7 of now gives `{id}_{suffix}`; anything else is refused, saying why.
+    let at = |ms: u64| {
+        let mut b = [0u8; 16];
+        b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+        b[6] = 0x70;
+        b[8] = 0x80;
+        Uuid::from_bytes(b).to_string()
+    };
+    let id = Uuid::new_v4();
+    let suffix = at(1_000_000);
+    let r = dss
+        .put_intent(
+            &caller("a"),
+            id,
+            None,
+            PutIntentRequest { requested_ovn_suffix: Some(suffix.clone()), ..req(2000, 3000) },
+        )
+        .await
+        .expect("requested OVN");
+    assert_eq!(r.entity.intent.ovn.as_str(), format!("{id}_{suffix}"));
+    for (bad, needle) in [
+        (String::new(), "empty"),
+        ("not-a-uuid".to_owned(), "not a UUID"),
+        (Uuid::new_v4().to_string(), "version 4"),
+        (at(1_000_000 + 301_000), "from now"),
+        (at(1_000_000 - 301_000), "from now"),
+    ] {
+        let got = dss
+            .put_intent(
+                &caller("a"),
+                Uuid::new_v4(),
+                None,
+                PutIntentRequest { requested_ovn_suffix: Some(bad.clone()), ..req(2000, 3000) },
+            )
+            .await;
+        assert!(matches!(&got, Err(DssError::BadRequest(m)) if m.contains(needle)), "`{bad}`: {got:?}");
+    }
+    dss.put_intent(
+        &caller("a"),
+        Uuid::new_v4(),
+        None,
+        PutIntentRequest { requested_ovn_suffix: Some(at(1_000_000 + 299_000)), ..req(2000, 3000) },
+    )
+    .await
+    .expect("within 5 minutes");
     let ok = dss.put_intent(&caller("a"), Uuid::new_v4(), None, req(2000, 3000)).await.expect("within limits");
     assert_eq!(ok.entity.intent.subscription_id, None, "Accepted needs no subscription");
 }

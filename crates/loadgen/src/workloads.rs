@@ -76,6 +76,7 @@ fn intent_body(
             uss_base_url: base_url.into(),
             notify_for_constraints: None,
         }),
+        requested_ovn_suffix: None,
     }
 }
 

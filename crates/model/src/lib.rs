@@ -83,11 +83,13 @@ pub enum UssAvailability {
 }
 
 impl UssAvailability {
+    /// Case-insensitive (`normal`, `DOWN`), as the reference DSS parses it; always answered in
+    /// the spec's case ([`Self::as_str`]).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "Unknown" => Self::Unknown,
-            "Normal" => Self::Normal,
-            "Down" => Self::Down,
+        Some(match s.to_ascii_lowercase().as_str() {
+            "unknown" => Self::Unknown,
+            "normal" => Self::Normal,
+            "down" => Self::Down,
             _ => return None,
         })
     }
@@ -190,11 +192,18 @@ impl Subscription {
     /// Does this subscription cover every volume in `extents`? Checked volume by volume: each
     /// must lie in time and altitude within one of the subscription's volumes and intersect it.
     pub fn covers(&self, extents: &[Volume4D]) -> bool {
+        self.covers_with_start_tolerance(extents, 0)
+    }
+
+    /// [`Self::covers`], but the subscription may start up to `start_tolerance_s` after a
+    /// volume does.
+    pub fn covers_with_start_tolerance(&self, extents: &[Volume4D], start_tolerance_s: i64) -> bool {
         extents.iter().all(|needed| {
             self.extents.iter().any(|have| {
                 let (ht, nt) = (have.time, needed.time);
-                let time_ok = ht.start().is_none_or(|s| nt.start().is_some_and(|n| n >= s))
-                    && ht.end().is_none_or(|e| nt.end().is_some_and(|n| n <= e));
+                let time_ok =
+                    ht.start().is_none_or(|s| nt.start().is_some_and(|n| n.plus_seconds(start_tolerance_s) >= s))
+                        && ht.end().is_none_or(|e| nt.end().is_some_and(|n| n <= e));
                 let (ha, na) = (have.altitude, needed.altitude);
                 let alt_ok = ha.lower_m().is_none_or(|l| na.lower_m().is_some_and(|n| n >= l))
                     && ha.upper_m().is_none_or(|u| na.upper_m().is_some_and(|n| n <= u));
@@ -263,6 +272,8 @@ pub struct PutIntentRequest {
     pub uss_base_url: String,
     pub subscription_id: Option<Uuid>,
     pub new_subscription: Option<ImplicitSubscriptionRequest>,
+    /// The InterUSS requested-OVN extension, unchecked (the DSS checks it against its clock).
+    pub requested_ovn_suffix: Option<String>,
 }
 
 /// A create or update of a subscription, converted from the wire. Missing times are defaulted
@@ -297,8 +308,9 @@ pub struct SubscriptionView {
     pub dependent_intents: Vec<Uuid>,
 }
 
-/// The rule for a `uss_base_url`: an absolute http(s) URL with a host, no trailing `/`, no
-/// query and no fragment. Peers' API paths are appended to it, so a `?` or `#` would turn the
+/// The rule for a `uss_base_url`: an absolute http(s) URL with a host, no query and no
+/// fragment (a trailing `/` is accepted and kept, as the reference DSS does; callers trim it
+/// before appending a path). Peers' API paths are appended to it, so a `?` or `#` would turn the
 /// appended path into a query string or fragment and let a subscriber aim our notifications at
 /// any path of any server (for example a participant's operator interface). The same rule is
 /// applied by the DSS when the URL is written and by the participant before every call.
@@ -316,9 +328,6 @@ pub fn check_base_url(url: &str) -> Result<(), String> {
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.contains('@') {
         return Err(format!("must name a host (and no user information), got `{url}`"));
-    }
-    if url.ends_with('/') {
-        return Err(format!("may not end with '/' (got `{url}`)"));
     }
     Ok(())
 }

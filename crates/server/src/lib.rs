@@ -20,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use dss::{scopes, Caller, Dss};
+use dss::{scopes, Caller, Dss, Scope};
 use metrics_exporter_prometheus::PrometheusHandle;
 use model::UssAvailability;
 use store::Store;
@@ -35,6 +35,8 @@ pub struct AppState<S: Store> {
     pub dss: Dss<S>,
     pub verifier: Verifier,
     pub metrics: Option<PrometheusHandle>,
+    /// What `GET /aux/v1/version` reports (the build's version and commit).
+    pub version: String,
 }
 
 type St<S> = State<Arc<AppState<S>>>;
@@ -80,8 +82,15 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
             &format!("{sub}/{{subscriptionid}}/{{version}}"),
             put(update_subscription::<S>).delete(delete_subscription::<S>),
         )
+        // An empty `{ovn}` or `{version}` names a version that cannot match: 400, not 404.
+        .route(&format!("{oir}/{{entityid}}/"), put(empty_version).delete(empty_version))
+        .route(&format!("{cr}/{{entityid}}/"), put(empty_version).delete(empty_version))
+        .route(&format!("{sub}/{{subscriptionid}}/"), put(empty_version).delete(empty_version))
         .route("/dss/v1/reports", post(make_report::<S>))
         .route("/dss/v1/uss_availability/{uss_id}", get(get_availability::<S>).put(set_availability::<S>))
+        .route("/aux/v1/version", get(aux_version::<S>))
+        .route("/aux/v1/validate_oauth", get(aux_validate_oauth::<S>))
+        .route("/aux/v1/configuration/global_options", get(aux_global_options::<S>))
         .route("/healthy", get(healthy::<S>))
         .route("/metrics", get(metrics::<S>))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see the ASTM F3548-21 DSS API".into()) })
@@ -147,6 +156,56 @@ async fn metrics<S: Store>(State(st): St<S>) -> Response {
         Some(h) => h.render().into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
     }
+}
+
+// ---- InterUSS's auxiliary API (aux_.yaml) ----
+
+/// `aux_.yaml` declares no security for the version: anyone may ask.
+async fn aux_version<S: Store>(State(st): St<S>) -> Response {
+    Json(serde_json::json!({"version": st.version})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct OwnerQuery {
+    owner: Option<String>,
+}
+
+/// 200 for a valid token holding one of the scopes `aux_.yaml` gives (the remote-ID ones);
+/// 403 when `owner` is given and is not the token's `sub`.
+async fn aux_validate_oauth<S: Store>(
+    State(_): St<S>,
+    Authed(c): Authed,
+    query: Result<axum::extract::Query<OwnerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    c.require_any(&[Scope::RidRead, Scope::RidWrite])?;
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::Wire(api::WireError::bad(format!("query parameters: {e}"))))?;
+    if let Some(owner) = q.owner.filter(|o| !o.is_empty()) {
+        if owner != c.manager {
+            return Err(
+                dss::DssError::Forbidden(format!("the token's owner (sub) is `{}`, not `{owner}`", c.manager)).into()
+            );
+        }
+    }
+    Ok(Json(serde_json::json!({})).into_response())
+}
+
+/// Our settings in the shape of `GlobalOptionsResponse`: no global lock and no hash lock
+/// (decisions commit with preconditions instead), notification indexes counted per change.
+async fn aux_global_options<S: Store>(State(_): St<S>, Authed(c): Authed) -> Result<Response, ApiError> {
+    c.require_any(&[Scope::PoolStatusRead])?;
+    Ok(Json(serde_json::json!({
+        "scd_global_lock": false,
+        "scd_hash_lock": false,
+        "time_based_notification_index": false,
+    }))
+    .into_response())
+}
+
+async fn empty_version() -> ApiError {
+    ApiError::Wire(api::WireError::bad(
+        "the version (OVN) in the path is empty; name the current version, or omit the segment to create",
+    ))
 }
 
 fn uuid_path(s: &str, what: &str) -> Result<model::Uuid, ApiError> {
@@ -334,10 +393,15 @@ async fn put_subscription_common<S: Store>(
         dss::DssError::TooLarge(m) => dss::DssError::BadRequest(m),
         other => other,
     })?;
+    let s = &change.subscription.subscription;
     Ok(Json(api::PutSubscriptionResponse {
         subscription: api::subscription_to_wire(&change.subscription),
-        operational_intent_references: change.intents.iter().map(api::intent_to_wire).collect(),
-        constraint_references: change.constraints.iter().map(api::constraint_to_wire).collect(),
+        operational_intent_references: s
+            .notify_for_operational_intents
+            .then(|| change.intents.iter().map(api::intent_to_wire).collect()),
+        constraint_references: s
+            .notify_for_constraints
+            .then(|| change.constraints.iter().map(api::constraint_to_wire).collect()),
     }))
 }
 

@@ -195,6 +195,7 @@ impl Uss {
                     uss_base_url: self.config.base_url.clone(),
                     notify_for_constraints: Some(self.has_scope("utm.constraint_processing")),
                 }),
+                requested_ovn_suffix: None,
             };
             let dss = match self.dss().await {
                 Ok(d) => d,
@@ -547,7 +548,8 @@ impl Uss {
         path: &'static str,
         targets: Vec<(String, serde_json::Value)>,
     ) -> Vec<Delivery> {
-        let targets: Vec<_> = targets.into_iter().filter(|(base, _)| *base != self.config.base_url).collect();
+        let targets: Vec<_> =
+            targets.into_iter().filter(|(base, _)| base.trim_end_matches('/') != self.config.base_url).collect();
         let first = join_all(targets.iter().map(|(base, body)| self.post_notification(base, path, body))).await;
         let mut deliveries = Vec::new();
         for ((base, body), mut d) in targets.into_iter().zip(first) {
@@ -650,7 +652,7 @@ impl Uss {
         if let Err(e) = model::check_base_url(base) {
             return failed(0, format!("not sent: the subscriber's uss_base_url {e}"));
         }
-        let url = format!("{base}{path}");
+        let url = format!("{}{path}", base.trim_end_matches('/'));
         let token = match self.tokens.token_for(&url).await {
             Ok(t) => t,
             Err(e) => return failed(0, e),

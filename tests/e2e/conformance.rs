@@ -1,0 +1,309 @@
+//! Behaviours the standard's test tools and the reference DSS expect (issue 10), over HTTP.
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn subscription(extents: Value, ops: bool, constraints: bool) -> Value {
+    json!({"extents": extents, "uss_base_url": "http://sub.test/",
+           "notify_for_operational_intents": ops, "notify_for_constraints": constraints})
+}
+
+#[tokio::test]
+async fn subscriptions_behave_as_the_reference_dss() {
+    let dss = Dss::start();
+    let sc = token("uss1", &[SC]);
+    // 1. notify_for_constraints with only utm.strategic_coordination is accepted by default.
+    let id = new_id();
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{id}")),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 100.0, 0, 3600), true, true)),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    // 2. Reference lists only for what it notifies for; absent, not [].
+    assert!(r.get("operational_intent_references").is_some_and(Value::is_array), "{r}");
+    assert!(r.get("constraint_references").is_some_and(Value::is_array), "{r}");
+    // 8. A trailing / in uss_base_url is kept as given.
+    assert_eq!(r["subscription"]["uss_base_url"], "http://sub.test/");
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{}", new_id())),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 100.0, 0, 3600), true, false)),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(r.get("constraint_references").is_none(), "absent when not notifying for constraints: {r}");
+    let cp = token("uss2", &[CP]);
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{}", new_id())),
+        Some(&cp),
+        Some(&subscription(square(0.0, 500.0, 0.0, 100.0, 0, 3600), false, true)),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(r.get("operational_intent_references").is_none(), "{r}");
+
+    // 4. At most 24 hours long, on create and on update; exactly 24 hours is fine.
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{}", new_id())),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 100.0, 60, 60 + 86_401), true, false)),
+    )
+    .await;
+    assert_error_shape(s, &r, 400, "a subscription of 24 h 1 s");
+    let day = new_id();
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{day}")),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 100.0, 60, 60 + 86_400), true, false)),
+    )
+    .await;
+    assert_eq!(s, 200, "exactly 24 h: {r}");
+    let version = r["subscription"]["version"].as_str().expect("version").to_owned();
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{day}/{version}")),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 100.0, 60, 60 + 90_000), true, false)),
+    )
+    .await;
+    assert_error_shape(s, &r, 400, "an update to 25 h");
+
+    // 5. An empty version in the path is a 400 in ErrorResponse shape, not "no such endpoint".
+    for (method, path) in [
+        ("PUT", format!("{SUBS}/{day}/")),
+        ("DELETE", format!("{SUBS}/{day}/")),
+        ("PUT", format!("{OIR}/{}/", new_id())),
+        ("DELETE", format!("{CR}/{}/", new_id())),
+    ] {
+        let (s, r) = call(method, &dss.url(&path), Some(&sc), Some(&json!({}))).await;
+        assert_error_shape(s, &r, 400, &format!("{method} {path}"));
+        assert!(r["message"].as_str().is_some_and(|m| m.contains("empty")), "{r}");
+    }
+
+    // 10. Trailing bytes after the JSON body are refused.
+    let body = subscription(square(0.0, 500.0, 0.0, 100.0, 0, 3600), true, false).to_string();
+    for tail in [" xyz", "{}", " {\"a\": 1}"] {
+        let resp = client()
+            .put(dss.url(&format!("{SUBS}/{}", new_id())))
+            .bearer_auth(&sc)
+            .header("content-type", "application/json")
+            .body(format!("{body}{tail}"))
+            .send()
+            .await
+            .expect("put");
+        let status = resp.status().as_u16();
+        let r: Value = resp.json().await.expect("json");
+        assert_error_shape(status, &r, 400, &format!("body with `{tail}` after it"));
+    }
+}
+
+#[tokio::test]
+async fn strict_scopes_enforce_the_spec_text() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dss = Dss::start_in(&tmp.path().join("data"), &["--strict-scopes"]);
+    let sc = token("uss1", &[SC]);
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{}", new_id())),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 100.0, 0, 3600), true, true)),
+    )
+    .await;
+    assert_error_shape(s, &r, 403, "notify_for_constraints without utm.constraint_processing");
+    let mut body = intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
+    body["new_subscription"]["notify_for_constraints"] = json!(true);
+    let (s, r) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&sc), Some(&body)).await;
+    assert_error_shape(s, &r, 403, "new_subscription.notify_for_constraints");
+    // Without --strict-scopes the same intent is accepted.
+    let lax = Dss::start();
+    let (s, r) = call("PUT", &lax.url(&format!("{OIR}/{}", new_id())), Some(&sc), Some(&body)).await;
+    assert_eq!(s, 201, "{r}");
+}
+
+#[tokio::test]
+async fn expired_subscriptions_are_not_listed_and_coverage_allows_clock_skew() {
+    let dss = Dss::start();
+    let sc = token("uss1", &[SC]);
+    // 3. A subscription that ended is not listed by a search (it can be created ending soon).
+    let short = new_id();
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{short}")),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 100.0, -60, 2), true, false)),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let q = json!({"area_of_interest": square(0.0, 500.0, 0.0, 100.0, -60, 3600)});
+    let (_, found) = call("POST", &dss.url(&format!("{SUBS}/query")), Some(&sc), Some(&q)).await;
+    assert!(
+        found["subscriptions"].as_array().expect("list").iter().any(|s| s["id"] == short.as_str()),
+        "live: {found}"
+    );
+    let mut listed = true;
+    for _ in 0..100 {
+        let (_, found) = call("POST", &dss.url(&format!("{SUBS}/query")), Some(&sc), Some(&q)).await;
+        listed = found["subscriptions"].as_array().expect("list").iter().any(|s| s["id"] == short.as_str());
+        if !listed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!listed, "an expired subscription is still listed");
+    let (s, r) = call("GET", &dss.url(&format!("{SUBS}/{short}")), Some(&sc), None).await;
+    assert_eq!(s, 200, "GET by id may still show it until removed: {r}");
+
+    // 9. A changed subscription may start up to 5 minutes after a dependent intent's start.
+    let sub = new_id();
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{sub}")),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 200.0, 0, 3600), true, false)),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let mut version = r["subscription"]["version"].as_str().expect("version").to_owned();
+    let mut body = intent_body(vec![square(100.0, 100.0, 0.0, 100.0, 600, 1200)], &[], "Accepted");
+    body["subscription_id"] = json!(sub);
+    body.as_object_mut().expect("object").remove("new_subscription");
+    let (s, r) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&sc), Some(&body)).await;
+    assert_eq!(s, 201, "{r}");
+    for (start, ok) in [(600 + 290, true), (600 + 310, false)] {
+        let (s, r) = call(
+            "PUT",
+            &dss.url(&format!("{SUBS}/{sub}/{version}")),
+            Some(&sc),
+            Some(&subscription(square(0.0, 500.0, 0.0, 200.0, start, 3600), true, false)),
+        )
+        .await;
+        if ok {
+            assert_eq!(s, 200, "a start {start} s after now, 290 s after the intent's: {r}");
+            version = r["subscription"]["version"].as_str().expect("version").to_owned();
+        } else {
+            assert_error_shape(s, &r, 400, "a start 310 s after the intent's");
+        }
+    }
+    // The end must still cover exactly.
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{sub}/{version}")),
+        Some(&sc),
+        Some(&subscription(square(0.0, 500.0, 0.0, 200.0, 0, 1199), true, false)),
+    )
+    .await;
+    assert_error_shape(s, &r, 400, "an end before the intent's");
+}
+
+#[tokio::test]
+async fn availability_horizon_and_requested_ovns() {
+    let dss = Dss::start();
+    let aa = token("arbiter", &[AA]);
+    // 6. old_version may be omitted; the state is parsed case-insensitively, answered in the spec's case.
+    let (s, r) =
+        call("PUT", &dss.url("/dss/v1/uss_availability/uss9"), Some(&aa), Some(&json!({"availability": "DOWN"}))).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["status"]["availability"], "Down");
+    let version = r["version"].as_str().expect("version").to_owned();
+    let (s, r) = call(
+        "PUT",
+        &dss.url("/dss/v1/uss_availability/uss9"),
+        Some(&aa),
+        Some(&json!({"availability": "normal", "old_version": version})),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["status"]["availability"], "Normal");
+
+    // 7. No horizon of our own: an intent and a constraint ending in two years are accepted;
+    // an intent whose union ends in the future is valid though a volume has ended.
+    let sc = token("uss1", &[SC]);
+    let far = intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 2 * 365 * 86_400)], &[], "Accepted");
+    let (s, r) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&sc), Some(&far)).await;
+    assert_eq!(s, 201, "{r}");
+    let cm = token("authority", &[CM]);
+    let zone = json!({"extents": [square(5000.0, 100.0, 0.0, 100.0, 60, 2 * 365 * 86_400)], "uss_base_url": "http://authority.test"});
+    let (s, r) = call("PUT", &dss.url(&format!("{CR}/{}", new_id())), Some(&cm), Some(&zone)).await;
+    assert_eq!(s, 201, "{r}");
+    let mixed = intent_body(
+        vec![square(2000.0, 100.0, 0.0, 100.0, -600, -300), square(2000.0, 100.0, 0.0, 100.0, 60, 600)],
+        &[],
+        "Accepted",
+    );
+    let (s, r) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&sc), Some(&mixed)).await;
+    assert_eq!(s, 201, "{r}");
+
+    // 11. Requested OVNs.
+    let uuid_v7 = |offset_ms: i64| {
+        let ms = (chrono::Utc::now().timestamp_millis() + offset_ms) as u64;
+        let mut b = [0u8; 16];
+        b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+        b[6..].copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[6..]);
+        b[6] = 0x70 | (b[6] & 0x0f);
+        b[8] = 0x80 | (b[8] & 0x3f);
+        uuid::Uuid::from_bytes(b).to_string()
+    };
+    let id = new_id();
+    let suffix = uuid_v7(0);
+    let mut body = intent_body(vec![square(8000.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
+    body["requested_ovn_suffix"] = json!(suffix);
+    let (s, r) = call("PUT", &dss.url(&format!("{OIR}/{id}")), Some(&sc), Some(&body)).await;
+    assert_eq!(s, 201, "{r}");
+    let ovn = format!("{id}_{suffix}");
+    assert_eq!(r["operational_intent_reference"]["ovn"], ovn.as_str());
+    // The update names that OVN in its path, and may request another.
+    let next = uuid_v7(1000);
+    body["requested_ovn_suffix"] = json!(next);
+    let (s, r) = call("PUT", &dss.url(&format!("{OIR}/{id}/{ovn}")), Some(&sc), Some(&body)).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["operational_intent_reference"]["ovn"], format!("{id}_{next}").as_str());
+    for (bad, needle) in [
+        (json!(""), "empty"),
+        (json!("not-a-uuid"), "not a UUID"),
+        (json!(new_id()), "version 4"),
+        (json!(uuid_v7(-6 * 60 * 1000)), "from now"),
+        (json!(uuid_v7(6 * 60 * 1000)), "from now"),
+    ] {
+        let mut body = intent_body(vec![square(9000.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
+        body["requested_ovn_suffix"] = bad.clone();
+        let (s, r) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&sc), Some(&body)).await;
+        assert_error_shape(s, &r, 400, &format!("requested_ovn_suffix {bad}"));
+        assert!(r["message"].as_str().is_some_and(|m| m.contains(needle)), "{bad}: {r}");
+    }
+}
+
+#[tokio::test]
+async fn the_aux_api_reports_version_tokens_and_options() {
+    let dss = Dss::start();
+    let (s, r) = call("GET", &dss.url("/aux/v1/version"), None, None).await;
+    assert_eq!(s, 200, "{r}");
+    let v = r["version"].as_str().expect("version");
+    assert!(v.starts_with("deconflict-") && v.contains('+'), "version and commit: {v}");
+    let rid = token("uss1", &["dss.read.identification_service_areas"]);
+    let (s, r) = call("GET", &dss.url("/aux/v1/validate_oauth?owner=uss1"), Some(&rid), None).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, _) = call("GET", &dss.url("/aux/v1/validate_oauth"), Some(&rid), None).await;
+    assert_eq!(s, 200);
+    let (s, r) = call("GET", &dss.url("/aux/v1/validate_oauth?owner=uss2"), Some(&rid), None).await;
+    assert_error_shape(s, &r, 403, "another owner");
+    let (s, r) = call("GET", &dss.url("/aux/v1/validate_oauth"), None, None).await;
+    assert_error_shape(s, &r, 401, "no token");
+    let (s, r) = call("GET", &dss.url("/aux/v1/validate_oauth"), Some(&token("uss1", &[SC])), None).await;
+    assert_error_shape(s, &r, 403, "a token without the scopes aux_.yaml gives");
+    let pool = token("ops", &["interuss.pool_status.read"]);
+    let (s, r) = call("GET", &dss.url("/aux/v1/configuration/global_options"), Some(&pool), None).await;
+    assert_eq!(s, 200, "{r}");
+    for k in ["scd_global_lock", "scd_hash_lock", "time_based_notification_index"] {
+        assert!(r[k].is_boolean(), "{k}: {r}");
+    }
+    let (s, r) = call("GET", &dss.url("/aux/v1/configuration/global_options"), Some(&rid), None).await;
+    assert_error_shape(s, &r, 403, "global options without interuss.pool_status.read");
+}
