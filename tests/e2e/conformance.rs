@@ -307,3 +307,95 @@ async fn the_aux_api_reports_version_tokens_and_options() {
     let (s, r) = call("GET", &dss.url("/aux/v1/configuration/global_options"), Some(&rid), None).await;
     assert_error_shape(s, &r, 403, "global options without interuss.pool_status.read");
 }
+
+fn polygon(points: &[(f64, f64)], t0: i64, t1: i64) -> Value {
+    let vertices: Vec<Value> = points.iter().map(|(lat, lng)| json!({"lat": lat, "lng": lng})).collect();
+    json!({
+        "volume": {"outline_polygon": {"vertices": vertices},
+                   "altitude_lower": {"value": 0, "reference": "W84", "units": "M"},
+                   "altitude_upper": {"value": 120, "reference": "W84", "units": "M"}},
+        "time_start": rfc3339(t0), "time_end": rfc3339(t1)
+    })
+}
+
+/// Create, query, key check and subscriber lists across the antimeridian and at both poles,
+/// over HTTP.
+#[tokio::test]
+async fn the_dss_works_across_the_antimeridian_and_at_the_poles() {
+    let dss = Dss::start();
+    let (u1, u2, u3) = (token("uss1", &[SC]), token("uss2", &[SC]), token("uss3", &[SC]));
+    struct Place {
+        name: &'static str,
+        area: Value,
+        first: Value,
+        second: Value,
+        query: Value,
+    }
+    let places = [
+        Place {
+            name: "Fiji, across the antimeridian",
+            area: polygon(&[(-17.05, 179.9), (-17.05, -179.9), (-16.95, -179.9), (-16.95, 179.9)], 0, 3600),
+            first: circle(-17.0, -179.995, 700.0, 60, 1800),
+            second: circle(-17.0, 179.996, 500.0, 60, 1800),
+            query: polygon(&[(-17.01, 179.98), (-17.01, 180.0), (-16.99, 180.0), (-16.99, 179.98)], 0, 3600),
+        },
+        Place {
+            name: "the North Pole",
+            area: circle(90.0, 0.0, 5000.0, 0, 3600),
+            first: circle(90.0, 0.0, 100.0, 60, 1800),
+            second: circle(89.9995, 120.0, 100.0, 60, 1800),
+            query: polygon(&[(89.99, 0.0), (89.99, 120.0), (89.99, -120.0)], 0, 3600),
+        },
+        Place {
+            name: "the South Pole",
+            area: circle(-90.0, 0.0, 5000.0, 0, 3600),
+            first: polygon(&[(-89.999, 0.0), (-89.999, 90.0), (-89.999, 180.0), (-89.999, -90.0)], 60, 1800),
+            second: circle(-90.0, 45.0, 50.0, 60, 1800),
+            query: circle(-89.9995, -170.0, 20.0, 0, 3600),
+        },
+    ];
+    for p in places {
+        let sub_id = new_id();
+        let sub =
+            json!({"extents": p.area, "uss_base_url": "http://uss2.test", "notify_for_operational_intents": true});
+        let (s, r) = call("PUT", &dss.url(&format!("{SUBS}/{sub_id}")), Some(&u2), Some(&sub)).await;
+        assert_eq!(s, 200, "{}: subscription: {r}", p.name);
+        let (id1, ovn1, created) = create_intent(&dss, &u1, &intent_body(vec![p.first.clone()], &[], "Accepted")).await;
+        let subscribers = created["subscribers"].as_array().expect("subscribers");
+        assert!(
+            subscribers.iter().any(|s| s["uss_base_url"] == "http://uss2.test"),
+            "{}: the subscriber must be notified: {created}",
+            p.name
+        );
+        let q = json!({"area_of_interest": p.query});
+        let (s, found) = call("POST", &dss.url(&format!("{OIR}/query")), Some(&u3), Some(&q)).await;
+        assert_eq!(s, 200, "{}: {found}", p.name);
+        assert!(
+            found["operational_intent_references"].as_array().expect("list").iter().any(|r| r["id"] == id1.as_str()),
+            "{}: the query must find it: {found}",
+            p.name
+        );
+        // The key check: uss3's intersecting plan needs uss1's OVN.
+        let (s, r) = call(
+            "PUT",
+            &dss.url(&format!("{OIR}/{}", new_id())),
+            Some(&u3),
+            Some(&intent_body(vec![p.second.clone()], &[], "Accepted")),
+        )
+        .await;
+        assert_eq!(s, 409, "{}: a plan without the key must be refused: {r}", p.name);
+        assert!(
+            r["missing_operational_intents"].as_array().expect("missing").iter().any(|m| m["id"] == id1.as_str()),
+            "{}: {r}",
+            p.name
+        );
+        let (_, _, ok) =
+            create_intent(&dss, &u3, &intent_body(vec![p.second.clone()], std::slice::from_ref(&ovn1), "Accepted"))
+                .await;
+        assert!(
+            ok["subscribers"].as_array().expect("subscribers").iter().any(|s| s["uss_base_url"] == "http://uss2.test"),
+            "{}: {ok}",
+            p.name
+        );
+    }
+}

@@ -110,7 +110,7 @@ impl<S: Store> Dss<S> {
                 Precondition::Revision { key: Key::Constraint(id), revision: old.as_ref().map(|o| o.revision) },
                 Precondition::AreaUnchanged {
                     kinds: vec![Kind::Subscription],
-                    envelopes: changed.iter().map(Volume4D::envelope).collect(),
+                    envelopes: changed.iter().flat_map(Volume4D::envelopes).collect(),
                     since,
                 },
             ],
@@ -151,7 +151,7 @@ impl<S: Store> Dss<S> {
                 Precondition::Revision { key: Key::Constraint(id), revision: Some(old.revision) },
                 Precondition::AreaUnchanged {
                     kinds: vec![Kind::Subscription],
-                    envelopes: old.value.extents.iter().map(Volume4D::envelope).collect(),
+                    envelopes: old.value.extents.iter().flat_map(Volume4D::envelopes).collect(),
                     since,
                 },
             ],

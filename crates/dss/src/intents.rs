@@ -261,7 +261,7 @@ impl<S: Store> Dss<S> {
         }
         pre.push(Precondition::AreaUnchanged {
             kinds,
-            envelopes: changed.iter().map(Volume4D::envelope).collect(),
+            envelopes: changed.iter().flat_map(Volume4D::envelopes).collect(),
             since,
         });
         let plan = Plan { txn: Txn { preconditions: pre, writes }, intent, notify };
@@ -394,7 +394,7 @@ impl<S: Store> Dss<S> {
         let notify = self.subscribers_for(EntityKind::OperationalIntent, extents).await?;
         pre.push(Precondition::AreaUnchanged {
             kinds: vec![Kind::Subscription],
-            envelopes: extents.iter().map(Volume4D::envelope).collect(),
+            envelopes: extents.iter().flat_map(Volume4D::envelopes).collect(),
             since,
         });
         let plan = Plan { txn: Txn { preconditions: pre, writes }, intent: (*old.value).clone(), notify };

@@ -179,7 +179,7 @@ impl<S: Store> Dss<S> {
         }
         pre.push(Precondition::AreaUnchanged {
             kinds: vec![Kind::OperationalIntent],
-            envelopes: vec![extents.envelope()],
+            envelopes: extents.envelopes().collect(),
             since: self.store.read_revision().await?,
         });
         let area = std::slice::from_ref(extents);

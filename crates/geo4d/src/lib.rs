@@ -56,11 +56,9 @@ pub enum GeoError {
     #[error("polygon has zero area (all vertices lie on one line)")]
     Degenerate,
     #[error(
-        "shape spans too much of the earth (more than a quarter of a great circle); split it into smaller volumes"
+        "shape spans too much of the earth (its vertices are more than half the globe apart in longitude, or a quarter of a great circle from their centre); split it into smaller volumes"
     )]
     TooWide,
-    #[error("footprints crossing the antimeridian (longitude ±180) are not supported; split the volume at 180°")]
-    CrossesAntimeridian,
     #[error("circle radius {0} m is not a positive finite number")]
     InvalidRadius(f64),
     #[error("area of {area_km2:.1} km² exceeds the limit of {max_km2} km²")]
@@ -134,8 +132,9 @@ pub struct Volume4D {
     pub time: TimeWindow,
 }
 
-/// Axis-aligned bounds of a volume in (longitude°, latitude°, altitude m, time s) for indexing.
-/// They contain the exact shape; they never decide an intersection on their own.
+/// Axis-aligned bounds of a volume in (longitude°, latitude°, altitude m, time s) for indexing,
+/// with longitudes within [-180, 180]: a volume across the antimeridian has two. Together
+/// they contain the exact shape; they never decide an intersection on their own.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Envelope4 {
     pub min: [f64; 4],
@@ -149,11 +148,15 @@ impl Envelope4 {
 }
 
 impl Volume4D {
-    pub fn envelope(&self) -> Envelope4 {
-        let b = self.footprint.bbox();
+    /// One envelope, or two for a footprint across the antimeridian (split at ±180); a polar
+    /// cap's covers every longitude.
+    pub fn envelopes(&self) -> impl Iterator<Item = Envelope4> {
         let (alt_lo, alt_hi) = self.altitude.clamped();
         let (t_lo, t_hi) = self.time.as_seconds_f64();
-        Envelope4 { min: [b.min_lng, b.min_lat, alt_lo, t_lo], max: [b.max_lng, b.max_lat, alt_hi, t_hi] }
+        self.footprint.bbox().parts().map(move |b| Envelope4 {
+            min: [b.min_lng, b.min_lat, alt_lo, t_lo],
+            max: [b.max_lng, b.max_lat, alt_hi, t_hi],
+        })
     }
 
     /// Exact intersection of two closed 4D volumes: time first, then altitude, then footprint,

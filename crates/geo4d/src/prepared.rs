@@ -25,7 +25,7 @@ enum Projected {
 }
 
 fn box_center(b: &GeoBox) -> LatLng {
-    LatLng::new((b.min_lat + b.max_lat) / 2.0, (b.min_lng + b.max_lng) / 2.0).unwrap_or(LatLng::ORIGIN)
+    b.center()
 }
 
 impl<'a> PreparedArea<'a> {

@@ -77,6 +77,11 @@ pub(crate) fn project_all(center: LatLng, points: &[LatLng]) -> Option<Vec<P>> {
 }
 
 /// Latitude/longitude bounds in degrees; they contain the whole shape, edges included.
+///
+/// The longitude interval `[min_lng, max_lng]` is continuous and at most 360° wide; it extends
+/// past ±180 when the shape crosses the antimeridian (a box from 179.9 to 180.2 covers 179.9 to
+/// 180 and -180 to -179.8), and is exactly `[-180, 180]` for a polar cap, which covers every
+/// longitude. [`GeoBox::parts`] gives the same area as boxes within [-180, 180] for indexes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GeoBox {
     pub min_lat: f64,
@@ -85,24 +90,138 @@ pub struct GeoBox {
     pub max_lng: f64,
 }
 
-impl GeoBox {
-    pub fn intersects(&self, other: &GeoBox) -> bool {
-        self.min_lat <= other.max_lat
-            && other.min_lat <= self.max_lat
-            && self.min_lng <= other.max_lng
-            && other.min_lng <= self.max_lng
+/// `x` in degrees, wrapped into [-180, 180).
+pub(crate) fn wrap180(x: f64) -> f64 {
+    let w = (x + 180.0).rem_euclid(360.0) - 180.0;
+    if w.is_finite() {
+        w
+    } else {
+        0.0
     }
+}
+
+impl GeoBox {
+    /// Does this box cover every longitude (a polar cap, or a box at least 360° wide)?
+    pub fn all_longitudes(&self) -> bool {
+        self.max_lng - self.min_lng >= 360.0
+    }
+
+    /// Wrap-aware: boxes on either side of the antimeridian meet when their longitudes do
+    /// modulo 360°.
+    pub fn intersects(&self, other: &GeoBox) -> bool {
+        if !(self.min_lat <= other.max_lat && other.min_lat <= self.max_lat) {
+            return false;
+        }
+        if self.all_longitudes() || other.all_longitudes() {
+            return true;
+        }
+        [-360.0, 0.0, 360.0]
+            .iter()
+            .any(|shift| self.min_lng <= other.max_lng + shift && other.min_lng + shift <= self.max_lng)
+    }
+
+    /// Wrap-aware: is the point inside (edges included)?
+    pub fn contains(&self, p: LatLng) -> bool {
+        if !(p.lat >= self.min_lat && p.lat <= self.max_lat) {
+            return false;
+        }
+        // A point at a pole has every longitude.
+        if self.all_longitudes() || p.lat.abs() == 90.0 {
+            return true;
+        }
+        [-360.0, 0.0, 360.0].iter().any(|shift| p.lng + shift >= self.min_lng && p.lng + shift <= self.max_lng)
+    }
+
+    /// The same area as at most two boxes with longitudes within [-180, 180].
+    pub fn parts(&self) -> impl Iterator<Item = GeoBox> {
+        let lat =
+            |min_lng: f64, max_lng: f64| GeoBox { min_lat: self.min_lat, max_lat: self.max_lat, min_lng, max_lng };
+        let (first, second) = if self.all_longitudes() {
+            (lat(-180.0, 180.0), None)
+        } else if self.max_lng > 180.0 {
+            (lat(self.min_lng.max(-180.0), 180.0), Some(lat(-180.0, self.max_lng - 360.0)))
+        } else if self.min_lng < -180.0 {
+            (lat(self.min_lng + 360.0, 180.0), Some(lat(-180.0, self.max_lng.min(180.0))))
+        } else {
+            (*self, None)
+        };
+        std::iter::once(first).chain(second)
+    }
+
+    /// The smallest box containing both, wrap-aware (the other box is taken on the side of
+    /// the antimeridian nearer to this one).
     pub(crate) fn union(&self, other: &GeoBox) -> GeoBox {
-        GeoBox {
+        let mid = |b: &GeoBox| (b.min_lng + b.max_lng) / 2.0;
+        let shift = [-360.0, 0.0, 360.0]
+            .into_iter()
+            .min_by(|a, b| (mid(other) + a - mid(self)).abs().total_cmp(&(mid(other) + b - mid(self)).abs()))
+            .unwrap_or(0.0);
+        let mut u = GeoBox {
             min_lat: self.min_lat.min(other.min_lat),
             max_lat: self.max_lat.max(other.max_lat),
-            min_lng: self.min_lng.min(other.min_lng),
-            max_lng: self.max_lng.max(other.max_lng),
+            min_lng: self.min_lng.min(other.min_lng + shift),
+            max_lng: self.max_lng.max(other.max_lng + shift),
+        };
+        if self.all_longitudes() || other.all_longitudes() || u.max_lng - u.min_lng >= 360.0 {
+            (u.min_lng, u.max_lng) = (-180.0, 180.0);
         }
+        u
     }
+
+    /// The centre of the box (longitude wrapped into [-180, 180)).
     pub(crate) fn center(&self) -> LatLng {
-        LatLng { lat: (self.min_lat + self.max_lat) / 2.0, lng: (self.min_lng + self.max_lng) / 2.0 }
+        LatLng { lat: (self.min_lat + self.max_lat) / 2.0, lng: wrap180((self.min_lng + self.max_lng) / 2.0) }
     }
+
+    /// Moves a box lying wholly beyond ±180 back into range; a box crossing it stays as is.
+    fn normalized(mut self) -> GeoBox {
+        if self.all_longitudes() {
+            (self.min_lng, self.max_lng) = (-180.0, 180.0);
+        } else if self.min_lng > 180.0 {
+            self.min_lng -= 360.0;
+            self.max_lng -= 360.0;
+        } else if self.max_lng < -180.0 {
+            self.min_lng += 360.0;
+            self.max_lng += 360.0;
+        }
+        self
+    }
+
+    /// The box widened to the pole (every longitude) it comes close to.
+    fn capped(mut self) -> GeoBox {
+        if self.max_lat >= POLAR_CAP_LAT {
+            self.max_lat = 90.0;
+            (self.min_lng, self.max_lng) = (-180.0, 180.0);
+        }
+        if self.min_lat <= -POLAR_CAP_LAT {
+            self.min_lat = -90.0;
+            (self.min_lng, self.max_lng) = (-180.0, 180.0);
+        }
+        self
+    }
+}
+
+/// Boxes reaching beyond this latitude become polar caps: every longitude up to the pole.
+/// Near a pole longitudes converge, so a shape's longitude range says little; a cap always
+/// contains the shape, and the exact test decides (high latitudes carry little traffic).
+pub(crate) const POLAR_CAP_LAT: f64 = 80.0;
+
+/// The mean of `points` as unit vectors, back on the sphere: a centre that is right across the
+/// antimeridian and at the poles, where averaging degrees is not.
+pub(crate) fn mean_point(points: &[LatLng]) -> LatLng {
+    let (mut x, mut y, mut z) = (0.0, 0.0, 0.0);
+    for p in points {
+        let (lat, lng) = (p.lat.to_radians(), p.lng.to_radians());
+        x += lat.cos() * lng.cos();
+        y += lat.cos() * lng.sin();
+        z += lat.sin();
+    }
+    let h = (x * x + y * y).sqrt();
+    if h < 1e-15 {
+        // At a pole (or degenerate): the longitude is arbitrary.
+        return LatLng { lat: if z >= 0.0 { 90.0 } else { -90.0 }, lng: 0.0 };
+    }
+    LatLng { lat: z.atan2(h).to_degrees().clamp(-90.0, 90.0), lng: wrap180(y.atan2(x).to_degrees()) }
 }
 
 /// A simple polygon whose edges are geodesics. Valid by construction.
@@ -111,6 +230,8 @@ pub struct Polygon {
     vertices: Vec<LatLng>,
     bbox: GeoBox,
     area_m2: f64,
+    /// The vertices' mean point: the projection centre for pairwise tests.
+    center: LatLng,
     /// The vertices projected about the centre of the polygon's tile, computed on first use and
     /// kept: two polygons of one tile are then compared with no geodesic work at all.
     tile: OnceLock<Option<TileProjection>>,
@@ -148,6 +269,8 @@ fn tile_of(bbox: &GeoBox) -> Option<((i32, i32), LatLng)> {
 }
 
 fn tile_center(key: (i32, i32)) -> Option<LatLng> {
+    // Tiles are only defined within [-180, 180]; a shape across the antimeridian has none and
+    // is compared pairwise.
     LatLng::new((key.0 as f64 + 0.5) * TILE_DEG, (key.1 as f64 + 0.5) * TILE_DEG).ok()
 }
 
@@ -234,15 +357,16 @@ impl Polygon {
         if let Some((i, j)) = first_duplicate(&vertices) {
             return Err(GeoError::DuplicateVertex(i, j));
         }
-        let corner_box = vertex_box(&vertices);
-        if corner_box.max_lng - corner_box.min_lng > 180.0 {
-            return Err(GeoError::CrossesAntimeridian);
-        }
+        let mean = mean_point(&vertices);
+        // Around a pole the vertices span every longitude; the box is made a polar cap below.
+        let corner_box = vertex_box(&vertices, mean);
         // One projection serves validation and, when the polygon fits its tile, is kept as the
         // tile projection: any gnomonic plane keeps edges straight, so crossings are found
         // the same in either, and the area (checked against a limit only) moves by < 1e-3.
+        // Without a tile (across the antimeridian, at high latitude) the vertices' mean point
+        // is the centre: right everywhere, poles included.
         let tile = tile_of(&corner_box);
-        let center = tile.map_or(corner_box.center(), |(_, c)| c);
+        let center = tile.map_or(mean, |(_, c)| c);
         let projected = project_all(center, &vertices).ok_or(GeoError::TooWide)?;
         let area_m2 = planar::signed_area(&projected).abs();
         if area_m2 / 1.0e6 > MAX_AREA_KM2 {
@@ -255,7 +379,18 @@ impl Polygon {
         if area_m2 < 1.0e-4 {
             return Err(GeoError::Degenerate);
         }
-        let bbox = padded_polygon_box(&vertices, &projected, corner_box);
+        let mut bbox = padded_polygon_box(&vertices, &projected, corner_box);
+        // A polygon around a pole covers every longitude up to it.
+        for pole in [90.0, -90.0] {
+            let inside = gnomonic(center, LatLng { lat: pole, lng: 0.0 })
+                .is_some_and(|p| planar::point_in_polygon(p, &projected));
+            if inside && pole > 0.0 {
+                (bbox.max_lat, bbox.min_lng, bbox.max_lng) = (90.0, -180.0, 180.0);
+            } else if inside {
+                (bbox.min_lat, bbox.min_lng, bbox.max_lng) = (-90.0, -180.0, 180.0);
+            }
+        }
+        let bbox = bbox.capped().normalized();
         let cached = OnceLock::new();
         // Kept only if the padded box still belongs to the same tile, as `tile()` would decide.
         if let (Some((key, _)), Some((padded_key, _))) = (tile, tile_of(&bbox)) {
@@ -263,7 +398,7 @@ impl Polygon {
                 let _ = cached.set(Some(TileProjection { key, points: projected }));
             }
         }
-        Ok(Self { vertices, bbox, area_m2, tile: cached })
+        Ok(Self { vertices, bbox, area_m2, center: mean, tile: cached })
     }
     /// Rebuilds a polygon that `Polygon::new` accepted earlier, from its vertices and the
     /// bounding box and area it computed then, without repeating the geodesic work. For data
@@ -277,13 +412,11 @@ impl Polygon {
         if n > MAX_POLYGON_VERTICES {
             return Err(GeoError::TooManyVertices { got: n, max: MAX_POLYGON_VERTICES });
         }
-        let inside = |v: &LatLng| {
-            v.lat >= bbox.min_lat && v.lat <= bbox.max_lat && v.lng >= bbox.min_lng && v.lng <= bbox.max_lng
-        };
-        if !(vertices.iter().all(inside) && area_m2.is_finite() && area_m2 > 0.0) {
+        if !(vertices.iter().all(|v| bbox.contains(*v)) && area_m2.is_finite() && area_m2 > 0.0) {
             return Err(GeoError::Degenerate);
         }
-        Ok(Self { vertices, bbox, area_m2, tile: OnceLock::new() })
+        let center = mean_point(&vertices);
+        Ok(Self { vertices, bbox, area_m2, center, tile: OnceLock::new() })
     }
     pub fn bbox(&self) -> GeoBox {
         self.bbox
@@ -312,20 +445,34 @@ impl Polygon {
     }
 }
 
+/// The same point written twice: equal coordinates, or any two longitudes at one pole, or
+/// longitudes -180 and 180 (one meridian).
 fn first_duplicate(vertices: &[LatLng]) -> Option<(usize, usize)> {
-    let mut keyed: Vec<(u64, u64, usize)> =
-        vertices.iter().enumerate().map(|(i, v)| ((v.lat + 0.0).to_bits(), (v.lng + 0.0).to_bits(), i)).collect();
+    let key = |v: &LatLng| {
+        let lng = if v.lat.abs() == 90.0 { 0.0 } else { wrap180(v.lng) };
+        ((v.lat + 0.0).to_bits(), (lng + 0.0).to_bits())
+    };
+    let mut keyed: Vec<(u64, u64, usize)> = vertices.iter().enumerate().map(|(i, v)| (key(v).0, key(v).1, i)).collect();
     keyed.sort_unstable();
     keyed.windows(2).find(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1).map(|w| (w[0].2.min(w[1].2), w[0].2.max(w[1].2)))
 }
 
-fn vertex_box(vertices: &[LatLng]) -> GeoBox {
-    let mut b = GeoBox { min_lat: 90.0, max_lat: -90.0, min_lng: 180.0, max_lng: -180.0 };
+/// The vertices' box, with longitudes taken continuously around `mean`'s (so a polygon across
+/// the antimeridian gets one box extending past ±180, not one spanning the globe). A vertex at
+/// a pole has no longitude of its own and only bounds the latitude.
+fn vertex_box(vertices: &[LatLng], mean: LatLng) -> GeoBox {
+    let mut b = GeoBox { min_lat: 90.0, max_lat: -90.0, min_lng: f64::INFINITY, max_lng: f64::NEG_INFINITY };
     for v in vertices {
         b.min_lat = b.min_lat.min(v.lat);
         b.max_lat = b.max_lat.max(v.lat);
-        b.min_lng = b.min_lng.min(v.lng);
-        b.max_lng = b.max_lng.max(v.lng);
+        if v.lat.abs() < 90.0 {
+            let lng = mean.lng + wrap180(v.lng - mean.lng);
+            b.min_lng = b.min_lng.min(lng);
+            b.max_lng = b.max_lng.max(lng);
+        }
+    }
+    if !b.min_lng.is_finite() {
+        (b.min_lng, b.max_lng) = (-180.0, 180.0);
     }
     b
 }
@@ -377,25 +524,30 @@ impl Circle {
             let area_km2 = std::f64::consts::PI * radius_m * radius_m / 1.0e6;
             return Err(GeoError::AreaTooLarge { area_km2, max_km2: MAX_AREA_KM2 });
         }
-        let (north, _): (f64, f64) = WGS84.direct(center.lat, center.lng, 0.0, radius_m);
-        let (south, _): (f64, f64) = WGS84.direct(center.lat, center.lng, 180.0, radius_m);
-        if center.lat + radius_m / MIN_M_PER_DEG_LAT >= 90.0 || center.lat - radius_m / MIN_M_PER_DEG_LAT <= -90.0 {
-            return Err(GeoError::TooWide);
-        }
-        // The widest longitude of a small geodesic circle is reached close to azimuth 90°; a
-        // 1% margin covers the difference.
-        let (_, east): (f64, f64) = WGS84.direct(center.lat, center.lng, 90.0, radius_m);
-        let dlng = (east - center.lng).abs() * 1.01;
-        let dlat_margin = (north - south).abs() * 0.005;
-        let bbox = GeoBox {
-            min_lat: south - dlat_margin - BOX_MARGIN_DEG,
-            max_lat: north + dlat_margin + BOX_MARGIN_DEG,
-            min_lng: center.lng - dlng - BOX_MARGIN_DEG,
-            max_lng: center.lng + dlng + BOX_MARGIN_DEG,
+        let reach_deg = radius_m / MIN_M_PER_DEG_LAT;
+        let bbox = if center.lat.abs() + reach_deg >= POLAR_CAP_LAT {
+            // Near a pole (or around it): a cap from the circle's far latitude to the pole.
+            if center.lat > 0.0 {
+                GeoBox { min_lat: (center.lat - reach_deg).max(-90.0), max_lat: 90.0, min_lng: -180.0, max_lng: 180.0 }
+            } else {
+                GeoBox { min_lat: -90.0, max_lat: (center.lat + reach_deg).min(90.0), min_lng: -180.0, max_lng: 180.0 }
+            }
+        } else {
+            let (north, _): (f64, f64) = WGS84.direct(center.lat, center.lng, 0.0, radius_m);
+            let (south, _): (f64, f64) = WGS84.direct(center.lat, center.lng, 180.0, radius_m);
+            // The widest longitude of a small geodesic circle is reached close to azimuth 90°;
+            // a 1% margin covers the difference (below the polar caps' latitude).
+            let (_, east): (f64, f64) = WGS84.direct(center.lat, center.lng, 90.0, radius_m);
+            let dlng = wrap180(east - center.lng).abs() * 1.01;
+            let dlat_margin = (north - south).abs() * 0.005;
+            GeoBox {
+                min_lat: south - dlat_margin - BOX_MARGIN_DEG,
+                max_lat: north + dlat_margin + BOX_MARGIN_DEG,
+                min_lng: center.lng - dlng - BOX_MARGIN_DEG,
+                max_lng: center.lng + dlng + BOX_MARGIN_DEG,
+            }
+            .normalized()
         };
-        if bbox.min_lng < -180.0 || bbox.max_lng > 180.0 {
-            return Err(GeoError::CrossesAntimeridian);
-        }
         Ok(Self { center, radius_m, bbox, tile: OnceLock::new() })
     }
     pub fn center(&self) -> LatLng {
@@ -498,7 +650,8 @@ impl Footprint {
                 circle_meets_polygon(c, p)
             }
             (Footprint::Polygon(a), Footprint::Polygon(b)) => {
-                let center = a.bbox.union(&b.bbox).center();
+                // Between the two polygons' centres: right across the antimeridian and at poles.
+                let center = mean_point(&[a.center, b.center]);
                 match (project_all(center, &a.vertices), project_all(center, &b.vertices)) {
                     (Some(pa), Some(pb)) => planar::polygons_intersect(&pa, &pb),
                     // Not reachable for shapes that passed validation and whose boxes overlap;

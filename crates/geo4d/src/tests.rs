@@ -229,12 +229,25 @@ fn volumes_check_time_and_altitude_first() {
     assert!(v((0.0, 100.0), (0, 10)).intersects(&v((100.0, 200.0), (10, 20))));
     assert!(!v((0.0, 100.0), (0, 10)).intersects(&v((100.1, 200.0), (0, 10))));
     assert!(!v((0.0, 100.0), (0, 10)).intersects(&v((0.0, 100.0), (11, 20))));
-    let e = v((0.0, 100.0), (0, 10)).envelope();
+    let e = v((0.0, 100.0), (0, 10)).envelopes().next().expect("one envelope");
     assert!(e.min[0] < 10.0 && e.max[0] > 10.0 && e.min[1] < 10.0 && e.max[1] > 10.0);
 }
 
+/// A place anywhere on Earth, weighted towards the hard cases: mid latitudes, right beside
+/// the antimeridian (either side), and near or at both poles.
+fn location() -> impl Strategy<Value = (f64, f64)> {
+    prop_oneof![
+        (-60.0..60.0f64, -170.0..170.0f64),
+        (-75.0..75.0f64, 179.97..=180.0f64),
+        (-75.0..75.0f64, -180.0..-179.97f64),
+        (84.0..=90.0f64, -180.0..=180.0f64),
+        (-90.0..=-84.0f64, -180.0..=180.0f64),
+    ]
+}
+
 fn small_polygon() -> impl Strategy<Value = (f64, f64, Vec<f64>, f64)> {
-    (-60.0..60.0f64, -170.0..170.0f64, prop::collection::vec(200.0..4000.0f64, 3..7), 0.0..360.0f64)
+    (location(), prop::collection::vec(200.0..4000.0f64, 3..7), 0.0..360.0f64)
+        .prop_map(|((lat, lng), radii, phase)| (lat, lng, radii, phase))
 }
 
 proptest! {
@@ -301,8 +314,7 @@ proptest! {
 
     #[test]
     fn circle_pairs_match_the_oracle(
-        lat in -69.0..69.0f64,
-        lng in -170.0..170.0f64,
+        (lat, lng) in location(),
         ra in 1.0..3000.0f64,
         rb in 1.0..3000.0f64,
         offset_m in 0.0..9000.0f64,
@@ -344,15 +356,113 @@ proptest! {
     }
 
     #[test]
-    fn bounding_boxes_contain_the_boundary((lat, lng, radii, phase) in small_polygon()) {
+    fn bounding_boxes_contain_the_boundary((lat, lng, radii, phase) in small_polygon(), radius in 1.0..20_000.0f64) {
         let poly = star(ll(lat, lng), &radii, phase);
         let b = Footprint::Polygon(poly.clone()).bbox();
         let v = poly.vertices();
         for i in 0..v.len() {
             for k in 0..=8 {
                 let p = along(v[i], v[(i + 1) % v.len()], k as f64 / 8.0);
-                prop_assert!(p.lat() >= b.min_lat && p.lat() <= b.max_lat && p.lng() >= b.min_lng && p.lng() <= b.max_lng);
+                prop_assert!(b.contains(p), "{p:?} outside {b:?}");
+                // The index's parts (within [-180, 180]) cover it too.
+                prop_assert!(b.parts().any(|part| p.lat() >= part.min_lat && p.lat() <= part.max_lat && p.lng() >= part.min_lng && p.lng() <= part.max_lng), "{p:?} outside the parts of {b:?}");
+            }
+        }
+        let c = Circle::new(ll(lat, lng), radius).expect("a circle anywhere");
+        let cb = c.bbox();
+        for azimuth in (0..360).step_by(15) {
+            let p = moved(ll(lat, lng), azimuth as f64, radius);
+            prop_assert!(cb.contains(p), "{p:?} on the circle outside {cb:?}");
+        }
+    }
+
+    /// Rotating a whole configuration about the polar axis changes nothing: the same pairs
+    /// intersect when the pair is moved across the antimeridian.
+    #[test]
+    fn intersections_do_not_change_across_the_antimeridian(
+        lat in -75.0..75.0f64,
+        lng in -0.05..0.05f64,
+        radii_a in prop::collection::vec(200.0..4000.0f64, 3..7),
+        radii_b in prop::collection::vec(200.0..4000.0f64, 3..7),
+        offset_m in 0.0..9000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+        b_is_circle in proptest::bool::ANY,
+    ) {
+        let build = |shift: f64| {
+            let ca = ll(lat, crate::shapes::wrap180(lng + shift));
+            let a = Footprint::Polygon(star(ca, &radii_a, 10.0));
+            let cb = moved(ca, offset_azimuth, offset_m);
+            let b = if b_is_circle {
+                Footprint::Circle(Circle::new(cb, radii_b[0]).expect("circle"))
+            } else {
+                Footprint::Polygon(star(cb, &radii_b, 20.0))
+            };
+            (a, b)
+        };
+        let band = AltitudeBand::new(Some(0.0), Some(100.0)).expect("band");
+        let window = TimeWindow::new(Some(Timestamp(0)), Some(Timestamp(10))).expect("window");
+        let (a0, b0) = build(0.0);
+        let expected = a0.intersects(&b0);
+        for shift in [180.0, -180.0, 179.99, -179.99] {
+            let (a, b) = build(shift);
+            prop_assert_eq!(a.intersects(&b), expected, "shift {}", shift);
+            let (va, vb) = (Volume4D { footprint: a, altitude: band, time: window }, Volume4D { footprint: b, altitude: band, time: window });
+            prop_assert_eq!(PreparedArea::new(std::slice::from_ref(&va)).intersects_any(std::slice::from_ref(&vb)), expected, "prepared, shift {}", shift);
+            if expected {
+                // The index can find it: some envelope of one meets some envelope of the other.
+                prop_assert!(va.envelopes().any(|x| vb.envelopes().any(|y| x.intersects(&y))), "envelopes miss, shift {}", shift);
             }
         }
     }
+}
+
+#[test]
+fn shapes_at_the_poles_and_across_the_antimeridian_are_valid_and_exact() {
+    let band = AltitudeBand::new(Some(0.0), Some(100.0)).expect("band");
+    let window = TimeWindow::new(Some(Timestamp(0)), Some(Timestamp(10))).expect("window");
+    let vol = |f: &Footprint| Volume4D { footprint: f.clone(), altitude: band, time: window };
+    // A 100 m circle on the North Pole: valid (no 413), a polar cap for the index.
+    let pole = Footprint::Circle(Circle::new(ll(90.0, 0.0), 100.0).expect("a circle at the pole"));
+    assert!(pole.bbox().all_longitudes() && pole.bbox().max_lat == 90.0);
+    // The same pole written with another longitude is the same point.
+    let pole2 = Footprint::Circle(Circle::new(ll(90.0, 123.0), 50.0).expect("pole"));
+    assert!(pole.intersects(&pole2));
+    // A square around the South Pole, with a vertex on it... and one around it.
+    let around = Polygon::new(vec![ll(-89.99, 0.0), ll(-89.99, 90.0), ll(-89.99, 180.0), ll(-89.99, -90.0)])
+        .expect("a square around the south pole");
+    assert_eq!(around.bbox().min_lat, -90.0);
+    let on_pole =
+        Polygon::new(vec![ll(-90.0, 0.0), ll(-89.995, 10.0), ll(-89.995, 40.0)]).expect("a vertex on the pole");
+    let around = Footprint::Polygon(around);
+    assert!(around.intersects(&Footprint::Polygon(on_pole)));
+    assert!(around.intersects(&Footprint::Circle(Circle::new(ll(-90.0, 0.0), 1.0).expect("c"))));
+    assert!(!around.intersects(&Footprint::Circle(Circle::new(ll(-89.9, 45.0), 100.0).expect("c"))));
+    // Two pole longitudes in one polygon are one point written twice.
+    assert!(matches!(
+        Polygon::new(vec![ll(90.0, 0.0), ll(90.0, 20.0), ll(89.99, 10.0)]),
+        Err(GeoError::DuplicateVertex(0, 1))
+    ));
+    // Across the antimeridian: vertices on both sides and on ±180.
+    let fiji = Polygon::new(vec![ll(-17.0, 179.99), ll(-17.0, -179.99), ll(-16.99, -179.99), ll(-16.99, 180.0)])
+        .expect("a square across the antimeridian");
+    let fiji = Footprint::Polygon(fiji);
+    assert!(fiji.bbox().max_lng > 180.0 || fiji.bbox().min_lng < -180.0, "{:?}", fiji.bbox());
+    assert_eq!(vol(&fiji).envelopes().count(), 2, "split at the antimeridian for the index");
+    let west = Footprint::Circle(Circle::new(ll(-16.995, 179.995), 200.0).expect("west"));
+    let east = Footprint::Circle(Circle::new(ll(-16.995, -179.995), 200.0).expect("east"));
+    let far = Footprint::Circle(Circle::new(ll(-16.995, 179.95), 200.0).expect("far"));
+    assert!(fiji.intersects(&west) && fiji.intersects(&east));
+    // 0.01° of longitude apart at 17° S is about 1064 m: radii of 200 m miss, 600 m meet.
+    assert!(!west.intersects(&east));
+    let wide = |lng: f64| Footprint::Circle(Circle::new(ll(-16.995, lng), 600.0).expect("wide"));
+    assert!(wide(179.995).intersects(&wide(-179.995)));
+    assert!(!fiji.intersects(&far));
+    // -180 and 180 are one meridian.
+    let a = Footprint::Circle(Circle::new(ll(10.0, 180.0), 10.0).expect("a"));
+    let b = Footprint::Circle(Circle::new(ll(10.0, -180.0), 10.0).expect("b"));
+    assert!(a.intersects(&b));
+    assert!(vol(&a).envelopes().any(|x| vol(&b).envelopes().any(|y| x.intersects(&y))));
+    // Genuinely too large stays 413.
+    let big = Polygon::new(vec![ll(0.0, 179.5), ll(0.0, -179.5), ll(1.0, -179.5), ll(1.0, 179.5)]);
+    assert!(matches!(big, Err(ref e) if e.is_too_large()), "{big:?}");
 }

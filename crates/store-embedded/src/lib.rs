@@ -374,7 +374,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn settle_area(&self, kinds: &[store::Kind], area: &[Volume4D]) -> Result<(), StoreError> {
-        let envelopes: Vec<_> = area.iter().map(Volume4D::envelope).collect();
+        let envelopes: Vec<_> = area.iter().flat_map(Volume4D::envelopes).collect();
         let last_change = self.inner.state.read().last_change(kinds, &envelopes);
         self.durable_at(last_change).await
     }

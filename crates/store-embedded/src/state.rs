@@ -186,17 +186,16 @@ impl HasExtents for Subscription {
 }
 
 impl<T: HasExtents> Table<T> {
+    /// One entry per envelope of each volume (two for a volume across the antimeridian).
     fn entries(row: &Stored<T>) -> impl Iterator<Item = IndexEntry<T>> + '_ {
-        row.value.extents().iter().enumerate().map(move |(i, v)| IndexEntry {
-            envelope: aabb(&v.envelope()),
-            row: row.clone(),
-            volume_idx: i as u32,
+        row.value.extents().iter().enumerate().flat_map(move |(i, v)| {
+            v.envelopes().map(move |e| IndexEntry { envelope: aabb(&e), row: row.clone(), volume_idx: i as u32 })
         })
     }
     /// Inserts or replaces; returns the envelopes touched (old and new) for change tracking.
     fn put(&mut self, id: Uuid, value: T, revision: Revision) -> Vec<Envelope4> {
         let mut touched = self.remove(id);
-        touched.extend(value.extents().iter().map(Volume4D::envelope));
+        touched.extend(value.extents().iter().flat_map(Volume4D::envelopes));
         let row = Stored { value: Arc::new(value), revision };
         if self.indexing {
             for e in Self::entries(&row) {
@@ -213,7 +212,7 @@ impl<T: HasExtents> Table<T> {
                 self.tree.remove(&e);
             }
         }
-        old.value.extents().iter().map(Volume4D::envelope).collect()
+        old.value.extents().iter().flat_map(Volume4D::envelopes).collect()
     }
     /// After a row's value was replaced by `new` with the same geometry (a notification index
     /// bump): points the row's index entries, which hold `old`, at `new`.
@@ -222,9 +221,11 @@ impl<T: HasExtents> Table<T> {
             return;
         }
         for (i, v) in old.value.extents().iter().enumerate() {
-            for e in self.tree.locate_in_envelope_mut(&aabb(&v.envelope())) {
-                if e.volume_idx == i as u32 && Arc::ptr_eq(&e.row.value, &old.value) {
-                    e.row = new.clone();
+            for part in v.envelopes() {
+                for e in self.tree.locate_in_envelope_mut(&aabb(&part)) {
+                    if e.volume_idx == i as u32 && Arc::ptr_eq(&e.row.value, &old.value) {
+                        e.row = new.clone();
+                    }
                 }
             }
         }
@@ -233,8 +234,9 @@ impl<T: HasExtents> Table<T> {
     /// row's current handle.
     #[cfg(test)]
     pub(crate) fn check_index(&self) {
-        let volumes: usize = self.rows.values().map(|r| r.value.extents().len()).sum();
-        assert_eq!(self.tree.size(), volumes, "one index entry per stored volume");
+        let parts: usize =
+            self.rows.values().map(|r| r.value.extents().iter().flat_map(Volume4D::envelopes).count()).sum();
+        assert_eq!(self.tree.size(), parts, "one index entry per envelope of every stored volume");
         for e in self.tree.iter() {
             let current = self.rows.values().find(|r| Arc::ptr_eq(&r.value, &e.row.value));
             assert!(current.is_some(), "an index entry holds a handle no row has");
@@ -252,8 +254,8 @@ impl<T: HasExtents> Table<T> {
     pub(crate) fn search(&self, area: &[Volume4D]) -> Vec<Stored<T>> {
         // Hits are few (a handful per query): a sorted vector dedups them cheaper than a set.
         let mut candidates: Vec<&Stored<T>> = Vec::new();
-        for v in area {
-            let q = Box3::of(&aabb(&v.envelope()));
+        for e in area.iter().flat_map(Volume4D::envelopes) {
+            let q = Box3::of(&aabb(&e));
             collect_intersecting(self.tree.root(), &q, &mut candidates);
         }
         candidates.sort_unstable_by_key(|c| Arc::as_ptr(&c.value));

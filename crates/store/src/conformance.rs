@@ -98,7 +98,7 @@ pub async fn area_preconditions<S: Store>(s: &S) {
     s.commit(put(&intent(vec![far.clone()], None))).await.expect("far write");
     let unchanged = |v: &Volume4D| Precondition::AreaUnchanged {
         kinds: vec![Kind::OperationalIntent],
-        envelopes: vec![v.envelope()],
+        envelopes: v.envelopes().collect(),
         since,
     };
     s.commit(Txn { preconditions: vec![unchanged(&here)], writes: vec![] })
@@ -108,7 +108,7 @@ pub async fn area_preconditions<S: Store>(s: &S) {
     let r = s.commit(Txn { preconditions: vec![unchanged(&here)], writes: vec![] }).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "a change in the area must conflict");
     let other_kind =
-        Precondition::AreaUnchanged { kinds: vec![Kind::Constraint], envelopes: vec![here.envelope()], since };
+        Precondition::AreaUnchanged { kinds: vec![Kind::Constraint], envelopes: here.envelopes().collect(), since };
     s.commit(Txn { preconditions: vec![other_kind], writes: vec![] }).await.expect("other kinds do not conflict");
 }
 
