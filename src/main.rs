@@ -259,6 +259,11 @@ struct DssArgs {
     /// DSS does and ecosystem clients expect.
     #[arg(long)]
     strict_scopes: bool,
+    /// Discovery's generosity, in metres: area queries and subscriber lists match footprints
+    /// whose convex hulls, each padded by this margin, meet (the standard's qualification tools
+    /// expect interlocking flights to discover each other). Key checks stay exact.
+    #[arg(long, default_value_t = dss::DEFAULT_RELEVANCE_MARGIN_M)]
+    relevance_margin_m: f64,
 }
 
 #[derive(Args)]
@@ -366,8 +371,15 @@ fn run_dss(args: DssArgs) -> Result<()> {
         "store recovered"
     );
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
-    let config =
-        Config { retention_s: args.retention_secs.max(0), strict_scopes: args.strict_scopes, ..Config::default() };
+    if !(args.relevance_margin_m.is_finite() && (0.0..=10_000.0).contains(&args.relevance_margin_m)) {
+        bail!("--relevance-margin-m must be between 0 and 10000 metres");
+    }
+    let config = Config {
+        retention_s: args.retention_secs.max(0),
+        strict_scopes: args.strict_scopes,
+        relevance_margin_m: args.relevance_margin_m,
+        ..Config::default()
+    };
     let version = format!("deconflict-{}+{}", env!("CARGO_PKG_VERSION"), env!("DECONFLICT_COMMIT"));
     let state = Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics, version });
 

@@ -399,3 +399,99 @@ async fn the_dss_works_across_the_antimeridian_and_at_the_poles() {
         );
     }
 }
+
+/// Offsets (east, north) in metres from (47°N, 8°E) as a polygon volume.
+fn shape(points: &[(f64, f64)], t0: i64, t1: i64) -> Value {
+    let (dlng, dlat) = (1.0 / (111_320.0 * 47f64.to_radians().cos()), 1.0 / 111_200.0);
+    let pts: Vec<(f64, f64)> = points.iter().map(|(e, n)| (47.0 + n * dlat, 8.0 + e * dlng)).collect();
+    polygon(&pts, t0, t1)
+}
+
+/// 12. Interlocking flights 8 m apart discover each other (queries and subscriber lists), but
+/// neither needs the other's OVN: the key check stays exact.
+#[tokio::test]
+async fn discovery_is_generous_and_decisions_stay_exact() {
+    let dss = Dss::start();
+    let (u1, u2) = (token("uss1", &[SC]), token("uss2", &[SC]));
+    let c1 = shape(
+        &[
+            (0.0, 0.0),
+            (100.0, 0.0),
+            (100.0, 20.0),
+            (20.0, 20.0),
+            (20.0, 80.0),
+            (100.0, 80.0),
+            (100.0, 100.0),
+            (0.0, 100.0),
+        ],
+        60,
+        1800,
+    );
+    let c2 = shape(
+        &[
+            (28.0, 28.0),
+            (128.0, 28.0),
+            (128.0, 128.0),
+            (28.0, 128.0),
+            (28.0, 108.0),
+            (108.0, 108.0),
+            (108.0, 48.0),
+            (28.0, 48.0),
+        ],
+        60,
+        1800,
+    );
+    // uss2 subscribes with exactly its flight's footprint; uss1 plans the first C.
+    let sub = json!({"extents": c2, "uss_base_url": "http://uss2.test", "notify_for_operational_intents": true});
+    let (s, r) = call("PUT", &dss.url(&format!("{SUBS}/{}", new_id())), Some(&u2), Some(&sub)).await;
+    assert_eq!(s, 200, "{r}");
+    let mut body1 = intent_body(vec![c1.clone()], &[], "Accepted");
+    body1["new_subscription"]["uss_base_url"] = json!("http://uss1.test");
+    let (id1, _, created) = create_intent(&dss, &u1, &body1).await;
+    assert!(
+        created["subscribers"].as_array().expect("subscribers").iter().any(|s| s["uss_base_url"] == "http://uss2.test"),
+        "the interlocking subscription must be told: {created}"
+    );
+    // An area query over the second C finds the first.
+    let (s, found) =
+        call("POST", &dss.url(&format!("{OIR}/query")), Some(&u2), Some(&json!({"area_of_interest": c2}))).await;
+    assert_eq!(s, 200, "{found}");
+    assert!(
+        found["operational_intent_references"].as_array().expect("list").iter().any(|r| r["id"] == id1.as_str()),
+        "{found}"
+    );
+    // The second C needs no key: the footprints do not intersect.
+    let mut body2 = intent_body(vec![c2.clone()], &[], "Accepted");
+    body2["new_subscription"]["uss_base_url"] = json!("http://uss2.test");
+    let (_, _, second) = create_intent(&dss, &u2, &body2).await;
+    // Its change is announced to uss1's implicit subscription, relevant though not intersecting.
+    assert!(
+        second["subscribers"].as_array().expect("subscribers").iter().any(|s| s["uss_base_url"] == "http://uss1.test"),
+        "{second}"
+    );
+    // Far enough away (beyond 2 x 30 m of the hull), nothing is found.
+    let away = shape(&[(0.0, 170.0), (100.0, 170.0), (100.0, 190.0), (0.0, 190.0)], 60, 1800);
+    let (_, found) =
+        call("POST", &dss.url(&format!("{OIR}/query")), Some(&u2), Some(&json!({"area_of_interest": away}))).await;
+    assert!(
+        !found["operational_intent_references"].as_array().expect("list").iter().any(|r| r["id"] == id1.as_str()),
+        "{found}"
+    );
+    // With --relevance-margin-m 0 only the hulls count; 40 m beyond them is then not relevant.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let strict = Dss::start_in(&tmp.path().join("data"), &["--relevance-margin-m", "0"]);
+    let (id, _, _) = create_intent(&strict, &u1, &body1).await;
+    let near = shape(&[(0.0, 140.0), (100.0, 140.0), (100.0, 160.0), (0.0, 160.0)], 60, 1800);
+    let (_, found) =
+        call("POST", &strict.url(&format!("{OIR}/query")), Some(&u2), Some(&json!({"area_of_interest": near}))).await;
+    assert!(
+        !found["operational_intent_references"].as_array().expect("list").iter().any(|r| r["id"] == id.as_str()),
+        "{found}"
+    );
+    let (_, found) =
+        call("POST", &dss.url(&format!("{OIR}/query")), Some(&u2), Some(&json!({"area_of_interest": near}))).await;
+    assert!(
+        found["operational_intent_references"].as_array().expect("list").iter().any(|r| r["id"] == id1.as_str()),
+        "40 m is within 2 x 30 m: {found}"
+    );
+}

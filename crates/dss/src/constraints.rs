@@ -29,8 +29,9 @@ impl<S: Store> Dss<S> {
     pub async fn query_constraints(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<ConstraintView>, DssError> {
         caller.require_any(READ_SCOPES)?;
         let area = std::slice::from_ref(area);
-        let found = self.store.search_constraints(area).await?;
-        self.store.settle_area(&[store::Kind::Constraint], area).await?;
+        let how = self.config.discovery();
+        let found = self.store.search_constraints(area, how).await?;
+        self.store.settle_area(&[store::Kind::Constraint], area, how).await?;
         let mut cache = Vec::new();
         let mut out = Vec::with_capacity(found.len());
         for r in found {
@@ -110,7 +111,7 @@ impl<S: Store> Dss<S> {
                 Precondition::Revision { key: Key::Constraint(id), revision: old.as_ref().map(|o| o.revision) },
                 Precondition::AreaUnchanged {
                     kinds: vec![Kind::Subscription],
-                    envelopes: changed.iter().flat_map(Volume4D::envelopes).collect(),
+                    envelopes: changed.iter().flat_map(|v| v.envelopes_for(self.config.discovery())).collect(),
                     since,
                 },
             ],
@@ -151,7 +152,12 @@ impl<S: Store> Dss<S> {
                 Precondition::Revision { key: Key::Constraint(id), revision: Some(old.revision) },
                 Precondition::AreaUnchanged {
                     kinds: vec![Kind::Subscription],
-                    envelopes: old.value.extents.iter().flat_map(Volume4D::envelopes).collect(),
+                    envelopes: old
+                        .value
+                        .extents
+                        .iter()
+                        .flat_map(|v| v.envelopes_for(self.config.discovery()))
+                        .collect(),
                     since,
                 },
             ],

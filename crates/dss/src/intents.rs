@@ -34,8 +34,10 @@ impl<S: Store> Dss<S> {
     pub async fn query_intents(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<IntentView>, DssError> {
         caller.require_any(READ_SCOPES)?;
         let area = std::slice::from_ref(area);
-        let found = self.store.search_intents(area).await?;
-        self.store.settle_area(&[store::Kind::OperationalIntent], area).await?;
+        // Discovery is generous (relevance); decisions below stay exact.
+        let how = self.config.discovery();
+        let found = self.store.search_intents(area, how).await?;
+        self.store.settle_area(&[store::Kind::OperationalIntent], area, how).await?;
         let mut cache = Vec::new();
         let mut out = Vec::with_capacity(found.len());
         for r in found {
@@ -250,7 +252,8 @@ impl<S: Store> Dss<S> {
         }
         let mut notify = self.subscribers_for(EntityKind::OperationalIntent, &changed).await?;
         // The subscription created or grown in this change is not in the store yet.
-        if let Some(s) = attached.filter(|s| s.wants(EntityKind::OperationalIntent, &changed)) {
+        let how = self.config.discovery();
+        if let Some(s) = attached.filter(|s| s.wants_as(EntityKind::OperationalIntent, &changed, how)) {
             if !notify.iter().any(|n| n.id == s.id) {
                 notify.push(s);
             }
@@ -259,9 +262,10 @@ impl<S: Store> Dss<S> {
             writes.push(Write::DeleteSubscription(sid));
             notify.retain(|s| s.id != sid);
         }
+        // Widened by discovery's reach: the subscribers chosen depend on relevance.
         pre.push(Precondition::AreaUnchanged {
             kinds,
-            envelopes: changed.iter().flat_map(Volume4D::envelopes).collect(),
+            envelopes: changed.iter().flat_map(|v| v.envelopes_for(how)).collect(),
             since,
         });
         let plan = Plan { txn: Txn { preconditions: pre, writes }, intent, notify };
@@ -279,7 +283,7 @@ impl<S: Store> Dss<S> {
         availability: &mut crate::AvailabilityCache,
     ) -> Result<(), DssError> {
         let mut missing_intents = Vec::new();
-        for r in self.store.search_intents(extents).await? {
+        for r in self.store.search_intents(extents, store::Match::Exact).await? {
             let other = &r.value;
             if other.id == id || key.contains(other.ovn.as_str()) {
                 continue;
@@ -291,7 +295,7 @@ impl<S: Store> Dss<S> {
         }
         let mut missing_constraints = Vec::new();
         if check_constraints {
-            for r in self.store.search_constraints(extents).await? {
+            for r in self.store.search_constraints(extents, store::Match::Exact).await? {
                 if key.contains(r.value.ovn.as_str()) {
                     continue;
                 }
@@ -323,8 +327,8 @@ impl<S: Store> Dss<S> {
         kind: EntityKind,
         extents: &[Volume4D],
     ) -> Result<Vec<Subscription>, DssError> {
-        // The search already decided intersection exactly; only the kind of interest remains.
-        let found = self.store.search_subscriptions(extents).await?;
+        // The search already decided relevance; only the kind of interest remains.
+        let found = self.store.search_subscriptions(extents, self.config.discovery()).await?;
         Ok(found.into_iter().filter(|s| s.value.interested_in(kind)).map(|s| (*s.value).clone()).collect())
     }
 
@@ -394,7 +398,7 @@ impl<S: Store> Dss<S> {
         let notify = self.subscribers_for(EntityKind::OperationalIntent, extents).await?;
         pre.push(Precondition::AreaUnchanged {
             kinds: vec![Kind::Subscription],
-            envelopes: extents.iter().flat_map(Volume4D::envelopes).collect(),
+            envelopes: extents.iter().flat_map(|v| v.envelopes_for(self.config.discovery())).collect(),
             since,
         });
         let plan = Plan { txn: Txn { preconditions: pre, writes }, intent: (*old.value).clone(), notify };

@@ -149,7 +149,25 @@ pub struct Config {
     /// How much later than a dependent intent's start an updated subscription may start (the
     /// reference DSS's allowance for clock skew).
     pub subscription_start_tolerance_s: i64,
+    /// Discovery (area queries, subscribers to notify, the entities listed for a subscription)
+    /// matches footprints' convex hulls padded by this many metres each; key checks stay exact.
+    pub relevance_margin_m: f64,
 }
+
+impl Config {
+    /// How discovery matches (area queries, subscriber selection).
+    pub fn discovery(&self) -> store::Match {
+        store::Match::Relevant { margin_m: self.relevance_margin_m }
+    }
+}
+
+/// Default relevance margin: 30 m each side. The standard's qualification tools treat
+/// operations as relevant when the convex hulls of their footprints meet, whatever the gap
+/// between the footprints themselves (two interlocking flights 8 m apart); the reference DSS
+/// gets this from its ~1 km grid cells. 30 m each side (60 m between shapes) adds the typical
+/// horizontal navigation error of a small UAS to that, so a USS hears of flights that close to
+/// its own, without turning a dense city into everyone's neighbour.
+pub const DEFAULT_RELEVANCE_MARGIN_M: f64 = 30.0;
 
 impl Default for Config {
     fn default() -> Self {
@@ -161,6 +179,7 @@ impl Default for Config {
             strict_scopes: false,
             requested_ovn_tolerance_s: 5 * 60,
             subscription_start_tolerance_s: 5 * 60,
+            relevance_margin_m: DEFAULT_RELEVANCE_MARGIN_M,
         }
     }
 }

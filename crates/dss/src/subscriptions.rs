@@ -38,7 +38,7 @@ impl<S: Store> Dss<S> {
     ) -> Result<Vec<SubscriptionView>, DssError> {
         caller.require_any(SCOPES)?;
         let area = std::slice::from_ref(area);
-        let found = self.store.search_subscriptions(area).await?;
+        let found = self.store.search_subscriptions(area, self.config.discovery()).await?;
         // Notification indexes move without marking the subscription's area: wait for all.
         self.store.durable_barrier().await?;
         let now = self.now();
@@ -177,14 +177,19 @@ impl<S: Store> Dss<S> {
                 pre.push(Precondition::Revision { key: Key::OperationalIntent(*dep), revision: Some(intent.revision) });
             }
         }
+        let how = self.config.discovery();
         pre.push(Precondition::AreaUnchanged {
             kinds: vec![Kind::OperationalIntent],
-            envelopes: extents.envelopes().collect(),
+            envelopes: extents.envelopes_for(how).collect(),
             since: self.store.read_revision().await?,
         });
         let area = std::slice::from_ref(extents);
-        let intents = if req.notify_for_operational_intents { self.store.search_intents(area).await? } else { vec![] };
-        let constraints = if req.notify_for_constraints { self.store.search_constraints(area).await? } else { vec![] };
+        // The entities listed with a subscription are those relevant to it, as its
+        // notifications will be.
+        let intents =
+            if req.notify_for_operational_intents { self.store.search_intents(area, how).await? } else { vec![] };
+        let constraints =
+            if req.notify_for_constraints { self.store.search_constraints(area, how).await? } else { vec![] };
         self.store
             .commit(Txn { preconditions: pre, writes: vec![Write::PutSubscription(subscription.clone())] })
             .await?;

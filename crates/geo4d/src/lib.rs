@@ -159,6 +159,25 @@ impl Volume4D {
         })
     }
 
+    /// Envelopes reaching as far as `how` can match: with relevance, widened by its reach.
+    /// Stored volumes keep their own envelopes; a query widened so finds every match.
+    pub fn envelopes_for(&self, how: Match) -> impl Iterator<Item = Envelope4> {
+        let (alt_lo, alt_hi) = self.altitude.clamped();
+        let (t_lo, t_hi) = self.time.as_seconds_f64();
+        self.footprint.bbox().padded(how.reach_m()).parts().map(move |b| Envelope4 {
+            min: [b.min_lng, b.min_lat, alt_lo, t_lo],
+            max: [b.max_lng, b.max_lat, alt_hi, t_hi],
+        })
+    }
+
+    /// Relevance: overlapping time and altitude, and footprints whose padded convex hulls
+    /// meet ([`Footprint::relevant_to`]).
+    pub fn relevant_to(&self, other: &Self, margin_m: f64) -> bool {
+        self.time.overlaps(&other.time)
+            && self.altitude.overlaps(&other.altitude)
+            && self.footprint.relevant_to(&other.footprint, margin_m)
+    }
+
     /// Exact intersection of two closed 4D volumes: time first, then altitude, then footprint,
     /// cheapest test first.
     pub fn intersects(&self, other: &Self) -> bool {
@@ -171,6 +190,34 @@ impl Volume4D {
 /// True when any volume of `a` intersects any volume of `b`.
 pub fn any_intersect(a: &[Volume4D], b: &[Volume4D]) -> bool {
     a.iter().any(|va| b.iter().any(|vb| va.intersects(vb)))
+}
+
+/// How an area is matched against volumes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Match {
+    /// The volumes intersect: what key checks and conflicts are decided on.
+    Exact,
+    /// The volumes' relevance regions meet (overlapping time and altitude, footprints'
+    /// convex hulls padded by `margin_m` each): what discovery uses, a superset of `Exact`.
+    Relevant { margin_m: f64 },
+}
+
+impl Match {
+    /// How far beyond a volume's own footprint a match can reach, in metres.
+    pub fn reach_m(self) -> f64 {
+        match self {
+            Match::Exact => 0.0,
+            Match::Relevant { margin_m } => 2.0 * margin_m.max(0.0),
+        }
+    }
+}
+
+/// True when any volume of `a` matches any volume of `b` as `how` says.
+pub fn any_match(a: &[Volume4D], b: &[Volume4D], how: Match) -> bool {
+    match how {
+        Match::Exact => any_intersect(a, b),
+        Match::Relevant { margin_m } => a.iter().any(|va| b.iter().any(|vb| va.relevant_to(vb, margin_m))),
+    }
 }
 
 #[cfg(test)]

@@ -187,6 +187,29 @@ impl GeoBox {
         self
     }
 
+    /// The box widened by `metres` on every side (a cap once it comes close to a pole).
+    pub fn padded(&self, metres: f64) -> GeoBox {
+        if metres <= 0.0 {
+            return *self;
+        }
+        let dlat = metres / MIN_M_PER_DEG_LAT;
+        let mut b = GeoBox {
+            min_lat: (self.min_lat - dlat).max(-90.0),
+            max_lat: (self.max_lat + dlat).min(90.0),
+            min_lng: self.min_lng,
+            max_lng: self.max_lng,
+        };
+        let widest = b.min_lat.abs().max(b.max_lat.abs());
+        let cos = widest.to_radians().cos();
+        let dlng = if cos > 1e-6 { dlat / cos } else { 360.0 };
+        if b.all_longitudes() || self.max_lng - self.min_lng + 2.0 * dlng >= 360.0 {
+            (b.min_lng, b.max_lng) = (-180.0, 180.0);
+        } else {
+            (b.min_lng, b.max_lng) = (self.min_lng - dlng, self.max_lng + dlng);
+        }
+        b.capped().normalized()
+    }
+
     /// The box widened to the pole (every longitude) it comes close to.
     fn capped(mut self) -> GeoBox {
         if self.max_lat >= POLAR_CAP_LAT {
@@ -659,6 +682,111 @@ impl Footprint {
                     _ => true,
                 }
             }
+        }
+    }
+}
+
+/// A footprint's convex hull in a gnomonic plane: a convex polygon, or a disk.
+enum Hull {
+    Polygon(Vec<P>),
+    Disk(P, f64),
+}
+
+/// Convex hull of points (Andrew's monotone chain), counter-clockwise.
+fn convex_hull(mut points: Vec<P>) -> Vec<P> {
+    points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    points.dedup();
+    if points.len() < 3 {
+        return points;
+    }
+    let cross = |o: P, a: P, b: P| (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0);
+    let mut lower: Vec<P> = Vec::new();
+    for &p in &points {
+        while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], p) <= 0.0 {
+            lower.pop();
+        }
+        lower.push(p);
+    }
+    let mut upper: Vec<P> = Vec::new();
+    for &p in points.iter().rev() {
+        while upper.len() >= 2 && cross(upper[upper.len() - 2], upper[upper.len() - 1], p) <= 0.0 {
+            upper.pop();
+        }
+        upper.push(p);
+    }
+    lower.pop();
+    upper.pop();
+    lower.extend(upper);
+    lower
+}
+
+fn point_to_polygon(p: P, poly: &[P]) -> f64 {
+    if poly.len() >= 3 && planar::point_in_polygon(p, poly) {
+        return 0.0;
+    }
+    let n = poly.len();
+    (0..n).map(|i| planar::point_segment_distance(p, poly[i], poly[(i + 1) % n]).0).fold(f64::INFINITY, f64::min)
+}
+
+impl Hull {
+    /// Planar distance between two hulls (0 when they meet).
+    fn distance(&self, other: &Hull) -> f64 {
+        match (self, other) {
+            (Hull::Disk(a, ra), Hull::Disk(b, rb)) => {
+                (((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt() - ra - rb).max(0.0)
+            }
+            (Hull::Disk(c, r), Hull::Polygon(p)) | (Hull::Polygon(p), Hull::Disk(c, r)) => {
+                (point_to_polygon(*c, p) - r).max(0.0)
+            }
+            (Hull::Polygon(a), Hull::Polygon(b)) => {
+                if a.len() >= 3 && b.len() >= 3 && planar::polygons_intersect(a, b) {
+                    return 0.0;
+                }
+                let from_a = a.iter().map(|p| point_to_polygon(*p, b)).fold(f64::INFINITY, f64::min);
+                let from_b = b.iter().map(|p| point_to_polygon(*p, a)).fold(f64::INFINITY, f64::min);
+                from_a.min(from_b)
+            }
+        }
+    }
+}
+
+impl Footprint {
+    /// The point pairwise projections are centred on.
+    fn reference(&self) -> LatLng {
+        match self {
+            Footprint::Polygon(p) => p.center,
+            Footprint::Circle(c) => c.center,
+        }
+    }
+
+    fn hull_in(&self, center: LatLng) -> Option<Hull> {
+        match self {
+            Footprint::Polygon(p) => project_all(center, &p.vertices).map(|pts| Hull::Polygon(convex_hull(pts))),
+            Footprint::Circle(c) => gnomonic(center, c.center).map(|q| Hull::Disk(q, c.radius_m)),
+        }
+    }
+
+    /// Discovery's generous match: do the two footprints' convex hulls, each padded by
+    /// `margin_m`, meet? Always true when the footprints intersect (relevance is a superset of
+    /// intersection); also true for shapes that interlock or pass within twice the margin.
+    /// Distances between hulls are taken in a gnomonic plane about the pair (good to 1e-3 of
+    /// the distance, ample for a margin of metres); intersection itself is decided exactly.
+    pub fn relevant_to(&self, other: &Footprint, margin_m: f64) -> bool {
+        let reach = 2.0 * margin_m.max(0.0);
+        if !self.bbox().padded(reach).intersects(&other.bbox()) {
+            return false;
+        }
+        if self.intersects(other) {
+            return true;
+        }
+        if let (Footprint::Circle(a), Footprint::Circle(b)) = (self, other) {
+            return geodesic_distance_m(a.center, b.center) - a.radius_m - b.radius_m <= reach;
+        }
+        let center = mean_point(&[self.reference(), other.reference()]);
+        match (self.hull_in(center), other.hull_in(center)) {
+            (Some(a), Some(b)) => a.distance(&b) <= reach,
+            // Not projectable about one centre: the shapes are far apart.
+            _ => false,
         }
     }
 }

@@ -466,3 +466,101 @@ fn shapes_at_the_poles_and_across_the_antimeridian_are_valid_and_exact() {
     let big = Polygon::new(vec![ll(0.0, 179.5), ll(0.0, -179.5), ll(1.0, -179.5), ll(1.0, 179.5)]);
     assert!(matches!(big, Err(ref e) if e.is_too_large()), "{big:?}");
 }
+
+#[test]
+fn interlocking_flights_are_relevant_though_they_do_not_intersect() {
+    // Two interlocking "C" shapes whose outlines stay 8 m apart: exact matching never links
+    // them; their convex hulls overlap, so discovery does, with any margin.
+    let o = ll(47.0, 8.0);
+    let at = |east: f64, north: f64| moved(moved(o, 90.0, east), 0.0, north);
+    let c1 = Polygon::new(vec![
+        at(0.0, 0.0),
+        at(100.0, 0.0),
+        at(100.0, 20.0),
+        at(20.0, 20.0),
+        at(20.0, 80.0),
+        at(100.0, 80.0),
+        at(100.0, 100.0),
+        at(0.0, 100.0),
+    ])
+    .expect("first C");
+    let c2 = Polygon::new(vec![
+        at(28.0, 28.0),
+        at(128.0, 28.0),
+        at(128.0, 128.0),
+        at(28.0, 128.0),
+        at(28.0, 108.0),
+        at(108.0, 108.0),
+        at(108.0, 48.0),
+        at(28.0, 48.0),
+    ])
+    .expect("second C");
+    let (a, b) = (Footprint::Polygon(c1), Footprint::Polygon(c2));
+    assert!(!a.intersects(&b), "8 m apart");
+    assert!(a.relevant_to(&b, 0.0) && b.relevant_to(&a, 0.0), "hulls overlap");
+    // Separate shapes: relevant only within twice the margin.
+    let far = Footprint::Circle(Circle::new(at(50.0, 150.0), 10.0).expect("circle")); // 40 m north of c1's hull
+    assert!(!a.relevant_to(&far, 19.0));
+    assert!(a.relevant_to(&far, 21.0));
+    // Across the antimeridian and at a pole too.
+    let w = Footprint::Circle(Circle::new(ll(-17.0, 179.9999), 5.0).expect("w"));
+    let e = Footprint::Circle(Circle::new(ll(-17.0, -179.9999), 5.0).expect("e")); // ~21 m apart
+    assert!(!w.intersects(&e) && w.relevant_to(&e, 8.0) && !w.relevant_to(&e, 3.0));
+    let n1 = Footprint::Circle(Circle::new(ll(90.0, 0.0), 5.0).expect("n1"));
+    let n2 = Footprint::Circle(Circle::new(moved(ll(90.0, 0.0), 0.0, 30.0), 5.0).expect("n2"));
+    assert!(!n1.intersects(&n2) && n1.relevant_to(&n2, 12.0) && !n1.relevant_to(&n2, 8.0));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Relevance is a superset of intersection, grows with the margin, and reaches exactly as
+    /// far as twice the margin beyond the outlines (for circles, whose hulls are themselves).
+    #[test]
+    fn relevance_contains_intersection(
+        (lat, lng, radii_a, phase_a) in small_polygon(),
+        radii_b in prop::collection::vec(200.0..4000.0f64, 3..7),
+        offset_m in 0.0..12000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+        margin in 0.0..200.0f64,
+        b_is_circle in proptest::bool::ANY,
+    ) {
+        let ca = ll(lat, lng);
+        let a = Footprint::Polygon(star(ca, &radii_a, phase_a));
+        let cb = moved(ca, offset_azimuth, offset_m);
+        let b = if b_is_circle {
+            Footprint::Circle(Circle::new(cb, radii_b[0]).expect("circle"))
+        } else {
+            Footprint::Polygon(star(cb, &radii_b, 33.0))
+        };
+        if a.intersects(&b) {
+            prop_assert!(a.relevant_to(&b, 0.0) && a.relevant_to(&b, margin) && b.relevant_to(&a, margin));
+        }
+        if a.relevant_to(&b, margin) {
+            prop_assert!(a.relevant_to(&b, margin + 50.0), "relevance must grow with the margin");
+        }
+        // Beyond every vertex's reach (circumscribed circles apart by more than 2 margins):
+        // never relevant.
+        let reach_a = radii_a.iter().cloned().fold(0.0, f64::max);
+        let reach_b = radii_b.iter().cloned().fold(0.0, f64::max);
+        if geodesic_distance_m(ca, cb) > reach_a + reach_b + 2.0 * margin + 1.0 {
+            prop_assert!(!a.relevant_to(&b, margin));
+        }
+    }
+
+    #[test]
+    fn circle_relevance_is_twice_the_margin(
+        (lat, lng) in location(),
+        ra in 1.0..3000.0f64,
+        rb in 1.0..3000.0f64,
+        offset_m in 0.0..9000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+        margin in 0.0..100.0f64,
+    ) {
+        let (a, b) = (ll(lat, lng), moved(ll(lat, lng), offset_azimuth, offset_m));
+        let gap = geodesic_distance_m(a, b) - ra - rb;
+        prop_assume!((gap - 2.0 * margin).abs() > 0.01 && gap.abs() > 0.01);
+        let (fa, fb) = (Footprint::Circle(Circle::new(a, ra).expect("a")), Footprint::Circle(Circle::new(b, rb).expect("b")));
+        prop_assert_eq!(fa.relevant_to(&fb, margin), gap <= 2.0 * margin, "gap {} margin {}", gap, margin);
+    }
+}

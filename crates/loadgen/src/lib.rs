@@ -72,6 +72,10 @@ pub struct Keys {
     pub public_pem: Vec<u8>,
 }
 
+/// The relevance margin every benchmarked DSS runs with (passed explicitly, so the
+/// generator's oracle of subscriber lists matches what the DSS decides).
+pub const RELEVANCE_MARGIN_M: f64 = 30.0;
+
 /// A DSS child process on a free loopback port.
 pub struct Server {
     child: Child,
@@ -85,6 +89,7 @@ impl Server {
             .arg(data_dir)
             .arg("--jwt-public-key")
             .arg(public_key)
+            .args(["--relevance-margin-m", &RELEVANCE_MARGIN_M.to_string()])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

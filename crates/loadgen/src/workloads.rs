@@ -484,7 +484,7 @@ async fn http_floor(ctx: &Ctx, server: &crate::Server, clients: usize, seconds: 
 }
 
 /// Subscriptions: live subscriptions over the city, then creates and deletes whose subscriber
-/// lists are checked against the generator's own exact oracle.
+/// lists are checked against the generator's own oracle (relevance, exactly as the DSS defines it).
 pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
     let server = ctx.fresh_server("subscriptions", &[])?;
@@ -546,8 +546,12 @@ pub async fn subscriptions(ctx: &Ctx) -> Result<WorkloadReport> {
             let mut rec = Recorder::default();
             let mut mine: Vec<(String, Vec<geo4d::Volume4D>)> = Vec::new();
             let mut n = 0u64;
+            // Subscribers are chosen by relevance (padded convex hulls), as the DSS does.
             let expected = |vols: &[geo4d::Volume4D]| -> HashSet<String> {
-                subs.iter().filter(|(_, v)| vols.iter().any(|x| x.intersects(v))).map(|(id, _)| id.clone()).collect()
+                subs.iter()
+                    .filter(|(_, v)| vols.iter().any(|x| x.relevant_to(v, crate::RELEVANCE_MARGIN_M)))
+                    .map(|(id, _)| id.clone())
+                    .collect()
             };
             while budget.go() {
                 n += 1;

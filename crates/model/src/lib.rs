@@ -221,7 +221,12 @@ impl Subscription {
 
     /// Should a change to an entity of `kind` over `extents` notify this subscription?
     pub fn wants(&self, kind: EntityKind, extents: &[Volume4D]) -> bool {
-        self.interested_in(kind) && geo4d::any_intersect(&self.extents, extents)
+        self.wants_as(kind, extents, geo4d::Match::Exact)
+    }
+
+    /// [`Self::wants`] with the area matched as `how` says (relevance for discovery).
+    pub fn wants_as(&self, kind: EntityKind, extents: &[Volume4D], how: geo4d::Match) -> bool {
+        self.interested_in(kind) && geo4d::any_match(&self.extents, extents, how)
     }
 }
 

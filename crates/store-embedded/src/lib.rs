@@ -373,8 +373,8 @@ impl Store for EmbeddedStore {
         self.durable_at(revision).await
     }
 
-    async fn settle_area(&self, kinds: &[store::Kind], area: &[Volume4D]) -> Result<(), StoreError> {
-        let envelopes: Vec<_> = area.iter().flat_map(Volume4D::envelopes).collect();
+    async fn settle_area(&self, kinds: &[store::Kind], area: &[Volume4D], how: store::Match) -> Result<(), StoreError> {
+        let envelopes: Vec<_> = area.iter().flat_map(|v| v.envelopes_for(how)).collect();
         let last_change = self.inner.state.read().last_change(kinds, &envelopes);
         self.durable_at(last_change).await
     }
@@ -387,24 +387,36 @@ impl Store for EmbeddedStore {
         self.read(|s| s.intents.rows.get(&id).cloned()).await
     }
 
-    async fn search_intents(&self, area: &[Volume4D]) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
-        self.read(|s| s.intents.search(area)).await
+    async fn search_intents(
+        &self,
+        area: &[Volume4D],
+        how: store::Match,
+    ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
+        self.read(|s| s.intents.search(area, how)).await
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
         self.read(|s| s.constraints.rows.get(&id).cloned()).await
     }
 
-    async fn search_constraints(&self, area: &[Volume4D]) -> Result<Vec<Stored<Constraint>>, StoreError> {
-        self.read(|s| s.constraints.search(area)).await
+    async fn search_constraints(
+        &self,
+        area: &[Volume4D],
+        how: store::Match,
+    ) -> Result<Vec<Stored<Constraint>>, StoreError> {
+        self.read(|s| s.constraints.search(area, how)).await
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
         self.read(|s| s.subscriptions.rows.get(&id).cloned()).await
     }
 
-    async fn search_subscriptions(&self, area: &[Volume4D]) -> Result<Vec<Stored<Subscription>>, StoreError> {
-        self.read(|s| s.subscriptions.search(area)).await
+    async fn search_subscriptions(
+        &self,
+        area: &[Volume4D],
+        how: store::Match,
+    ) -> Result<Vec<Stored<Subscription>>, StoreError> {
+        self.read(|s| s.subscriptions.search(area, how)).await
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {

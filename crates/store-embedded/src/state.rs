@@ -250,11 +250,12 @@ impl<T: HasExtents> Table<T> {
         self.indexing = true;
     }
 
-    /// Rows with a volume meeting a volume of `area`, by the exact test; each row once.
-    pub(crate) fn search(&self, area: &[Volume4D]) -> Vec<Stored<T>> {
+    /// Rows with a volume matching a volume of `area` (exactly, or by relevance: the query's
+    /// envelopes are then widened by its reach); each row once.
+    pub(crate) fn search(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<Stored<T>> {
         // Hits are few (a handful per query): a sorted vector dedups them cheaper than a set.
         let mut candidates: Vec<&Stored<T>> = Vec::new();
-        for e in area.iter().flat_map(Volume4D::envelopes) {
+        for e in area.iter().flat_map(|v| v.envelopes_for(how)) {
             let q = Box3::of(&aabb(&e));
             collect_intersecting(self.tree.root(), &q, &mut candidates);
         }
@@ -275,7 +276,20 @@ impl<T: HasExtents> Table<T> {
         }
         std::hint::black_box(sink);
         let prepared = geo4d::PreparedArea::new(area);
-        candidates.into_iter().filter(|r| prepared.intersects_any(r.value.extents())).cloned().collect()
+        match how {
+            geo4d::Match::Exact => {
+                candidates.into_iter().filter(|r| prepared.intersects_any(r.value.extents())).cloned().collect()
+            }
+            // What intersects is relevant (the cheap prepared test first); the rest is decided
+            // by the hulls.
+            geo4d::Match::Relevant { .. } => candidates
+                .into_iter()
+                .filter(|r| {
+                    prepared.intersects_any(r.value.extents()) || geo4d::any_match(area, r.value.extents(), how)
+                })
+                .cloned()
+                .collect(),
+        }
     }
 }
 

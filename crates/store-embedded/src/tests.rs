@@ -181,7 +181,7 @@ fn index_handles_follow_every_change() {
         let everywhere = conformance::square(-1000.0, 9000.0, 0, 600);
         let mut found: Vec<(model::Uuid, i32)> = state
             .subscriptions
-            .search(&[everywhere])
+            .search(&[everywhere], geo4d::Match::Exact)
             .iter()
             .map(|r| (r.value.id, r.value.notification_index))
             .collect();
@@ -220,7 +220,7 @@ fn searches_agree_across_the_antimeridian_and_at_the_poles() {
         let queries: Vec<(f64, f64, f64)> = (0..40)
             .map(|_| ((lat0 + (next() - 0.5) * 0.04).clamp(-90.0, 90.0), (next() - 0.5) * 0.1, 10.0 + next() * 800.0))
             .collect();
-        let answers = |shift: f64| -> Vec<Vec<usize>> {
+        let answers = |shift: f64, how: geo4d::Match| -> Vec<Vec<usize>> {
             let wrap = |lng: f64| (lng + shift + 180.0).rem_euclid(360.0) - 180.0;
             let mut state = crate::state::State::default();
             let mut ids = std::collections::HashMap::new();
@@ -235,27 +235,43 @@ fn searches_agree_across_the_antimeridian_and_at_the_poles() {
                 .iter()
                 .map(|(lat, lng, r)| {
                     let q = circle(*lat, wrap(*lng), *r);
-                    let mut found: Vec<usize> =
-                        state.intents.search(std::slice::from_ref(&q)).iter().map(|row| ids[&row.value.id]).collect();
+                    let mut found: Vec<usize> = state
+                        .intents
+                        .search(std::slice::from_ref(&q), how)
+                        .iter()
+                        .map(|row| ids[&row.value.id])
+                        .collect();
                     found.sort_unstable();
                     // Brute force over every stored row.
                     let mut brute: Vec<usize> = state
                         .intents
                         .rows
                         .values()
-                        .filter(|row| geo4d::any_intersect(std::slice::from_ref(&q), &row.value.extents))
+                        .filter(|row| geo4d::any_match(std::slice::from_ref(&q), &row.value.extents, how))
                         .map(|row| ids[&row.value.id])
                         .collect();
                     brute.sort_unstable();
-                    assert_eq!(found, brute, "{name}, shift {shift}: the index missed or added a row");
+                    assert_eq!(found, brute, "{name}, shift {shift}, {how:?}: the index missed or added a row");
                     found
                 })
                 .collect()
         };
-        let base = answers(0.0);
-        assert!(base.iter().any(|a| !a.is_empty()), "{name}: the configuration should have intersections");
-        for shift in [180.0, -179.97, 179.97, 90.0] {
-            assert_eq!(answers(shift), base, "{name}: answers change when rotated by {shift}°");
+        for how in [geo4d::Match::Exact, geo4d::Match::Relevant { margin_m: 30.0 }] {
+            let base = answers(0.0, how);
+            assert!(base.iter().any(|a| !a.is_empty()), "{name}: the configuration should have matches");
+            for shift in [180.0, -179.97, 179.97, 90.0] {
+                assert_eq!(answers(shift, how), base, "{name}, {how:?}: answers change when rotated by {shift}°");
+            }
         }
+        // Relevance finds everything exact matching finds, and (here) more.
+        let (exact, relevant) =
+            (answers(0.0, geo4d::Match::Exact), answers(0.0, geo4d::Match::Relevant { margin_m: 30.0 }));
+        for (e, r) in exact.iter().zip(&relevant) {
+            assert!(e.iter().all(|i| r.contains(i)), "{name}: relevance lost an intersecting row");
+        }
+        assert!(
+            exact.iter().zip(&relevant).any(|(e, r)| r.len() > e.len()),
+            "{name}: relevance should reach beyond intersection"
+        );
     }
 }

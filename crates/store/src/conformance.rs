@@ -4,7 +4,7 @@
 use geo4d::{AltitudeBand, Circle, Footprint, LatLng, Polygon, TimeWindow, Timestamp, Volume4D};
 use model::{OperationalIntent, OperationalIntentState, Ovn, Subscription, Uuid};
 
-use crate::{Key, Kind, Precondition, Store, StoreError, Txn, Write};
+use crate::{Key, Kind, Match, Precondition, Store, StoreError, Txn, Write};
 
 /// A square of side ~`side_m` metres near (47°N, 8°E), offset east by `east_m`, over 0-120 m
 /// during [t0, t1] seconds.
@@ -124,11 +124,20 @@ pub async fn search_is_exact<S: Store>(s: &S) {
     s.commit(put(&a)).await.expect("put");
     // ~170 m diagonal away: boxes (±100 m) overlap, circles (100 m + 50 m) do not.
     let probe = circle(47.0 + 120.0 / 111_200.0, 8.0 + 120.0 / 75_900.0, 50.0);
-    assert!(s.search_intents(std::slice::from_ref(&probe)).await.expect("search").is_empty());
+    assert!(s.search_intents(std::slice::from_ref(&probe), Match::Exact).await.expect("search").is_empty());
     let touching = circle(47.0 + 60.0 / 111_200.0, 8.0 + 60.0 / 75_900.0, 50.0);
-    assert_eq!(s.search_intents(&[touching]).await.expect("search").len(), 1);
+    assert_eq!(s.search_intents(std::slice::from_ref(&touching), Match::Exact).await.expect("search").len(), 1);
+    // Relevance reaches across the ~20 m gap with a 15 m margin on each side, not with 5 m.
+    let relevant = |margin_m| Match::Relevant { margin_m };
+    assert_eq!(s.search_intents(std::slice::from_ref(&probe), relevant(15.0)).await.expect("search").len(), 1);
+    assert!(s.search_intents(std::slice::from_ref(&probe), relevant(5.0)).await.expect("search").is_empty());
+    assert_eq!(
+        s.search_intents(&[touching], relevant(0.0)).await.expect("search").len(),
+        1,
+        "relevance includes intersection"
+    );
     let later = Volume4D { time: TimeWindow::new(Some(Timestamp(61_000_000)), None).expect("window"), ..probe };
-    assert!(s.search_intents(&[later]).await.expect("search").is_empty());
+    assert!(s.search_intents(&[later], relevant(15.0)).await.expect("search").is_empty(), "time still decides");
 }
 
 pub async fn notification_indexes_and_dependents<S: Store>(s: &S) {
@@ -147,21 +156,21 @@ pub async fn notification_indexes_and_dependents<S: Store>(s: &S) {
     assert_eq!(s.dependent_intents(sub.id).await.expect("deps"), vec![oi.id]);
     s.commit(Txn { writes: vec![Write::DeleteIntent(oi.id)], ..Default::default() }).await.expect("delete");
     assert!(s.dependent_intents(sub.id).await.expect("deps").is_empty());
-    let found = s.search_subscriptions(&[square(500.0, 10.0, 100, 200)]).await.expect("search");
+    let found = s.search_subscriptions(&[square(500.0, 10.0, 100, 200)], Match::Exact).await.expect("search");
     assert_eq!(found.len(), 1);
     // A search shows the bumped index, not the one the subscription was stored with.
     assert_eq!(found[0].value.notification_index, 2);
     s.commit(bump(sub.id)).await.expect("bump");
-    let found = s.search_subscriptions(&[square(500.0, 10.0, 100, 200)]).await.expect("search");
+    let found = s.search_subscriptions(&[square(500.0, 10.0, 100, 200)], Match::Exact).await.expect("search");
     assert_eq!(found[0].value.notification_index, 3);
     // Updating and deleting a bumped subscription leaves nothing of it behind in searches.
     let moved = Subscription { extents: vec![square(5000.0, 100.0, 0, 600)], version: 2, ..sub.clone() };
     s.commit(Txn { writes: vec![Write::PutSubscription(moved)], ..Default::default() }).await.expect("move");
-    assert!(s.search_subscriptions(&[square(500.0, 10.0, 100, 200)]).await.expect("search").is_empty());
-    assert_eq!(s.search_subscriptions(&[square(5000.0, 10.0, 100, 200)]).await.expect("search").len(), 1);
+    assert!(s.search_subscriptions(&[square(500.0, 10.0, 100, 200)], Match::Exact).await.expect("search").is_empty());
+    assert_eq!(s.search_subscriptions(&[square(5000.0, 10.0, 100, 200)], Match::Exact).await.expect("search").len(), 1);
     s.commit(bump(sub.id)).await.expect("bump");
     s.commit(Txn { writes: vec![Write::DeleteSubscription(sub.id)], ..Default::default() }).await.expect("delete");
-    assert!(s.search_subscriptions(&[square(5000.0, 10.0, 100, 200)]).await.expect("search").is_empty());
+    assert!(s.search_subscriptions(&[square(5000.0, 10.0, 100, 200)], Match::Exact).await.expect("search").is_empty());
 }
 
 pub async fn expiry_listing<S: Store>(s: &S) {

@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+pub use geo4d::Match;
 use geo4d::{Envelope4, Timestamp, Volume4D};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
 
@@ -120,23 +121,35 @@ pub trait Store: Send + Sync + 'static {
     fn settle(&self, revision: Revision) -> impl Future<Output = Result<()>> + Send;
     /// Waits until every visible change of `kinds` touching `area` is durable (for showing search
     /// results); cheaper than a full barrier when the area is quiet.
-    fn settle_area(&self, kinds: &[Kind], area: &[Volume4D]) -> impl Future<Output = Result<()>> + Send;
+    fn settle_area(&self, kinds: &[Kind], area: &[Volume4D], how: Match) -> impl Future<Output = Result<()>> + Send;
 
     /// A revision to read at: every later change to an area is detected by
     /// [`Precondition::AreaUnchanged`] with `since` set to it.
     fn read_revision(&self) -> impl Future<Output = Result<Revision>> + Send;
 
     fn get_intent(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<OperationalIntent>>>> + Send;
-    /// Intents any of whose volumes exactly intersects any of `area`.
-    fn search_intents(&self, area: &[Volume4D]) -> impl Future<Output = Result<Vec<Stored<OperationalIntent>>>> + Send;
+    /// Intents any of whose volumes matches any of `area` as `how` says (exact intersection, or
+    /// relevance for discovery).
+    fn search_intents(
+        &self,
+        area: &[Volume4D],
+        how: Match,
+    ) -> impl Future<Output = Result<Vec<Stored<OperationalIntent>>>> + Send;
 
     fn get_constraint(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<Constraint>>>> + Send;
-    fn search_constraints(&self, area: &[Volume4D]) -> impl Future<Output = Result<Vec<Stored<Constraint>>>> + Send;
+    fn search_constraints(
+        &self,
+        area: &[Volume4D],
+        how: Match,
+    ) -> impl Future<Output = Result<Vec<Stored<Constraint>>>> + Send;
 
     fn get_subscription(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<Subscription>>>> + Send;
-    /// Subscriptions any of whose volumes exactly intersects any of `area`.
-    fn search_subscriptions(&self, area: &[Volume4D])
-        -> impl Future<Output = Result<Vec<Stored<Subscription>>>> + Send;
+    /// Subscriptions any of whose volumes matches any of `area` as `how` says.
+    fn search_subscriptions(
+        &self,
+        area: &[Volume4D],
+        how: Match,
+    ) -> impl Future<Output = Result<Vec<Stored<Subscription>>>> + Send;
     /// Ids of the intents whose `subscription_id` is `id`.
     fn dependent_intents(&self, subscription: Uuid) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
 
