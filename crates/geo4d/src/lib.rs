@@ -178,6 +178,13 @@ impl Volume4D {
             && self.footprint.relevant_to(&other.footprint, margin_m)
     }
 
+    /// [`Self::relevant_to`] for a pair already known not to intersect.
+    pub fn relevant_beyond(&self, other: &Self, margin_m: f64) -> bool {
+        self.time.overlaps(&other.time)
+            && self.altitude.overlaps(&other.altitude)
+            && self.footprint.relevant_beyond(&other.footprint, margin_m)
+    }
+
     /// Exact intersection of two closed 4D volumes: time first, then altitude, then footprint,
     /// cheapest test first.
     pub fn intersects(&self, other: &Self) -> bool {

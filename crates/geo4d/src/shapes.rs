@@ -275,6 +275,17 @@ const TILE_DEG: f64 = 0.5;
 struct TileProjection {
     key: (i32, i32),
     points: Vec<P>,
+    /// The convex hull of `points`, made on first use by a relevance test.
+    hull: OnceLock<Vec<P>>,
+}
+
+impl TileProjection {
+    fn new(key: (i32, i32), points: Vec<P>) -> Self {
+        Self { key, points, hull: OnceLock::new() }
+    }
+    fn hull(&self) -> &[P] {
+        self.hull.get_or_init(|| convex_hull(self.points.clone()))
+    }
 }
 
 /// The tile of a shape with bounding box `bbox`, and the tile's centre, when the whole box is
@@ -299,7 +310,7 @@ fn tile_center(key: (i32, i32)) -> Option<LatLng> {
 
 fn tile_projection(vertices: &[LatLng], bbox: &GeoBox) -> Option<TileProjection> {
     let (key, center) = tile_of(bbox)?;
-    project_all(center, vertices).map(|points| TileProjection { key, points })
+    project_all(center, vertices).map(|points| TileProjection::new(key, points))
 }
 
 /// Relative bound on how much the gnomonic projection about a centre changes the distance
@@ -418,7 +429,7 @@ impl Polygon {
         // Kept only if the padded box still belongs to the same tile, as `tile()` would decide.
         if let (Some((key, _)), Some((padded_key, _))) = (tile, tile_of(&bbox)) {
             if key == padded_key {
-                let _ = cached.set(Some(TileProjection { key, points: projected }));
+                let _ = cached.set(Some(TileProjection::new(key, projected)));
             }
         }
         Ok(Self { vertices, bbox, area_m2, center: mean, tile: cached })
@@ -759,6 +770,18 @@ impl Footprint {
         }
     }
 
+    /// Distance between the hulls in the shared tile plane, when both shapes have one there.
+    fn tile_hull_distance(&self, other: &Footprint) -> Option<f64> {
+        let tiled = |f: &Footprint| -> Option<((i32, i32), Hull)> {
+            match f {
+                Footprint::Polygon(p) => p.tile().map(|t| (t.key, Hull::Polygon(t.hull().to_vec()))),
+                Footprint::Circle(c) => c.tile().map(|(k, q)| (k, Hull::Disk(q, c.radius_m))),
+            }
+        };
+        let ((ka, a), (kb, b)) = (tiled(self)?, tiled(other)?);
+        (ka == kb).then(|| a.distance(&b))
+    }
+
     fn hull_in(&self, center: LatLng) -> Option<Hull> {
         match self {
             Footprint::Polygon(p) => project_all(center, &p.vertices).map(|pts| Hull::Polygon(convex_hull(pts))),
@@ -776,8 +799,19 @@ impl Footprint {
         if !self.bbox().padded(reach).intersects(&other.bbox()) {
             return false;
         }
-        if self.intersects(other) {
-            return true;
+        self.intersects(other) || self.relevant_beyond(other, margin_m)
+    }
+
+    /// The hull part of [`Self::relevant_to`], for a caller that already knows the two do not
+    /// intersect: do the padded hulls meet anyway?
+    pub fn relevant_beyond(&self, other: &Footprint, margin_m: f64) -> bool {
+        let reach = 2.0 * margin_m.max(0.0);
+        if !self.bbox().padded(reach).intersects(&other.bbox()) {
+            return false;
+        }
+        // Both in one tile: compare the cached tile-plane hulls, with no geodesic work.
+        if let Some(d) = self.tile_hull_distance(other) {
+            return d <= reach;
         }
         if let (Footprint::Circle(a), Footprint::Circle(b)) = (self, other) {
             return geodesic_distance_m(a.center, b.center) - a.radius_m - b.radius_m <= reach;

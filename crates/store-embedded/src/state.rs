@@ -282,10 +282,12 @@ impl<T: HasExtents> Table<T> {
             }
             // What intersects is relevant (the cheap prepared test first); the rest is decided
             // by the hulls.
-            geo4d::Match::Relevant { .. } => candidates
+            geo4d::Match::Relevant { margin_m } => candidates
                 .into_iter()
                 .filter(|r| {
-                    prepared.intersects_any(r.value.extents()) || geo4d::any_match(area, r.value.extents(), how)
+                    let extents = r.value.extents();
+                    prepared.intersects_any(extents)
+                        || area.iter().any(|a| extents.iter().any(|v| a.relevant_beyond(v, margin_m)))
                 })
                 .cloned()
                 .collect(),
