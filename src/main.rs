@@ -253,6 +253,17 @@ struct DssArgs {
     /// Seconds between two sweeps that remove expired entities.
     #[arg(long, default_value_t = 60)]
     expiry_interval_secs: u64,
+    /// Where the airspace record lives: `embedded` (this process's data directory) or `etcd`
+    /// (a cluster shared by a pool of DSS instances, see --etcd-endpoints).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
+    store: String,
+    /// etcd client URLs for --store etcd (comma-separated or repeated), e.g.
+    /// http://127.0.0.1:2379,http://127.0.0.1:22379.
+    #[arg(long = "etcd-endpoints", value_name = "URLS")]
+    etcd_endpoints: Vec<String>,
+    /// Prefix of every key the DSS writes in etcd (one pool per prefix).
+    #[arg(long, default_value = "/deconflict/")]
+    etcd_prefix: String,
     /// Enforce the spec's text that asking for constraint notifications (`notify_for_constraints`
     /// in a subscription or an intent's `new_subscription`) needs `utm.constraint_processing`.
     /// By default the DSS accepts it with `utm.strategic_coordination` alone, as the reference
@@ -353,24 +364,6 @@ fn run_dss(args: DssArgs) -> Result<()> {
         if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
     let verifier = Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?;
 
-    let started = std::time::Instant::now();
-    let mode = if args.commit_mode == "serial" {
-        store_embedded::CommitMode::Serial
-    } else {
-        store_embedded::CommitMode::Group
-    };
-    let (store, report) = EmbeddedStore::open_with(&args.data_dir, mode)
-        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
-    tracing::info!(
-        data_dir = %args.data_dir.display(),
-        records = report.records_replayed,
-        intents = report.intents,
-        constraints = report.constraints,
-        subscriptions = report.subscriptions,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "store recovered"
-    );
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
     if !(args.relevance_margin_m.is_finite() && (0.0..=10_000.0).contains(&args.relevance_margin_m)) {
         bail!("--relevance-margin-m must be between 0 and 10000 metres");
     }
@@ -380,29 +373,68 @@ fn run_dss(args: DssArgs) -> Result<()> {
         relevance_margin_m: args.relevance_margin_m,
         ..Config::default()
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match args.store.as_str() {
+        "etcd" => {
+            if args.etcd_endpoints.is_empty() {
+                bail!("--store etcd needs --etcd-endpoints http://HOST:2379[,...]");
+            }
+            let endpoints: Vec<String> =
+                args.etcd_endpoints.iter().flat_map(|e| e.split(',')).map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+            let prefix = args.etcd_prefix.clone();
+            let store = runtime
+                .block_on(store_etcd::EtcdStore::open(store_etcd::EtcdConfig { endpoints: endpoints.clone(), prefix }))
+                .with_context(|| format!("connecting to etcd at {}", endpoints.join(", ")))?;
+            tracing::info!(endpoints = %endpoints.join(","), revision = store.applied_revision(), "etcd store loaded");
+            runtime.block_on(serve_dss(store, verifier, config, &args))
+        }
+        _ => {
+            let started = std::time::Instant::now();
+            let mode = if args.commit_mode == "serial" {
+                store_embedded::CommitMode::Serial
+            } else {
+                store_embedded::CommitMode::Group
+            };
+            let (store, report) = EmbeddedStore::open_with(&args.data_dir, mode)
+                .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+            tracing::info!(
+                data_dir = %args.data_dir.display(),
+                records = report.records_replayed,
+                intents = report.intents,
+                constraints = report.constraints,
+                subscriptions = report.subscriptions,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "store recovered"
+            );
+            runtime.block_on(serve_dss(store, verifier, config, &args))
+        }
+    }
+}
+
+/// Serves the DSS API over any store, with the expiry sweep.
+async fn serve_dss<S: store::Store>(store: S, verifier: Verifier, config: Config, args: &DssArgs) -> Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
     let version = format!("deconflict-{}+{}", env!("CARGO_PKG_VERSION"), env!("DECONFLICT_COMMIT"));
     let state = Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics, version });
-
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let listener =
-            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        let local = listener.local_addr()?;
-        let sweeper_state = state.clone();
-        let interval = Duration::from_secs(args.expiry_interval_secs.max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                match sweeper_state.dss.expire_once().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "expired entities removed"),
-                    Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
-                }
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let sweeper_state = state.clone();
+    let interval = Duration::from_secs(args.expiry_interval_secs.max(1));
+    // Expiry is idempotent: every deletion is conditional on the revision it read, so sweeps of
+    // several pool instances never delete twice or lose a later change.
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            match sweeper_state.dss.expire_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired entities removed"),
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
             }
-        });
-        tracing::info!(%local, "DSS listening");
-        serve("dss", listener, server::app(state)).await
-    })
+        }
+    });
+    tracing::info!(%local, "DSS listening");
+    serve("dss", listener, server::app(state)).await
 }
 
 /// Reads PEM public keys, named by their paths for error messages.

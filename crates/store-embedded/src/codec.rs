@@ -9,6 +9,7 @@ use model::{
 };
 use store::{StoreError, Write};
 
+#[derive(Default)]
 pub(crate) struct Enc(pub Vec<u8>);
 
 impl Enc {

@@ -20,6 +20,7 @@
 
 mod codec;
 mod state;
+pub mod memory;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write as _};

@@ -1,0 +1,128 @@
+//! The embedded store's in-memory state, offered to other backends: entity maps, the R*-tree
+//! indexes and dependents, fed by writes in revision order. The etcd backend keeps one per DSS
+//! instance, fed from etcd's watch stream, so every instance searches locally with the same
+//! exact and relevance matching as the embedded store. Also the compact binary encoding of one
+//! write, which that backend stores as etcd values.
+
+use geo4d::{Match, Timestamp, Volume4D};
+use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
+use store::{Key, Revision, Stored, StoreError, Write};
+
+use crate::state::State;
+
+/// Entities and their indexes, changed only by [`MemoryIndex::apply`].
+pub struct MemoryIndex {
+    state: State,
+}
+
+impl Default for MemoryIndex {
+    fn default() -> Self {
+        Self { state: State::default() }
+    }
+}
+
+impl MemoryIndex {
+    /// An index for a bulk load: applies skip the trees until [`MemoryIndex::finish_loading`].
+    pub fn loading() -> Self {
+        Self { state: State::recovering() }
+    }
+    pub fn finish_loading(&mut self) {
+        self.state.rebuild_indexes();
+    }
+    /// Applies writes committed at `revision`; returns the bumped notification indexes.
+    pub fn apply(&mut self, writes: Vec<Write>, revision: Revision) -> Vec<(Uuid, i32)> {
+        self.state.apply(writes, revision)
+    }
+    /// Sets a subscription's notification index (as counted by the backend).
+    pub fn set_notification_index(&mut self, id: Uuid, index: i32) {
+        if let Some(row) = self.state.subscriptions.rows.get(&id) {
+            if row.value.notification_index == index {
+                return;
+            }
+            let mut sub = (*row.value).clone();
+            sub.notification_index = index;
+            let revision = row.revision;
+            // Same geometry and revision: a put re-indexes the row under its new value.
+            self.state.apply(vec![Write::PutSubscription(sub)], revision);
+        }
+    }
+    /// Advances the revision without a change (a change this index does not hold).
+    pub fn advance(&mut self, revision: Revision) {
+        self.state.revision = self.state.revision.max(revision);
+    }
+    pub fn revision(&self) -> Revision {
+        self.state.revision
+    }
+    pub fn intent(&self, id: Uuid) -> Option<Stored<OperationalIntent>> {
+        self.state.intents.rows.get(&id).cloned()
+    }
+    pub fn constraint(&self, id: Uuid) -> Option<Stored<Constraint>> {
+        self.state.constraints.rows.get(&id).cloned()
+    }
+    pub fn subscription(&self, id: Uuid) -> Option<Stored<Subscription>> {
+        self.state.subscriptions.rows.get(&id).cloned()
+    }
+    pub fn availability(&self, uss: &str) -> Option<Stored<AvailabilityRecord>> {
+        self.state.availability.get(uss).cloned()
+    }
+    pub fn search_intents(&self, area: &[Volume4D], how: Match) -> Vec<Stored<OperationalIntent>> {
+        self.state.intents.search(area, how)
+    }
+    pub fn search_constraints(&self, area: &[Volume4D], how: Match) -> Vec<Stored<Constraint>> {
+        self.state.constraints.search(area, how)
+    }
+    pub fn search_subscriptions(&self, area: &[Volume4D], how: Match) -> Vec<Stored<Subscription>> {
+        self.state.subscriptions.search(area, how)
+    }
+    pub fn dependents(&self, subscription: Uuid) -> Vec<Uuid> {
+        self.state.dependents.get(&subscription).map(|d| d.iter().copied().collect()).unwrap_or_default()
+    }
+    /// The current extents of the entity a key names (for marking the area a change leaves).
+    pub fn extents_of(&self, key: &Key) -> Vec<Volume4D> {
+        match key {
+            Key::OperationalIntent(id) => self.intent(*id).map(|r| r.value.extents.clone()),
+            Key::Constraint(id) => self.constraint(*id).map(|r| r.value.extents.clone()),
+            Key::Subscription(id) => self.subscription(*id).map(|r| r.value.extents.clone()),
+            Key::Availability(_) => None,
+        }
+        .unwrap_or_default()
+    }
+    /// Records whose whole time extent ended before `cutoff`.
+    pub fn expired(&self, cutoff: Timestamp) -> Vec<(Key, Revision)> {
+        let ended = |extents: &[Volume4D]| model::time_bounds(extents).end().is_some_and(|end| end < cutoff);
+        let mut out = Vec::new();
+        for (id, r) in &self.state.intents.rows {
+            if ended(&r.value.extents) {
+                out.push((Key::OperationalIntent(*id), r.revision));
+            }
+        }
+        for (id, r) in &self.state.constraints.rows {
+            if ended(&r.value.extents) {
+                out.push((Key::Constraint(*id), r.revision));
+            }
+        }
+        for (id, r) in &self.state.subscriptions.rows {
+            if ended(&r.value.extents) {
+                out.push((Key::Subscription(*id), r.revision));
+            }
+        }
+        out
+    }
+}
+
+/// One write in the embedded store's binary record format (without framing).
+pub fn encode_write(w: &Write) -> Vec<u8> {
+    let mut enc = crate::codec::Enc::default();
+    enc.write(w);
+    enc.0
+}
+
+/// The inverse of [`encode_write`]; refuses trailing bytes.
+pub fn decode_write(bytes: &[u8]) -> Result<Write, StoreError> {
+    let mut d = crate::codec::Dec::new(bytes);
+    let w = d.write()?;
+    if !d.done() {
+        return Err(StoreError::Corrupt("trailing bytes after a record".into()));
+    }
+    Ok(w)
+}

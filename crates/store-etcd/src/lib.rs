@@ -1,0 +1,690 @@
+//! The [`Store`] on an etcd cluster, so that several DSS instances run by different
+//! organizations share one airspace record that none of them owns.
+//!
+//! etcd holds the truth; each instance keeps a [`MemoryIndex`] (the embedded store's maps and
+//! R*-trees) current from etcd's watch stream and answers every search from it.
+//!
+//! - **Decisions are atomic.** A commit is one etcd transaction: it compares the revision of
+//!   every entity the decision read, and of *area keys* standing for the airspace it searched,
+//!   and applies the writes and marks the area keys they touch. A lost race is
+//!   [`StoreError::Conflict`] (the DSS re-reads and retries). No process-local lock is relied on.
+//! - **Area keys** partition space into 0.05° cells and time into 5-minute buckets. A write marks
+//!   every cell and bucket its envelopes touch (a volume longer than 4 hours marks the cell's
+//!   "long" key instead of its buckets), plus the cell's "any time" key, plus the 1° cell of a
+//!   coarse grid. A precondition compares the buckets and the "long" key of its cells (or, for a
+//!   long window, the "any time" key), or the coarse cells for an area too large for fine ones.
+//!   Writes too large to mark fine cells mark coarse "huge" keys that every precondition also
+//!   compares. Over-approximation only: a nearby change may cause a retry, none is missed.
+//! - **Reads are consistent.** Every transaction also writes one clock key; before a read, the
+//!   instance reads that key linearizably (a quorum read) and waits until its watch has applied
+//!   that revision. A client that writes through one instance and reads through another sees
+//!   its write. Without a quorum the read fails, and the DSS answers 503, never stale data.
+//! - **Notification indexes** are the etcd versions of one counter key per subscription: each
+//!   bump is a put of that key, atomic and commutative across instances.
+//!
+//! It talks to etcd's JSON gateway (`/v3/kv/...`, `/v3/watch`), which every etcd since 3.4
+//! serves on its client port: no generated gRPC stubs and no `protoc` to build.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use geo4d::{Envelope4, Match, Timestamp, Volume4D};
+use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
+use parking_lot::RwLock;
+use serde_json::{json, Value};
+use store::{Committed, Key, Kind, Precondition, Revision, Store, StoreError, Stored, Txn, Write};
+use store_embedded::memory::{decode_write, encode_write, MemoryIndex};
+
+/// Fine area cells, in degrees.
+const CELL_DEG: f64 = 0.05;
+/// Coarse area cells, in degrees.
+const COARSE_DEG: f64 = 1.0;
+/// Time buckets of area keys, in seconds.
+const BUCKET_S: f64 = 300.0;
+/// Beyond this many buckets a window is "long".
+const LONG_BUCKETS: i64 = 48;
+/// Most fine area keys one envelope may compare or mark before coarse keys stand in.
+const MAX_FINE_KEYS: usize = 512;
+/// Time allowed to etcd for one request, and to the watch to reach a revision.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the cluster is and where our keys live.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// Client URLs, e.g. `http://127.0.0.1:2379`; tried in turn when one fails.
+    pub endpoints: Vec<String>,
+    /// Prefix of every key this store writes.
+    pub prefix: String,
+}
+
+#[derive(Clone)]
+pub struct EtcdStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoints: Vec<String>,
+    current: AtomicUsize,
+    prefix: String,
+    index: RwLock<MemoryIndex>,
+    /// Notification counters seen, by subscription (kept apart: a counter may arrive before
+    /// its subscription in a bulk load).
+    counters: RwLock<HashMap<Uuid, i32>>,
+    applied: tokio::sync::watch::Sender<Revision>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("etcd: {e}"))
+}
+
+fn b64(s: &[u8]) -> String {
+    B64.encode(s)
+}
+
+/// The end of the key range of everything starting with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn num(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// What an entity key names.
+enum EntityKey {
+    Record(Key),
+    Counter(Uuid),
+    Clock,
+}
+
+impl Inner {
+    fn entity_prefix(&self) -> String {
+        format!("{}e/", self.prefix)
+    }
+    fn key_of(&self, key: &Key) -> String {
+        match key {
+            Key::OperationalIntent(id) => format!("{}e/i/{id}", self.prefix),
+            Key::Constraint(id) => format!("{}e/c/{id}", self.prefix),
+            Key::Subscription(id) => format!("{}e/s/{id}", self.prefix),
+            Key::Availability(uss) => format!("{}e/a/{uss}", self.prefix),
+        }
+    }
+    fn counter_key(&self, id: Uuid) -> String {
+        format!("{}e/n/{id}", self.prefix)
+    }
+    fn clock_key(&self) -> String {
+        format!("{}e/~clock", self.prefix)
+    }
+    fn parse_key(&self, raw: &[u8]) -> Option<EntityKey> {
+        let s = std::str::from_utf8(raw).ok()?.strip_prefix(&self.entity_prefix())?;
+        if s == "~clock" {
+            return Some(EntityKey::Clock);
+        }
+        let (kind, rest) = s.split_once('/')?;
+        let uuid = || Uuid::parse_str(rest).ok();
+        Some(match kind {
+            "i" => EntityKey::Record(Key::OperationalIntent(uuid()?)),
+            "c" => EntityKey::Record(Key::Constraint(uuid()?)),
+            "s" => EntityKey::Record(Key::Subscription(uuid()?)),
+            "a" => EntityKey::Record(Key::Availability(rest.to_owned())),
+            "n" => EntityKey::Counter(uuid()?),
+            _ => return None,
+        })
+    }
+
+    /// POSTs to the gateway, trying each endpoint in turn.
+    async fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
+        let n = self.endpoints.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = String::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let url = format!("{}{path}", self.endpoints[i]);
+            match self.http.post(&url).json(body).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let value: Value = resp.json().await.map_err(unavailable)?;
+                    if status.is_success() {
+                        self.current.store(i, Ordering::Relaxed);
+                        return Ok(value);
+                    }
+                    // An answer from etcd itself (no leader, too many operations, ...): another
+                    // member may do better when it is about quorum.
+                    last = format!("{} answered {status}: {}", self.endpoints[i], value["error"]);
+                }
+                Err(e) => last = format!("{}: {e}", self.endpoints[i]),
+            }
+        }
+        Err(unavailable(last))
+    }
+
+    /// Applies one batch of changes at `revision` to the local index.
+    fn apply(&self, events: Vec<(EntityKey, Option<Vec<u8>>, u64)>) -> Result<(), StoreError> {
+        let mut by_revision: BTreeMap<u64, Vec<(EntityKey, Option<Vec<u8>>, u64)>> = BTreeMap::new();
+        for e in events {
+            by_revision.entry(e.2).or_default().push(e);
+        }
+        let mut index = self.index.write();
+        for (revision, events) in by_revision {
+            let mut writes = Vec::new();
+            let mut counters = Vec::new();
+            for (key, value, _) in events {
+                match (key, value) {
+                    (EntityKey::Clock, _) => {}
+                    (EntityKey::Counter(id), Some(v)) => {
+                        let version = i32::try_from(u64::from_le_bytes(v.try_into().unwrap_or([0; 8]))).unwrap_or(0);
+                        counters.push((id, version));
+                    }
+                    (EntityKey::Counter(id), None) => {
+                        self.counters.write().remove(&id);
+                    }
+                    (EntityKey::Record(_), Some(v)) => {
+                        let mut w = decode_write(&v)?;
+                        if let Write::PutSubscription(s) = &mut w {
+                            s.notification_index = self.counters.read().get(&s.id).copied().unwrap_or(0);
+                        }
+                        writes.push(w);
+                    }
+                    (EntityKey::Record(key), None) => writes.push(match key {
+                        Key::OperationalIntent(id) => Write::DeleteIntent(id),
+                        Key::Constraint(id) => Write::DeleteConstraint(id),
+                        Key::Subscription(id) => Write::DeleteSubscription(id),
+                        // Availability records are never deleted.
+                        Key::Availability(_) => continue,
+                    }),
+                }
+            }
+            index.apply(writes, revision);
+            for (id, version) in counters {
+                self.counters.write().insert(id, version);
+                index.set_notification_index(id, version);
+            }
+            index.advance(revision);
+        }
+        Ok(())
+    }
+
+    /// Loads every record into a fresh index; returns the revision it is at.
+    async fn load(&self) -> Result<Revision, StoreError> {
+        let prefix = self.entity_prefix();
+        let resp = self
+            .call("/v3/kv/range", &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(&prefix))}))
+            .await?;
+        let revision = num(&resp["header"]["revision"]);
+        let mut fresh = MemoryIndex::loading();
+        let mut counters = HashMap::new();
+        let mut records: Vec<(u64, Write)> = Vec::new();
+        for kv in resp["kvs"].as_array().into_iter().flatten() {
+            let key = B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let value =
+                B64.decode(kv["value"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            match self.parse_key(&key) {
+                Some(EntityKey::Record(_)) => records.push((num(&kv["mod_revision"]), decode_write(&value)?)),
+                Some(EntityKey::Counter(id)) => {
+                    counters.insert(id, i32::try_from(num(&kv["version"])).unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        records.sort_by_key(|(r, _)| *r);
+        for (r, mut w) in records {
+            if let Write::PutSubscription(s) = &mut w {
+                s.notification_index = counters.get(&s.id).copied().unwrap_or(0);
+            }
+            fresh.apply(vec![w], r);
+        }
+        fresh.finish_loading();
+        fresh.advance(revision);
+        *self.index.write() = fresh;
+        *self.counters.write() = counters;
+        self.applied.send_replace(revision);
+        Ok(revision)
+    }
+
+    /// Follows the watch stream from `from`, applying every change; returns when the stream
+    /// ends or fails (the caller resumes, reloading if the history was compacted).
+    async fn follow(&self, from: Revision) -> Result<(), StoreError> {
+        let prefix = self.entity_prefix();
+        let body = json!({"create_request": {
+            "key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(&prefix)), "start_revision": from.to_string()
+        }});
+        let n = self.endpoints.len();
+        let i = self.current.load(Ordering::Relaxed) % n;
+        let mut resp = reqwest::Client::new()
+            .post(format!("{}/v3/watch", self.endpoints[i]))
+            .json(&body)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if !resp.status().is_success() {
+            self.current.store((i + 1) % n, Ordering::Relaxed);
+            return Err(unavailable(format!("watch answered {}", resp.status())));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => return Err(unavailable("the watch stream ended")),
+                Err(e) => {
+                    self.current.store((i + 1) % n, Ordering::Relaxed);
+                    return Err(unavailable(e));
+                }
+            };
+            buf.extend_from_slice(&chunk);
+            let mut consumed = 0;
+            let mut stream = serde_json::Deserializer::from_slice(&buf).into_iter::<Value>();
+            let mut messages = Vec::new();
+            while let Some(Ok(v)) = stream.next() {
+                consumed = stream.byte_offset();
+                messages.push(v);
+            }
+            buf.drain(..consumed);
+            for m in messages {
+                let r = &m["result"];
+                if num(&r["compact_revision"]) > 0 {
+                    return Err(StoreError::Corrupt("compacted".into()));
+                }
+                if r["canceled"] == true {
+                    return Err(unavailable("the watch was cancelled"));
+                }
+                let mut events = Vec::new();
+                for e in r["events"].as_array().into_iter().flatten() {
+                    let kv = &e["kv"];
+                    let key =
+                        B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let Some(parsed) = self.parse_key(&key) else { continue };
+                    let revision = num(&kv["mod_revision"]);
+                    let value = if e["type"] == "DELETE" {
+                        None
+                    } else if let EntityKey::Counter(_) = parsed {
+                        // A counter's value is its version: the number of bumps.
+                        Some(num(&kv["version"]).to_le_bytes().to_vec())
+                    } else {
+                        Some(
+                            B64.decode(kv["value"].as_str().unwrap_or_default())
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        )
+                    };
+                    events.push((parsed, value, revision));
+                }
+                let top = events.iter().map(|e| e.2).max();
+                self.apply(events)?;
+                if let Some(top) = top {
+                    self.applied.send_replace(top);
+                }
+            }
+        }
+    }
+
+    /// Waits until the local index has applied `revision`.
+    async fn reach(&self, revision: Revision) -> Result<(), StoreError> {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(TIMEOUT, rx.wait_for(|r| *r >= revision))
+            .await
+            .map_err(|_| unavailable(format!("the watch did not reach revision {revision} in time")))?
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// A linearizable read of the clock key, then waits for the watch to apply that revision:
+    /// everything committed before this call is then visible locally.
+    async fn sync(&self) -> Result<(), StoreError> {
+        let resp = self.call("/v3/kv/range", &json!({"key": b64(self.clock_key().as_bytes())})).await?;
+        let revision = resp["kvs"].as_array().and_then(|k| k.first()).map_or(0, |kv| num(&kv["mod_revision"]));
+        self.reach(revision).await
+    }
+}
+
+/// The area keys an envelope stands for, for a kind: what a write marks, or what a
+/// precondition compares.
+fn spatial_cells(e: &Envelope4, deg: f64) -> Vec<(i64, i64)> {
+    let cell = |v: f64| (v / deg).floor() as i64;
+    let (x0, x1, y0, y1) = (cell(e.min[0]), cell(e.max[0]), cell(e.min[1]), cell(e.max[1]));
+    let mut out = Vec::new();
+    for x in x0..=x1 {
+        for y in y0..=y1 {
+            out.push((x, y));
+        }
+    }
+    out
+}
+
+/// Time buckets of an envelope, or `None` for a long (or unbounded) window.
+fn buckets(e: &Envelope4) -> Option<std::ops::RangeInclusive<i64>> {
+    let (t0, t1) = (e.min[3], e.max[3]);
+    if !(t0.is_finite() && t1.is_finite()) || t1 - t0 > 1.0e12 {
+        return None;
+    }
+    let (b0, b1) = ((t0 / BUCKET_S).floor() as i64, (t1 / BUCKET_S).floor() as i64);
+    (b1 - b0 < LONG_BUCKETS).then_some(b0..=b1)
+}
+
+fn kind_tag(k: Kind) -> &'static str {
+    match k {
+        Kind::OperationalIntent => "i",
+        Kind::Constraint => "c",
+        Kind::Subscription => "s",
+        Kind::Availability => "a",
+    }
+}
+
+impl Inner {
+    fn area_key(&self, level: &str, kind: Kind, cell: (i64, i64), time: &str) -> String {
+        format!("{}x/{level}/{}/{}/{}/{time}", self.prefix, kind_tag(kind), cell.0, cell.1)
+    }
+
+    /// Keys a change of `kind` over `e` marks.
+    fn marks(&self, kind: Kind, e: &Envelope4, out: &mut BTreeSet<String>) {
+        let fine = spatial_cells(e, CELL_DEG);
+        let times: Vec<String> = match buckets(e) {
+            Some(r) => r.map(|b| b.to_string()).collect(),
+            None => vec!["L".into()],
+        };
+        for c in spatial_cells(e, COARSE_DEG) {
+            // Every write marks the coarse grid, for preconditions over large areas.
+            out.insert(self.area_key("C", kind, c, "A"));
+        }
+        if fine.len() * (times.len() + 1) <= MAX_FINE_KEYS {
+            for c in fine {
+                out.insert(self.area_key("F", kind, c, "A"));
+                for t in &times {
+                    out.insert(self.area_key("F", kind, c, t));
+                }
+            }
+        } else {
+            // Too large for fine keys: "huge" coarse keys, which every fine precondition checks.
+            for c in spatial_cells(e, COARSE_DEG) {
+                out.insert(self.area_key("H", kind, c, "A"));
+            }
+        }
+    }
+
+    /// Keys a precondition over `e` for `kind` compares.
+    fn checks(&self, kind: Kind, e: &Envelope4, out: &mut BTreeSet<String>) {
+        let fine = spatial_cells(e, CELL_DEG);
+        let times: Option<Vec<String>> = buckets(e).map(|r| r.map(|b| b.to_string()).collect());
+        let n_fine = fine.len() * times.as_ref().map_or(1, |t| t.len() + 1);
+        if n_fine > MAX_FINE_KEYS {
+            for c in spatial_cells(e, COARSE_DEG) {
+                out.insert(self.area_key("C", kind, c, "A"));
+            }
+            return;
+        }
+        for c in spatial_cells(e, COARSE_DEG) {
+            out.insert(self.area_key("H", kind, c, "A"));
+        }
+        for c in fine {
+            match &times {
+                Some(ts) => {
+                    out.insert(self.area_key("F", kind, c, "L"));
+                    for t in ts {
+                        out.insert(self.area_key("F", kind, c, t));
+                    }
+                }
+                None => {
+                    out.insert(self.area_key("F", kind, c, "A"));
+                }
+            }
+        }
+    }
+}
+
+fn write_kind_and_extents(w: &Write) -> Option<(Kind, Key, Option<&[Volume4D]>)> {
+    Some(match w {
+        Write::PutIntent(v) => (Kind::OperationalIntent, Key::OperationalIntent(v.id), Some(&v.extents[..])),
+        Write::DeleteIntent(id) => (Kind::OperationalIntent, Key::OperationalIntent(*id), None),
+        Write::PutConstraint(v) => (Kind::Constraint, Key::Constraint(v.id), Some(&v.extents[..])),
+        Write::DeleteConstraint(id) => (Kind::Constraint, Key::Constraint(*id), None),
+        Write::PutSubscription(v) => (Kind::Subscription, Key::Subscription(v.id), Some(&v.extents[..])),
+        Write::DeleteSubscription(id) => (Kind::Subscription, Key::Subscription(*id), None),
+        Write::PutAvailability(a) => (Kind::Availability, Key::Availability(a.uss.clone()), None),
+        Write::BumpNotificationIndex(_) => return None,
+    })
+}
+
+impl EtcdStore {
+    /// Connects, loads everything under the prefix, and follows the watch stream.
+    pub async fn open(config: EtcdConfig) -> Result<EtcdStore, StoreError> {
+        if config.endpoints.is_empty() {
+            return Err(unavailable("no endpoints given"));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(unavailable)?;
+        let (applied, _) = tokio::sync::watch::channel(0);
+        let inner = Arc::new(Inner {
+            http,
+            endpoints: config.endpoints.iter().map(|e| e.trim_end_matches('/').to_owned()).collect(),
+            current: AtomicUsize::new(0),
+            prefix: config.prefix,
+            index: RwLock::new(MemoryIndex::default()),
+            counters: RwLock::new(HashMap::new()),
+            applied,
+        });
+        let mut from = inner.load().await? + 1;
+        let follower = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                let Some(inner) = follower.upgrade() else { return };
+                match inner.follow(from).await {
+                    Err(StoreError::Corrupt(m)) if m == "compacted" => {
+                        tracing::warn!("etcd history compacted past our revision: reloading everything");
+                        match inner.load().await {
+                            Ok(r) => from = r + 1,
+                            Err(e) => tracing::warn!(error = %e, "reload failed"),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "etcd watch interrupted; resuming");
+                        from = *inner.applied.borrow() + 1;
+                    }
+                    Ok(()) => from = *inner.applied.borrow() + 1,
+                }
+                drop(inner);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        });
+        Ok(EtcdStore { inner })
+    }
+
+    /// The etcd revision the local index has applied.
+    pub fn applied_revision(&self) -> Revision {
+        *self.inner.applied.borrow()
+    }
+
+    /// Reads (linearizably) a key under the prefix: for the pool's instance registry.
+    pub async fn get_raw(&self, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let key = format!("{}{suffix}", self.inner.prefix);
+        let resp =
+            self.inner.call("/v3/kv/range", &json!({"key": b64(key.as_bytes()), "range_end": b64(&prefix_end(&key))})).await?;
+        let mut out = Vec::new();
+        for kv in resp["kvs"].as_array().into_iter().flatten() {
+            let k = B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let v = B64.decode(kv["value"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push((String::from_utf8_lossy(&k).trim_start_matches(&self.inner.prefix).to_owned(), v));
+        }
+        Ok(out)
+    }
+
+    /// Writes a key under the prefix (outside the airspace record): the instance registry.
+    pub async fn put_raw(&self, suffix: &str, value: &[u8]) -> Result<(), StoreError> {
+        let key = format!("{}{suffix}", self.inner.prefix);
+        self.inner.call("/v3/kv/put", &json!({"key": b64(key.as_bytes()), "value": b64(value)})).await.map(|_| ())
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&MemoryIndex) -> R) -> R {
+        f(&self.inner.index.read())
+    }
+}
+
+impl Store for EtcdStore {
+    async fn durable_barrier(&self) -> Result<(), StoreError> {
+        // Everything etcd acknowledged is durable on a quorum; what we show must be current.
+        self.inner.sync().await
+    }
+
+    async fn settle(&self, revision: Revision) -> Result<(), StoreError> {
+        self.inner.reach(revision).await
+    }
+
+    async fn settle_area(&self, _kinds: &[Kind], _area: &[Volume4D], _how: Match) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn read_revision(&self) -> Result<Revision, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.revision()))
+    }
+
+    async fn get_intent(&self, id: Uuid) -> Result<Option<Stored<OperationalIntent>>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.intent(id)))
+    }
+
+    async fn search_intents(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.search_intents(area, how)))
+    }
+
+    async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.constraint(id)))
+    }
+
+    async fn search_constraints(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<Constraint>>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.search_constraints(area, how)))
+    }
+
+    async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.subscription(id)))
+    }
+
+    async fn search_subscriptions(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<Subscription>>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.search_subscriptions(area, how)))
+    }
+
+    async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.dependents(subscription)))
+    }
+
+    async fn get_availability(&self, uss: &str) -> Result<Option<Stored<AvailabilityRecord>>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.availability(uss)))
+    }
+
+    async fn expired(&self, cutoff: Timestamp) -> Result<Vec<(Key, Revision)>, StoreError> {
+        self.inner.sync().await?;
+        Ok(self.read(|i| i.expired(cutoff)))
+    }
+
+    async fn commit(&self, txn: Txn) -> Result<Committed, StoreError> {
+        let inner = &self.inner;
+        let mut compares: Vec<Value> = Vec::new();
+        let mut checked: BTreeSet<String> = BTreeSet::new();
+        for p in &txn.preconditions {
+            match p {
+                Precondition::Revision { key, revision } => {
+                    let k = b64(inner.key_of(key).as_bytes());
+                    compares.push(match revision {
+                        Some(r) => json!({"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": r.to_string()}),
+                        None => json!({"key": k, "target": "VERSION", "result": "EQUAL", "version": "0"}),
+                    });
+                }
+                Precondition::AreaUnchanged { kinds, envelopes, since } => {
+                    let mut keys = BTreeSet::new();
+                    for kind in kinds {
+                        for e in envelopes {
+                            inner.checks(*kind, e, &mut keys);
+                        }
+                    }
+                    for k in keys {
+                        if checked.insert(format!("{k}@{since}")) {
+                            compares.push(json!({"key": b64(k.as_bytes()), "target": "MOD", "result": "LESS",
+                                                 "mod_revision": (since + 1).to_string()}));
+                        }
+                    }
+                }
+            }
+        }
+        let mut ops: Vec<Value> = Vec::new();
+        let mut marks: BTreeSet<String> = BTreeSet::new();
+        let mut bumps: Vec<(Uuid, usize)> = Vec::new();
+        {
+            let index = inner.index.read();
+            for w in &txn.writes {
+                if let Write::BumpNotificationIndex(id) = w {
+                    // Only while the subscription exists (a deleted one's index means nothing).
+                    compares.push(json!({"key": b64(inner.key_of(&Key::Subscription(*id)).as_bytes()),
+                                         "target": "VERSION", "result": "GREATER", "version": "0"}));
+                    bumps.push((*id, ops.len()));
+                    ops.push(json!({"request_put": {"key": b64(inner.counter_key(*id).as_bytes()), "value": "", "prev_kv": true}}));
+                    continue;
+                }
+                let Some((kind, key, extents)) = write_kind_and_extents(w) else { continue };
+                // The area the change leaves and the area it enters.
+                for v in index.extents_of(&key).iter().chain(extents.into_iter().flatten()) {
+                    for e in v.envelopes() {
+                        inner.marks(kind, &e, &mut marks);
+                    }
+                }
+                let k = b64(inner.key_of(&key).as_bytes());
+                match extents.is_some() || matches!(w, Write::PutAvailability(_)) {
+                    true => ops.push(json!({"request_put": {"key": k, "value": b64(&encode_write(w))}})),
+                    false => {
+                        ops.push(json!({"request_delete_range": {"key": k}}));
+                        if let Write::DeleteSubscription(id) = w {
+                            ops.push(json!({"request_delete_range": {"key": b64(inner.counter_key(*id).as_bytes())}}));
+                        }
+                    }
+                }
+            }
+        }
+        for m in marks {
+            ops.push(json!({"request_put": {"key": b64(m.as_bytes()), "value": ""}}));
+        }
+        ops.push(json!({"request_put": {"key": b64(inner.clock_key().as_bytes()), "value": ""}}));
+        let resp = inner.call("/v3/kv/txn", &json!({"compare": compares, "success": ops})).await?;
+        if resp["succeeded"] != true {
+            return Err(StoreError::Conflict);
+        }
+        let revision = num(&resp["header"]["revision"]);
+        let responses = resp["responses"].as_array().cloned().unwrap_or_default();
+        let notification_indexes = bumps
+            .into_iter()
+            .map(|(id, i)| {
+                let prev = num(&responses.get(i).map_or(Value::Null, |r| r["response_put"]["prev_kv"]["version"].clone()));
+                (id, i32::try_from(prev + 1).unwrap_or(i32::MAX))
+            })
+            .collect();
+        // Visible to this instance's own reads before it answers.
+        inner.reach(revision).await?;
+        Ok(Committed { revision, notification_indexes })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! The store conformance suite against a real etcd (the system's `etcd` binary, on free
+//! loopback ports in a temporary directory), and what only a shared store shows: two stores on
+//! one cluster see each other's writes and race fairly.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use store::{conformance, Store, StoreError, Txn, Write};
+
+use crate::{EtcdConfig, EtcdStore};
+
+/// A single-member etcd for one test; killed when dropped.
+pub(crate) struct Etcd {
+    child: Child,
+    pub(crate) url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+impl Etcd {
+    pub(crate) async fn start() -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "m1", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("m1={peer_url}"), "--max-txn-ops", "10000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("this test needs the `etcd` binary (Debian etcd-server; .ci/run installs it)");
+        let etcd = Etcd { child, url, _dir: dir };
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{}/health", etcd.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return etcd;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("etcd did not become healthy at {}", etcd.url);
+    }
+
+    pub(crate) async fn store(&self, prefix: &str) -> EtcdStore {
+        EtcdStore::open(EtcdConfig { endpoints: vec![self.url.clone()], prefix: prefix.to_owned() })
+            .await
+            .expect("open the etcd store")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite() {
+    let etcd = Etcd::start().await;
+    let mut stores = Vec::new();
+    for i in 0..6 {
+        stores.push(etcd.store(&format!("/conformance-{i}/")).await);
+    }
+    conformance::run_all(|| stores.pop().expect("a fresh store")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_record() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (etcd.store("/pool/").await, etcd.store("/pool/").await);
+    // A write through one is visible through the other at once (consistent reads).
+    let oi = conformance::intent(vec![conformance::square(0.0, 100.0, 0, 60)], None);
+    let c = a.commit(Txn { preconditions: vec![], writes: vec![Write::PutIntent(oi.clone())] }).await.expect("commit");
+    let seen = b.get_intent(oi.id).await.expect("read").expect("visible through the other instance");
+    assert_eq!((*seen.value).clone(), oi);
+    assert_eq!(seen.revision, c.revision);
+    // Racing creates of the same entity: exactly one wins.
+    let other = conformance::intent(vec![conformance::square(0.0, 100.0, 0, 60)], None);
+    let create = |s: EtcdStore, oi: model::OperationalIntent| async move {
+        s.commit(Txn {
+            preconditions: vec![store::Precondition::Revision { key: store::Key::OperationalIntent(oi.id), revision: None }],
+            writes: vec![Write::PutIntent(oi)],
+        })
+        .await
+    };
+    let (ra, rb) = tokio::join!(create(a.clone(), other.clone()), create(b.clone(), other.clone()));
+    let wins = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{ra:?} / {rb:?}");
+    assert!([&ra, &rb].iter().any(|r| matches!(r, Err(StoreError::Conflict))));
+    // Notification indexes count every bump, whichever instance made it.
+    let sub = model::Subscription {
+        id: model::Uuid::new_v4(),
+        manager: "uss1".into(),
+        version: 1,
+        notification_index: 0,
+        extents: vec![conformance::square(0.0, 1000.0, 0, 600)],
+        uss_base_url: "http://uss1.test".into(),
+        notify_for_operational_intents: true,
+        notify_for_constraints: false,
+        implicit: false,
+    };
+    a.commit(Txn { preconditions: vec![], writes: vec![Write::PutSubscription(sub.clone())] }).await.expect("sub");
+    let bump = |s: EtcdStore| async move {
+        s.commit(Txn { preconditions: vec![], writes: vec![Write::BumpNotificationIndex(sub.id)] }).await
+    };
+    let mut indexes = Vec::new();
+    for k in 0..10 {
+        let s = if k % 2 == 0 { a.clone() } else { b.clone() };
+        indexes.push(bump(s).await.expect("bump").notification_indexes[0].1);
+    }
+    assert_eq!(indexes, (1..=10).collect::<Vec<_>>());
+    assert_eq!(b.get_subscription(sub.id).await.expect("get").expect("sub").value.notification_index, 10);
+    // A third instance opened now loads everything, counters included.
+    let c3 = etcd.store("/pool/").await;
+    assert_eq!(c3.get_subscription(sub.id).await.expect("get").expect("sub").value.notification_index, 10);
+    assert!(c3.get_intent(oi.id).await.expect("get").is_some());
+}
