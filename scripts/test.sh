@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, then unit, property, store-conformance and
 # end-to-end tests (the e2e tests start the real binary, including a benchmark smoke run).
-# Installs whatever the tests need that the Rust toolchain does not bring (nothing yet).
+# Installs whatever the tests need that the Rust toolchain does not bring: Debian's etcd-server
+# (the pool tests start a local etcd cluster), when it is missing and apt-get can install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v etcd >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing etcd-server (needed by the pool tests)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+        # The package starts a system etcd on the default ports; the tests use their own.
+        (command -v systemctl >/dev/null 2>&1 && systemctl stop etcd >/dev/null 2>&1) || true
+    else
+        echo "warning: etcd is not installed and cannot be installed here; the pool tests will fail" >&2
+    fi
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)

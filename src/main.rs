@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 mod demo;
 mod operator;
+mod pool;
 use clap::{Args, Parser, Subcommand};
 use dss::{Config, Dss, SystemClock};
 use server::auth::Verifier;
@@ -62,6 +63,8 @@ enum Command {
     Constrain(OperatorFileArgs),
     /// Run the two-party demonstration on local ports and print its timeline.
     Demo(DemoArgs),
+    /// Run a pool on this machine: a local etcd cluster and one DSS instance per member.
+    Pool(PoolArgs),
     /// Benchmark a DSS: start one (this binary, on a fresh data directory, with real JWT
     /// verification) and drive it over HTTP from this process; print a table, write JSON.
     Bench(BenchArgs),
@@ -182,6 +185,22 @@ struct OperatorIdFileArgs {
     conn: OperatorConn,
     id: String,
     file: PathBuf,
+}
+
+#[derive(Args)]
+struct PoolArgs {
+    /// etcd members (and DSS instances, one per member).
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// Directory for the members' data and logs (a temporary one by default).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// PEM public key(s) the instances trust; without any, they accept the development key.
+    #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
+    jwt_public_keys: Vec<PathBuf>,
+    /// Accepted token audiences (default localhost).
+    #[arg(long = "jwt-audience")]
+    jwt_audiences: Vec<String>,
 }
 
 #[derive(Args)]
@@ -316,6 +335,12 @@ fn main() -> Result<()> {
         Command::Status(a) => operator::call("GET", &a.conn, "/operator/status", None),
         Command::Constrain(a) => operator::call("POST", &a.conn, "/operator/constraints", Some(&a.file)),
         Command::Demo(args) => demo::run(args.keep_running),
+        Command::Pool(a) => pool::run(pool::PoolOptions {
+            members: a.members,
+            dir: a.dir,
+            jwt_public_keys: a.jwt_public_keys,
+            jwt_audiences: a.jwt_audiences,
+        }),
         Command::Token(args) => {
             println!("{}", mint_token(&args)?);
             Ok(())
@@ -379,8 +404,13 @@ fn run_dss(args: DssArgs) -> Result<()> {
             if args.etcd_endpoints.is_empty() {
                 bail!("--store etcd needs --etcd-endpoints http://HOST:2379[,...]");
             }
-            let endpoints: Vec<String> =
-                args.etcd_endpoints.iter().flat_map(|e| e.split(',')).map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+            let endpoints: Vec<String> = args
+                .etcd_endpoints
+                .iter()
+                .flat_map(|e| e.split(','))
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect();
             let prefix = args.etcd_prefix.clone();
             let store = runtime
                 .block_on(store_etcd::EtcdStore::open(store_etcd::EtcdConfig { endpoints: endpoints.clone(), prefix }))
@@ -620,7 +650,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -7,5 +7,6 @@ mod conformance;
 mod durability;
 mod harness;
 mod input;
+mod pool;
 mod uss;
 mod uss_safety;

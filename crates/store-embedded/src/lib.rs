@@ -19,8 +19,8 @@
 //! - if the disk fails to sync, the process aborts rather than serve state it cannot keep.
 
 mod codec;
-mod state;
 pub mod memory;
+mod state;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write as _};

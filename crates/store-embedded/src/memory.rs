@@ -6,19 +6,14 @@
 
 use geo4d::{Match, Timestamp, Volume4D};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
-use store::{Key, Revision, Stored, StoreError, Write};
+use store::{Key, Revision, StoreError, Stored, Write};
 
 use crate::state::State;
 
 /// Entities and their indexes, changed only by [`MemoryIndex::apply`].
+#[derive(Default)]
 pub struct MemoryIndex {
     state: State,
-}
-
-impl Default for MemoryIndex {
-    fn default() -> Self {
-        Self { state: State::default() }
-    }
 }
 
 impl MemoryIndex {

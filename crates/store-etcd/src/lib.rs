@@ -106,6 +106,9 @@ fn num(v: &Value) -> u64 {
     }
 }
 
+/// One change from etcd: the key, its new value (`None`: deleted), its revision.
+type Event = (EntityKey, Option<Vec<u8>>, u64);
+
 /// What an entity key names.
 enum EntityKey {
     Record(Key),
@@ -175,8 +178,8 @@ impl Inner {
     }
 
     /// Applies one batch of changes at `revision` to the local index.
-    fn apply(&self, events: Vec<(EntityKey, Option<Vec<u8>>, u64)>) -> Result<(), StoreError> {
-        let mut by_revision: BTreeMap<u64, Vec<(EntityKey, Option<Vec<u8>>, u64)>> = BTreeMap::new();
+    fn apply(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        let mut by_revision: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
         for e in events {
             by_revision.entry(e.2).or_default().push(e);
         }
@@ -231,7 +234,8 @@ impl Inner {
         let mut counters = HashMap::new();
         let mut records: Vec<(u64, Write)> = Vec::new();
         for kv in resp["kvs"].as_array().into_iter().flatten() {
-            let key = B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let key =
+                B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let value =
                 B64.decode(kv["value"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             match self.parse_key(&key) {
@@ -306,8 +310,9 @@ impl Inner {
                 let mut events = Vec::new();
                 for e in r["events"].as_array().into_iter().flatten() {
                     let kv = &e["kv"];
-                    let key =
-                        B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let key = B64
+                        .decode(kv["key"].as_str().unwrap_or_default())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     let Some(parsed) = self.parse_key(&key) else { continue };
                     let revision = num(&kv["mod_revision"]);
                     let value = if e["type"] == "DELETE" {
@@ -515,12 +520,16 @@ impl EtcdStore {
     /// Reads (linearizably) a key under the prefix: for the pool's instance registry.
     pub async fn get_raw(&self, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let key = format!("{}{suffix}", self.inner.prefix);
-        let resp =
-            self.inner.call("/v3/kv/range", &json!({"key": b64(key.as_bytes()), "range_end": b64(&prefix_end(&key))})).await?;
+        let resp = self
+            .inner
+            .call("/v3/kv/range", &json!({"key": b64(key.as_bytes()), "range_end": b64(&prefix_end(&key))}))
+            .await?;
         let mut out = Vec::new();
         for kv in resp["kvs"].as_array().into_iter().flatten() {
-            let k = B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let v = B64.decode(kv["value"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let k =
+                B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let v =
+                B64.decode(kv["value"].as_str().unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             out.push((String::from_utf8_lossy(&k).trim_start_matches(&self.inner.prefix).to_owned(), v));
         }
         Ok(out)
@@ -561,7 +570,11 @@ impl Store for EtcdStore {
         Ok(self.read(|i| i.intent(id)))
     }
 
-    async fn search_intents(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
+    async fn search_intents(
+        &self,
+        area: &[Volume4D],
+        how: Match,
+    ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
         self.inner.sync().await?;
         Ok(self.read(|i| i.search_intents(area, how)))
     }
@@ -581,7 +594,11 @@ impl Store for EtcdStore {
         Ok(self.read(|i| i.subscription(id)))
     }
 
-    async fn search_subscriptions(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<Subscription>>, StoreError> {
+    async fn search_subscriptions(
+        &self,
+        area: &[Volume4D],
+        how: Match,
+    ) -> Result<Vec<Stored<Subscription>>, StoreError> {
         self.inner.sync().await?;
         Ok(self.read(|i| i.search_subscriptions(area, how)))
     }
@@ -637,9 +654,13 @@ impl Store for EtcdStore {
             let index = inner.index.read();
             for w in &txn.writes {
                 if let Write::BumpNotificationIndex(id) = w {
-                    // Only while the subscription exists (a deleted one's index means nothing).
-                    compares.push(json!({"key": b64(inner.key_of(&Key::Subscription(*id)).as_bytes()),
-                                         "target": "VERSION", "result": "GREATER", "version": "0"}));
+                    // Only while the subscription exists (a deleted one's index means nothing),
+                    // unless this very transaction creates it.
+                    let created_here = txn.writes.iter().any(|x| matches!(x, Write::PutSubscription(s) if s.id == *id));
+                    if !created_here {
+                        compares.push(json!({"key": b64(inner.key_of(&Key::Subscription(*id)).as_bytes()),
+                                             "target": "VERSION", "result": "GREATER", "version": "0"}));
+                    }
                     bumps.push((*id, ops.len()));
                     ops.push(json!({"request_put": {"key": b64(inner.counter_key(*id).as_bytes()), "value": "", "prev_kv": true}}));
                     continue;
@@ -669,6 +690,7 @@ impl Store for EtcdStore {
         ops.push(json!({"request_put": {"key": b64(inner.clock_key().as_bytes()), "value": ""}}));
         let resp = inner.call("/v3/kv/txn", &json!({"compare": compares, "success": ops})).await?;
         if resp["succeeded"] != true {
+            tracing::debug!(compares = %serde_json::to_string(&compares).unwrap_or_default(), response = %resp, "etcd transaction lost a race");
             return Err(StoreError::Conflict);
         }
         let revision = num(&resp["header"]["revision"]);
@@ -676,7 +698,8 @@ impl Store for EtcdStore {
         let notification_indexes = bumps
             .into_iter()
             .map(|(id, i)| {
-                let prev = num(&responses.get(i).map_or(Value::Null, |r| r["response_put"]["prev_kv"]["version"].clone()));
+                let prev =
+                    num(&responses.get(i).map_or(Value::Null, |r| r["response_put"]["prev_kv"]["version"].clone()));
                 (id, i32::try_from(prev + 1).unwrap_or(i32::MAX))
             })
             .collect();

@@ -65,7 +65,8 @@ impl Etcd {
 async fn conformance_suite() {
     let etcd = Etcd::start().await;
     let mut stores = Vec::new();
-    for i in 0..6 {
+    // One fresh store (its own key prefix) per conformance case.
+    for i in 0..7 {
         stores.push(etcd.store(&format!("/conformance-{i}/")).await);
     }
     conformance::run_all(|| stores.pop().expect("a fresh store")).await;
@@ -85,7 +86,10 @@ async fn two_instances_share_one_record() {
     let other = conformance::intent(vec![conformance::square(0.0, 100.0, 0, 60)], None);
     let create = |s: EtcdStore, oi: model::OperationalIntent| async move {
         s.commit(Txn {
-            preconditions: vec![store::Precondition::Revision { key: store::Key::OperationalIntent(oi.id), revision: None }],
+            preconditions: vec![store::Precondition::Revision {
+                key: store::Key::OperationalIntent(oi.id),
+                revision: None,
+            }],
             writes: vec![Write::PutIntent(oi)],
         })
         .await

@@ -62,6 +62,27 @@ pub async fn run_all<S: Store, F: FnMut() -> S>(mut make: F) {
     search_is_exact(&make()).await;
     notification_indexes_and_dependents(&make()).await;
     expiry_listing(&make()).await;
+    bump_of_a_subscription_created_in_the_same_commit(&make()).await;
+}
+
+/// An intent created with its implicit subscription notifies that subscription in the same
+/// commit (the DSS does this): the index counts from the new subscription.
+pub async fn bump_of_a_subscription_created_in_the_same_commit<S: Store>(s: &S) {
+    let sub = subscription(vec![square(0.0, 1000.0, 0, 600)]);
+    let oi = intent(vec![square(10.0, 100.0, 0, 60)], Some(sub.id));
+    let c = s
+        .commit(Txn {
+            preconditions: vec![Precondition::Revision { key: Key::Subscription(sub.id), revision: None }],
+            writes: vec![
+                Write::PutSubscription(sub.clone()),
+                Write::PutIntent(oi),
+                Write::BumpNotificationIndex(sub.id),
+            ],
+        })
+        .await
+        .expect("commit");
+    assert_eq!(c.notification_indexes, vec![(sub.id, 1)]);
+    assert_eq!(s.get_subscription(sub.id).await.expect("get").expect("present").value.notification_index, 1);
 }
 
 pub async fn put_get_delete<S: Store>(s: &S) {
