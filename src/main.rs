@@ -283,6 +283,15 @@ struct DssArgs {
     /// Prefix of every key the DSS writes in etcd (one pool per prefix).
     #[arg(long, default_value = "/deconflict/")]
     etcd_prefix: String,
+    /// This instance's id in the pool (`/aux/v1/pool/dss_instances`); default dss-<address>.
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// The URL clients reach this instance at, as the pool reports it; default http://<address>.
+    #[arg(long)]
+    public_endpoint: Option<String>,
+    /// The DSS Airspace Representation id every instance of the pool reports (`/aux/v1/pool`).
+    #[arg(long, default_value = "deconflict")]
+    dar_id: String,
     /// Enforce the spec's text that asking for constraint notifications (`notify_for_constraints`
     /// in a subscription or an intent's `new_subscription`) needs `utm.constraint_processing`.
     /// By default the DSS accepts it with `utm.strategic_coordination` alone, as the reference
@@ -416,7 +425,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
                 .block_on(store_etcd::EtcdStore::open(store_etcd::EtcdConfig { endpoints: endpoints.clone(), prefix }))
                 .with_context(|| format!("connecting to etcd at {}", endpoints.join(", ")))?;
             tracing::info!(endpoints = %endpoints.join(","), revision = store.applied_revision(), "etcd store loaded");
-            runtime.block_on(serve_dss(store, verifier, config, &args))
+            let registry = Box::new(EtcdRegistry(store.clone()));
+            runtime.block_on(serve_dss(store, verifier, config, registry, &args))
         }
         _ => {
             let started = std::time::Instant::now();
@@ -436,19 +446,66 @@ fn run_dss(args: DssArgs) -> Result<()> {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "store recovered"
             );
-            runtime.block_on(serve_dss(store, verifier, config, &args))
+            let registry = Box::<server::pool::MemoryRegistry>::default();
+            runtime.block_on(serve_dss(store, verifier, config, registry, &args))
         }
     }
 }
 
+/// The pool's instance registry in etcd, beside the airspace record.
+struct EtcdRegistry(store_etcd::EtcdStore);
+
+impl server::pool::Registry for EtcdRegistry {
+    fn list(&self) -> server::pool::BoxFuture<'_, Vec<server::pool::DssInstance>> {
+        Box::pin(async move {
+            let rows = self.0.get_raw("pool/instances/").await.map_err(|e| e.to_string())?;
+            Ok(rows.into_iter().filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect())
+        })
+    }
+    fn put(&self, instance: server::pool::DssInstance) -> server::pool::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let value = serde_json::to_vec(&instance).map_err(|e| e.to_string())?;
+            self.0.put_raw(&format!("pool/instances/{}", instance.id), &value).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Serves the DSS API over any store, with the expiry sweep.
-async fn serve_dss<S: store::Store>(store: S, verifier: Verifier, config: Config, args: &DssArgs) -> Result<()> {
+async fn serve_dss<S: store::Store>(
+    store: S,
+    verifier: Verifier,
+    config: Config,
+    registry: Box<dyn server::pool::Registry>,
+    args: &DssArgs,
+) -> Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
     let version = format!("deconflict-{}+{}", env!("CARGO_PKG_VERSION"), env!("DECONFLICT_COMMIT"));
-    let state = Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics, version });
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
+    let pool = server::pool::Pool {
+        dar_id: args.dar_id.clone(),
+        instance_id: args.instance_id.clone().unwrap_or_else(|| format!("dss-{local}")),
+        public_endpoint: args.public_endpoint.clone().unwrap_or_else(|| format!("http://{local}")),
+        registry,
+    };
+    let state =
+        Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics, version, pool });
+    // Heartbeats in the pool registry: one at start-up, then every minute.
+    let beating = state.clone();
+    tokio::spawn(async move {
+        let mut source = "Startup";
+        loop {
+            let now = chrono::Utc::now();
+            let next = (now + chrono::Duration::seconds(120)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            if let Err(e) = beating.pool.heartbeat(source, "", stamp, Some(next)).await {
+                tracing::warn!(error = %e, "could not record this instance's heartbeat");
+            }
+            source = "Periodic";
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    });
     let sweeper_state = state.clone();
     let interval = Duration::from_secs(args.expiry_interval_secs.max(1));
     // Expiry is idempotent: every deletion is conditional on the revision it read, so sweeps of

@@ -117,3 +117,53 @@ async fn one_record_served_by_every_instance() {
     let (_, got) = call("GET", &format!("{}{SUBS}/{sub_id}", pool.dss[2]), Some(&sub_tok), None).await;
     assert_eq!(got["subscription"]["notification_index"], 3, "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aux_api_reports_the_pool() {
+    let pool = Pool::start(3);
+    let read = token("ops", &["interuss.pool_status.read"]);
+    let (s, r) = call("GET", &format!("{}/aux/v1/pool", pool.dss[1]), Some(&read), None).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["dar_id"], "deconflict");
+    // Every instance records a start-up heartbeat; each reports all three.
+    let mut last = serde_json::Value::Null;
+    let mut listed = 0;
+    for _ in 0..100 {
+        let (s, r) = call("GET", &format!("{}/aux/v1/pool/dss_instances", pool.dss[2]), Some(&read), None).await;
+        assert_eq!(s, 200, "{r}");
+        listed = r["dss_instances"].as_array().map_or(0, Vec::len);
+        last = r;
+        if listed == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, 3, "{last}");
+    let endpoints: Vec<&str> =
+        last["dss_instances"].as_array().expect("list").iter().filter_map(|i| i["public_endpoint"].as_str()).collect();
+    for url in &pool.dss {
+        assert!(endpoints.contains(&url.as_str()), "{url} missing from {last}");
+    }
+    // A heartbeat through instance 0, reported by the token's subject.
+    let write = token("monitor", &["interuss.pool_status.heartbeat.write"]);
+    let url = format!(
+        "{}/aux/v1/pool/dss_instances/heartbeat?source=Test&next_heartbeat_expected_before=2030-01-01T00:00:00Z",
+        pool.dss[0]
+    );
+    let (s, r) = call("PUT", &url, Some(&write), None).await;
+    assert_eq!(s, 201, "{r}");
+    let me = r["dss_instances"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|i| i["public_endpoint"] == pool.dss[0].as_str())
+        .cloned()
+        .expect("instance 0 listed");
+    let hb = &me["most_recent_heartbeat"];
+    assert_eq!((hb["source"].clone(), hb["reporter"].clone()), (json!("Test"), json!("monitor")), "{me}");
+    assert!(hb["index"].as_u64().is_some_and(|i| i >= 1), "{me}");
+    let (s, r) = call("PUT", &format!("{}/aux/v1/pool/dss_instances/heartbeat", pool.dss[0]), Some(&write), None).await;
+    assert_error_shape(s, &r, 400, "a heartbeat without source");
+    let (s, r) = call("PUT", &url, Some(&read), None).await;
+    assert_error_shape(s, &r, 403, "a heartbeat without the write scope");
+}

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod pool;
 pub mod token_server;
 
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct AppState<S: Store> {
     pub metrics: Option<PrometheusHandle>,
     /// What `GET /aux/v1/version` reports (the build's version and commit).
     pub version: String,
+    /// This instance in its pool (a pool of one for the embedded store).
+    pub pool: pool::Pool,
 }
 
 type St<S> = State<Arc<AppState<S>>>;
@@ -91,6 +94,9 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/aux/v1/version", get(aux_version::<S>))
         .route("/aux/v1/validate_oauth", get(aux_validate_oauth::<S>))
         .route("/aux/v1/configuration/global_options", get(aux_global_options::<S>))
+        .route("/aux/v1/pool", get(aux_pool::<S>))
+        .route("/aux/v1/pool/dss_instances", get(aux_pool_instances::<S>))
+        .route("/aux/v1/pool/dss_instances/heartbeat", put(aux_pool_heartbeat::<S>))
         .route("/healthy", get(healthy::<S>))
         .route("/metrics", get(metrics::<S>))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see the ASTM F3548-21 DSS API".into()) })
@@ -200,6 +206,58 @@ async fn aux_global_options<S: Store>(State(_): St<S>, Authed(c): Authed) -> Res
         "time_based_notification_index": false,
     }))
     .into_response())
+}
+
+async fn aux_pool<S: Store>(State(st): St<S>, Authed(c): Authed) -> Result<Response, ApiError> {
+    c.require_any(&[Scope::PoolStatusRead])?;
+    Ok(Json(serde_json::json!({"dar_id": st.pool.dar_id})).into_response())
+}
+
+fn pool_unavailable(e: String) -> ApiError {
+    ApiError::Dss(dss::DssError::Unavailable(format!("the pool registry: {e}")))
+}
+
+async fn aux_pool_instances<S: Store>(State(st): St<S>, Authed(c): Authed) -> Result<Response, ApiError> {
+    c.require_any(&[Scope::PoolStatusRead])?;
+    let mut all = st.pool.registry.list().await.map_err(pool_unavailable)?;
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(serde_json::json!({"dss_instances": all})).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct HeartbeatQuery {
+    source: Option<String>,
+    timestamp: Option<String>,
+    next_heartbeat_expected_before: Option<String>,
+}
+
+fn rfc3339_param(v: Option<String>, name: &str) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|_| Some(s.clone()))
+            .map_err(|e| ApiError::Wire(api::WireError::bad(format!("{name} `{s}` is not an RFC 3339 time ({e})")))),
+    }
+}
+
+/// Records a heartbeat of this instance, reported by the token's `sub` (`aux_.yaml`).
+async fn aux_pool_heartbeat<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    query: Result<axum::extract::Query<HeartbeatQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    c.require_any(&[Scope::PoolHeartbeatWrite])?;
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::Wire(api::WireError::bad(format!("query parameters: {e}"))))?;
+    let source = q
+        .source
+        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .ok_or_else(|| ApiError::Wire(api::WireError::bad("source is required (at most 200 characters)")))?;
+    let timestamp = rfc3339_param(q.timestamp, "timestamp")?
+        .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let next = rfc3339_param(q.next_heartbeat_expected_before, "next_heartbeat_expected_before")?;
+    let all = st.pool.heartbeat(&source, &c.manager, timestamp, next).await.map_err(pool_unavailable)?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"dss_instances": all}))).into_response())
 }
 
 async fn empty_version() -> ApiError {
