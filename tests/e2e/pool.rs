@@ -11,7 +11,8 @@ use crate::harness::*;
 struct Pool {
     child: Child,
     dss: Vec<String>,
-    _dir: tempfile::TempDir,
+    etcd: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Pool {
@@ -38,6 +39,7 @@ impl Pool {
             .expect("start deconflict pool");
         let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
         let mut dss = Vec::new();
+        let mut etcd = Vec::new();
         let mut printed = String::new();
         while dss.len() < members {
             let mut line = String::new();
@@ -50,10 +52,55 @@ impl Pool {
             {
                 dss.push(url.to_owned());
             }
+            if let Some(url) = line.split("etcd member ").nth(1).map(str::trim) {
+                etcd.push(url.to_owned());
+            }
         }
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        Pool { child, dss, _dir: dir }
+        Pool { child, dss, etcd, dir }
     }
+
+    /// The process id of etcd member `i` (found by its data directory).
+    fn member_pid(&self, i: usize) -> u32 {
+        let needle = self.dir.path().join(format!("etcd-{i}")).to_string_lossy().to_string();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.starts_with("etcd ") && cmdline.contains(&needle) {
+                return pid;
+            }
+        }
+        panic!("no process for etcd member {i}");
+    }
+
+    /// The index of the member that is the Raft leader now (waiting for an election, bounded).
+    async fn leader(&self) -> usize {
+        let http = client();
+        for _ in 0..100 {
+            let mut ids = Vec::new();
+            let mut leader = None;
+            for url in &self.etcd {
+                let Ok(resp) = http.post(format!("{url}/v3/maintenance/status")).json(&json!({})).send().await else {
+                    ids.push(String::new());
+                    continue;
+                };
+                let status: serde_json::Value = resp.json().await.unwrap_or_default();
+                ids.push(status["header"]["member_id"].as_str().unwrap_or_default().to_owned());
+                leader = status["leader"].as_str().filter(|l| *l != "0").map(str::to_owned).or(leader);
+            }
+            if let Some(i) = leader.and_then(|l| ids.iter().position(|id| *id == l)) {
+                return i;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the etcd cluster has no leader (members {:?})", self.etcd);
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill").success();
+    assert!(ok, "kill -{sig} {pid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,4 +213,106 @@ async fn the_aux_api_reports_the_pool() {
     assert_error_shape(s, &r, 400, "a heartbeat without source");
     let (s, r) = call("PUT", &url, Some(&read), None).await;
     assert_error_shape(s, &r, 403, "a heartbeat without the write scope");
+}
+
+/// Writes stream through two instances while a member is paused, then the leader is killed;
+/// nothing acknowledged is lost, a restarted instance catches up, and without a quorum every
+/// instance refuses with 503 rather than answer stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_lose_nothing_and_never_answer_stale() {
+    let pool = Pool::start(3);
+    let tok = token("streamer", &[SC]);
+    let write = |url: String, k: usize| {
+        let tok = tok.clone();
+        async move {
+            let id = new_id();
+            let body = intent_body(vec![square(400.0 * k as f64, 100.0, 0.0, 100.0, 60, 900)], &[], "Accepted");
+            let (s, _) = call("PUT", &format!("{url}{OIR}/{id}"), Some(&tok), Some(&body)).await;
+            (s, id)
+        }
+    };
+    let mut acknowledged = Vec::new();
+    let mut k = 0;
+    // 1. Pause a follower for 10 s: the other two keep a quorum and writes go on.
+    let leader = pool.leader().await;
+    let follower = (leader + 1) % 3;
+    signal(pool.member_pid(follower), "STOP");
+    let paused_at = std::time::Instant::now();
+    let writer = (follower + 1) % 3;
+    while paused_at.elapsed() < std::time::Duration::from_secs(10) {
+        let (s, id) = write(pool.dss[writer].clone(), k).await;
+        k += 1;
+        if s == 201 {
+            acknowledged.push(id);
+        }
+    }
+    assert!(
+        acknowledged.len() >= 10,
+        "writes must go on while one member is paused ({} acknowledged)",
+        acknowledged.len()
+    );
+    signal(pool.member_pid(follower), "CONT");
+    // The paused member's instance catches up: it sees the last write.
+    let last = acknowledged.last().expect("a write").clone();
+    let mut seen = false;
+    for _ in 0..100 {
+        let (s, _) = call("GET", &format!("{}{OIR}/{last}", pool.dss[follower]), Some(&tok), None).await;
+        if s == 200 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the resumed member's instance never caught up");
+
+    // 2. Kill the leader while writes stream: they resume after re-election.
+    let leader = pool.leader().await;
+    signal(pool.member_pid(leader), "KILL");
+    let killed_at = std::time::Instant::now();
+    let survivor = (leader + 1) % 3;
+    let mut resumed = None;
+    while killed_at.elapsed() < std::time::Duration::from_secs(15) {
+        let (s, id) = write(pool.dss[survivor].clone(), k).await;
+        k += 1;
+        if s == 201 {
+            acknowledged.push(id);
+            resumed.get_or_insert(killed_at.elapsed());
+            if acknowledged.len() > 5 && killed_at.elapsed() > std::time::Duration::from_secs(4) {
+                break;
+            }
+        } else {
+            assert_eq!(s, 503, "while the leader is re-elected a write is refused with 503, never half-applied");
+        }
+    }
+    let resumed = resumed.expect("writes must resume after the leader is killed");
+    println!("writes resumed {:.2} s after the leader was killed", resumed.as_secs_f64());
+    // Nothing acknowledged is lost, through either surviving instance.
+    for url in [&pool.dss[survivor], &pool.dss[(leader + 2) % 3]] {
+        for id in &acknowledged {
+            let (s, r) = call("GET", &format!("{url}{OIR}/{id}"), Some(&tok), None).await;
+            assert_eq!(s, 200, "{url}: acknowledged {id} lost: {r}");
+        }
+    }
+    // 3. A DSS instance started now (or restarted) loads everything from etcd.
+    let endpoints =
+        pool.etcd.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, u)| u.clone()).collect::<Vec<_>>();
+    let data = pool.dir.path().join("extra");
+    let extra = Dss::start_in(&data, &["--store", "etcd", "--etcd-endpoints", &endpoints.join(",")]);
+    for id in &acknowledged {
+        let (s, _) = call("GET", &extra.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
+        assert_eq!(s, 200, "a fresh instance must see {id}");
+    }
+    extra.kill9();
+    let extra = Dss::start_in(&data, &["--store", "etcd", "--etcd-endpoints", &endpoints.join(",")]);
+    let (s, _) = call("GET", &extra.url(&format!("{OIR}/{last}")), Some(&tok), None).await;
+    assert_eq!(s, 200, "a restarted instance rebuilds its index");
+
+    // 4. Without a quorum (one member of three), every read and write is refused with 503.
+    let second = (leader + 1) % 3;
+    signal(pool.member_pid(second), "KILL");
+    let alone = (leader + 2) % 3;
+    let (s, r) = call("GET", &format!("{}{OIR}/{last}", pool.dss[alone]), Some(&tok), None).await;
+    assert_error_shape(s, &r, 503, "a read without quorum");
+    let (s, _) = write(pool.dss[alone].clone(), k).await;
+    assert_eq!(s, 503, "a write without quorum");
 }
