@@ -239,6 +239,13 @@ struct BenchArgs {
     /// Directory for the benchmark's data directories (a fresh temporary one by default).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// `etcd`: run busy-area and city against a pool (a local etcd cluster and one DSS instance
+    /// per member, the load spread over them); the serial baseline stays embedded.
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
+    store: String,
+    /// etcd members (and DSS instances) of the benchmarked pool.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
 }
 
 #[derive(Args)]
@@ -677,6 +684,8 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     config.city_intents = args.city_intents.unwrap_or(config.city_intents);
     config.subscriptions = args.subscriptions.unwrap_or(config.subscriptions);
     config.restart_intents = args.restart_intents.unwrap_or(config.restart_intents);
+    config.store = args.store.clone();
+    config.members = args.members.max(1);
     let exe = std::env::current_exe()?;
     if cfg!(debug_assertions) {
         eprintln!("note: this is a debug build; figures are only meaningful from `cargo run --release -- bench`");

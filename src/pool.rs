@@ -2,9 +2,8 @@
 //! cluster (the system's `etcd` binary, free loopback ports) and one DSS per member, each
 //! talking to its own member first. Everything stops on Ctrl-C.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -18,62 +17,11 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 pub struct PoolOptions {
     pub members: usize,
     pub dir: Option<PathBuf>,
     pub jwt_public_keys: Vec<PathBuf>,
     pub jwt_audiences: Vec<String>,
-}
-
-/// Starts an etcd cluster of `n` members in `dir`; returns the processes and client URLs.
-fn start_etcd(n: usize, dir: &Path) -> Result<(Vec<Proc>, Vec<String>)> {
-    let ports: Vec<(u16, u16)> = (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
-    let cluster: Vec<String> =
-        ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
-    let mut procs = Vec::new();
-    let mut urls = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let data = dir.join(format!("etcd-{i}"));
-        let log = std::fs::File::create(dir.join(format!("etcd-{i}.log")))?;
-        let child = Command::new("etcd")
-            .args(["--name", &format!("m{i}"), "--data-dir"])
-            .arg(&data)
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
-            .args(["--initial-cluster-token", "deconflict-pool", "--max-txn-ops", "10000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting etcd: install Debian's etcd-server (apt-get install etcd-server)")?;
-        procs.push(Proc(child));
-        urls.push(url);
-    }
-    Ok((procs, urls))
-}
-
-async fn wait_healthy(urls: &[String]) -> Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    for url in urls {
-        let mut ok = false;
-        for _ in 0..150 {
-            if http.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !ok {
-            bail!("etcd member {url} did not become healthy");
-        }
-    }
-    Ok(())
 }
 
 pub fn run(opts: PoolOptions) -> Result<()> {
@@ -84,15 +32,14 @@ pub fn run(opts: PoolOptions) -> Result<()> {
     let dir = opts.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (_etcd, urls) = start_etcd(opts.members, &dir)?;
-    runtime.block_on(wait_healthy(&urls))?;
+    let etcd = runtime.block_on(store_etcd::cluster::LocalCluster::start(opts.members, &dir)).map_err(anyhow::Error::msg)?;
+    let urls = etcd.client_urls.clone();
     let exe = std::env::current_exe()?;
     let mut instances = Vec::new();
     let mut dss_urls = Vec::new();
     for i in 0..opts.members {
         // Its own member first; the others if that one fails.
-        let mut endpoints = vec![urls[i].clone()];
-        endpoints.extend(urls.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, u)| u.clone()));
+        let endpoints = etcd.endpoints_for(i);
         let mut cmd = Command::new(&exe);
         cmd.args(["dss", "--listen", "127.0.0.1:0", "--store", "etcd", "--etcd-endpoints", &endpoints.join(",")])
             .arg("--data-dir")
@@ -134,5 +81,6 @@ pub fn run(opts: PoolOptions) -> Result<()> {
     // SIGINT or SIGTERM: the children are stopped on the way out (dropped), never orphaned.
     runtime.block_on(crate::shutdown_signal());
     drop(instances);
+    drop(etcd);
     Ok(())
 }

@@ -37,6 +37,20 @@ pub struct BenchConfig {
     /// Upper bound on requests of the measured phase, per workload.
     pub max_requests: u64,
     pub seed: u64,
+    /// `embedded`, or `etcd`: busy-area and city then run against a pool (a local etcd cluster
+    /// of `members` and one DSS instance per member, the load spread over the instances).
+    #[serde(default = "embedded")]
+    pub store: String,
+    #[serde(default = "three")]
+    pub members: usize,
+}
+
+fn embedded() -> String {
+    "embedded".into()
+}
+
+fn three() -> usize {
+    3
 }
 
 impl BenchConfig {
@@ -50,6 +64,8 @@ impl BenchConfig {
             restart_intents: 1_000_000,
             max_requests: 5_000_000,
             seed: 7,
+            store: embedded(),
+            members: three(),
         }
     }
     /// A few seconds of everything at tiny sizes: keeps the benchmark from rotting.
@@ -76,10 +92,13 @@ pub struct Keys {
 /// generator's oracle of subscriber lists matches what the DSS decides).
 pub const RELEVANCE_MARGIN_M: f64 = 30.0;
 
-/// A DSS child process on a free loopback port.
+/// A DSS child process on a free loopback port (for a pool: the first instance, with the
+/// others and the etcd cluster alongside).
 pub struct Server {
     child: Child,
     pub base: String,
+    others: Vec<Server>,
+    cluster: Option<store_etcd::cluster::LocalCluster>,
 }
 
 impl Server {
@@ -103,7 +122,21 @@ impl Server {
             let _ = child.kill();
             bail!("the DSS did not start (printed `{}`)", line.trim());
         };
-        Ok(Server { base: base.to_owned(), child })
+        Ok(Server { base: base.to_owned(), child, others: Vec::new(), cluster: None })
+    }
+
+    /// The instance client `k` talks to: the load is spread over a pool's instances.
+    pub fn base_for(&self, k: usize) -> &str {
+        let n = 1 + self.others.len();
+        match k % n {
+            0 => &self.base,
+            i => &self.others[i - 1].base,
+        }
+    }
+
+    /// How many DSS instances serve this run.
+    pub fn instances(&self) -> usize {
+        1 + self.others.len()
     }
 
     pub fn pid(&self) -> u32 {
@@ -134,6 +167,8 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.others.clear();
+        self.cluster.take();
     }
 }
 
@@ -180,6 +215,31 @@ impl Ctx {
         let dir = self.work_dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         Server::start(&self.exe, &dir, &self.public_key_path, extra)
+    }
+
+    /// A fresh server for a workload that can run against a pool: with `store = etcd`, a local
+    /// etcd cluster and one DSS instance per member.
+    async fn fresh_pool_or_server(&self, name: &str, extra: &[&str]) -> Result<Server> {
+        if self.config.store != "etcd" {
+            return self.fresh_server(name, extra);
+        }
+        let dir = self.work_dir.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let cluster = store_etcd::cluster::LocalCluster::start(self.config.members.max(1), &dir)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let mut servers = Vec::new();
+        for i in 0..cluster.client_urls.len() {
+            let endpoints = cluster.endpoints_for(i).join(",");
+            let mut args = vec!["--store", "etcd", "--etcd-endpoints", endpoints.as_str()];
+            args.extend_from_slice(extra);
+            servers.push(Server::start(&self.exe, &dir.join(format!("dss-{i}")), &self.public_key_path, &args)?);
+        }
+        let mut first = servers.remove(0);
+        first.others = servers;
+        first.cluster = Some(cluster);
+        Ok(first)
     }
 }
 

@@ -219,7 +219,7 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
     let server = if serial_baseline {
         ctx.fresh_server("busy-area-baseline", &["--commit-mode", "serial"])?
     } else {
-        ctx.fresh_server("busy-area", &[])?
+        ctx.fresh_pool_or_server("busy-area", &[]).await?
     };
     let book: OvnBook = Arc::default();
     let budget = Budget::new(cfg.duration_s, cfg.max_requests);
@@ -228,7 +228,7 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
     let cpu = CpuMeter::start(&server);
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..cfg.concurrency {
-        let c = client_for(ctx, &server.base, &format!("planner{p}"))?;
+        let c = client_for(ctx, server.base_for(p), &format!("planner{p}"))?;
         let (book, budget) = (book.clone(), budget.clone());
         let seed = cfg.seed + p as u64;
         tasks.spawn(async move {
@@ -351,7 +351,7 @@ async fn lost_writes(ctx: &Ctx, base: &str, book: &OvnBook, sample: usize) -> Re
 /// queries (1 km × 1 km × 1 h) and 10% creates and deletes.
 pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
-    let server = ctx.fresh_server("city", &[])?;
+    let server = ctx.fresh_pool_or_server("city", &[]).await?;
     let (_, rss_empty) = server.rss_bytes();
     let book: OvnBook = Arc::default();
     let t = Instant::now();
@@ -386,7 +386,7 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
     let cpu = CpuMeter::start(&server);
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..cfg.concurrency {
-        let c = client_for(ctx, &server.base, &format!("uss{}", k % 16))?;
+        let c = client_for(ctx, server.base_for(k), &format!("uss{}", k % 16))?;
         let n_owned = owned.len();
         let mut mine = std::mem::take(&mut owned[k % n_owned]);
         let (book, budget, bodies) = (book.clone(), budget.clone(), query_bodies[k].clone());

@@ -39,6 +39,8 @@ use serde_json::{json, Value};
 use store::{Committed, Key, Kind, Precondition, Revision, Store, StoreError, Stored, Txn, Write};
 use store_embedded::memory::{decode_write, encode_write, MemoryIndex};
 
+pub mod cluster;
+
 /// Fine area cells, in degrees.
 const CELL_DEG: f64 = 0.05;
 /// Coarse area cells, in degrees.
@@ -76,6 +78,16 @@ struct Inner {
     /// its subscription in a bulk load).
     counters: RwLock<HashMap<Uuid, i32>>,
     applied: tokio::sync::watch::Sender<Revision>,
+    /// Quorum reads are shared: one issued after a caller arrived serves it.
+    sync_gate: tokio::sync::Mutex<SyncState>,
+    sync_tickets: std::sync::atomic::AtomicU64,
+}
+
+/// The last quorum read of the clock: the ticket count when it was issued, and what it read.
+#[derive(Default)]
+struct SyncState {
+    issued_at_ticket: u64,
+    revision: Revision,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -348,10 +360,22 @@ impl Inner {
     }
 
     /// A linearizable read of the clock key, then waits for the watch to apply that revision:
-    /// everything committed before this call is then visible locally.
+    /// everything committed before this call is then visible locally. Concurrent callers share
+    /// quorum reads: a read issued after a caller arrived is as good as its own.
     async fn sync(&self) -> Result<(), StoreError> {
-        let resp = self.call("/v3/kv/range", &json!({"key": b64(self.clock_key().as_bytes())})).await?;
-        let revision = resp["kvs"].as_array().and_then(|k| k.first()).map_or(0, |kv| num(&kv["mod_revision"]));
+        let ticket = self.sync_tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let revision = {
+            let mut last = self.sync_gate.lock().await;
+            if last.issued_at_ticket >= ticket {
+                last.revision
+            } else {
+                let issued_at_ticket = self.sync_tickets.load(Ordering::SeqCst);
+                let resp = self.call("/v3/kv/range", &json!({"key": b64(self.clock_key().as_bytes())})).await?;
+                let revision = resp["kvs"].as_array().and_then(|k| k.first()).map_or(0, |kv| num(&kv["mod_revision"]));
+                *last = SyncState { issued_at_ticket, revision };
+                revision
+            }
+        };
         self.reach(revision).await
     }
 }
@@ -483,6 +507,8 @@ impl EtcdStore {
             index: RwLock::new(MemoryIndex::default()),
             counters: RwLock::new(HashMap::new()),
             applied,
+            sync_gate: tokio::sync::Mutex::new(SyncState::default()),
+            sync_tickets: std::sync::atomic::AtomicU64::new(0),
         });
         let mut from = inner.load().await? + 1;
         let follower = Arc::downgrade(&inner);
@@ -654,6 +680,11 @@ impl Store for EtcdStore {
             let index = inner.index.read();
             for w in &txn.writes {
                 if let Write::BumpNotificationIndex(id) = w {
+                    // A subscription deleted by this very transaction is not notified (as in
+                    // the embedded store: the bump finds no row).
+                    if txn.writes.iter().any(|x| matches!(x, Write::DeleteSubscription(d) if d == id)) {
+                        continue;
+                    }
                     // Only while the subscription exists (a deleted one's index means nothing),
                     // unless this very transaction creates it.
                     let created_here = txn.writes.iter().any(|x| matches!(x, Write::PutSubscription(s) if s.id == *id));

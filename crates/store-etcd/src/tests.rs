@@ -2,60 +2,28 @@
 //! loopback ports in a temporary directory), and what only a shared store shows: two stores on
 //! one cluster see each other's writes and race fairly.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use store::{conformance, Store, StoreError, Txn, Write};
 
+use crate::cluster::LocalCluster;
 use crate::{EtcdConfig, EtcdStore};
 
-/// A single-member etcd for one test; killed when dropped.
+/// A single-member etcd for one test; stopped when dropped.
 pub(crate) struct Etcd {
-    child: Child,
-    pub(crate) url: String,
+    cluster: LocalCluster,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 impl Etcd {
     pub(crate) async fn start() -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "m1", "--data-dir"])
-            .arg(dir.path())
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("m1={peer_url}"), "--max-txn-ops", "10000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("this test needs the `etcd` binary (Debian etcd-server; .ci/run installs it)");
-        let etcd = Etcd { child, url, _dir: dir };
-        let http = reqwest::Client::new();
-        for _ in 0..100 {
-            if http.get(format!("{}/health", etcd.url)).send().await.is_ok_and(|r| r.status().is_success()) {
-                return etcd;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("etcd did not become healthy at {}", etcd.url);
+        let cluster = LocalCluster::start(1, dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("this test needs the `etcd` binary (.ci/run installs it): {e}"));
+        Etcd { cluster, _dir: dir }
     }
 
     pub(crate) async fn store(&self, prefix: &str) -> EtcdStore {
-        EtcdStore::open(EtcdConfig { endpoints: vec![self.url.clone()], prefix: prefix.to_owned() })
+        EtcdStore::open(EtcdConfig { endpoints: self.cluster.client_urls.clone(), prefix: prefix.to_owned() })
             .await
             .expect("open the etcd store")
     }
