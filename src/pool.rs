@@ -32,7 +32,8 @@ pub fn run(opts: PoolOptions) -> Result<()> {
     let dir = opts.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let etcd = runtime.block_on(store_etcd::cluster::LocalCluster::start(opts.members, &dir)).map_err(anyhow::Error::msg)?;
+    let etcd =
+        runtime.block_on(store_etcd::cluster::LocalCluster::start(opts.members, &dir)).map_err(anyhow::Error::msg)?;
     let urls = etcd.client_urls.clone();
     let exe = std::env::current_exe()?;
     let mut instances = Vec::new();

@@ -29,8 +29,10 @@ fn free_port() -> std::io::Result<u16> {
 impl LocalCluster {
     /// Starts `n` members with data and logs in `dir` and waits until each is healthy.
     pub async fn start(n: usize, dir: &Path) -> Result<LocalCluster, String> {
-        let ports: Vec<(u16, u16)> =
-            (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<std::io::Result<_>>().map_err(|e| e.to_string())?;
+        let ports: Vec<(u16, u16)> = (0..n)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| e.to_string())?;
         let cluster: Vec<String> =
             ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
         let mut me = LocalCluster { children: Vec::new(), client_urls: Vec::new() };
@@ -48,7 +50,9 @@ impl LocalCluster {
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
                 .spawn()
-                .map_err(|e| format!("starting etcd ({e}): install Debian's etcd-server (apt-get install etcd-server)"))?;
+                .map_err(|e| {
+                    format!("starting etcd ({e}): install Debian's etcd-server (apt-get install etcd-server)")
+                })?;
             me.children.push(child);
             me.client_urls.push(url);
         }
