@@ -14,6 +14,7 @@ pub struct ReportReceipt {
 impl<S: Store> Dss<S> {
     pub async fn get_availability(&self, caller: &Caller, uss: &str) -> Result<AvailabilityRecord, DssError> {
         caller.require_any(crate::scopes::AVAILABILITY_READ)?;
+        self.store.fresh().await?;
         let found = self.store.get_availability(uss).await?;
         Ok(self.shown(found).await?.map(|r| (*r.value).clone()).unwrap_or(AvailabilityRecord {
             uss: uss.to_owned(),
@@ -36,6 +37,7 @@ impl<S: Store> Dss<S> {
             return Err(DssError::BadRequest("uss_id may not be empty".into()));
         }
         retrying!(self, async {
+            self.store.fresh().await?;
             let current = self.store.get_availability(uss).await?;
             let current_version = current.as_ref().map_or("", |r| r.value.version.as_str());
             if current_version != old_version {

@@ -29,6 +29,7 @@ impl<S: Store> Dss<S> {
     pub async fn query_constraints(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<ConstraintView>, DssError> {
         caller.require_any(READ_SCOPES)?;
         let area = std::slice::from_ref(area);
+        self.store.fresh().await?;
         let how = self.config.discovery();
         let found = self.store.search_constraints(area, how).await?;
         self.store.settle_area(&[store::Kind::Constraint], area, how).await?;
@@ -43,6 +44,7 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_constraint(&self, caller: &Caller, id: Uuid) -> Result<ConstraintView, DssError> {
         caller.require_any(READ_SCOPES)?;
+        self.store.fresh().await?;
         let found = self.store.get_constraint(id).await?;
         let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
         let a = self.availability_of(&mut Vec::new(), &r.value.manager).await?;

@@ -34,6 +34,7 @@ impl<S: Store> Dss<S> {
     pub async fn query_intents(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<IntentView>, DssError> {
         caller.require_any(READ_SCOPES)?;
         let area = std::slice::from_ref(area);
+        self.store.fresh().await?;
         // Discovery is generous (relevance); decisions below stay exact.
         let how = self.config.discovery();
         let found = self.store.search_intents(area, how).await?;
@@ -49,6 +50,7 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_intent(&self, caller: &Caller, id: Uuid) -> Result<IntentView, DssError> {
         caller.require_any(READ_SCOPES)?;
+        self.store.fresh().await?;
         let found = self.store.get_intent(id).await?;
         let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
         let a = self.availability_of(&mut Vec::new(), &r.value.manager).await?;

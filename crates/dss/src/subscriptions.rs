@@ -37,6 +37,7 @@ impl<S: Store> Dss<S> {
         area: &Volume4D,
     ) -> Result<Vec<SubscriptionView>, DssError> {
         caller.require_any(SCOPES)?;
+        self.store.fresh().await?;
         let area = std::slice::from_ref(area);
         let found = self.store.search_subscriptions(area, self.config.discovery()).await?;
         // Notification indexes move without marking the subscription's area: wait for all.
@@ -54,6 +55,7 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_subscription(&self, caller: &Caller, id: Uuid) -> Result<SubscriptionView, DssError> {
         caller.require_any(SCOPES)?;
+        self.store.fresh().await?;
         let found = self.store.get_subscription(id).await?;
         self.store.durable_barrier().await?;
         let r = found.ok_or_else(|| not_found(id))?;
@@ -129,6 +131,7 @@ impl<S: Store> Dss<S> {
         req: &PutSubscriptionRequest,
         extents: &Volume4D,
     ) -> Result<SubscriptionChange, DssError> {
+        self.store.fresh().await?;
         let old = self.store.get_subscription(id).await?;
         match (&old, version) {
             (Some(o), _) if o.value.manager != caller.manager => {
@@ -231,6 +234,7 @@ impl<S: Store> Dss<S> {
         id: Uuid,
         version: &str,
     ) -> Result<SubscriptionView, DssError> {
+        self.store.fresh().await?;
         let old = self.store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));

@@ -15,9 +15,10 @@
 //!   long window, the "any time" key), or the coarse cells for an area too large for fine ones.
 //!   Writes too large to mark fine cells mark coarse "huge" keys that every precondition also
 //!   compares. Over-approximation only: a nearby change may cause a retry, none is missed.
-//! - **Reads are consistent.** Every transaction also writes one clock key; before a read, the
-//!   instance reads that key linearizably (a quorum read) and waits until its watch has applied
-//!   that revision. A client that writes through one instance and reads through another sees
+//! - **Reads are consistent.** Every transaction also writes one clock key; at the start of every
+//!   DSS operation ([`Store::fresh`], [`Store::read_revision`]) the instance reads that key
+//!   linearizably (a quorum read, shared by concurrent callers) and waits until its watch has
+//!   applied that revision; the operation's reads are then served from the local index. A client that writes through one instance and reads through another sees
 //!   its write. Without a quorum the read fails, and the DSS answers 503, never stale data.
 //! - **Notification indexes** are the etcd versions of one counter key per subscription: each
 //!   bump is a put of that key, atomic and commutative across instances.
@@ -574,8 +575,8 @@ impl EtcdStore {
 
 impl Store for EtcdStore {
     async fn durable_barrier(&self) -> Result<(), StoreError> {
-        // Everything etcd acknowledged is durable on a quorum; what we show must be current.
-        self.inner.sync().await
+        // Everything the index holds came from etcd's watch: acknowledged by a quorum, durable.
+        Ok(())
     }
 
     async fn settle(&self, revision: Revision) -> Result<(), StoreError> {
@@ -586,13 +587,16 @@ impl Store for EtcdStore {
         Ok(())
     }
 
+    async fn fresh(&self) -> Result<(), StoreError> {
+        self.inner.sync().await
+    }
+
     async fn read_revision(&self) -> Result<Revision, StoreError> {
         self.inner.sync().await?;
         Ok(self.read(|i| i.revision()))
     }
 
     async fn get_intent(&self, id: Uuid) -> Result<Option<Stored<OperationalIntent>>, StoreError> {
-        self.inner.sync().await?;
         Ok(self.read(|i| i.intent(id)))
     }
 
@@ -601,22 +605,18 @@ impl Store for EtcdStore {
         area: &[Volume4D],
         how: Match,
     ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
-        self.inner.sync().await?;
         Ok(self.read(|i| i.search_intents(area, how)))
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
-        self.inner.sync().await?;
         Ok(self.read(|i| i.constraint(id)))
     }
 
     async fn search_constraints(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<Constraint>>, StoreError> {
-        self.inner.sync().await?;
         Ok(self.read(|i| i.search_constraints(area, how)))
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
-        self.inner.sync().await?;
         Ok(self.read(|i| i.subscription(id)))
     }
 
@@ -625,17 +625,14 @@ impl Store for EtcdStore {
         area: &[Volume4D],
         how: Match,
     ) -> Result<Vec<Stored<Subscription>>, StoreError> {
-        self.inner.sync().await?;
         Ok(self.read(|i| i.search_subscriptions(area, how)))
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {
-        self.inner.sync().await?;
         Ok(self.read(|i| i.dependents(subscription)))
     }
 
     async fn get_availability(&self, uss: &str) -> Result<Option<Stored<AvailabilityRecord>>, StoreError> {
-        self.inner.sync().await?;
         Ok(self.read(|i| i.availability(uss)))
     }
 

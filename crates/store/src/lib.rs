@@ -123,8 +123,17 @@ pub trait Store: Send + Sync + 'static {
     /// results); cheaper than a full barrier when the area is quiet.
     fn settle_area(&self, kinds: &[Kind], area: &[Volume4D], how: Match) -> impl Future<Output = Result<()>> + Send;
 
+    /// The consistency point of an operation: after it, reads see at least every change
+    /// committed (by anyone, through any instance sharing the store) before it was called. The
+    /// DSS calls it once at the start of every operation and of every attempt of a mutation,
+    /// so a shared backend pays for one quorum read per operation, not one per read. A store in
+    /// one process is always fresh.
+    fn fresh(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// A revision to read at: every later change to an area is detected by
-    /// [`Precondition::AreaUnchanged`] with `since` set to it.
+    /// [`Precondition::AreaUnchanged`] with `since` set to it. Includes [`Store::fresh`].
     fn read_revision(&self) -> impl Future<Output = Result<Revision>> + Send;
 
     fn get_intent(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<OperationalIntent>>>> + Send;
