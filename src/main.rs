@@ -290,6 +290,15 @@ struct DssArgs {
     /// Prefix of every key the DSS writes in etcd (one pool per prefix).
     #[arg(long, default_value = "/deconflict/")]
     etcd_prefix: String,
+    /// PEM CA certificate that signed the etcd members' client certificates (https endpoints).
+    #[arg(long, value_name = "PEM_FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// PEM client certificate presented to etcd (members started with --client-cert-auth).
+    #[arg(long, value_name = "PEM_FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert.
+    #[arg(long, value_name = "PEM_FILE")]
+    etcd_key: Option<PathBuf>,
     /// This instance's id in the pool (`/aux/v1/pool/dss_instances`); default dss-<address>.
     #[arg(long)]
     instance_id: Option<String>,
@@ -427,9 +436,18 @@ fn run_dss(args: DssArgs) -> Result<()> {
                 .map(|e| e.trim().to_owned())
                 .filter(|e| !e.is_empty())
                 .collect();
-            let prefix = args.etcd_prefix.clone();
+            let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
+                p.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display()))).transpose()
+            };
+            let etcd_config = store_etcd::EtcdConfig {
+                endpoints: endpoints.clone(),
+                prefix: args.etcd_prefix.clone(),
+                ca_pem: read(&args.etcd_ca)?,
+                client_cert_pem: read(&args.etcd_cert)?,
+                client_key_pem: read(&args.etcd_key)?,
+            };
             let store = runtime
-                .block_on(store_etcd::EtcdStore::open(store_etcd::EtcdConfig { endpoints: endpoints.clone(), prefix }))
+                .block_on(store_etcd::EtcdStore::open(etcd_config))
                 .with_context(|| format!("connecting to etcd at {}", endpoints.join(", ")))?;
             tracing::info!(endpoints = %endpoints.join(","), revision = store.applied_revision(), "etcd store loaded");
             let registry = Box::new(EtcdRegistry(store.clone()));

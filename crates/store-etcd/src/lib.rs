@@ -56,12 +56,47 @@ const MAX_FINE_KEYS: usize = 512;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the cluster is and where our keys live.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EtcdConfig {
-    /// Client URLs, e.g. `http://127.0.0.1:2379`; tried in turn when one fails.
+    /// Client URLs, e.g. `http://127.0.0.1:2379` or `https://...`; tried in turn when one fails.
     pub endpoints: Vec<String>,
     /// Prefix of every key this store writes.
     pub prefix: String,
+    /// TLS to the members: the CA that signed their certificates (PEM)...
+    pub ca_pem: Option<Vec<u8>>,
+    /// ...and this client's certificate and private key (PEM), when members require one.
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Vec<u8>>,
+}
+
+impl EtcdConfig {
+    /// An HTTP client for the members, with the TLS settings; `timeout` bounds each request
+    /// (`None` for the watch stream, which lives as long as the connection).
+    fn client(&self, timeout: Option<Duration>) -> Result<reqwest::Client, StoreError> {
+        let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(2));
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        if let Some(ca) = &self.ca_pem {
+            b = b.add_root_certificate(
+                reqwest::Certificate::from_pem(ca).map_err(|e| unavailable(format!("the etcd CA certificate: {e}")))?,
+            );
+        }
+        match (&self.client_cert_pem, &self.client_key_pem) {
+            (Some(cert), Some(key)) => {
+                let mut pem = cert.clone();
+                pem.push(b'\n');
+                pem.extend_from_slice(key);
+                b = b.identity(
+                    reqwest::Identity::from_pem(&pem)
+                        .map_err(|e| unavailable(format!("the etcd client certificate or key: {e}")))?,
+                );
+            }
+            (None, None) => {}
+            _ => return Err(unavailable("a client certificate needs its key, and a key its certificate")),
+        }
+        b.build().map_err(unavailable)
+    }
 }
 
 #[derive(Clone)]
@@ -71,6 +106,8 @@ pub struct EtcdStore {
 
 struct Inner {
     http: reqwest::Client,
+    /// The same settings without a request timeout, for the watch stream.
+    streaming: reqwest::Client,
     endpoints: Vec<String>,
     current: AtomicUsize,
     prefix: String,
@@ -283,7 +320,8 @@ impl Inner {
         }});
         let n = self.endpoints.len();
         let i = self.current.load(Ordering::Relaxed) % n;
-        let mut resp = reqwest::Client::new()
+        let mut resp = self
+            .streaming
             .post(format!("{}/v3/watch", self.endpoints[i]))
             .json(&body)
             .send()
@@ -494,14 +532,12 @@ impl EtcdStore {
         if config.endpoints.is_empty() {
             return Err(unavailable("no endpoints given"));
         }
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .map_err(unavailable)?;
+        let http = config.client(Some(TIMEOUT))?;
+        let streaming = config.client(None)?;
         let (applied, _) = tokio::sync::watch::channel(0);
         let inner = Arc::new(Inner {
             http,
+            streaming,
             endpoints: config.endpoints.iter().map(|e| e.trim_end_matches('/').to_owned()).collect(),
             current: AtomicUsize::new(0),
             prefix: config.prefix,

@@ -23,9 +23,13 @@ impl Etcd {
     }
 
     pub(crate) async fn store(&self, prefix: &str) -> EtcdStore {
-        EtcdStore::open(EtcdConfig { endpoints: self.cluster.client_urls.clone(), prefix: prefix.to_owned() })
-            .await
-            .expect("open the etcd store")
+        EtcdStore::open(EtcdConfig {
+            endpoints: self.cluster.client_urls.clone(),
+            prefix: prefix.to_owned(),
+            ..EtcdConfig::default()
+        })
+        .await
+        .expect("open the etcd store")
     }
 }
 
@@ -93,4 +97,131 @@ async fn two_instances_share_one_record() {
     let c3 = etcd.store("/pool/").await;
     assert_eq!(c3.get_subscription(sub.id).await.expect("get").expect("sub").value.notification_index, 10);
     assert!(c3.get_intent(oi.id).await.expect("get").is_some());
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out =
+        std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("this test needs openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, a member certificate for 127.0.0.1 and a client certificate, all in `dir`.
+fn certificates(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=pool-test-ca",
+        ],
+    );
+    for (name, usage) in [("member", "serverAuth,clientAuth"), ("client", "clientAuth")] {
+        let ext = format!("{name}.ext");
+        std::fs::write(dir.join(&ext), format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"))
+            .expect("ext");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}-key.pem"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "1",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+/// The store talks to members over TLS with a client certificate, and is refused without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    certificates(dir.path());
+    let port = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+    };
+    let (client, peer) = (port(()), port(()));
+    let url = format!("https://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let p = |f: &str| dir.path().join(f).to_string_lossy().to_string();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _etcd = Killed(
+        std::process::Command::new("etcd")
+            .args(["--name", "m1", "--data-dir", &p("data")])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("m1={peer_url}")])
+            .args(["--cert-file", &p("member.pem"), "--key-file", &p("member-key.pem")])
+            .args(["--trusted-ca-file", &p("ca.pem"), "--client-cert-auth"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("this test needs the `etcd` binary"),
+    );
+    let read = |f: &str| std::fs::read(dir.path().join(f)).expect("pem");
+    let config = EtcdConfig {
+        endpoints: vec![url.clone()],
+        prefix: "/tls/".into(),
+        ca_pem: Some(read("ca.pem")),
+        client_cert_pem: Some(read("client.pem")),
+        client_key_pem: Some(read("client-key.pem")),
+    };
+    let mut opened = None;
+    for _ in 0..100 {
+        if let Ok(s) = EtcdStore::open(config.clone()).await {
+            opened = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let store = opened.expect("the store connects over TLS with its client certificate");
+    let oi = conformance::intent(vec![conformance::square(0.0, 100.0, 0, 60)], None);
+    store.commit(Txn { preconditions: vec![], writes: vec![Write::PutIntent(oi.clone())] }).await.expect("commit");
+    store.fresh().await.expect("fresh");
+    assert!(store.get_intent(oi.id).await.expect("get").is_some());
+    // Without a client certificate the member refuses the connection.
+    let anonymous = EtcdConfig { client_cert_pem: None, client_key_pem: None, ..config };
+    assert!(matches!(EtcdStore::open(anonymous).await, Err(StoreError::Unavailable(_))));
 }
