@@ -19,6 +19,42 @@ pub struct Dss {
     pub child: Child,
     pub base: String,
     _tmp: Option<tempfile::TempDir>,
+    /// With `DECONFLICT_E2E_STORE=etcd`: the single etcd member the DSS keeps its record in.
+    etcd: Option<Child>,
+}
+
+/// With `DECONFLICT_E2E_STORE=etcd` every `Dss::start` runs on a fresh single-member etcd, so
+/// the same end-to-end tests show a pool instance behaves as the embedded store does.
+fn etcd_mode() -> bool {
+    std::env::var("DECONFLICT_E2E_STORE").is_ok_and(|v| v == "etcd")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Starts one etcd member in `dir`; returns it and its client URL once it accepts connections.
+fn start_etcd(dir: &Path) -> (Child, String) {
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let child = Command::new("etcd")
+        .args(["--name", "m1", "--data-dir"])
+        .arg(dir.join("etcd"))
+        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("m1={peer_url}"), "--max-txn-ops", "10000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("DECONFLICT_E2E_STORE=etcd needs the etcd binary");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", client)).is_ok() {
+            return (child, url);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("etcd did not start at {url}");
 }
 
 impl Dss {
@@ -35,6 +71,14 @@ impl Dss {
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Dss {
         let rs = fixture("rs256-public.pem");
         let es = fixture("es256-public.pem");
+        let mut etcd = None;
+        let mut store_args: Vec<String> = Vec::new();
+        if etcd_mode() {
+            std::fs::create_dir_all(data_dir).expect("data dir");
+            let (child, url) = start_etcd(data_dir);
+            store_args = vec!["--store".into(), "etcd".into(), "--etcd-endpoints".into(), url];
+            etcd = Some(child);
+        }
         let mut cmd = Command::new(BIN);
         cmd.args(["dss", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -43,6 +87,7 @@ impl Dss {
             .arg("--jwt-public-key")
             .arg(&es)
             .args(["--jwt-audience", "localhost", "--jwt-audience", "dss.example.org"])
+            .args(&store_args)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -56,7 +101,7 @@ impl Dss {
             .strip_prefix("deconflict dss listening on ")
             .unwrap_or_else(|| panic!("the DSS did not start; it printed `{line}`"))
             .to_owned();
-        Dss { child, base, _tmp: None }
+        Dss { child, base, _tmp: None, etcd }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -74,6 +119,10 @@ impl Drop for Dss {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(mut e) = self.etcd.take() {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
     }
 }
 
