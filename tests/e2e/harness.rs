@@ -38,7 +38,7 @@ fn start_etcd(dir: &Path) -> (Child, String) {
     let (client, peer) = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
+    let mut child = Command::new("etcd")
         .args(["--name", "m1", "--data-dir"])
         .arg(dir.join("etcd"))
         .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
@@ -54,6 +54,8 @@ fn start_etcd(dir: &Path) -> (Child, String) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("etcd did not start at {url}");
 }
 
