@@ -246,6 +246,13 @@ struct BenchArgs {
     /// etcd members (and DSS instances) of the benchmarked pool.
     #[arg(long, default_value_t = 3)]
     members: usize,
+    /// With --store etcd, busy-area runs once more with this one-way delay (ms) between the
+    /// members, injected by a TCP proxy in the bench (the reference's inter-organization figure).
+    #[arg(long, default_value_t = 16.5)]
+    peer_delay_ms: f64,
+    /// +/- jitter (ms, uniform) on that delay.
+    #[arg(long, default_value_t = 7.5)]
+    peer_jitter_ms: f64,
 }
 
 #[derive(Args)]
@@ -704,6 +711,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     config.restart_intents = args.restart_intents.unwrap_or(config.restart_intents);
     config.store = args.store.clone();
     config.members = args.members.max(1);
+    config.peer_delay_ms = (args.peer_delay_ms.max(0.0), args.peer_jitter_ms.max(0.0).min(args.peer_delay_ms.max(0.0)));
     let exe = std::env::current_exe()?;
     if cfg!(debug_assertions) {
         eprintln!("note: this is a debug build; figures are only meaningful from `cargo run --release -- bench`");

@@ -43,6 +43,15 @@ pub struct BenchConfig {
     pub store: String,
     #[serde(default = "three")]
     pub members: usize,
+    /// With `store = etcd`: busy-area runs once more with this one-way delay (milliseconds,
+    /// mean and +/- jitter) injected between etcd members by a proxy in the bench.
+    #[serde(default = "default_delay")]
+    pub peer_delay_ms: (f64, f64),
+}
+
+/// The reference's inter-organization latency: 16.5 ms +/- 7.5 ms one way.
+fn default_delay() -> (f64, f64) {
+    (16.5, 7.5)
 }
 
 fn embedded() -> String {
@@ -66,6 +75,7 @@ impl BenchConfig {
             seed: 7,
             store: embedded(),
             members: three(),
+            peer_delay_ms: default_delay(),
         }
     }
     /// A few seconds of everything at tiny sizes: keeps the benchmark from rotting.
@@ -220,13 +230,23 @@ impl Ctx {
     /// A fresh server for a workload that can run against a pool: with `store = etcd`, a local
     /// etcd cluster and one DSS instance per member.
     async fn fresh_pool_or_server(&self, name: &str, extra: &[&str]) -> Result<Server> {
+        self.fresh_pool_with(name, extra, None).await
+    }
+
+    /// [`Self::fresh_pool_or_server`], with a delay between the etcd members when given.
+    async fn fresh_pool_with(
+        &self,
+        name: &str,
+        extra: &[&str],
+        delay: Option<store_etcd::cluster::PeerDelay>,
+    ) -> Result<Server> {
         if self.config.store != "etcd" {
             return self.fresh_server(name, extra);
         }
         let dir = self.work_dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let cluster = store_etcd::cluster::LocalCluster::start(self.config.members.max(1), &dir)
+        let cluster = store_etcd::cluster::LocalCluster::start_with(self.config.members.max(1), &dir, delay)
             .await
             .map_err(anyhow::Error::msg)?;
         let mut servers = Vec::new();
@@ -264,8 +284,21 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                     ratio, baseline.successful_writes_per_s
                 ));
                 ours.baseline_writes_per_s = baseline.successful_writes_per_s;
+                let baseline_writes_per_s = baseline.successful_writes_per_s;
                 reports.push(baseline);
-                ours
+                if ctx.config.store == "etcd" {
+                    // Once more with inter-organization latency between the members.
+                    ours.print();
+                    let (mean_ms, jitter_ms) = ctx.config.peer_delay_ms;
+                    let delay = store_etcd::cluster::PeerDelay { mean_ms, jitter_ms };
+                    let mut delayed = workloads::busy_area_with(&ctx, Some(delay)).await?;
+                    delayed.workload = format!("busy-area (pool, {mean_ms} +/- {jitter_ms} ms between members)");
+                    delayed.baseline_writes_per_s = baseline_writes_per_s;
+                    reports.push(ours);
+                    delayed
+                } else {
+                    ours
+                }
             }
             "city" => workloads::city(&ctx).await?,
             "subscriptions" => workloads::subscriptions(&ctx).await?,

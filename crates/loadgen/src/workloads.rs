@@ -215,12 +215,22 @@ fn finish(mut report: WorkloadReport, rec: Recorder, seconds: f64, write_kinds: 
 /// so that about a third overlap in time with another live flight. Each flight is query,
 /// create (with key), activate (with key), delete.
 pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadReport> {
-    let cfg = &ctx.config;
     let server = if serial_baseline {
         ctx.fresh_server("busy-area-baseline", &["--commit-mode", "serial"])?
     } else {
         ctx.fresh_pool_or_server("busy-area", &[]).await?
     };
+    busy_area_on(ctx, server, serial_baseline).await
+}
+
+/// busy-area against a pool with `delay` between its etcd members.
+pub async fn busy_area_with(ctx: &Ctx, delay: Option<store_etcd::cluster::PeerDelay>) -> Result<WorkloadReport> {
+    let server = ctx.fresh_pool_with("busy-area-delayed", &[], delay).await?;
+    busy_area_on(ctx, server, false).await
+}
+
+async fn busy_area_on(ctx: &Ctx, server: crate::Server, serial_baseline: bool) -> Result<WorkloadReport> {
+    let cfg = &ctx.config;
     let book: OvnBook = Arc::default();
     let budget = Budget::new(cfg.duration_s, cfg.max_requests);
     let base_t = now().plus_seconds(300);

@@ -11,6 +11,18 @@ pub struct LocalCluster {
     children: Vec<Child>,
     /// Client URLs, one per member.
     pub client_urls: Vec<String>,
+    /// The thread running the proxies between members (its own runtime, so that a caller
+    /// blocking its own threads never stalls the links), stopped when the cluster is dropped.
+    proxies: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+/// One-way delay injected on every link between members: `mean_ms` +/- `jitter_ms` (uniform),
+/// order preserved. There is no netem on the machines this runs on, so the delay is a userspace
+/// TCP proxy in front of each member's peer port.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerDelay {
+    pub mean_ms: f64,
+    pub jitter_ms: f64,
 }
 
 impl Drop for LocalCluster {
@@ -19,6 +31,67 @@ impl Drop for LocalCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if let Some((stop, thread)) = self.proxies.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Copies `from` to `to`, delivering each chunk `delay` after it was read (FIFO).
+async fn delayed_pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: PeerDelay,
+    seed: u64,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut state = seed | 1;
+    let mut last = tokio::time::Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // xorshift: a uniform sample in [-1, 1) for the jitter.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let u = (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+        let ms = (delay.mean_ms + u * delay.jitter_ms).max(0.0);
+        let at = (tokio::time::Instant::now() + Duration::from_secs_f64(ms / 1000.0)).max(last);
+        last = at;
+        if tx.send((at, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Listens on `listen` and forwards every connection to `target` with `delay` each way.
+async fn delaying_proxy(listener: tokio::net::TcpListener, target: u16, delay: PeerDelay) {
+    let mut k = 0u64;
+    while let Ok((inbound, _)) = listener.accept().await {
+        k += 1;
+        let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { continue };
+        let _ = inbound.set_nodelay(true);
+        let _ = outbound.set_nodelay(true);
+        let (ir, iw) = inbound.into_split();
+        let (or, ow) = outbound.into_split();
+        tokio::spawn(delayed_pump(ir, ow, delay, k * 2));
+        tokio::spawn(delayed_pump(or, iw, delay, k * 2 + 1));
     }
 }
 
@@ -29,22 +102,58 @@ fn free_port() -> std::io::Result<u16> {
 impl LocalCluster {
     /// Starts `n` members with data and logs in `dir` and waits until each is healthy.
     pub async fn start(n: usize, dir: &Path) -> Result<LocalCluster, String> {
+        Self::start_with(n, dir, None).await
+    }
+
+    /// [`Self::start`], with `delay` injected on every link between members when given.
+    pub async fn start_with(n: usize, dir: &Path, delay: Option<PeerDelay>) -> Result<LocalCluster, String> {
         let ports: Vec<(u16, u16)> = (0..n)
             .map(|_| Ok((free_port()?, free_port()?)))
             .collect::<std::io::Result<_>>()
             .map_err(|e| e.to_string())?;
-        let cluster: Vec<String> =
-            ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
-        let mut me = LocalCluster { children: Vec::new(), client_urls: Vec::new() };
+        let mut me = LocalCluster { children: Vec::new(), client_urls: Vec::new(), proxies: None };
+        // Members advertise the proxy in front of their peer port: every link between two
+        // members then crosses a proxy.
+        let mut advertised = Vec::new();
+        let mut listeners = Vec::new();
+        for (_, peer) in &ports {
+            match delay {
+                Some(_) => {
+                    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+                    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+                    listeners.push((listener, *peer));
+                    advertised.push(format!("http://127.0.0.1:{port}"));
+                }
+                None => advertised.push(format!("http://127.0.0.1:{peer}")),
+            }
+        }
+        if let Some(d) = delay {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                rt.block_on(async move {
+                    for (listener, peer) in listeners {
+                        if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
+                            tokio::spawn(delaying_proxy(l, peer, d));
+                        }
+                    }
+                    let _ = stopped.await;
+                });
+            });
+            me.proxies = Some((stop, thread));
+        }
+        let cluster: Vec<String> = advertised.iter().enumerate().map(|(i, u)| format!("m{i}={u}")).collect();
         for (i, (client, peer)) in ports.iter().enumerate() {
             let url = format!("http://127.0.0.1:{client}");
-            let peer_url = format!("http://127.0.0.1:{peer}");
+            let listen_peer = format!("http://127.0.0.1:{peer}");
+            let peer_url = advertised[i].clone();
             let log = std::fs::File::create(dir.join(format!("etcd-{i}.log"))).map_err(|e| e.to_string())?;
             let child = Command::new("etcd")
                 .args(["--name", &format!("m{i}"), "--data-dir"])
                 .arg(dir.join(format!("etcd-{i}")))
                 .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-                .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+                .args(["--listen-peer-urls", &listen_peer, "--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", "deconflict-pool", "--max-txn-ops", "10000"])
                 .stdout(Stdio::null())
