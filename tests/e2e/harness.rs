@@ -98,11 +98,15 @@ impl Dss {
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
-        let base = line
-            .trim()
-            .strip_prefix("deconflict dss listening on ")
-            .unwrap_or_else(|| panic!("the DSS did not start; it printed `{line}`"))
-            .to_owned();
+        let Some(base) = line.trim().strip_prefix("deconflict dss listening on ").map(str::to_owned) else {
+            if let Some(mut e) = etcd {
+                let _ = e.kill();
+                let _ = e.wait();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the DSS did not start; it printed `{line}`");
+        };
         Dss { child, base, _tmp: None, etcd }
     }
 

@@ -547,7 +547,19 @@ impl EtcdStore {
             sync_gate: tokio::sync::Mutex::new(SyncState::default()),
             sync_tickets: std::sync::atomic::AtomicU64::new(0),
         });
-        let mut from = inner.load().await? + 1;
+        // A member just started may refuse for a moment (no leader yet): retry, bounded.
+        let mut attempt = 0;
+        let mut from = loop {
+            match inner.load().await {
+                Ok(r) => break r + 1,
+                Err(e) if attempt < 40 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, "etcd not ready yet");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let follower = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(100);
