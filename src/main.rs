@@ -315,6 +315,11 @@ struct DssArgs {
     /// The DSS Airspace Representation id every instance of the pool reports (`/aux/v1/pool`).
     #[arg(long, default_value = "deconflict")]
     dar_id: String,
+    /// Longest access-token lifetime accepted (`exp - iat`, or `exp - now` without `iat`); the
+    /// standard's tokens are short lived. Tokens not yet valid (`nbf`), issued in the future
+    /// (`iat`) or naming critical header extensions (`crit`) are always refused.
+    #[arg(long, default_value_t = auth::DEFAULT_MAX_LIFETIME_S)]
+    max_token_lifetime_secs: u64,
     /// Enforce the spec's text that asking for constraint notifications (`notify_for_constraints`
     /// in a subscription or an intent's `new_subscription`) needs `utm.constraint_processing`.
     /// By default the DSS accepts it with `utm.strategic_coordination` alone, as the reference
@@ -419,7 +424,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
     }
     let audiences =
         if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
-    let verifier = Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?;
+    let verifier =
+        Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?.with_max_lifetime(args.max_token_lifetime_secs);
 
     if !(args.relevance_margin_m.is_finite() && (0.0..=10_000.0).contains(&args.relevance_margin_m)) {
         bail!("--relevance-margin-m must be between 0 and 10000 metres");

@@ -86,3 +86,37 @@ async fn insecure_dev_auth_accepts_deconflict_token() {
     let (s, b) = call("POST", &dss.url(&format!("{OIR}/query")), Some(&tok), Some(&q)).await;
     assert_eq!(s, 200, "{b}");
 }
+
+/// Tokens not valid yet, issued in the future or living longer than the maximum get 401; the
+/// maximum is configurable.
+#[tokio::test]
+async fn token_times_and_lifetimes_are_enforced() {
+    let dss = Dss::start();
+    let url = dss.url(&format!("{OIR}/{}", new_id()));
+    let now = chrono::Utc::now().timestamp();
+    let claims = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({"sub": "alpha", "aud": "localhost", "scope": SC, "iat": now, "exp": now + 600});
+        for (k, v) in extra.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        c
+    };
+    for (what, extra, needle) in [
+        ("nbf in the future", serde_json::json!({"nbf": now + 300}), "not valid yet"),
+        ("iat in the future", serde_json::json!({"iat": now + 300, "exp": now + 900}), "future"),
+        ("two-hour lifetime", serde_json::json!({"exp": now + 7200}), "at most 3600"),
+    ] {
+        let (s, b) = call("GET", &url, Some(&token_claims(&claims(extra))), None).await;
+        assert_error_shape(s, &b, 401, what);
+        assert!(b["message"].as_str().is_some_and(|m| m.contains(needle)), "{what}: {b}");
+    }
+    // A valid token reaches the handler (404: no such intent).
+    let (s, _) = call("GET", &url, Some(&token_claims(&claims(serde_json::json!({})))), None).await;
+    assert_eq!(s, 404);
+    // --max-token-lifetime-secs raises the bound.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lenient = Dss::start_in(&tmp.path().join("data"), &["--max-token-lifetime-secs", "7200"]);
+    let long = token_claims(&claims(serde_json::json!({"exp": now + 7200})));
+    let (s, _) = call("GET", &lenient.url(&format!("{OIR}/{}", new_id())), Some(&long), None).await;
+    assert_eq!(s, 404, "a two-hour token is accepted with a two-hour maximum");
+}

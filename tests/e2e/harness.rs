@@ -155,6 +155,13 @@ pub fn token_with(sub: &str, scopes: &[&str], aud: &str, ttl: i64, key_file: &st
     jsonwebtoken::encode(&Header::new(alg), &claims, &key).expect("sign")
 }
 
+/// A token with exactly these claims, signed with the RS256 fixture key.
+pub fn token_claims(claims: &Value) -> String {
+    let pem = std::fs::read(fixture("rs256-private.pem")).expect("key fixture");
+    let key = EncodingKey::from_rsa_pem(&pem).expect("rsa key");
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).expect("sign")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }

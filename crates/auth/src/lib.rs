@@ -108,10 +108,15 @@ const CACHE_CAPACITY: usize = 50_000;
 /// Clock skew tolerated on `exp`, in seconds.
 const LEEWAY_S: u64 = 5;
 
+/// Longest token lifetime accepted by default: the standard's access tokens are short lived.
+pub const DEFAULT_MAX_LIFETIME_S: u64 = 3600;
+
 pub struct Verifier {
     keys: Vec<VerifyKey>,
     audiences: Vec<String>,
     cache: Mutex<HashMap<String, (Caller, u64)>>,
+    /// Longest accepted lifetime: `exp - iat`, or `exp - now` without `iat`.
+    max_lifetime_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +133,32 @@ struct Claims {
     #[serde(default)]
     scope: Option<ScopeClaim>,
     exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+}
+
+/// The header's `crit` list (RFC 7515 §4.1.11): extensions the verifier must understand. We
+/// understand none, so any entry is refused.
+fn critical_extensions(token: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let Some(head) = token.split('.').next() else { return vec![] };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head.trim_end_matches('=')) else {
+        return vec![];
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return vec![] };
+    match &v["crit"] {
+        serde_json::Value::Null => vec![],
+        serde_json::Value::Array(a) => {
+            let names: Vec<String> = a.iter().map(|x| x.as_str().unwrap_or("?").to_owned()).collect();
+            if names.is_empty() {
+                // RFC 7515: an empty list is not allowed either.
+                vec!["(empty list)".to_owned()]
+            } else {
+                names
+            }
+        }
+        other => vec![other.to_string()],
+    }
 }
 
 fn now_s() -> u64 {
@@ -154,7 +185,13 @@ impl Verifier {
         if audiences.is_empty() {
             return Err("at least one accepted audience is required".into());
         }
-        Ok(Self { keys, audiences, cache: Mutex::new(HashMap::new()) })
+        Ok(Self { keys, audiences, cache: Mutex::new(HashMap::new()), max_lifetime_s: DEFAULT_MAX_LIFETIME_S })
+    }
+
+    /// Refuses tokens living longer than `seconds` (`exp - iat`, or `exp - now` without `iat`).
+    pub fn with_max_lifetime(mut self, seconds: u64) -> Self {
+        self.max_lifetime_s = seconds;
+        self
     }
 
     /// Authenticates an `Authorization` header value.
@@ -192,14 +229,37 @@ impl Verifier {
                 )))
             }
         };
+        let critical = critical_extensions(token);
+        if !critical.is_empty() {
+            return Err(AuthError::Unauthenticated(format!(
+                "access token header lists critical extensions this server does not understand: {}",
+                critical.join(", ")
+            )));
+        }
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&self.audiences);
         validation.set_required_spec_claims(&["exp", "aud"]);
         validation.leeway = LEEWAY_S;
+        // A token not valid yet (`nbf` in the future) is refused like an expired one.
+        validation.validate_nbf = true;
         let mut last_error = "access token signature does not match any configured public key".to_owned();
         for key in self.keys.iter().filter(|k| k.family == family) {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
+                    if let Some(iat) = data.claims.iat {
+                        if iat > now + LEEWAY_S {
+                            return Err(AuthError::Unauthenticated(
+                                "access token was issued in the future (`iat` ahead of this server's clock)".into(),
+                            ));
+                        }
+                    }
+                    let lifetime = data.claims.exp.saturating_sub(data.claims.iat.unwrap_or(now));
+                    if lifetime > self.max_lifetime_s + LEEWAY_S {
+                        return Err(AuthError::Unauthenticated(format!(
+                            "access token lives {lifetime} s; at most {} s is accepted",
+                            self.max_lifetime_s
+                        )));
+                    }
                     let caller = caller_from(data.claims.sub, data.claims.scope)?;
                     let mut cache = self.cache.lock();
                     if cache.len() >= CACHE_CAPACITY {
@@ -213,6 +273,9 @@ impl Verifier {
                     match e.kind() {
                         ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) => {}
                         ErrorKind::ExpiredSignature => last_error = "access token has expired".into(),
+                        ErrorKind::ImmatureSignature => {
+                            last_error = "access token is not valid yet (`nbf` is in the future)".into()
+                        }
                         ErrorKind::InvalidAudience => {
                             last_error = format!(
                                 "access token audience is not accepted by this DSS (accepted: {})",
@@ -240,4 +303,85 @@ fn caller_from(sub: Option<String>, scope: Option<ScopeClaim>) -> Result<Caller,
     };
     let scopes = names.iter().filter_map(|s| Scope::parse(s)).collect();
     Ok(Caller { manager, scopes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRIVATE: &str = include_str!("../../../src/keys/dev-private.pem");
+    const PUBLIC: &str = include_str!("../../../src/keys/dev-public.pem");
+
+    fn sign(claims: serde_json::Value, crit: Option<serde_json::Value>) -> String {
+        use jsonwebtoken::{EncodingKey, Header};
+        let (key, alg) = match EncodingKey::from_ec_pem(PRIVATE.as_bytes()) {
+            Ok(k) => (k, Algorithm::ES256),
+            Err(_) => (EncodingKey::from_rsa_pem(PRIVATE.as_bytes()).expect("dev key"), Algorithm::RS256),
+        };
+        let token = jsonwebtoken::encode(&Header::new(alg), &claims, &key).expect("sign");
+        match crit {
+            None => token,
+            Some(c) => {
+                // Re-sign with a header carrying `crit` (jsonwebtoken's Header has no such field).
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                let header = serde_json::json!({"alg": format!("{alg:?}"), "typ": "JWT", "crit": c});
+                let payload = token.split('.').nth(1).expect("payload");
+                let signing_input = format!("{}.{payload}", b64.encode(serde_json::to_vec(&header).expect("json")));
+                let signature = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, alg).expect("sign");
+                format!("{signing_input}.{signature}")
+            }
+        }
+    }
+
+    fn verifier() -> Verifier {
+        Verifier::new(&[("dev".into(), PUBLIC.as_bytes().to_vec())], vec!["localhost".into()]).expect("verifier")
+    }
+
+    fn claims(extra: serde_json::Value) -> serde_json::Value {
+        let now = now_s();
+        let mut c = serde_json::json!({"sub": "uss1", "aud": "localhost", "scope": "utm.strategic_coordination",
+                                       "iat": now, "exp": now + 600});
+        for (k, v) in extra.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    fn verify(v: &Verifier, token: &str) -> Result<Caller, AuthError> {
+        v.verify(Some(&format!("Bearer {token}")))
+    }
+
+    #[test]
+    fn a_short_lived_current_token_is_accepted() {
+        let caller = verify(&verifier(), &sign(claims(serde_json::json!({})), None)).expect("valid");
+        assert_eq!(caller.manager, "uss1");
+        assert!(caller.has(Scope::StrategicCoordination));
+    }
+
+    #[test]
+    fn tokens_from_the_future_too_long_lived_or_with_critical_extensions_are_refused() {
+        let now = now_s();
+        let v = verifier();
+        let cases = [
+            (sign(claims(serde_json::json!({"nbf": now + 300})), None), "not valid yet"),
+            (sign(claims(serde_json::json!({"iat": now + 300, "exp": now + 900})), None), "in the future"),
+            (sign(claims(serde_json::json!({"iat": now, "exp": now + 7200})), None), "at most 3600"),
+            (
+                sign(claims(serde_json::json!({"iat": serde_json::Value::Null, "exp": now + 7200})), None),
+                "at most 3600",
+            ),
+            (sign(claims(serde_json::json!({})), Some(serde_json::json!(["b64"]))), "critical"),
+            (sign(claims(serde_json::json!({})), Some(serde_json::json!([]))), "critical"),
+        ];
+        for (token, needle) in cases {
+            match verify(&v, &token) {
+                Err(AuthError::Unauthenticated(m)) => assert!(m.contains(needle), "`{m}` lacks `{needle}`"),
+                other => panic!("expected a refusal mentioning `{needle}`, got {other:?}"),
+            }
+        }
+        // A configured longer lifetime accepts the two-hour token.
+        let v = verifier().with_max_lifetime(3 * 3600);
+        assert!(verify(&v, &sign(claims(serde_json::json!({"iat": now, "exp": now + 7200})), None)).is_ok());
+    }
 }
