@@ -33,7 +33,14 @@ pub(crate) const DEV_PUBLIC_KEY: &str = include_str!("keys/dev-public.pem");
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object per
+    /// line, for log shippers).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
+
+/// The log format chosen on the command line (read by `init_logs`).
+static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -355,6 +362,7 @@ struct TokenArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let _ = LOG_JSON.set(cli.log_format == "json");
     match cli.command {
         Command::Dss(args) => run_dss(args),
         Command::Bench(args) => run_bench(args),
@@ -416,8 +424,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
     init_logs();
     let mut pems = read_keys(&args.jwt_public_keys)?;
     if args.insecure_dev_auth {
-        eprintln!("WARNING: --insecure-dev-auth: accepting tokens signed by the PUBLIC development key.");
-        eprintln!("WARNING: anyone can mint such tokens. Never use this outside local development.");
+        tracing::warn!("--insecure-dev-auth: accepting tokens signed by the PUBLIC development key");
+        tracing::warn!("anyone can mint such tokens: never use --insecure-dev-auth outside local development");
         pems.push(("development key".into(), DEV_PUBLIC_KEY.as_bytes().to_vec()));
     } else if pems.is_empty() {
         bail!("no --jwt-public-key given: pass the PEM public key(s) of your token issuer, or --insecure-dev-auth for local development");
@@ -571,10 +579,15 @@ fn read_keys(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 fn init_logs() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if LOG_JSON.get().copied().unwrap_or(false) {
+        builder.json().init();
+    } else {
+        // Colour codes only where someone reads them: a file or a pipe gets plain text.
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 /// Prints the `... listening on http://ADDR` line tools wait for, and serves; small
@@ -587,6 +600,7 @@ async fn serve(what: &str, listener: tokio::net::TcpListener, app: axum::Router)
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!(what, "stopped");
     Ok(())
 }
 
@@ -749,18 +763,30 @@ fn run_bench(args: BenchArgs) -> Result<()> {
 }
 
 pub(crate) async fn shutdown_signal() {
+    let why = received_signal().await;
+    tracing::info!(signal = why, "shutdown requested: finishing requests in flight, then stopping");
+}
+
+/// Waits for SIGINT or SIGTERM; says which.
+async fn received_signal() -> &'static str {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return "SIGINT";
+            }
         };
         tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            _ = ctrl_c => "SIGINT",
+            _ = term.recv() => "SIGTERM",
         }
     }
     #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
+    {
+        let _ = ctrl_c.await;
+        "SIGINT"
+    }
 }

@@ -153,3 +153,38 @@ async fn expired_entities_are_removed_by_the_service() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Logs to a pipe carry no colour codes, `--log-format json` writes one JSON object per line,
+/// and a SIGTERM leaves a line saying why the process stopped.
+#[test]
+fn logs_are_plain_or_json_and_say_why_the_process_stopped() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    for json in [false, true] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(crate::harness::BIN);
+        cmd.args(["dss", "--insecure-dev-auth", "--listen", "127.0.0.1:0", "--data-dir"]).arg(tmp.path().join("d"));
+        if json {
+            cmd.args(["--log-format", "json"]);
+        }
+        let mut child =
+            cmd.env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the DSS");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
+        assert!(line.contains("listening on"), "{line}");
+        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success();
+        assert!(ok);
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "SIGTERM ends the DSS cleanly: {status:?}");
+        let mut logs = String::new();
+        child.stderr.take().expect("stderr").read_to_string(&mut logs).expect("logs");
+        assert!(!logs.contains('\u{1b}'), "no ANSI codes in a pipe:\n{logs}");
+        assert!(logs.contains("SIGTERM") && logs.contains("stopped"), "the shutdown is logged:\n{logs}");
+        if json {
+            for l in logs.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}` is not JSON: {e}"));
+                assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{l}");
+            }
+        }
+    }
+}
