@@ -222,6 +222,18 @@ async fn availability_horizon_and_requested_ovns() {
     .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["status"]["availability"], "Normal");
+    // The uss_id is bounded in length and characters.
+    let long = "u".repeat(256);
+    for bad in [long.as_str(), "a%20b", "a%0Ab"] {
+        let (s, r) = call(
+            "PUT",
+            &dss.url(&format!("/dss/v1/uss_availability/{bad}")),
+            Some(&aa),
+            Some(&json!({"availability": "Down"})),
+        )
+        .await;
+        assert_error_shape(s, &r, 400, &format!("uss_id `{bad}`"));
+    }
 
     // 7. No horizon of our own: an intent and a constraint ending in two years are accepted;
     // an intent whose union ends in the future is valid though a volume has ended.

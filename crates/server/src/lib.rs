@@ -516,6 +516,21 @@ async fn make_report<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) 
     Ok((StatusCode::CREATED, Json(typed)))
 }
 
+/// Most characters of a `uss_id`: token subjects are short identifiers.
+const MAX_USS_ID_CHARS: usize = 255;
+
+/// A `uss_id` from the path: 1 to 255 printable ASCII characters, no spaces or control codes
+/// (it names a token subject; anything else would only grow the store).
+fn uss_id(s: &str) -> Result<&str, ApiError> {
+    let ok = !s.is_empty() && s.len() <= MAX_USS_ID_CHARS && s.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(ApiError::Wire(api::WireError::bad(format!(
+            "uss_id must be 1 to {MAX_USS_ID_CHARS} printable ASCII characters without spaces"
+        ))));
+    }
+    Ok(s)
+}
+
 fn availability_to_wire(r: model::AvailabilityRecord) -> api::UssAvailabilityStatusResponse {
     api::UssAvailabilityStatusResponse {
         version: r.version,
@@ -529,7 +544,7 @@ async fn get_availability<S: Store>(
     Path(uss): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     c.require_any(scopes::AVAILABILITY_READ)?;
-    Ok(Json(availability_to_wire(st.dss.get_availability(&c, &uss).await?)))
+    Ok(Json(availability_to_wire(st.dss.get_availability(&c, uss_id(&uss)?).await?)))
 }
 
 /// A stale `old_version` gets 409, as the reference DSS answers (the spec lists no status for
@@ -545,7 +560,7 @@ async fn set_availability<S: Store>(
     let availability = UssAvailability::parse(&p.availability).ok_or_else(|| {
         api::WireError::bad(format!("availability `{}` is not one of Unknown, Normal, Down", p.availability))
     })?;
-    let r = st.dss.set_availability(&c, &uss, &p.old_version, availability).await?;
+    let r = st.dss.set_availability(&c, uss_id(&uss)?, &p.old_version, availability).await?;
     Ok(Json(availability_to_wire(r)))
 }
 
