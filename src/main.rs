@@ -37,7 +37,15 @@ struct Cli {
     /// line, for log shippers).
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Seconds servers let requests in flight finish after SIGINT/SIGTERM before closing the
+    /// remaining connections (a client stuck halfway through its headers cannot hold the
+    /// process up).
+    #[arg(long, global = true, default_value_t = 10)]
+    shutdown_grace_secs: u64,
 }
+
+/// The shutdown grace period chosen on the command line.
+static SHUTDOWN_GRACE_S: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 /// The log format chosen on the command line (read by `init_logs`).
 static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -363,6 +371,7 @@ struct TokenArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let _ = LOG_JSON.set(cli.log_format == "json");
+    let _ = SHUTDOWN_GRACE_S.set(cli.shutdown_grace_secs);
     match cli.command {
         Command::Dss(args) => run_dss(args),
         Command::Bench(args) => run_bench(args),
@@ -595,11 +604,29 @@ fn init_logs() {
 async fn serve(what: &str, listener: tokio::net::TcpListener, app: axum::Router) -> Result<()> {
     use axum::serve::ListenerExt;
     let local = listener.local_addr()?;
+    // Listening for signals before saying we listen: a SIGTERM right after that line is seen.
+    let shutdown = shutdown_signal();
     println!("deconflict {what} listening on http://{local}");
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    });
+    let grace = Duration::from_secs(SHUTDOWN_GRACE_S.get().copied().unwrap_or(10));
+    let deadline = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(graceful) => served?,
+        () = deadline => tracing::warn!(what, grace_secs = grace.as_secs(), "grace period over: closing the remaining connections"),
+    }
     tracing::info!(what, "stopped");
     Ok(())
 }
@@ -762,31 +789,30 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn shutdown_signal() {
-    let why = received_signal().await;
-    tracing::info!(signal = why, "shutdown requested: finishing requests in flight, then stopping");
-}
-
-/// Waits for SIGINT or SIGTERM; says which.
-async fn received_signal() -> &'static str {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers for SIGINT and SIGTERM now (a signal arriving before the returned future is first
+/// polled is not lost) and resolves when one arrives, logging which.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return "SIGINT";
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        let why = match (term, int) {
+            (Some(mut term), Some(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
             }
         };
-        tokio::select! {
-            _ = ctrl_c => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-        "SIGINT"
+        #[cfg(not(unix))]
+        let why = {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        };
+        tracing::info!(signal = why, "shutdown requested: finishing requests in flight, then stopping");
     }
 }

@@ -80,7 +80,7 @@ pub fn run(opts: PoolOptions) -> Result<()> {
     }
     println!("Every instance serves the whole API on the same airspace record. Ctrl-C stops everything.");
     // SIGINT or SIGTERM: the children are stopped on the way out (dropped), never orphaned.
-    runtime.block_on(crate::shutdown_signal());
+    runtime.block_on(async { crate::shutdown_signal().await });
     drop(instances);
     drop(etcd);
     Ok(())

@@ -188,3 +188,47 @@ fn logs_are_plain_or_json_and_say_why_the_process_stopped() {
         }
     }
 }
+
+/// A client stuck halfway through its headers cannot hold the DSS up: after SIGTERM it exits
+/// within the grace period, and the data directory is free again.
+#[test]
+fn sigterm_with_a_half_open_client_exits_within_the_grace_period() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("d");
+    let mut child = Command::new(crate::harness::BIN)
+        .args(["dss", "--insecure-dev-auth", "--listen", "127.0.0.1:0", "--shutdown-grace-secs", "1", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the DSS");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
+    let addr = line.trim().rsplit("http://").next().expect("address").to_owned();
+    let mut half = std::net::TcpStream::connect(&addr).expect("connect");
+    half.write_all(b"GET /healthy HTTP/1.1\r\nHost: x\r\n").expect("half a request");
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success();
+    assert!(ok);
+    // Bounded wait, far above the 1 s grace period: the process must be gone.
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the DSS was still running 10 s after SIGTERM with a half-open client");
+    };
+    assert!(status.success(), "{status:?}");
+    drop(half);
+    // The lock is released: a new process opens the same data directory.
+    let again = crate::harness::Dss::start_in(&data, &[]);
+    drop(again);
+}
