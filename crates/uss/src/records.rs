@@ -165,23 +165,31 @@ fn volumes_from_wire(vols: &[api::Volume4D], field: &str) -> Result<Vec<Volume4D
 /// round what it stores).
 const TIME_SLACK_US: i64 = 1_000_000;
 
+/// The identity part of verification: details name the entity the DSS references (id, manager,
+/// version) and carry an OVN.
+fn same_entity(got: (&str, &str, i32, Option<&str>), dss: (&str, &str, i32)) -> Result<(), String> {
+    let ((id, manager, version, ovn), (dss_id, dss_manager, dss_version)) = (got, dss);
+    if id != dss_id {
+        return Err(format!("the details served are for `{id}`, not `{dss_id}`"));
+    }
+    if manager != dss_manager {
+        return Err(format!("the details name `{manager}` as manager; the DSS records `{dss_manager}`"));
+    }
+    if version != dss_version {
+        return Err(format!("the details are version {version}; the DSS holds version {dss_version}"));
+    }
+    if ovn.is_none_or(str::is_empty) {
+        return Err("the details carry no OVN".into());
+    }
+    Ok(())
+}
+
 /// Checks that `got`, as served by a peer (or notified by one), is the entity the DSS
 /// references as `dss`: same id, manager and version, with an OVN, readable and valid details
 /// whose times lie within the reference's. Anything else is a reason it is unverifiable.
 pub fn verify_intent(dss: &OperationalIntentReference, got: WireIntent) -> Result<KnownIntent, String> {
     let r = &got.reference;
-    if r.id != dss.id {
-        return Err(format!("the details served are for `{}`, not `{}`", r.id, dss.id));
-    }
-    if r.manager != dss.manager {
-        return Err(format!("the details name `{}` as manager; the DSS records `{}`", r.manager, dss.manager));
-    }
-    if r.version != dss.version {
-        return Err(format!("the details are version {}; the DSS holds version {}", r.version, dss.version));
-    }
-    if r.ovn.as_deref().is_none_or(str::is_empty) {
-        return Err("the details carry no OVN".into());
-    }
+    same_entity((&r.id, &r.manager, r.version, r.ovn.as_deref()), (&dss.id, &dss.manager, dss.version))?;
     let state = OperationalIntentState::parse(&r.state).ok_or_else(|| format!("unknown state `{}`", r.state))?;
     if got.details.volumes.is_empty() && got.details.off_nominal_volumes.is_empty() {
         return Err("the details have no volumes".into());
@@ -204,18 +212,7 @@ pub fn verify_intent(dss: &OperationalIntentReference, got: WireIntent) -> Resul
 /// The constraint counterpart of [`verify_intent`].
 pub fn verify_constraint(dss: &api::ConstraintReference, got: api::Constraint) -> Result<KnownConstraint, String> {
     let r = &got.reference;
-    if r.id != dss.id {
-        return Err(format!("the details served are for `{}`, not `{}`", r.id, dss.id));
-    }
-    if r.manager != dss.manager {
-        return Err(format!("the details name `{}` as manager; the DSS records `{}`", r.manager, dss.manager));
-    }
-    if r.version != dss.version {
-        return Err(format!("the details are version {}; the DSS holds version {}", r.version, dss.version));
-    }
-    if r.ovn.as_deref().is_none_or(str::is_empty) {
-        return Err("the details carry no OVN".into());
-    }
+    same_entity((&r.id, &r.manager, r.version, r.ovn.as_deref()), (&dss.id, &dss.manager, dss.version))?;
     if got.details.volumes.is_empty() {
         return Err("the details have no volumes".into());
     }

@@ -102,6 +102,16 @@ impl Uss {
         }
     }
 
+    /// A DSS client for a change whose write-ahead record is down; without one the change is
+    /// undone (the DSS was not asked).
+    async fn dss_or_undo(&self, id: &str) -> Result<client::DssClient, UssError> {
+        let dss = self.dss().await;
+        if dss.is_err() {
+            self.undo(id);
+        }
+        dss
+    }
+
     pub(crate) async fn plan_new(
         self: &Arc<Self>,
         volumes: Vec<Volume4D>,
@@ -197,13 +207,7 @@ impl Uss {
                 }),
                 requested_ovn_suffix: None,
             };
-            let dss = match self.dss().await {
-                Ok(d) => d,
-                Err(e) => {
-                    self.undo(&req.id);
-                    return Err(e);
-                }
-            };
+            let dss = self.dss_or_undo(&req.id).await?;
             match dss.put_intent(&req.id, ovn.as_deref(), &body).await {
                 Ok(resp) => {
                     self.crash_point(CrashPoint::AfterDssWrite);
@@ -318,13 +322,7 @@ impl Uss {
             previous_version: Some(cur.reference.version),
             recorded_at: now_text(),
         })?;
-        let dss = match self.dss().await {
-            Ok(d) => d,
-            Err(e) => {
-                self.undo(id);
-                return Err(e);
-            }
-        };
+        let dss = self.dss_or_undo(id).await?;
         let subscribers = match dss.delete_intent(id, cur.ovn()).await {
             Ok(resp) => resp.subscribers,
             // Already gone from the DSS (expired, or removed before a crash): nothing to tell.
@@ -381,13 +379,7 @@ impl Uss {
             extents: details.volumes.clone(),
             uss_base_url: self.config.base_url.clone(),
         };
-        let dss = match self.dss().await {
-            Ok(d) => d,
-            Err(e) => {
-                self.undo(&id);
-                return Err(e);
-            }
-        };
+        let dss = self.dss_or_undo(&id).await?;
         let resp = match dss.put_constraint(&id, None, &body).await {
             Ok(r) => r,
             Err(e) => {
@@ -438,13 +430,7 @@ impl Uss {
             previous_version: Some(cur.reference.version),
             recorded_at: now_text(),
         })?;
-        let dss = match self.dss().await {
-            Ok(d) => d,
-            Err(e) => {
-                self.undo(id);
-                return Err(e);
-            }
-        };
+        let dss = self.dss_or_undo(id).await?;
         let subscribers = match dss.delete_constraint(id, cur.reference.ovn.as_deref().unwrap_or_default()).await {
             Ok(resp) => resp.subscribers,
             Err(e) if e.status() == 404 => vec![],
