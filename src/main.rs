@@ -53,7 +53,7 @@ static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 #[derive(Subcommand)]
 enum Command {
     /// Run a Discovery and Synchronization Service on the embedded durable store.
-    Dss(DssArgs),
+    Dss(Box<DssArgs>),
     /// Print a development access token signed with the development key (or --key).
     Token(TokenArgs),
     /// Run a development OAuth 2.0 token server that the DSS and participants can trust.
@@ -346,6 +346,57 @@ struct DssArgs {
     /// expect interlocking flights to discover each other). Key checks stay exact.
     #[arg(long, default_value_t = dss::DEFAULT_RELEVANCE_MARGIN_M)]
     relevance_margin_m: f64,
+    #[command(flatten)]
+    http: HttpLimitArgs,
+    /// Requests per second allowed per token subject (`sub`), 0 for no limit; beyond it and the
+    /// burst, requests get 429 with `Retry-After`.
+    #[arg(long, default_value_t = 1000.0)]
+    rate_limit_per_sub: f64,
+    /// Requests a subject may make at once before `--rate-limit-per-sub` applies (default: two
+    /// seconds' worth).
+    #[arg(long)]
+    rate_limit_burst: Option<f64>,
+    /// Requests per second with an invalid or missing token allowed per client address, 0 for
+    /// no limit; past it (burst 5x) that address's requests get 429 before any token is checked.
+    #[arg(long, default_value_t = 20.0)]
+    rate_limit_failed_auth_per_ip: f64,
+}
+
+/// Connection hygiene of the DSS listener (see `server::http`).
+#[derive(Args, Clone)]
+struct HttpLimitArgs {
+    /// Seconds a client has, from the first byte of a request head, to send the whole head;
+    /// slower clients are disconnected.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight and nothing received.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_secs: u64,
+    /// Seconds a request may take before it is answered 503 (the reference DSS uses 10 s).
+    #[arg(long, default_value_t = 10)]
+    request_timeout_secs: u64,
+    /// Concurrent client connections; at the cap, the connection idle for longest is closed to
+    /// admit a new one. Defaults to the open-file limit (raised to its hard limit at start-up)
+    /// less 64.
+    #[arg(long)]
+    max_connections: Option<usize>,
+}
+
+impl HttpLimitArgs {
+    fn limits(&self) -> Result<server::http::Limits> {
+        if self.header_timeout_secs == 0 || self.idle_timeout_secs == 0 || self.request_timeout_secs == 0 {
+            bail!("--header-timeout-secs, --idle-timeout-secs and --request-timeout-secs must be at least 1");
+        }
+        if self.max_connections == Some(0) {
+            bail!("--max-connections must be at least 1");
+        }
+        Ok(server::http::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            request_timeout: Some(Duration::from_secs(self.request_timeout_secs)),
+            max_connections: self.max_connections.unwrap_or_else(server::http::default_max_connections),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -372,8 +423,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let _ = LOG_JSON.set(cli.log_format == "json");
     let _ = SHUTDOWN_GRACE_S.set(cli.shutdown_grace_secs);
+    // Every server here holds one descriptor per connection: use what the system allows.
+    server::http::raise_file_limit();
     match cli.command {
-        Command::Dss(args) => run_dss(args),
+        Command::Dss(args) => run_dss(*args),
         Command::Bench(args) => run_bench(args),
         Command::Auth(args) => run_auth(args),
         Command::Uss(args) => run_uss(*args),
@@ -538,14 +591,32 @@ async fn serve_dss<S: store::Store>(
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
+    let limits = args.http.limits()?;
     let pool = server::pool::Pool {
         dar_id: args.dar_id.clone(),
         instance_id: args.instance_id.clone().unwrap_or_else(|| format!("dss-{local}")),
         public_endpoint: args.public_endpoint.clone().unwrap_or_else(|| format!("http://{local}")),
         registry,
     };
-    let state =
-        Arc::new(AppState { dss: Dss::new(store, Arc::new(SystemClock), config), verifier, metrics, version, pool });
+    let rate = |per_second: f64, burst: Option<f64>, factor: f64| -> Result<server::ratelimit::Rate> {
+        let burst = burst.unwrap_or(per_second * factor).max(1.0);
+        if !(per_second.is_finite() && per_second >= 0.0 && burst.is_finite()) {
+            bail!("rate limits must be finite and not negative");
+        }
+        Ok(server::ratelimit::Rate { per_second, burst })
+    };
+    let limits_rate = server::ratelimit::RateLimits::new(
+        rate(args.rate_limit_per_sub, args.rate_limit_burst, 2.0)?,
+        rate(args.rate_limit_failed_auth_per_ip, None, 5.0)?,
+    );
+    let state = Arc::new(AppState {
+        dss: Dss::new(store, Arc::new(SystemClock), config),
+        verifier,
+        metrics,
+        version,
+        pool,
+        limits: limits_rate,
+    });
     // Heartbeats in the pool registry: one at start-up, then every minute.
     let beating = state.clone();
     tokio::spawn(async move {
@@ -575,8 +646,8 @@ async fn serve_dss<S: store::Store>(
             }
         }
     });
-    tracing::info!(%local, "DSS listening");
-    serve("dss", listener, server::app(state)).await
+    tracing::info!(%local, max_connections = limits.max_connections, "DSS listening");
+    serve("dss", listener, server::app(state), limits).await
 }
 
 /// Reads PEM public keys, named by their paths for error messages.
@@ -599,36 +670,31 @@ fn init_logs() {
     }
 }
 
-/// Prints the `... listening on http://ADDR` line tools wait for, and serves; small
-/// request/response exchanges go out at once (TCP_NODELAY).
-async fn serve(what: &str, listener: tokio::net::TcpListener, app: axum::Router) -> Result<()> {
-    use axum::serve::ListenerExt;
+/// Prints the `... listening on http://ADDR` line tools wait for, and serves with `limits`
+/// until SIGINT/SIGTERM, then lets requests in flight finish within the grace period.
+async fn serve(
+    what: &str,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: server::http::Limits,
+) -> Result<()> {
     let local = listener.local_addr()?;
     // Listening for signals before saying we listen: a SIGTERM right after that line is seen.
     let shutdown = shutdown_signal();
     println!("deconflict {what} listening on http://{local}");
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    });
     let grace = Duration::from_secs(SHUTDOWN_GRACE_S.get().copied().unwrap_or(10));
-    let deadline = async move {
-        if stopped.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = std::future::IntoFuture::into_future(graceful) => served?,
-        () = deadline => tracing::warn!(what, grace_secs = grace.as_secs(), "grace period over: closing the remaining connections"),
+    if !server::http::serve(listener, app, limits, shutdown, grace).await {
+        tracing::warn!(what, grace_secs = grace.as_secs(), "grace period over: closed the remaining connections");
     }
     tracing::info!(what, "stopped");
     Ok(())
+}
+
+/// Limits for the participant's and the token server's listeners: the DSS's defaults, but no
+/// request timeout (a plan waits on peers with its own timeouts, and abandoning it halfway
+/// would leave its write-ahead record to the next reconciliation).
+fn service_limits() -> server::http::Limits {
+    server::http::Limits { request_timeout: None, ..server::http::Limits::default() }
 }
 
 fn run_auth(args: AuthArgs) -> Result<()> {
@@ -645,7 +711,7 @@ fn run_auth(args: AuthArgs) -> Result<()> {
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        serve("auth", listener, server::token_server::app(Arc::new(ts))).await
+        serve("auth", listener, server::token_server::app(Arc::new(ts)), service_limits()).await
     })
 }
 
@@ -736,10 +802,10 @@ fn run_uss(args: UssArgs) -> Result<()> {
         tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
         let operator_app = uss::operator_app(participant.clone());
         // The peer line first (tools wait for it), then the operator interface's.
-        let peer = serve("uss", listener, uss::peer_app(participant));
+        let peer = serve("uss", listener, uss::peer_app(participant), service_limits());
         let operator = async {
             tokio::task::yield_now().await;
-            serve("uss operator", operator_listener, operator_app).await
+            serve("uss operator", operator_listener, operator_app, service_limits()).await
         };
         tokio::try_join!(peer, operator)?;
         Ok(())

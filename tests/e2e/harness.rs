@@ -71,6 +71,12 @@ impl Dss {
 
     /// Starts a DSS on `data_dir` with extra flags.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Dss {
+        Self::start_under(&[], data_dir, extra)
+    }
+
+    /// Starts a DSS on `data_dir` with extra flags, run by the command `wrapper` (for example
+    /// `prlimit --nofile=128`); an empty wrapper runs the binary directly.
+    pub fn start_under(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Dss {
         let rs = fixture("rs256-public.pem");
         let es = fixture("es256-public.pem");
         let mut etcd = None;
@@ -81,7 +87,14 @@ impl Dss {
             store_args = vec!["--store".into(), "etcd".into(), "--etcd-endpoints".into(), url];
             etcd = Some(child);
         }
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(["dss", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--jwt-public-key")

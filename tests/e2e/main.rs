@@ -6,6 +6,7 @@ mod bench;
 mod conformance;
 mod durability;
 mod harness;
+mod hygiene;
 mod input;
 mod pool;
 mod uss;

@@ -119,6 +119,8 @@ impl Server {
             .arg("--jwt-public-key")
             .arg(public_key)
             .args(["--relevance-margin-m", &RELEVANCE_MARGIN_M.to_string()])
+            // The benchmark measures capacity: no per-subject rate limit.
+            .args(["--rate-limit-per-sub", "0"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -15,6 +15,11 @@ pub enum ApiError {
     PayloadTooLarge(String),
     NotFound(String),
     MethodNotAllowed,
+    /// 429 with `Retry-After` (seconds).
+    TooManyRequests {
+        message: String,
+        retry_after_s: u64,
+    },
 }
 
 impl From<WireError> for ApiError {
@@ -50,6 +55,11 @@ impl IntoResponse for ApiError {
             ApiError::Wire(w) => message(StatusCode::BAD_REQUEST, w.message),
             ApiError::PayloadTooLarge(m) => message(StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::NotFound(m) => message(StatusCode::NOT_FOUND, m),
+            ApiError::TooManyRequests { message: m, retry_after_s } => {
+                let mut r = message(StatusCode::TOO_MANY_REQUESTS, m);
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after_s));
+                r
+            }
             ApiError::MethodNotAllowed => {
                 message(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this path".into())
             }

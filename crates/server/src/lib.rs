@@ -5,7 +5,9 @@
 
 pub mod auth;
 pub mod error;
+pub mod http;
 pub mod pool;
+pub mod ratelimit;
 pub mod token_server;
 
 use std::sync::Arc;
@@ -40,6 +42,7 @@ pub struct AppState<S: Store> {
     pub version: String,
     /// This instance in its pool (a pool of one for the embedded store).
     pub pool: pool::Pool,
+    pub limits: ratelimit::RateLimits,
 }
 
 type St<S> = State<Arc<AppState<S>>>;
@@ -51,8 +54,29 @@ pub struct Authed(pub Caller);
 impl<S: Store> FromRequestParts<Arc<AppState<S>>> for Authed {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState<S>>) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        // A sender that keeps presenting invalid tokens is refused before any signature check.
+        if let Some(ip) = ip {
+            state.limits.failed_auth_per_ip.check(&ip).map_err(|retry_after_s| ApiError::TooManyRequests {
+                message: "too many requests with invalid or missing access tokens from this address".into(),
+                retry_after_s,
+            })?;
+        }
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        Ok(Authed(state.verifier.verify(header)?))
+        let caller = match state.verifier.verify(header) {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(ip) = ip {
+                    let _ = state.limits.failed_auth_per_ip.take(&ip);
+                }
+                return Err(e.into());
+            }
+        };
+        state.limits.per_subject.take(&caller.manager).map_err(|retry_after_s| ApiError::TooManyRequests {
+            message: format!("rate limit for `{}` exceeded (--rate-limit-per-sub)", caller.manager),
+            retry_after_s,
+        })?;
+        Ok(Authed(caller))
     }
 }
 

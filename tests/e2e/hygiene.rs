@@ -1,0 +1,169 @@
+//! Connection hygiene of the real binary: slow and idle clients are cut off, and a process
+//! with a low file limit keeps answering while hundreds of idle connections are open.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::harness::{call, token, Dss};
+
+/// Reads until the server closes the connection (or `limit` passes); returns how long it took,
+/// or `None` if the connection was still open at `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(200))).expect("read timeout");
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// A client sending its request head one byte every 300 ms is disconnected once the header
+/// timeout passes; a connection that sends nothing is closed after the idle timeout; a normal
+/// client on the same server is answered throughout.
+#[test]
+fn slow_headers_and_idle_connections_are_cut_off() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dss = Dss::start_in(&tmp.path().join("d"), &["--header-timeout-secs", "1", "--idle-timeout-secs", "2"]);
+    let addr = dss.base.trim_start_matches("http://").to_owned();
+
+    let mut idle = TcpStream::connect(&addr).expect("connect");
+    let idle_since = Instant::now();
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    let head =
+        b"GET /healthy HTTP/1.1\r\nHost: localhost\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let start = Instant::now();
+    let mut cut = None;
+    for b in head {
+        if slow.write_all(&[*b]).is_err() {
+            cut = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if start.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    let cut = cut.or_else(|| closed_within(&mut slow, Duration::from_secs(1)).map(|_| start.elapsed()));
+    let cut = cut.expect("a client dribbling its headers must be disconnected");
+    assert!(cut < Duration::from_secs(5), "cut off after {cut:?}, header timeout 1 s");
+
+    closed_within(&mut idle, Duration::from_secs(8)).expect("an idle connection must be closed");
+    let open_for = idle_since.elapsed();
+    assert!(open_for < Duration::from_secs(6), "an idle connection stayed {open_for:?} (idle timeout 2 s)");
+
+    // Meanwhile an ordinary request is served, and a kept-alive client can make several.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let (s, _) = call("GET", &dss.url("/healthy"), None, None).await;
+        assert_eq!(s, 200);
+    });
+}
+
+/// With the open-file limit lowered to 128 and 300 idle connections open (some of them
+/// halfway through a request head), `/healthy` and an authenticated request are still answered.
+#[test]
+fn idle_connections_above_the_file_limit_do_not_lock_out_real_clients() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dss = Dss::start_under(&["prlimit", "--nofile=128:128"], &tmp.path().join("d"), &[]);
+    let addr = dss.base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for i in 0..300 {
+        match TcpStream::connect(&addr) {
+            Ok(mut s) => {
+                if i % 2 == 0 {
+                    let _ = s.write_all(b"PUT /dss/v1/subscriptions/x HTTP/1.1\r\nHost: a\r\n");
+                }
+                idle.push(s);
+            }
+            Err(e) => panic!("connection {i} refused by the kernel: {e}"),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let tok = token("uss1", &["utm.strategic_coordination"]);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (s, body) =
+                tokio::time::timeout(Duration::from_secs(10), call("GET", &dss.url("/healthy"), None, None))
+                    .await
+                    .expect("/healthy must be answered while idle connections fill the file limit");
+            assert_eq!(s, 200, "{body}");
+            let url = dss.url(&format!("/dss/v1/operational_intent_references/{}", uuid::Uuid::new_v4()));
+            let (s, body) = tokio::time::timeout(Duration::from_secs(10), call("GET", &url, Some(&tok), None))
+                .await
+                .expect("an authenticated request must be answered while idle connections fill the file limit");
+            assert_eq!(s, 404, "{body}");
+            assert!(started.elapsed() < Duration::from_secs(10));
+        }
+    });
+    // Some of the idle connections were closed to make room.
+    let mut closed = 0;
+    for s in &mut idle {
+        s.set_nonblocking(true).expect("nonblocking");
+        let mut b = [0u8; 16];
+        if matches!(s.read(&mut b), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(closed > 0, "at the cap the longest-idle connections make room");
+}
+
+/// Past its burst, a subject gets 429 with `Retry-After` in `ErrorResponse` shape while
+/// another subject is served; invalid tokens count against the sender's address, which is then
+/// refused before its tokens are even checked, and served again once its budget refills.
+#[test]
+fn rate_limits_per_subject_and_for_invalid_tokens_per_address() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dss = Dss::start_in(
+        &tmp.path().join("d"),
+        &["--rate-limit-per-sub", "1", "--rate-limit-burst", "3", "--rate-limit-failed-auth-per-ip", "1"],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = dss.url(&format!("/dss/v1/operational_intent_references/{}", uuid::Uuid::new_v4()));
+        let get = |tok: String| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http.get(&url).bearer_auth(tok).send().await.expect("answered");
+                let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned());
+                let status = r.status().as_u16();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                (status, retry, body)
+            }
+        };
+        let busy = token("busy", &["utm.strategic_coordination"]);
+        for i in 0..3 {
+            let (s, _, b) = get(busy.clone()).await;
+            assert_eq!(s, 404, "request {i} is within the burst: {b}");
+        }
+        let (s, retry, b) = get(busy.clone()).await;
+        assert_eq!(s, 429, "{b}");
+        assert!(b["message"].as_str().is_some_and(|m| m.contains("busy")), "{b}");
+        assert!(retry.as_deref().and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| r >= 1), "{retry:?}");
+        let (s, _, b) = get(token("calm", &["utm.strategic_coordination"])).await;
+        assert_eq!(s, 404, "another subject is not limited: {b}");
+
+        // Five invalid tokens spend this address's budget for failed authentication.
+        for i in 0..5 {
+            let (s, _, b) = get(format!("garbage-{i}")).await;
+            assert_eq!(s, 401, "{b}");
+        }
+        let (s, retry, b) = get("garbage".into()).await;
+        assert_eq!(s, 429, "{b}");
+        assert!(retry.is_some());
+        let (s, _, _) = get(token("calm", &["utm.strategic_coordination"])).await;
+        assert_eq!(s, 429, "refused before the token is checked");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (s, _, b) = get(token("calm", &["utm.strategic_coordination"])).await;
+        assert_eq!(s, 404, "served again once the budget refills: {b}");
+    });
+}
