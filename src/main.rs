@@ -360,6 +360,19 @@ struct DssArgs {
     /// no limit; past it (burst 5x) that address's requests get 429 before any token is checked.
     #[arg(long, default_value_t = 20.0)]
     rate_limit_failed_auth_per_ip: f64,
+    /// Live operational intents one manager (token `sub`) may hold; past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_intents)]
+    max_intents_per_manager: usize,
+    /// Live constraints one manager may hold; past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_constraints)]
+    max_constraints_per_manager: usize,
+    /// Live subscriptions (implicit ones included) one manager may hold; past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_subscriptions)]
+    max_subscriptions_per_manager: usize,
+    /// Vertices over all of one manager's intents, constraints and subscriptions (a circle
+    /// counts as one); past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_vertices)]
+    max_vertices_per_manager: usize,
 }
 
 /// Connection hygiene of the DSS listener (see `server::http`).
@@ -504,6 +517,12 @@ fn run_dss(args: DssArgs) -> Result<()> {
         retention_s: args.retention_secs.max(0),
         strict_scopes: args.strict_scopes,
         relevance_margin_m: args.relevance_margin_m,
+        quotas: dss::Quotas {
+            max_intents: args.max_intents_per_manager,
+            max_constraints: args.max_constraints_per_manager,
+            max_subscriptions: args.max_subscriptions_per_manager,
+            max_vertices: args.max_vertices_per_manager,
+        },
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -167,3 +167,88 @@ fn rate_limits_per_subject_and_for_invalid_tokens_per_address() {
         assert_eq!(s, 404, "served again once the budget refills: {b}");
     });
 }
+
+/// Per-manager quotas: past a limit, a create gets 429 naming the limit; other managers and
+/// changes that do not add are unaffected; removing makes room again.
+#[test]
+fn quotas_per_manager() {
+    use crate::harness::{assert_error_shape, intent_body, new_id, square, CM, CR, OIR, SC, SUBS};
+    use serde_json::json;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dss = Dss::start_in(
+        &tmp.path().join("d"),
+        &[
+            "--max-intents-per-manager",
+            "2",
+            "--max-constraints-per-manager",
+            "1",
+            "--max-subscriptions-per-manager",
+            "3",
+            "--max-vertices-per-manager",
+            "100",
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let tok = token("q1", &[SC, CM]);
+        let put = |k: usize| {
+            let (tok, url) = (tok.clone(), dss.url(&format!("{OIR}/{}", new_id())));
+            async move {
+                let body = intent_body(vec![square(1000.0 * k as f64, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
+                call("PUT", &url, Some(&tok), Some(&body)).await
+            }
+        };
+        let (s, first) = put(0).await;
+        assert_eq!(s, 201, "{first}");
+        let (s, b) = put(1).await;
+        assert_eq!(s, 201, "{b}");
+        let (s, b) = put(2).await;
+        assert_error_shape(s, &b, 429, "a third intent");
+        assert!(b["message"].as_str().is_some_and(|m| m.contains("--max-intents-per-manager")), "{b}");
+        // Another manager is not affected.
+        let url = dss.url(&format!("{OIR}/{}", new_id()));
+        let body = intent_body(vec![square(5000.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
+        let (s, b) = call("PUT", &url, Some(&token("q2", &[SC])), Some(&body)).await;
+        assert_eq!(s, 201, "{b}");
+        // Removing one makes room.
+        let r = &first["operational_intent_reference"];
+        let del = dss.url(&format!("{OIR}/{}/{}", r["id"].as_str().expect("id"), r["ovn"].as_str().expect("ovn")));
+        let (s, b) = call("DELETE", &del, Some(&tok), None).await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b) = put(3).await;
+        assert_eq!(s, 201, "{b}");
+
+        // Vertices: one intent of 120 vertices passes the limit of 100.
+        let ring: Vec<_> = (0..120)
+            .map(|i| {
+                let a = i as f64 / 120.0 * std::f64::consts::TAU;
+                json!({"lat": 46.5 + 0.001 * a.sin(), "lng": 7.5 + 0.001 * a.cos()})
+            })
+            .collect();
+        let mut big = intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 600)], &[], "Accepted");
+        big["extents"][0]["volume"]["outline_polygon"]["vertices"] = json!(ring);
+        let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{}", new_id())), Some(&token("v", &[SC])), Some(&big)).await;
+        assert_error_shape(s, &b, 429, "120 vertices");
+        assert!(b["message"].as_str().is_some_and(|m| m.contains("--max-vertices-per-manager")), "{b}");
+
+        // Constraints.
+        let constraint = |k: usize| json!({"extents": [square(1000.0 * k as f64, 100.0, 0.0, 100.0, 60, 600)], "uss_base_url": "http://uss.test/utm"});
+        let (s, b) = call("PUT", &dss.url(&format!("{CR}/{}", new_id())), Some(&tok), Some(&constraint(7))).await;
+        assert_eq!(s, 201, "{b}");
+        let (s, b) = call("PUT", &dss.url(&format!("{CR}/{}", new_id())), Some(&tok), Some(&constraint(8))).await;
+        assert_error_shape(s, &b, 429, "a second constraint");
+        assert!(b["message"].as_str().is_some_and(|m| m.contains("--max-constraints-per-manager")), "{b}");
+
+        // Subscriptions: q1 holds the implicit ones of its two live intents, so a third live
+        // subscription is admitted and a fourth is not.
+        let sub = |k: usize| {
+            json!({"extents": square(1000.0 * k as f64, 100.0, 0.0, 100.0, 60, 600), "uss_base_url": "http://uss.test/utm",
+                   "notify_for_operational_intents": true})
+        };
+        let (s, b) = call("PUT", &dss.url(&format!("{SUBS}/{}", new_id())), Some(&tok), Some(&sub(0))).await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b) = call("PUT", &dss.url(&format!("{SUBS}/{}", new_id())), Some(&tok), Some(&sub(1))).await;
+        assert_error_shape(s, &b, 429, "a subscription past the limit");
+        assert!(b["message"].as_str().is_some_and(|m| m.contains("--max-subscriptions-per-manager")), "{b}");
+    });
+}

@@ -119,6 +119,7 @@ impl<S: Store> Dss<S> {
             ],
             writes: vec![Write::PutConstraint(constraint.clone())],
         };
+        self.check_quota(&caller.manager, &txn.writes).await?;
         let subscribers = self.commit_with_notifications(&mut txn, &notify).await?;
         let a = self.availability_of(&mut Vec::new(), &caller.manager).await?;
         Ok(Change { entity: self.constraint_view(Arc::new(constraint), caller, a), subscribers })

@@ -270,6 +270,7 @@ impl<S: Store> Dss<S> {
             envelopes: changed.iter().flat_map(|v| v.envelopes_for(how)).collect(),
             since,
         });
+        self.check_quota(&caller.manager, &writes).await?;
         let plan = Plan { txn: Txn { preconditions: pre, writes }, intent, notify };
         self.commit_intent(caller, plan, caller_availability).await
     }

@@ -72,6 +72,9 @@ pub enum DssError {
     Contention,
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A per-manager quota would be exceeded (429).
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 impl From<AuthError> for DssError {
@@ -152,6 +155,28 @@ pub struct Config {
     /// Discovery (area queries, subscribers to notify, the entities listed for a subscription)
     /// matches footprints' convex hulls padded by this many metres each; key checks stay exact.
     pub relevance_margin_m: f64,
+    /// Most a single manager may hold at once.
+    pub quotas: Quotas,
+}
+
+/// Per-manager limits on live entities and stored vertices: one USS cannot grow the DSS's
+/// memory without bound. Checked when a change would add; changes that remove or keep are
+/// always allowed. Under a pool two instances may admit concurrent creates of one manager
+/// together, so the bound can be passed by the number of instances at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    pub max_intents: usize,
+    pub max_constraints: usize,
+    pub max_subscriptions: usize,
+    pub max_vertices: usize,
+}
+
+impl Default for Quotas {
+    /// Generous: a busy USS plans tens of thousands of flights a day, and the retention keeps
+    /// a day of them; 5 million vertices are a few hundred MB of memory.
+    fn default() -> Self {
+        Self { max_intents: 100_000, max_constraints: 10_000, max_subscriptions: 100_000, max_vertices: 5_000_000 }
+    }
 }
 
 impl Config {
@@ -180,6 +205,7 @@ impl Default for Config {
             requested_ovn_tolerance_s: 5 * 60,
             subscription_start_tolerance_s: 5 * 60,
             relevance_margin_m: DEFAULT_RELEVANCE_MARGIN_M,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -244,6 +270,71 @@ impl<S: Store> Dss<S> {
         let end = model::time_bounds(extents).end().unwrap_or(Timestamp::MAX);
         if end < now {
             return Err(DssError::BadRequest(format!("{what} may not end in the past")));
+        }
+        Ok(())
+    }
+
+    /// Refuses `writes` by `manager` if they would take it past a quota.
+    pub(crate) async fn check_quota(&self, manager: &str, writes: &[store::Write]) -> Result<(), DssError> {
+        use store::Write;
+        let count = |e: &[geo4d::Volume4D]| model::vertex_count(e) as i64;
+        // Net change per kind: (intents, constraints, subscriptions, vertices).
+        let mut d = [0i64; 4];
+        for w in writes {
+            match w {
+                Write::PutIntent(n) => {
+                    let old = self.store.get_intent(n.id).await?;
+                    d[0] += i64::from(old.is_none());
+                    d[3] += count(&n.extents) - old.map_or(0, |o| count(&o.value.extents));
+                }
+                Write::PutConstraint(n) => {
+                    let old = self.store.get_constraint(n.id).await?;
+                    d[1] += i64::from(old.is_none());
+                    d[3] += count(&n.extents) - old.map_or(0, |o| count(&o.value.extents));
+                }
+                Write::PutSubscription(n) => {
+                    let old = self.store.get_subscription(n.id).await?;
+                    d[2] += i64::from(old.is_none());
+                    d[3] += count(&n.extents) - old.map_or(0, |o| count(&o.value.extents));
+                }
+                Write::DeleteIntent(id) => {
+                    if let Some(o) = self.store.get_intent(*id).await? {
+                        d[0] -= 1;
+                        d[3] -= count(&o.value.extents);
+                    }
+                }
+                Write::DeleteConstraint(id) => {
+                    if let Some(o) = self.store.get_constraint(*id).await? {
+                        d[1] -= 1;
+                        d[3] -= count(&o.value.extents);
+                    }
+                }
+                Write::DeleteSubscription(id) => {
+                    if let Some(o) = self.store.get_subscription(*id).await? {
+                        d[2] -= 1;
+                        d[3] -= count(&o.value.extents);
+                    }
+                }
+                Write::BumpNotificationIndex(_) | Write::PutAvailability(_) => {}
+            }
+        }
+        if d.iter().all(|x| *x <= 0) {
+            return Ok(());
+        }
+        let u = self.store.usage(manager).await?;
+        let q = &self.config.quotas;
+        let checks = [
+            (d[0], u.intents, q.max_intents, "live operational intents", "--max-intents-per-manager"),
+            (d[1], u.constraints, q.max_constraints, "live constraints", "--max-constraints-per-manager"),
+            (d[2], u.subscriptions, q.max_subscriptions, "live subscriptions", "--max-subscriptions-per-manager"),
+            (d[3], u.vertices, q.max_vertices, "vertices", "--max-vertices-per-manager"),
+        ];
+        for (delta, held, max, what, flag) in checks {
+            if delta > 0 && held as i64 + delta > max as i64 {
+                return Err(DssError::QuotaExceeded(format!(
+                    "{manager} holds {held} {what} and this change would add {delta}: the limit per manager is {max} ({flag})"
+                )));
+            }
         }
         Ok(())
     }

@@ -193,9 +193,9 @@ impl<S: Store> Dss<S> {
             if req.notify_for_operational_intents { self.store.search_intents(area, how).await? } else { vec![] };
         let constraints =
             if req.notify_for_constraints { self.store.search_constraints(area, how).await? } else { vec![] };
-        self.store
-            .commit(Txn { preconditions: pre, writes: vec![Write::PutSubscription(subscription.clone())] })
-            .await?;
+        let writes = vec![Write::PutSubscription(subscription.clone())];
+        self.check_quota(&caller.manager, &writes).await?;
+        self.store.commit(Txn { preconditions: pre, writes }).await?;
         let mut cache = Vec::new();
         let mut intent_views = Vec::with_capacity(intents.len());
         for r in intents {

@@ -111,6 +111,17 @@ pub struct AvailabilityRecord {
 }
 
 /// Bounds shared by every entity with a list of extents.
+/// Vertices stored for `extents` (a circle counts as one), for per-manager quotas.
+pub fn vertex_count(extents: &[Volume4D]) -> usize {
+    extents
+        .iter()
+        .map(|v| match &v.footprint {
+            geo4d::Footprint::Polygon(p) => p.vertices().len(),
+            geo4d::Footprint::Circle(_) => 1,
+        })
+        .sum()
+}
+
 pub fn time_bounds(extents: &[Volume4D]) -> TimeWindow {
     extents.iter().map(|v| v.time).reduce(|a, b| a.union(&b)).unwrap_or_else(TimeWindow::unbounded)
 }

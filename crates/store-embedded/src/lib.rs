@@ -428,6 +428,10 @@ impl Store for EmbeddedStore {
         self.read(|s| s.availability.get(uss).cloned()).await
     }
 
+    async fn usage(&self, manager: &str) -> Result<store::Usage, StoreError> {
+        self.read(|s| s.usage(manager)).await
+    }
+
     async fn expired(&self, cutoff: Timestamp) -> Result<Vec<(Key, Revision)>, StoreError> {
         self.read(|s| {
             let mut out = Vec::new();

@@ -48,6 +48,9 @@ impl MemoryIndex {
     pub fn revision(&self) -> Revision {
         self.state.revision
     }
+    pub fn usage(&self, manager: &str) -> store::Usage {
+        self.state.usage(manager)
+    }
     pub fn intent(&self, id: Uuid) -> Option<Stored<OperationalIntent>> {
         self.state.intents.rows.get(&id).cloned()
     }

@@ -158,30 +158,42 @@ pub(crate) struct Table<T> {
     pub(crate) tree: RTree<IndexEntry<T>, IndexParams>,
     /// False while recovering: the tree is bulk-loaded once at the end instead.
     indexing: bool,
+    /// Manager -> (rows, vertices), for quotas.
+    usage: HashMap<String, (usize, usize)>,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
-        Self { rows: HashMap::new(), tree: RTree::new_with_params(), indexing: true }
+        Self { rows: HashMap::new(), tree: RTree::new_with_params(), indexing: true, usage: HashMap::new() }
     }
 }
 
 pub(crate) trait HasExtents {
     fn extents(&self) -> &[Volume4D];
+    fn manager(&self) -> &str;
 }
 impl HasExtents for OperationalIntent {
     fn extents(&self) -> &[Volume4D] {
         &self.extents
+    }
+    fn manager(&self) -> &str {
+        &self.manager
     }
 }
 impl HasExtents for Constraint {
     fn extents(&self) -> &[Volume4D] {
         &self.extents
     }
+    fn manager(&self) -> &str {
+        &self.manager
+    }
 }
 impl HasExtents for Subscription {
     fn extents(&self) -> &[Volume4D] {
         &self.extents
+    }
+    fn manager(&self) -> &str {
+        &self.manager
     }
 }
 
@@ -196,6 +208,9 @@ impl<T: HasExtents> Table<T> {
     fn put(&mut self, id: Uuid, value: T, revision: Revision) -> Vec<Envelope4> {
         let mut touched = self.remove(id);
         touched.extend(value.extents().iter().flat_map(Volume4D::envelopes));
+        let u = self.usage.entry(value.manager().to_owned()).or_default();
+        u.0 += 1;
+        u.1 += model::vertex_count(value.extents());
         let row = Stored { value: Arc::new(value), revision };
         if self.indexing {
             for e in Self::entries(&row) {
@@ -207,6 +222,13 @@ impl<T: HasExtents> Table<T> {
     }
     fn remove(&mut self, id: Uuid) -> Vec<Envelope4> {
         let Some(old) = self.rows.remove(&id) else { return Vec::new() };
+        if let Some(u) = self.usage.get_mut(old.value.manager()) {
+            u.0 = u.0.saturating_sub(1);
+            u.1 = u.1.saturating_sub(model::vertex_count(old.value.extents()));
+            if u.0 == 0 {
+                self.usage.remove(old.value.manager());
+            }
+        }
         if self.indexing {
             for e in Self::entries(&old) {
                 self.tree.remove(&e);
@@ -241,6 +263,10 @@ impl<T: HasExtents> Table<T> {
             let current = self.rows.values().find(|r| Arc::ptr_eq(&r.value, &e.row.value));
             assert!(current.is_some(), "an index entry holds a handle no row has");
         }
+    }
+    /// (rows, vertices) of `manager`.
+    pub(crate) fn usage_of(&self, manager: &str) -> (usize, usize) {
+        self.usage.get(manager).copied().unwrap_or_default()
     }
     /// Rebuilds the index in one bulk load (faster and better balanced than inserts).
     pub(crate) fn rebuild_index(&mut self) {
@@ -432,6 +458,13 @@ impl State {
             }
         }
         bumped
+    }
+
+    pub(crate) fn usage(&self, manager: &str) -> store::Usage {
+        let (intents, vi) = self.intents.usage_of(manager);
+        let (constraints, vc) = self.constraints.usage_of(manager);
+        let (subscriptions, vs) = self.subscriptions.usage_of(manager);
+        store::Usage { intents, constraints, subscriptions, vertices: vi + vc + vs }
     }
 
     fn unlink_dependent(&mut self, intent: Uuid) {

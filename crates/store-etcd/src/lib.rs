@@ -684,6 +684,10 @@ impl Store for EtcdStore {
         Ok(self.read(|i| i.availability(uss)))
     }
 
+    async fn usage(&self, manager: &str) -> Result<store::Usage, StoreError> {
+        Ok(self.read(|i| i.usage(manager)))
+    }
+
     async fn expired(&self, cutoff: Timestamp) -> Result<Vec<(Key, Revision)>, StoreError> {
         self.inner.sync().await?;
         Ok(self.read(|i| i.expired(cutoff)))

@@ -111,6 +111,16 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What one manager holds in the store, for quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub intents: usize,
+    pub constraints: usize,
+    pub subscriptions: usize,
+    /// Vertices over all of the manager's intents, constraints and subscriptions.
+    pub vertices: usize,
+}
+
 /// The storage contract. A commit returns only once its writes are durable. Reads may observe
 /// commits still being synced (so a mutation's reads never wait on the disk: its own commit
 /// orders after them); before data read is shown to anyone, call [`Store::durable_barrier`].
@@ -163,6 +173,9 @@ pub trait Store: Send + Sync + 'static {
     fn dependent_intents(&self, subscription: Uuid) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
 
     fn get_availability(&self, uss: &str) -> impl Future<Output = Result<Option<Stored<AvailabilityRecord>>>> + Send;
+
+    /// What `manager` holds now (as of the latest revision read).
+    fn usage(&self, manager: &str) -> impl Future<Output = Result<Usage>> + Send;
 
     /// Records whose whole time extent ended before `cutoff`, for expiry.
     fn expired(&self, cutoff: Timestamp) -> impl Future<Output = Result<Vec<(Key, Revision)>>> + Send;
