@@ -47,6 +47,9 @@ struct Cli {
 /// The shutdown grace period chosen on the command line.
 static SHUTDOWN_GRACE_S: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
+/// Reports cannot be larger than a request body.
+const MAX_REPORT_BYTES_CEILING: usize = server::MAX_BODY_BYTES;
+
 /// The log format chosen on the command line (read by `init_logs`).
 static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
@@ -373,6 +376,16 @@ struct DssArgs {
     /// counts as one); past it, 429.
     #[arg(long, default_value_t = dss::Quotas::default().max_vertices)]
     max_vertices_per_manager: usize,
+    /// Largest report (`POST /dss/v1/reports`) accepted, in bytes; reports are kept in
+    /// DATA_DIR/reports.
+    #[arg(long, default_value_t = server::reports::Retention::default().max_report_bytes)]
+    max_report_bytes: usize,
+    /// Reports kept (the oldest are removed first).
+    #[arg(long, default_value_t = server::reports::Retention::default().max_reports)]
+    max_reports: usize,
+    /// Days a report is kept.
+    #[arg(long, default_value_t = 30)]
+    report_retention_days: u64,
 }
 
 /// Connection hygiene of the DSS listener (see `server::http`).
@@ -628,7 +641,18 @@ async fn serve_dss<S: store::Store>(
         rate(args.rate_limit_per_sub, args.rate_limit_burst, 2.0)?,
         rate(args.rate_limit_failed_auth_per_ip, None, 5.0)?,
     );
+    let reports_dir = args.data_dir.join("reports");
+    let reports = server::reports::ReportArchive::open(
+        &reports_dir,
+        server::reports::Retention {
+            max_report_bytes: args.max_report_bytes.clamp(1024, MAX_REPORT_BYTES_CEILING),
+            max_reports: args.max_reports.max(1),
+            max_age: Duration::from_secs(args.report_retention_days.saturating_mul(86_400)),
+        },
+    )
+    .with_context(|| format!("opening the report archive {}", reports_dir.display()))?;
     let state = Arc::new(AppState {
+        reports: Arc::new(reports),
         dss: Dss::new(store, Arc::new(SystemClock), config),
         verifier,
         metrics,

@@ -252,3 +252,50 @@ fn quotas_per_manager() {
         assert!(b["message"].as_str().is_some_and(|m| m.contains("--max-subscriptions-per-manager")), "{b}");
     });
 }
+
+/// Reports are kept in the data directory (reporter from the token), survive a restart, are
+/// bounded in size (413) and in number (the oldest go).
+#[test]
+fn reports_are_stored_durably_and_bounded() {
+    use crate::harness::{assert_error_shape, rfc3339, SC};
+    use serde_json::json;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("d");
+    let flags = ["--max-report-bytes", "4096", "--max-reports", "3"];
+    let dss = Dss::start_in(&data, &flags);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let tok = token("reporter-a", &[SC]);
+    let report = |n: usize| {
+        json!({"exchange": {"url": "http://x.test", "method": "GET", "recorder_role": "Client",
+            "request_time": rfc3339(0), "problem": format!("timeout {n}")}, "reporter": "forged"})
+    };
+    let ids: Vec<String> = rt.block_on(async {
+        let mut ids = Vec::new();
+        for n in 0..4 {
+            let (s, r) = call("POST", &dss.url("/dss/v1/reports"), Some(&tok), Some(&report(n))).await;
+            assert_eq!(s, 201, "{r}");
+            ids.push(r["report_id"].as_str().expect("id").to_owned());
+        }
+        let mut big = report(9);
+        big["exchange"]["response_body"] = json!("x".repeat(5000));
+        let (s, b) = call("POST", &dss.url("/dss/v1/reports"), Some(&tok), Some(&big)).await;
+        assert_error_shape(s, &b, 413, "a report over --max-report-bytes");
+        ids
+    });
+    dss.kill9();
+    let files: Vec<String> = std::fs::read_dir(data.join("reports"))
+        .expect("reports directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 3, "the three newest are kept: {files:?}");
+    assert!(!files.iter().any(|f| f.contains(&ids[0])), "the oldest went first: {files:?}");
+    let newest = files.iter().find(|f| f.contains(&ids[3])).expect("the newest report is kept");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("reports").join(newest)).expect("read")).expect("JSON");
+    assert_eq!(v["reporter"], "reporter-a", "the reporter is the token's subject: {v}");
+    assert_eq!(v["report"]["exchange"]["problem"], "timeout 3");
+    // Still there after a restart.
+    let again = Dss::start_in(&data, &flags);
+    drop(again);
+    assert_eq!(std::fs::read_dir(data.join("reports")).expect("dir").count(), 3);
+}

@@ -15,6 +15,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     NotFound(String),
     MethodNotAllowed,
+    /// 503 with a message for the client (a write that could not be made durable).
+    StorageFull(String),
     /// 429 with `Retry-After` (seconds).
     TooManyRequests {
         message: String,
@@ -55,6 +57,7 @@ impl IntoResponse for ApiError {
             ApiError::Wire(w) => message(StatusCode::BAD_REQUEST, w.message),
             ApiError::PayloadTooLarge(m) => message(StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::NotFound(m) => message(StatusCode::NOT_FOUND, m),
+            ApiError::StorageFull(m) => message(StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::TooManyRequests { message: m, retry_after_s } => {
                 let mut r = message(StatusCode::TOO_MANY_REQUESTS, m);
                 r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after_s));

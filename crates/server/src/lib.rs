@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod pool;
 pub mod ratelimit;
+pub mod reports;
 pub mod token_server;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct AppState<S: Store> {
     /// This instance in its pool (a pool of one for the embedded store).
     pub pool: pool::Pool,
     pub limits: ratelimit::RateLimits,
+    /// Where reports are kept.
+    pub reports: Arc<reports::ReportArchive>,
 }
 
 type St<S> = State<Arc<AppState<S>>>;
@@ -522,6 +525,10 @@ async fn make_report<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) 
     c.require_any(scopes::REPORTS)?;
     let bytes =
         body.map_err(|e| ApiError::Wire(api::WireError::bad(format!("could not read the request body: {e}"))))?;
+    let max = st.reports.retention().max_report_bytes;
+    if bytes.len() > max {
+        return Err(ApiError::PayloadTooLarge(format!("a report may be at most {max} bytes")));
+    }
     // Archive what was sent (unknown fields included); answer with the report as the schema
     // defines it.
     let mut typed: api::ErrorReport = parse_json(&bytes)?;
@@ -535,7 +542,21 @@ async fn make_report<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) 
     if let Some(t) = &typed.exchange.response_time {
         api::time_from_wire(t, "exchange.response_time")?;
     }
-    let receipt = st.dss.make_report(&c, &String::from_utf8_lossy(&bytes))?;
+    let receipt = st.dss.make_report(&c)?;
+    let sent: serde_json::Value = parse_json(&bytes)?;
+    let (archive, id, reporter) = (st.reports.clone(), receipt.report_id.clone(), c.manager.clone());
+    let stored = tokio::task::spawn_blocking(move || archive.store(&id, &reporter, &sent))
+        .await
+        .map_err(|e| dss::DssError::Unavailable(e.to_string()))?;
+    match stored {
+        Ok(size) => {
+            tracing::info!(reporter = %c.manager, report_id = %receipt.report_id, bytes = size, "DSS report stored")
+        }
+        Err(e) => {
+            tracing::error!(reporter = %c.manager, error = %e, "could not store a DSS report");
+            return Err(ApiError::StorageFull(format!("the report could not be stored ({e}); retry later")));
+        }
+    }
     typed.report_id = Some(receipt.report_id);
     Ok((StatusCode::CREATED, Json(typed)))
 }
