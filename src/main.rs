@@ -230,7 +230,7 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, or all.
+    /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, or all.
     #[arg(long, default_value = "all")]
     workload: String,
     /// Seconds of measured load per workload (after its preload).
@@ -248,6 +248,10 @@ struct BenchArgs {
     /// Intents on disk for the `restart` measurement.
     #[arg(long)]
     restart_intents: Option<usize>,
+    /// Seconds of the `soak` workload: the city mix with log compactions during the run,
+    /// reporting throughput, p99, log size and RSS per 10-second window (default 60).
+    #[arg(long)]
+    soak_secs: Option<u64>,
     /// A few seconds at tiny sizes (used by the test suite so the benchmark never rots).
     #[arg(long)]
     smoke: bool,
@@ -301,6 +305,20 @@ struct DssArgs {
     /// hold a global lock through its own sync (a baseline for benchmarks, not for production).
     #[arg(long, default_value = "group", value_parser = ["group", "serial"])]
     commit_mode: String,
+    /// The embedded store compacts its log while serving once the log holds this many times
+    /// the live data (the last snapshot)...
+    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().live_factor)]
+    compact_live_factor: u64,
+    /// ...or this many MiB in any case...
+    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().max_log_bytes >> 20)]
+    compact_max_log_mib: u64,
+    /// ...but never for less than this many KiB of log.
+    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().min_log_bytes >> 10)]
+    compact_min_log_kib: u64,
+    /// KiB of log space the embedded store allocates ahead of its records (a full disk is
+    /// noticed, and writes refused, when an allocation fails).
+    #[arg(long, default_value_t = store_embedded::PREALLOCATE_BYTES >> 10, hide = true)]
+    log_preallocate_kib: u64,
     /// Seconds between two sweeps that remove expired entities.
     #[arg(long, default_value_t = 60)]
     expiry_interval_secs: u64,
@@ -575,7 +593,16 @@ fn run_dss(args: DssArgs) -> Result<()> {
             } else {
                 store_embedded::CommitMode::Group
             };
-            let (store, report) = EmbeddedStore::open_with(&args.data_dir, mode)
+            let options = store_embedded::StoreOptions {
+                mode,
+                compaction: store_embedded::CompactionPolicy {
+                    live_factor: args.compact_live_factor.max(1),
+                    max_log_bytes: args.compact_max_log_mib.max(1) << 20,
+                    min_log_bytes: args.compact_min_log_kib.max(1) << 10,
+                },
+                preallocate_bytes: args.log_preallocate_kib.clamp(4, 1 << 20) << 10,
+            };
+            let (store, report) = EmbeddedStore::open_with_options(&args.data_dir, options)
                 .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
             tracing::info!(
                 data_dir = %args.data_dir.display(),
@@ -865,6 +892,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     config.city_intents = args.city_intents.unwrap_or(config.city_intents);
     config.subscriptions = args.subscriptions.unwrap_or(config.subscriptions);
     config.restart_intents = args.restart_intents.unwrap_or(config.restart_intents);
+    config.soak_s = args.soak_secs.unwrap_or(config.soak_s).max(1);
     config.store = args.store.clone();
     config.members = args.members.max(1);
     config.peer_delay_ms = (args.peer_delay_ms.max(0.0), args.peer_jitter_ms.max(0.0).min(args.peer_delay_ms.max(0.0)));

@@ -268,3 +268,29 @@ pub fn assert_error_shape(status: u16, body: &Value, expected: u16, what: &str) 
     let msg = body["message"].as_str().unwrap_or_default();
     assert!(!msg.is_empty(), "{what}: error body must carry a message, got {body}");
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped. Needs root, as CI has.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test needs to mount a tmpfs (run as root, as CI does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

@@ -299,3 +299,176 @@ fn reports_are_stored_durably_and_bounded() {
     drop(again);
     assert_eq!(std::fs::read_dir(data.join("reports")).expect("dir").count(), 3);
 }
+
+/// Total bytes of the store's files (log segments and snapshot) in `dir`.
+fn store_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("wal-") || n.starts_with("snapshot")
+        })
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// The data directory on a small tmpfs fills up: writes get 503 with a clear message and are
+/// not applied, reads are served, `/healthy` says degraded; once space is freed writes succeed
+/// by themselves; after kill -9 and a restart every acknowledged write is there and no refused
+/// one is.
+#[test]
+fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
+    use crate::harness::{intent_body, new_id, square, Tmpfs, OIR, SC};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let disk = tmp.path().join("disk");
+    let _fs = Tmpfs::mount(&disk, "8m");
+    let data = disk.join("data");
+    let flags = ["--log-preallocate-kib", "64"];
+    let dss = Dss::start_in(&data, &flags);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let tok = token("filler", &[SC]);
+    let put = |k: usize| {
+        let (tok, id) = (tok.clone(), new_id());
+        let url = dss.url(&format!("{OIR}/{id}"));
+        async move {
+            let body = intent_body(vec![square(300.0 * k as f64, 100.0, 0.0, 100.0, 60, 3600)], &[], "Accepted");
+            let (s, b) = call("PUT", &url, Some(&tok), Some(&body)).await;
+            (s, b, id)
+        }
+    };
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    rt.block_on(async {
+        for k in 0..5 {
+            let (s, b, id) = put(k).await;
+            assert_eq!(s, 201, "{b}");
+            acknowledged.push(id);
+        }
+    });
+    // Fill the disk.
+    let filler = disk.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![1u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    rt.block_on(async {
+        let mut k = 5;
+        while refused.is_empty() && k < 2000 {
+            let (s, b, id) = put(k).await;
+            k += 1;
+            match s {
+                201 => acknowledged.push(id),
+                503 => {
+                    let m = b["message"].as_str().unwrap_or_default().to_owned();
+                    assert!(m.contains("disk") && m.contains("not applied"), "a clear message: {b}");
+                    refused.push(id);
+                }
+                other => panic!("a write on a full disk gets 201 or 503, not {other}: {b}"),
+            }
+        }
+        assert!(!refused.is_empty(), "writes must be refused once the disk is full");
+        for _ in 0..3 {
+            let (s, b, id) = put(k).await;
+            k += 1;
+            assert_eq!(s, 503, "still full: {b}");
+            refused.push(id);
+        }
+        // Reads go on; health says degraded.
+        for id in &acknowledged {
+            let (s, b) = call("GET", &dss.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
+            assert_eq!(s, 200, "{b}");
+        }
+        for id in &refused {
+            let (s, _) = call("GET", &dss.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
+            assert_eq!(s, 404, "a refused write is not applied");
+        }
+        let r = reqwest::get(dss.url("/healthy")).await.expect("healthy");
+        assert_eq!(r.status().as_u16(), 503);
+        let v: serde_json::Value = r.json().await.expect("JSON");
+        assert_eq!(v["status"], "degraded", "{v}");
+        // Free the space: writes resume by themselves.
+        std::fs::remove_file(&filler).expect("free space");
+        let mut resumed = false;
+        for _ in 0..50 {
+            let (s, _, id) = put(k).await;
+            k += 1;
+            if s == 201 {
+                acknowledged.push(id);
+                resumed = true;
+                break;
+            }
+            refused.push(id);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(resumed, "writes must succeed again once space is freed");
+        let (s, _) = call("GET", &dss.url("/healthy"), None, None).await;
+        assert_eq!(s, 200);
+    });
+    dss.kill9();
+    let again = Dss::start_in(&data, &flags);
+    rt.block_on(async {
+        for id in &acknowledged {
+            let (s, b) = call("GET", &again.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
+            assert_eq!(s, 200, "acknowledged {id} lost: {b}");
+        }
+        for id in &refused {
+            let (s, _) = call("GET", &again.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
+            assert_eq!(s, 404, "refused {id} applied after restart");
+        }
+    });
+}
+
+/// A DSS that stays up compacts its log in the background: after 3,000 updates of one intent
+/// (about 700 KB of log) its files stay within a small bound.
+#[test]
+fn the_log_stays_bounded_while_serving() {
+    use crate::harness::{intent_body, new_id, square, OIR, SC};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("d");
+    let dss = Dss::start_in(
+        &data,
+        &[
+            "--compact-min-log-kib",
+            "64",
+            "--compact-max-log-mib",
+            "1",
+            "--log-preallocate-kib",
+            "64",
+            "--rate-limit-per-sub",
+            "0",
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let tok = token("updater", &[SC]);
+    let id = new_id();
+    let body = intent_body(vec![square(0.0, 100.0, 0.0, 100.0, 60, 3600)], &[], "Accepted");
+    let mut largest = 0;
+    rt.block_on(async {
+        let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{id}")), Some(&tok), Some(&body)).await;
+        assert_eq!(s, 201, "{b}");
+        let mut ovn = b["operational_intent_reference"]["ovn"].as_str().expect("ovn").to_owned();
+        for i in 0..3000 {
+            let (s, b) = call("PUT", &dss.url(&format!("{OIR}/{id}/{ovn}")), Some(&tok), Some(&body)).await;
+            assert_eq!(s, 200, "update {i}: {b}");
+            ovn = b["operational_intent_reference"]["ovn"].as_str().expect("ovn").to_owned();
+            if i % 100 == 0 {
+                largest = largest.max(store_bytes(&data));
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let end = store_bytes(&data);
+    largest = largest.max(end);
+    assert!(largest < 400 << 10, "the store's files reached {largest} bytes (bound 400 KiB)");
+    drop(dss);
+    // Nothing lost by compacting: the last version is there after a restart.
+    let again = Dss::start_in(&data, &[]);
+    rt.block_on(async {
+        let (s, b) = call("GET", &again.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["operational_intent_reference"]["version"], 3001, "{b}");
+    });
+}

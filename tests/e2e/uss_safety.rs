@@ -1,7 +1,6 @@
 //! The participant tried as a hostile third party would: each test reproduces an attack or a
 //! failure and shows it now fails safe.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -448,37 +447,11 @@ async fn kill_9_around_the_dss_write_is_reconciled_on_restart() {
     assert_eq!(s, 200, "{e}");
 }
 
-/// A small tmpfs mounted for one test, unmounted when dropped. Needs root, as CI has.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).expect("mount point");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test needs to mount a tmpfs (run as root, as CI does): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_refuses_the_plan_and_orphans_nothing() {
     let cluster = Cluster::start();
     let mount = cluster.dir.path().join("small-disk");
-    let _fs = Tmpfs::mount(&mount, "8m");
+    let _fs = crate::harness::Tmpfs::mount(&mount, "8m");
     let dir = mount.join("alpha");
     let alpha = cluster.participant_with("alpha", &FULL, &dir, &[]);
     let (s, first) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 100.0, 0.0, 120.0, 600, 1200))).await;

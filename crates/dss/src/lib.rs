@@ -72,6 +72,9 @@ pub enum DssError {
     Contention,
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The store cannot make a write durable (a full disk): refused, not applied (503).
+    #[error("{0}")]
+    StorageFull(String),
     /// A per-manager quota would be exceeded (429).
     #[error("{0}")]
     QuotaExceeded(String),
@@ -89,6 +92,7 @@ impl From<StoreError> for DssError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => DssError::Contention,
+            StoreError::Full(m) => DssError::StorageFull(m),
             other => DssError::Unavailable(other.to_string()),
         }
     }

@@ -47,6 +47,13 @@ pub struct BenchConfig {
     /// mean and +/- jitter) injected between etcd members by a proxy in the bench.
     #[serde(default = "default_delay")]
     pub peer_delay_ms: (f64, f64),
+    /// Seconds of the `soak` workload (the city mix with compactions during the run).
+    #[serde(default = "default_soak")]
+    pub soak_s: u64,
+}
+
+fn default_soak() -> u64 {
+    60
 }
 
 /// The reference's inter-organization latency: 16.5 ms +/- 7.5 ms one way.
@@ -65,7 +72,7 @@ fn three() -> usize {
 impl BenchConfig {
     pub fn full() -> Self {
         Self {
-            workloads: vec!["busy-area".into(), "city".into(), "subscriptions".into(), "restart".into()],
+            workloads: vec!["busy-area".into(), "city".into(), "subscriptions".into(), "restart".into(), "soak".into()],
             duration_s: 20,
             concurrency: 16,
             city_intents: 100_000,
@@ -76,6 +83,7 @@ impl BenchConfig {
             store: embedded(),
             members: three(),
             peer_delay_ms: default_delay(),
+            soak_s: default_soak(),
         }
     }
     /// A few seconds of everything at tiny sizes: keeps the benchmark from rotting.
@@ -87,6 +95,7 @@ impl BenchConfig {
             subscriptions: 300,
             restart_intents: 2_000,
             max_requests: 20_000,
+            soak_s: 4,
             ..Self::full()
         }
     }
@@ -107,6 +116,8 @@ pub const RELEVANCE_MARGIN_M: f64 = 30.0;
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The first instance's data directory.
+    pub data_dir: PathBuf,
     others: Vec<Server>,
     cluster: Option<store_etcd::cluster::LocalCluster>,
 }
@@ -134,7 +145,7 @@ impl Server {
             let _ = child.kill();
             bail!("the DSS did not start (printed `{}`)", line.trim());
         };
-        Ok(Server { base: base.to_owned(), child, others: Vec::new(), cluster: None })
+        Ok(Server { base: base.to_owned(), data_dir: data_dir.to_path_buf(), child, others: Vec::new(), cluster: None })
     }
 
     /// The instance client `k` talks to: the load is spread over a pool's instances.
@@ -305,7 +316,8 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
             "city" => workloads::city(&ctx).await?,
             "subscriptions" => workloads::subscriptions(&ctx).await?,
             "restart" => workloads::restart(&ctx).await?,
-            other => bail!("unknown workload `{other}` (busy-area, city, subscriptions, restart)"),
+            "soak" => workloads::soak(&ctx).await?,
+            other => bail!("unknown workload `{other}` (busy-area, city, subscriptions, restart, soak)"),
         };
         report.print();
         reports.push(report);

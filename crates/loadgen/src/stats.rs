@@ -113,7 +113,24 @@ pub struct WorkloadReport {
     pub server_cpu_us_per_request: f64,
     /// The generator's own CPU time per request in the same window.
     pub generator_cpu_us_per_request: f64,
+    /// Per-window figures of a long run (the soak workload).
+    pub windows: Vec<WindowReport>,
     pub notes: Vec<String>,
+}
+
+/// One window of a long run.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WindowReport {
+    pub start_s: u64,
+    pub requests_per_s: f64,
+    pub writes_per_s: f64,
+    pub query_p99_ms: f64,
+    pub write_p99_ms: f64,
+    /// The store's files (log segments and snapshot) and the server's RSS at the window's end.
+    pub store_mib: f64,
+    pub rss_mib: f64,
+    /// Compactions that finished in the window (the snapshot file changed).
+    pub compactions: u32,
 }
 
 impl WorkloadReport {
@@ -166,6 +183,25 @@ impl WorkloadReport {
             self.subscriber_lists_checked,
             self.subscriber_list_mismatches
         );
+        if !self.windows.is_empty() {
+            println!(
+                "{:>8}{:>10}{:>10}{:>14}{:>14}{:>11}{:>10}{:>13}",
+                "window", "req/s", "writes/s", "query p99 ms", "write p99 ms", "store MiB", "RSS MiB", "compactions"
+            );
+            for w in &self.windows {
+                println!(
+                    "{:>7}s{:>10.0}{:>10.0}{:>14.2}{:>14.2}{:>11.1}{:>10.1}{:>13}",
+                    w.start_s,
+                    w.requests_per_s,
+                    w.writes_per_s,
+                    w.query_p99_ms,
+                    w.write_p99_ms,
+                    w.store_mib,
+                    w.rss_mib,
+                    w.compactions
+                );
+            }
+        }
         for n in &self.notes {
             println!("note: {n}");
         }

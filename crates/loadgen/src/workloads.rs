@@ -357,21 +357,27 @@ async fn lost_writes(ctx: &Ctx, base: &str, book: &OvnBook, sample: usize) -> Re
     Ok(lost)
 }
 
-/// City: a preload of live intents over 50 km × 50 km × 24 h, then clients running 90% area
-/// queries (1 km × 1 km × 1 h) and 10% creates and deletes.
-pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
+/// What the city's clients start from: the intents each owns, the OVNs, the query boxes.
+struct CityStart {
+    owned: Vec<Vec<String>>,
+    book: OvnBook,
+    query_bodies: Vec<Arc<Vec<bytes::Bytes>>>,
+    base_t: geo4d::Timestamp,
+    preload_seconds: f64,
+    preloaded: u64,
+}
+
+/// Preloads the city and prepares each client's query boxes (before the clock starts: the
+/// generator shares the cores with the server).
+async fn city_start(ctx: &Ctx, server: &crate::Server) -> Result<CityStart> {
     let cfg = &ctx.config;
-    let server = ctx.fresh_pool_or_server("city", &[]).await?;
-    let (_, rss_empty) = server.rss_bytes();
     let book: OvnBook = Arc::default();
     let t = Instant::now();
-    let mut owned = preload_intents(ctx, &server.base, &book, cfg.city_intents, 32).await?;
+    let owned = preload_intents(ctx, &server.base, &book, cfg.city_intents, 32).await?;
     let preload_seconds = t.elapsed().as_secs_f64();
     let preloaded = book.read().len() as u64;
-    let (_, rss_loaded) = server.rss_bytes();
     let base_t = now().plus_seconds(600);
-    // Query bodies are prepared before the clock starts (the generator shares the cores with
-    // the server); each client cycles through its own random 1 km x 1 km x 1 h boxes.
+    // Each client cycles through its own random 1 km x 1 km x 1 h boxes.
     let query_bodies: Vec<Arc<Vec<bytes::Bytes>>> = (0..cfg.concurrency)
         .map(|k| {
             let mut rng = StdRng::seed_from_u64(cfg.seed * 104_729 + k as u64);
@@ -391,33 +397,56 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
             Arc::new(bodies)
         })
         .collect();
-    let budget = Budget::new(cfg.duration_s, cfg.max_requests);
-    let started = Instant::now();
-    let cpu = CpuMeter::start(&server);
+    Ok(CityStart { owned, book, query_bodies, base_t, preload_seconds, preloaded })
+}
+
+/// One completed request for the soak's windows: (ms since the start, latency µs, a write?).
+type Sample = (u32, u32, bool);
+
+/// Starts the city's clients (90% queries, 10% creates and deletes) until `budget` runs out;
+/// with `samples`, each client also records every successful request's time and latency.
+fn city_clients(
+    ctx: &Ctx,
+    server: &crate::Server,
+    start: &mut CityStart,
+    budget: &Arc<Budget>,
+    samples: Option<(Instant, Arc<parking_lot::Mutex<Vec<Sample>>>)>,
+) -> Result<tokio::task::JoinSet<Recorder>> {
+    let cfg = &ctx.config;
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..cfg.concurrency {
         let c = client_for(ctx, server.base_for(k), &format!("uss{}", k % 16))?;
-        let n_owned = owned.len();
-        let mut mine = std::mem::take(&mut owned[k % n_owned]);
-        let (book, budget, bodies) = (book.clone(), budget.clone(), query_bodies[k].clone());
+        let n_owned = start.owned.len();
+        let mut mine = std::mem::take(&mut start.owned[k % n_owned]);
+        let (book, budget, bodies) = (start.book.clone(), budget.clone(), start.query_bodies[k].clone());
+        let base_t = start.base_t;
+        let samples = samples.clone();
         let seed = cfg.seed * 7919 + k as u64;
         tasks.spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut rec = Recorder::default();
+            let mut mine_samples: Vec<Sample> = Vec::new();
             let mut next_query = 0usize;
             while budget.go() {
+                let t = Instant::now();
+                let write;
                 if rng.random_bool(0.9) {
+                    write = false;
                     let body = bodies[next_query % bodies.len()].clone();
                     next_query += 1;
-                    let t = Instant::now();
                     match c.query_count(body).await {
                         Ok(_) => rec.ok("query", micros(t)),
-                        Err(e) => rec.err("query", e.status()),
+                        Err(e) => {
+                            rec.err("query", e.status());
+                            continue;
+                        }
                     }
                 } else if !mine.is_empty() && rng.random_bool(0.5) {
+                    write = true;
                     let id = mine.swap_remove(rng.random_range(0..mine.len()));
                     delete(&c, &id, &book, &mut rec).await;
                 } else {
+                    write = true;
                     let id = uuid::Uuid::new_v4().to_string();
                     let body = intent_body(city_extents(&mut rng, base_t), "Accepted", "http://127.0.0.1:9/uss", false);
                     if plan_write(&c, &id, None, body, &book, &mut rec, "create", Keying::QueryFirst("plan-query"))
@@ -427,10 +456,33 @@ pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
                         mine.push(id);
                     }
                 }
+                if let Some((t0, _)) = &samples {
+                    let at = u32::try_from(t.duration_since(*t0).as_millis()).unwrap_or(u32::MAX);
+                    mine_samples.push((at, u32::try_from(micros(t)).unwrap_or(u32::MAX), write));
+                }
+            }
+            if let Some((_, all)) = samples {
+                all.lock().extend(mine_samples);
             }
             rec
         });
     }
+    Ok(tasks)
+}
+
+/// City: a preload of live intents over 50 km × 50 km × 24 h, then clients running 90% area
+/// queries (1 km × 1 km × 1 h) and 10% creates and deletes.
+pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
+    let cfg = &ctx.config;
+    let server = ctx.fresh_pool_or_server("city", &[]).await?;
+    let (_, rss_empty) = server.rss_bytes();
+    let mut start = city_start(ctx, &server).await?;
+    let (preload_seconds, preloaded, book) = (start.preload_seconds, start.preloaded, start.book.clone());
+    let (_, rss_loaded) = server.rss_bytes();
+    let budget = Budget::new(cfg.duration_s, cfg.max_requests);
+    let started = Instant::now();
+    let cpu = CpuMeter::start(&server);
+    let tasks = city_clients(ctx, &server, &mut start, &budget, None)?;
     let rec = merged(tasks).await?;
     let cpu = cpu.per_request(&server, rec.requests);
     let seconds = started.elapsed().as_secs_f64();
@@ -697,4 +749,107 @@ pub async fn restart(ctx: &Ctx) -> Result<WorkloadReport> {
         ],
         ..Default::default()
     })
+}
+
+/// Bytes of the store's files (log segments and snapshot) in `dir`, and the snapshot's
+/// modification time (a new one means a compaction finished).
+fn store_files(dir: &std::path::Path) -> (u64, Option<std::time::SystemTime>) {
+    let mut bytes = 0;
+    let mut snapshot = None;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("wal-") || name.starts_with("snapshot") {
+            let m = e.metadata().ok();
+            bytes += m.as_ref().map_or(0, |m| m.len());
+            if name == "snapshot.bin" {
+                snapshot = m.and_then(|m| m.modified().ok());
+            }
+        }
+    }
+    (bytes, snapshot)
+}
+
+fn p99_ms(mut v: Vec<u32>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    f64::from(v[(v.len() * 99 / 100).min(v.len() - 1)]) / 1000.0
+}
+
+/// Soak: the city mix for `soak_s` seconds on the embedded store, with the log compacted in
+/// the background during the run (a low threshold makes it happen several times), reporting
+/// throughput and p99 per 10-second window, the store's size and the RSS over time, so a stall
+/// during compaction or unbounded growth shows as a figure.
+pub async fn soak(ctx: &Ctx) -> Result<WorkloadReport> {
+    const WINDOW_S: u64 = 10;
+    let cfg = &ctx.config;
+    let server = ctx.fresh_server("soak", &["--compact-max-log-mib", "16", "--compact-min-log-kib", "4096"])?;
+    let mut start = city_start(ctx, &server).await?;
+    let (preload_seconds, preloaded, book) = (start.preload_seconds, start.preloaded, start.book.clone());
+    let budget = Budget::new(cfg.soak_s, u64::MAX);
+    let t0 = Instant::now();
+    let samples: Arc<parking_lot::Mutex<Vec<Sample>>> = Arc::default();
+    let tasks = city_clients(ctx, &server, &mut start, &budget, Some((t0, samples.clone())))?;
+    // Once a second: the store's size, the RSS, and whether a compaction finished.
+    let mut marks: Vec<(u64, u64, u64, bool)> = Vec::new();
+    let (_, mut last_snapshot) = store_files(&server.data_dir);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    while t0.elapsed() < Duration::from_secs(cfg.soak_s) {
+        ticker.tick().await;
+        let (bytes, snapshot) = store_files(&server.data_dir);
+        let compacted = snapshot.is_some() && snapshot != last_snapshot;
+        last_snapshot = snapshot;
+        marks.push((t0.elapsed().as_secs(), bytes, server.rss_bytes().1, compacted));
+    }
+    let rec = merged(tasks).await?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let samples = std::mem::take(&mut *samples.lock());
+    let windows_n = cfg.soak_s.div_ceil(WINDOW_S).max(1);
+    let mut windows = Vec::new();
+    for w in 0..windows_n {
+        let (from, to) = (w * WINDOW_S * 1000, ((w + 1) * WINDOW_S * 1000).min(cfg.soak_s * 1000));
+        let span_s = ((to - from) as f64 / 1000.0).max(1e-3);
+        let inside: Vec<&Sample> = samples.iter().filter(|s| (from..to).contains(&u64::from(s.0))).collect();
+        let writes: Vec<u32> = inside.iter().filter(|s| s.2).map(|s| s.1).collect();
+        let queries: Vec<u32> = inside.iter().filter(|s| !s.2).map(|s| s.1).collect();
+        let in_window = marks.iter().filter(|m| m.0 * 1000 > from && m.0 * 1000 <= to);
+        let last = in_window.clone().last().copied().or_else(|| marks.last().copied()).unwrap_or_default();
+        windows.push(crate::stats::WindowReport {
+            start_s: w * WINDOW_S,
+            requests_per_s: inside.len() as f64 / span_s,
+            writes_per_s: writes.len() as f64 / span_s,
+            query_p99_ms: p99_ms(queries),
+            write_p99_ms: p99_ms(writes),
+            store_mib: last.1 as f64 / 1_048_576.0,
+            rss_mib: last.2 as f64 / 1_048_576.0,
+            compactions: in_window.filter(|m| m.3).count() as u32,
+        });
+    }
+    let compactions: u32 = windows.iter().map(|w| w.compactions).sum();
+    let lost = lost_writes(ctx, &server.base, &book, 2000).await?;
+    let (peak, _) = server.rss_bytes();
+    let mut report = WorkloadReport {
+        workload: "soak".into(),
+        parameters: json!({"clients": cfg.concurrency, "mix": "city: 90% query, 10% create/delete", "duration_s": cfg.soak_s,
+                           "preload_intents": cfg.city_intents, "window_s": WINDOW_S,
+                           "compaction": "--compact-max-log-mib 16 --compact-min-log-kib 4096"}),
+        preload_count: preloaded,
+        preload_seconds,
+        live_intents: book.read().len() as u64,
+        lost_writes: lost,
+        server_peak_rss_mib: peak as f64 / 1_048_576.0,
+        windows,
+        ..Default::default()
+    };
+    let worst = report.windows.iter().map(|w| w.write_p99_ms).fold(0.0, f64::max);
+    let best = report.windows.iter().map(|w| w.write_p99_ms).filter(|p| *p > 0.0).fold(f64::MAX, f64::min);
+    report.notes.push(format!(
+        "{compactions} compactions during the run; write p99 per window {:.2}-{:.2} ms (worst/best {:.1}x)",
+        if best == f64::MAX { 0.0 } else { best },
+        worst,
+        if best == f64::MAX || best == 0.0 { 0.0 } else { worst / best }
+    ));
+    Ok(finish(report, rec, seconds, &["create", "delete"]))
 }

@@ -74,6 +74,7 @@ impl IntoResponse for ApiError {
                 DssError::Conflict(m) => conflict(m),
                 DssError::Contention => conflict(DssError::Contention.to_string()),
                 DssError::UssDown(m) => message(StatusCode::PRECONDITION_FAILED, m),
+                DssError::StorageFull(m) => message(StatusCode::SERVICE_UNAVAILABLE, m),
                 DssError::QuotaExceeded(m) => message(StatusCode::TOO_MANY_REQUESTS, m),
                 DssError::MissingOvns { message, intents, constraints } => {
                     let body = api::ConflictOut { message: &message, intents: &intents, constraints: &constraints };

@@ -174,7 +174,14 @@ fn status_label(status: StatusCode) -> &'static str {
     }
 }
 
+/// `200 ok` when serving everything; `503` with `{"status": "degraded", "message": ...}` when
+/// the store serves reads but refuses writes (a full disk); `503 storage unavailable` when it
+/// cannot serve at all.
 async fn healthy<S: Store>(State(st): St<S>) -> Response {
+    if let Some(why) = st.dss.store().degraded() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "degraded", "message": why})))
+            .into_response();
+    }
     match st.dss.store().read_revision().await {
         Ok(_) => (StatusCode::OK, "ok").into_response(),
         Err(e) => {

@@ -301,6 +301,10 @@ impl PreparedRecord {
     }
 
     /// The finished record bytes for `revision`.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub(crate) fn seal(&mut self, revision: u64) -> &[u8] {
         self.0[8..16].copy_from_slice(&revision.to_le_bytes());
         let crc = crc32fast::hash(&self.0[8..]);
@@ -317,6 +321,10 @@ pub(crate) fn decode_record(buf: &[u8]) -> Result<Option<(u64, Vec<Write>, usize
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    // Zeros: allocated space after the last record (a record's body is never empty).
+    if len == 0 {
+        return Ok(None);
+    }
     let Some(body) = buf.get(8..8 + len) else { return Ok(None) };
     if crc32fast::hash(body) != crc {
         return Ok(None);

@@ -1,5 +1,6 @@
 //! The embedded, single-machine store: all state in memory, made durable by an append-only log
-//! with group commit, compacted into a snapshot in the background after every start.
+//! with group commit, compacted into a snapshot in the background (after a start that replayed
+//! a log, and whenever the log outgrows the live data, see [`CompactionPolicy`]).
 //!
 //! Why not a B-tree database: a DSS's working set is small (references, not details) and every
 //! write must reach the disk before it is acknowledged. One `fdatasync` costs about as much as
@@ -16,7 +17,13 @@
 //!   newest segment (an unacknowledged write) is cut off at start-up; the store serves as soon
 //!   as the replay and one bulk index load are done, and compaction (rotate the log, snapshot,
 //!   delete older segments) runs in the background;
-//! - if the disk fails to sync, the process aborts rather than serve state it cannot keep.
+//! - the log is written into space allocated ahead of it (zeros written past its end, see
+//!   [`PREALLOCATE_BYTES`]), and a commit claims its bytes of that space before it is applied:
+//!   when the disk is full, the allocation fails first, so a write that cannot be made durable
+//!   is refused (`StoreError::Full`, 503) before anything shows it, reads go on, the store
+//!   reports itself degraded, and writes resume by themselves once an allocation succeeds;
+//! - if writing or syncing into allocated space fails, the disk is lying (or failing): memory
+//!   already shows the write, so the process aborts rather than serve state it cannot keep.
 
 mod codec;
 pub mod memory;
@@ -36,17 +43,109 @@ use tokio::sync::watch;
 use crate::state::State;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
+
+/// Log space allocated at a time by default, ahead of the records (zeros, so replay sees a
+/// clean end). When less than half of it is left unclaimed, the writer allocates more.
+pub const PREALLOCATE_BYTES: u64 = 4 << 20;
+/// After a failed allocation (disk full), how long before the writer tries again.
+const ALLOCATE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// When the log is compacted while serving.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// Compact once the log holds this many times the bytes of the live data (the last
+    /// snapshot)...
+    pub live_factor: u64,
+    /// ...and in any case once it holds this many bytes...
+    pub max_log_bytes: u64,
+    /// ...but never for less than this many bytes of log.
+    pub min_log_bytes: u64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        Self { live_factor: 2, max_log_bytes: 64 << 20, min_log_bytes: 4 << 20 }
+    }
+}
+
+impl CompactionPolicy {
+    fn threshold(&self, live_bytes: u64) -> u64 {
+        live_bytes.saturating_mul(self.live_factor).min(self.max_log_bytes).max(self.min_log_bytes)
+    }
+}
+
+/// Options for opening a store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub mode: CommitMode,
+    pub compaction: CompactionPolicy,
+    /// Log space allocated at a time ([`PREALLOCATE_BYTES`] by default).
+    pub preallocate_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { mode: CommitMode::Group, compaction: CompactionPolicy::default(), preallocate_bytes: PREALLOCATE_BYTES }
+    }
+}
 
 /// Bytes queued for the log writer and the revision of the last record in them.
 struct Pending {
     bytes: Vec<u8>,
     last_revision: Revision,
+    /// Allocated log space not yet claimed by a queued or written record.
+    room: u64,
+    /// Why writes are refused, while the disk is full.
+    degraded: Option<String>,
+    /// When an allocation last failed.
+    alloc_failed_at: Option<std::time::Instant>,
+}
+
+impl Pending {
+    /// Whether the writer should allocate log space now.
+    fn wants_space(&self, low: u64) -> bool {
+        self.room < low && self.alloc_failed_at.is_none_or(|t| t.elapsed() >= ALLOCATE_RETRY)
+    }
+}
+
+/// The log segment being written.
+struct LogFile {
+    file: File,
+    generation: u64,
+    /// End of the last record written.
+    write_pos: u64,
+    /// End of the space allocated (zeros past `write_pos`).
+    allocated: u64,
+    /// Bytes allocated at a time.
+    chunk: u64,
+}
+
+impl LogFile {
+    /// Allocates `PREALLOCATE_BYTES` more by writing zeros past the end. On failure (the disk
+    /// is full) gives back whatever was written, and leaves the file as it was.
+    fn allocate(&mut self) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mut at = self.allocated;
+        let end = self.allocated + self.chunk;
+        while at < end {
+            let n = (end - at).min(ZEROS.len() as u64) as usize;
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n], at) {
+                let _ = self.file.set_len(self.allocated.max(self.write_pos));
+                return Err(e);
+            }
+            at += n as u64;
+        }
+        self.allocated = end;
+        Ok(self.chunk)
+    }
 }
 
 struct Inner {
-    /// The log segment being appended to and its generation; held by the writer through each
-    /// write + sync, and by compaction while it rotates to a new segment.
-    log: Mutex<(File, u64)>,
+    /// The log segment being written; held by the writer through each write + sync, and by
+    /// compaction while it switches to a new segment.
+    log: Mutex<LogFile>,
     dir: PathBuf,
     /// Holds an exclusive lock on `LOCK` for the life of the store: one process per directory.
     _lock: File,
@@ -58,12 +157,44 @@ struct Inner {
     pending: Mutex<Pending>,
     wake_writer: Condvar,
     durable: watch::Sender<Revision>,
+    policy: CompactionPolicy,
+    /// Allocate more log space when less than this is unclaimed.
+    low_room: u64,
+    /// Log bytes written since the last snapshot, and the last snapshot's size.
+    log_bytes: std::sync::atomic::AtomicU64,
+    live_bytes: std::sync::atomic::AtomicU64,
+    /// Set to ask the compaction thread for a run.
+    compact_requested: Mutex<bool>,
+    wake_compactor: Condvar,
 }
 
 /// The embedded store. Cheap to clone; all clones share one state and one log.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    /// Dropped with the last handle: stops the background threads, which then release the
+    /// data directory.
+    _alive: Arc<Alive>,
+}
+
+struct Alive(Arc<Inner>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        stop_threads(&self.0);
+    }
+}
+
+/// Stops the writer (after it has written everything queued) and the compactor (after the
+/// compaction in progress, if any), and waits for both.
+fn stop_threads(inner: &Inner) {
+    inner.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    inner.wake_writer.notify_all();
+    inner.wake_compactor.notify_all();
+    let threads: Vec<_> = std::mem::take(&mut *inner.threads.lock());
+    for t in threads {
+        let _ = t.join();
+    }
 }
 
 /// How commits reach the disk.
@@ -108,7 +239,10 @@ fn replay(path: &Path, state: &mut State, skip_through: Revision) -> Result<(usi
         }
         pos += used;
     }
-    Ok((n, pos, buf.len()))
+    // Zeros after the last record are allocated space, not damage: the damaged bytes end at
+    // the last non-zero one.
+    let total = buf.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1).max(pos);
+    Ok((n, pos, total))
 }
 
 /// Log segments `wal-<generation>.log`, oldest first.
@@ -143,19 +277,35 @@ impl EmbeddedStore {
     }
 
     pub fn open_with(dir: impl AsRef<Path>, mode: CommitMode) -> Result<(Self, RecoveryReport), StoreError> {
+        Self::open_with_options(dir, StoreOptions { mode, ..StoreOptions::default() })
+    }
+
+    pub fn open_with_options(
+        dir: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<(Self, RecoveryReport), StoreError> {
+        let mode = options.mode;
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| io_err("creating data directory", e))?;
         let lock = File::create(dir.join("LOCK")).map_err(|e| io_err("creating lock file", e))?;
         lock.try_lock()
             .map_err(|_| StoreError::Unavailable(format!("{} is in use by another DSS process", dir.display())))?;
+        // A snapshot being written when the process stopped (or when the disk filled up).
+        match fs::remove_file(dir.join(SNAPSHOT_TMP)) {
+            Ok(()) => tracing::warn!("removed the leftover of an interrupted compaction"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing the leftover snapshot.tmp", e)),
+        }
         let mut state = State::recovering();
         let t = std::time::Instant::now();
         let (snap_records, _, _) = replay(&dir.join(SNAPSHOT_FILE), &mut state, 0)?;
         let snapshot_revision = state.revision;
         let segments = log_segments(&dir)?;
         let (mut log_records, mut torn) = (0, 0);
+        let mut newest_end = 0u64;
         for (i, (_, path)) in segments.iter().enumerate() {
             let (n, valid, total) = replay(path, &mut state, snapshot_revision)?;
+            newest_end = valid as u64;
             log_records += n;
             if valid < total {
                 if i + 1 < segments.len() {
@@ -179,15 +329,37 @@ impl EmbeddedStore {
             records = log_records,
             "store recovered"
         );
-        // Keep appending to the newest segment; compaction rotates to a new one.
+        // Keep writing the newest segment after its last record; compaction rotates to a new one.
         let generation = segments.last().map_or(1, |(g, _)| *g);
-        let log = OpenOptions::new()
+        let path = segment_path(&dir, generation);
+        let file = OpenOptions::new()
             .create(true)
-            .append(true)
-            .open(segment_path(&dir, generation))
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
             .map_err(|e| io_err("opening log", e))?;
-        log.sync_all().map_err(|e| io_err("syncing log", e))?;
+        let len = file.metadata().map_err(|e| io_err("opening log", e))?.len();
+        let end = if segments.is_empty() { 0 } else { newest_end };
+        file.sync_all().map_err(|e| io_err("syncing log", e))?;
         sync_dir(&dir)?;
+        let chunk = options.preallocate_bytes.max(4096);
+        let low_room = chunk / 2;
+        let mut log = LogFile { file, generation, write_pos: end, allocated: len.max(end), chunk };
+        let mut room = log.allocated - log.write_pos;
+        let (mut degraded, mut alloc_failed_at) = (None, None);
+        if room < low_room {
+            match log.allocate() {
+                Ok(n) => room += n,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot allocate log space: serving reads only until the disk has room");
+                    degraded = Some(full_message(&e));
+                    alloc_failed_at = Some(std::time::Instant::now());
+                }
+            }
+        }
+        let snapshot_len = fs::metadata(dir.join(SNAPSHOT_FILE)).map_or(0, |m| m.len());
+        let log_len: u64 = log_segments(&dir)?.iter().map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len())).sum();
         let report = RecoveryReport {
             records_replayed: snap_records + log_records,
             torn_tail_bytes: torn,
@@ -198,16 +370,28 @@ impl EmbeddedStore {
         let revision = state.revision;
         let (durable, _) = watch::channel(revision);
         let inner = Arc::new(Inner {
-            log: Mutex::new((log, generation)),
+            log: Mutex::new(log),
             dir: dir.clone(),
             _lock: lock,
             stop: std::sync::atomic::AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             serial: (mode == CommitMode::Serial).then(|| tokio::sync::Mutex::new(())),
             state: RwLock::new(state),
-            pending: Mutex::new(Pending { bytes: Vec::new(), last_revision: revision }),
+            pending: Mutex::new(Pending {
+                bytes: Vec::new(),
+                last_revision: revision,
+                room,
+                degraded,
+                alloc_failed_at,
+            }),
             wake_writer: Condvar::new(),
             durable,
+            policy: options.compaction,
+            low_room,
+            log_bytes: std::sync::atomic::AtomicU64::new(log_len),
+            live_bytes: std::sync::atomic::AtomicU64::new(snapshot_len),
+            compact_requested: Mutex::new(log_records > 0 || torn > 0),
+            wake_compactor: Condvar::new(),
         });
         let writer_inner = inner.clone();
         let writer = std::thread::Builder::new()
@@ -215,20 +399,39 @@ impl EmbeddedStore {
             .spawn(move || log_writer(writer_inner))
             .map_err(|e| io_err("starting log writer", e))?;
         inner.threads.lock().push(writer);
-        if log_records > 0 || torn > 0 {
-            // Fold the replayed log into a new snapshot, off the serving path.
-            let compact_inner = inner.clone();
-            let compaction = std::thread::Builder::new()
-                .name("compaction".into())
-                .spawn(move || {
-                    if let Err(e) = compact(&compact_inner) {
-                        tracing::error!(error = %e, "compaction failed; the log keeps everything, retrying at next start");
-                    }
-                })
-                .map_err(|e| io_err("starting compaction", e))?;
-            inner.threads.lock().push(compaction);
-        }
-        Ok((Self { inner }, report))
+        // Folds the log into a new snapshot, off the serving path: right away when the start
+        // replayed a log, then whenever the writer finds the log past the policy's threshold.
+        let compact_inner = inner.clone();
+        let compaction = std::thread::Builder::new()
+            .name("compaction".into())
+            .spawn(move || compactor(compact_inner))
+            .map_err(|e| io_err("starting compaction", e))?;
+        inner.threads.lock().push(compaction);
+        let alive = Arc::new(Alive(inner.clone()));
+        Ok((Self { inner, _alive: alive }, report))
+    }
+
+    /// Why writes are refused, while the disk is full; `None` when healthy.
+    pub fn degraded_reason(&self) -> Option<String> {
+        self.inner.pending.lock().degraded.clone()
+    }
+
+    /// Bytes in the data directory's log segments and snapshot.
+    pub fn disk_bytes(&self) -> u64 {
+        let snapshot = fs::metadata(self.inner.dir.join(SNAPSHOT_FILE)).map_or(0, |m| m.len());
+        let logs: u64 = log_segments(&self.inner.dir)
+            .unwrap_or_default()
+            .iter()
+            .map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
+        snapshot + logs
+    }
+
+    /// Asks for a compaction now (the benchmark's soak workload uses this through the
+    /// threshold; tests call it directly).
+    pub fn request_compaction(&self) {
+        *self.inner.compact_requested.lock() = true;
+        self.inner.wake_compactor.notify_one();
     }
 
     /// Waits until everything up to `revision` is on disk.
@@ -252,46 +455,110 @@ impl EmbeddedStore {
     /// acknowledged write is already durable; this only makes a clean hand-over possible, e.g.
     /// reopening the directory in the same process.
     pub fn shutdown(self) {
-        self.inner.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.inner.wake_writer.notify_all();
-        let threads: Vec<_> = std::mem::take(&mut *self.inner.threads.lock());
-        for t in threads {
-            let _ = t.join();
+        stop_threads(&self.inner);
+    }
+}
+
+fn full_message(e: &std::io::Error) -> String {
+    format!("the DSS's disk has no room for its log ({e}): changes are refused and not applied, reads are served; writes resume once space is freed")
+}
+
+/// The group-commit loop: take everything queued, write it into allocated space, sync once,
+/// publish the revision; keep allocated space ahead of the records.
+fn log_writer(inner: Arc<Inner>) {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::Ordering;
+    loop {
+        {
+            let mut p = inner.pending.lock();
+            while p.bytes.is_empty() && !p.wants_space(inner.low_room) {
+                // Wake up now and then to notice that every store handle is gone, and to retry
+                // an allocation that failed.
+                if inner.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                inner.wake_writer.wait_for(&mut p, std::time::Duration::from_millis(200));
+            }
+        }
+        let mut log = inner.log.lock();
+        let (bytes, revision) = {
+            let mut p = inner.pending.lock();
+            (std::mem::take(&mut p.bytes), p.last_revision)
+        };
+        if !bytes.is_empty() {
+            // Every queued byte was claimed from allocated space: this write needs no new
+            // blocks. If it or the sync fails anyway, the disk is failing or lying (a failed
+            // fsync may have dropped the dirty pages, so retrying cannot tell what reached the
+            // disk) while memory already shows the write: the only safe answer is to stop
+            // serving; a restart recovers exactly what reached the disk.
+            let at = log.write_pos;
+            if let Err(e) = log.file.write_all_at(&bytes, at).and_then(|_| log.file.sync_data()) {
+                tracing::error!(error = %e, "cannot write the durable log into its allocated space; aborting");
+                std::process::abort();
+            }
+            log.write_pos += bytes.len() as u64;
+            inner.durable.send_replace(revision);
+            inner.log_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let threshold = inner.policy.threshold(inner.live_bytes.load(Ordering::Relaxed));
+            if inner.log_bytes.load(Ordering::Relaxed) > threshold {
+                let mut requested = inner.compact_requested.lock();
+                if !*requested {
+                    *requested = true;
+                    inner.wake_compactor.notify_one();
+                }
+            }
+        }
+        if inner.pending.lock().wants_space(inner.low_room) {
+            let allocated = log.allocate();
+            let mut p = inner.pending.lock();
+            match allocated {
+                Ok(n) => {
+                    p.room += n;
+                    p.alloc_failed_at = None;
+                    if p.degraded.take().is_some() {
+                        tracing::warn!("log space allocated again: writes accepted");
+                    }
+                }
+                Err(e) => {
+                    if p.degraded.is_none() {
+                        tracing::error!(error = %e, "cannot allocate log space: refusing writes until the disk has room");
+                    }
+                    p.degraded = Some(full_message(&e));
+                    p.alloc_failed_at = Some(std::time::Instant::now());
+                }
+            }
         }
     }
 }
 
-/// The group-commit loop: take everything queued, append it, sync once, publish the revision.
-fn log_writer(inner: Arc<Inner>) {
-    // Hold only a weak handle while idle so the store can be dropped.
-    let weak = Arc::downgrade(&inner);
-    drop(inner);
+/// Runs compactions when asked, one at a time; after a failure (a full disk), waits before
+/// trying again.
+fn compactor(inner: Arc<Inner>) {
+    use std::sync::atomic::Ordering;
     loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let (bytes, revision) = {
-            let mut p = inner.pending.lock();
-            while p.bytes.is_empty() {
-                if inner.stop.load(std::sync::atomic::Ordering::SeqCst) {
+        {
+            let mut requested = inner.compact_requested.lock();
+            while !*requested {
+                if inner.stop.load(Ordering::SeqCst) {
                     return;
                 }
-                // Wake up now and then to notice that every store handle is gone.
-                if inner.wake_writer.wait_for(&mut p, std::time::Duration::from_millis(200)).timed_out()
-                    && Arc::strong_count(&inner) == 1
-                {
-                    return;
-                }
+                inner.wake_compactor.wait_for(&mut requested, std::time::Duration::from_millis(200));
             }
-            (std::mem::take(&mut p.bytes), p.last_revision)
-        };
-        let mut log = inner.log.lock();
-        if let Err(e) = log.0.write_all(&bytes).and_then(|_| log.0.sync_data()) {
-            // The write may or may not be on disk and memory already shows it: the only safe
-            // answer is to stop serving; restart recovers exactly what reached the disk.
-            tracing::error!(error = %e, "cannot write the durable log; aborting");
-            std::process::abort();
         }
-        drop(log);
-        inner.durable.send_replace(revision);
+        if inner.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let outcome = compact(&inner);
+        *inner.compact_requested.lock() = false;
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "compaction failed; the log keeps everything, trying again in 30 s");
+            let _ = fs::remove_file(inner.dir.join(SNAPSHOT_TMP));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while std::time::Instant::now() < deadline && !inner.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            // Asked again by the writer once more log is written.
+        }
     }
 }
 
@@ -303,18 +570,40 @@ fn log_writer(inner: Arc<Inner>) {
 const SNAPSHOT_SYNC_BYTES: usize = 4 << 20;
 
 fn compact(inner: &Inner) -> Result<(), StoreError> {
+    use std::sync::atomic::Ordering;
     let t = std::time::Instant::now();
+    // The next segment, with its space allocated, before the writer is held up.
+    let next = inner.log.lock().generation + 1;
+    let path = segment_path(&inner.dir, next);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err("creating the next log segment", e))?;
+    let chunk = inner.log.lock().chunk;
+    let mut fresh = LogFile { file, generation: next, write_pos: 0, allocated: 0, chunk };
+    if let Err(e) = fresh.allocate() {
+        let _ = fs::remove_file(&path);
+        return Err(StoreError::Full(full_message(&e)));
+    }
+    sync_dir(&inner.dir)?;
     let old_generation = {
         let mut log = inner.log.lock();
-        let next = log.1 + 1;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment_path(&inner.dir, next))
-            .map_err(|e| io_err("rotating log", e))?;
-        sync_dir(&inner.dir)?;
-        let old = log.1;
-        *log = (file, next);
+        let mut p = inner.pending.lock();
+        // Queued records (claimed from the old segment's space) go to the new one.
+        let queued = p.bytes.len() as u64;
+        if queued > fresh.allocated {
+            drop(p);
+            drop(log);
+            let _ = fs::remove_file(&path);
+            return Err(StoreError::Unavailable("too many queued records to switch log segments".into()));
+        }
+        p.room = fresh.allocated - queued;
+        let old = log.generation;
+        *log = fresh;
+        inner.log_bytes.store(0, Ordering::Relaxed);
         old
     };
     // Everything in the old segments was applied before it was written: the state read now
@@ -323,7 +612,7 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
         let state = inner.state.read();
         (state.revision, state.snapshot_records())
     };
-    let tmp = inner.dir.join("snapshot.tmp");
+    let tmp = inner.dir.join(SNAPSHOT_TMP);
     let file = File::create(&tmp).map_err(|e| io_err("creating snapshot", e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut buf = Vec::with_capacity(1 << 17);
@@ -356,7 +645,9 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
         }
     }
     sync_dir(&inner.dir)?;
-    tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, revision, "compaction done");
+    let size = fs::metadata(inner.dir.join(SNAPSHOT_FILE)).map_or(0, |m| m.len());
+    inner.live_bytes.store(size, Ordering::Relaxed);
+    tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, revision, snapshot_bytes = size, "compaction done");
     Ok(())
 }
 
@@ -365,6 +656,10 @@ fn ended_before(extents: &[Volume4D], cutoff: Timestamp) -> bool {
 }
 
 impl Store for EmbeddedStore {
+    fn degraded(&self) -> Option<String> {
+        self.degraded_reason()
+    }
+
     async fn durable_barrier(&self) -> Result<(), StoreError> {
         let seen = self.inner.state.read().revision;
         self.durable_at(seen).await
@@ -468,9 +763,22 @@ impl Store for EmbeddedStore {
                 return Err(StoreError::Conflict);
             }
             let revision = state.revision + 1;
+            // Claim log space before anything shows the write: a write that cannot be made
+            // durable is refused, not applied.
+            let mut p = self.inner.pending.lock();
+            let len = record.len() as u64;
+            if len > p.room {
+                let why = p.degraded.get_or_insert_with(|| {
+                    "the DSS's disk has no room for its log: changes are refused and not applied, reads are served; writes resume once space is freed".into()
+                });
+                let why = why.clone();
+                drop(p);
+                self.inner.wake_writer.notify_one();
+                return Err(StoreError::Full(why));
+            }
+            p.room -= len;
             let bumped = state.apply(txn.writes, revision);
             // Queue while still holding the state lock so the log order is the revision order.
-            let mut p = self.inner.pending.lock();
             p.bytes.extend_from_slice(record.seal(revision));
             p.last_revision = revision;
             (revision, bumped)

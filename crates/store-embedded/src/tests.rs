@@ -1,5 +1,3 @@
-use std::io::Write as _;
-
 use store::{conformance, Store, Txn, Write};
 
 use crate::EmbeddedStore;
@@ -37,8 +35,11 @@ async fn restart_recovers_everything_and_cuts_a_torn_tail() {
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("wal-")))
         .max()
         .expect("a log segment");
-    let mut f = std::fs::OpenOptions::new().append(true).open(segment).expect("log");
-    f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6]).expect("torn bytes");
+    // The log is written into space allocated ahead (zeros): the torn record lands right after
+    // the last whole one.
+    let (_, end, _) = crate::replay(&segment, &mut crate::state::State::recovering(), 0).expect("replay");
+    let f = std::fs::OpenOptions::new().write(true).open(&segment).expect("log");
+    std::os::unix::fs::FileExt::write_all_at(&f, &[200, 0, 0, 0, 1, 2, 3, 4, 5, 6], end as u64).expect("torn bytes");
     drop(f);
     let (s, report) = EmbeddedStore::open(dir.path()).expect("reopen");
     assert_eq!(report.torn_tail_bytes, 10);

@@ -104,6 +104,9 @@ pub enum StoreError {
     /// The backend cannot serve (disk full, cluster unreachable, ...).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The disk has no room: the write was refused and not applied; reads still work.
+    #[error("{0}")]
+    Full(String),
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -173,6 +176,11 @@ pub trait Store: Send + Sync + 'static {
     fn dependent_intents(&self, subscription: Uuid) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
 
     fn get_availability(&self, uss: &str) -> impl Future<Output = Result<Option<Stored<AvailabilityRecord>>>> + Send;
+
+    /// Why the store is degraded (for example refusing writes on a full disk), or `None`.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 
     /// What `manager` holds now (as of the latest revision read).
     fn usage(&self, manager: &str) -> impl Future<Output = Result<Usage>> + Send;
