@@ -815,7 +815,7 @@ pub async fn soak(ctx: &Ctx) -> Result<WorkloadReport> {
         let writes: Vec<u32> = inside.iter().filter(|s| s.2).map(|s| s.1).collect();
         let queries: Vec<u32> = inside.iter().filter(|s| !s.2).map(|s| s.1).collect();
         let in_window = marks.iter().filter(|m| m.0 * 1000 > from && m.0 * 1000 <= to);
-        let last = in_window.clone().last().copied().or_else(|| marks.last().copied()).unwrap_or_default();
+        let last = in_window.clone().next_back().copied().or_else(|| marks.last().copied()).unwrap_or_default();
         windows.push(crate::stats::WindowReport {
             start_s: w * WINDOW_S,
             requests_per_s: inside.len() as f64 / span_s,
