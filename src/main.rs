@@ -155,6 +155,12 @@ struct UssArgs {
     /// Seconds during which failed notifications are retried (exponential backoff from 1 s).
     #[arg(long, default_value_t = 300)]
     notify_retry_secs: u64,
+    /// Serve InterUSS's flight_planning v1 automated-testing interface at
+    /// `{base}/flight_planning/v1` on the peer listener. Whoever holds its scopes
+    /// (`interuss.flight_planning.plan`, `interuss.flight_planning.direct_automated_test`) can plan
+    /// and close flights of this organization: expose it to a test director only. Off by default.
+    #[arg(long)]
+    flight_planning: bool,
     /// Testing only: die as `kill -9` would at this point of the next change
     /// (`after-write-ahead` or `after-dss-write`).
     #[arg(long, hide = true)]
@@ -855,6 +861,7 @@ fn run_uss(args: UssArgs) -> Result<()> {
             operator_subjects: args.operator_subjects.clone(),
             notify_retry_for: Duration::from_secs(args.notify_retry_secs),
             crash_at,
+            flight_planning: args.flight_planning,
         };
         let participant =
             uss::Uss::open(config, tokens, peer_verifier, operator_verifier, &args.data_dir).map_err(|e| {

@@ -5,6 +5,7 @@ mod auth;
 mod bench;
 mod conformance;
 mod durability;
+mod flight_planning;
 mod harness;
 mod hygiene;
 mod input;

@@ -37,6 +37,10 @@ pub enum Scope {
     RidWrite,
     PoolStatusRead,
     PoolHeartbeatWrite,
+    /// InterUSS's flight_planning automated-testing interface: plan as a virtual user...
+    FlightPlanningPlan,
+    /// ...and act as the test director (status, closing flights, clearing an area).
+    FlightPlanningDirect,
 }
 
 impl Scope {
@@ -52,6 +56,8 @@ impl Scope {
             "dss.write.identification_service_areas" => Scope::RidWrite,
             "interuss.pool_status.read" => Scope::PoolStatusRead,
             "interuss.pool_status.heartbeat.write" => Scope::PoolHeartbeatWrite,
+            "interuss.flight_planning.plan" => Scope::FlightPlanningPlan,
+            "interuss.flight_planning.direct_automated_test" => Scope::FlightPlanningDirect,
             _ => return None,
         })
     }
@@ -67,6 +73,8 @@ impl Scope {
             Scope::RidWrite => "dss.write.identification_service_areas",
             Scope::PoolStatusRead => "interuss.pool_status.read",
             Scope::PoolHeartbeatWrite => "interuss.pool_status.heartbeat.write",
+            Scope::FlightPlanningPlan => "interuss.flight_planning.plan",
+            Scope::FlightPlanningDirect => "interuss.flight_planning.direct_automated_test",
         }
     }
 }

@@ -44,11 +44,22 @@ pub enum Table {
     OthersIntents,
     OthersConstraints,
     Pending,
+    /// flight_planning interface: flight plan id -> the intent that serves it.
+    FlightPlans,
+    /// flight_planning interface: what the virtual user was told, keyed by time.
+    UserNotifications,
 }
 
 impl Table {
-    const ALL: [Table; 5] =
-        [Table::OwnIntents, Table::OwnConstraints, Table::OthersIntents, Table::OthersConstraints, Table::Pending];
+    const ALL: [Table; 7] = [
+        Table::OwnIntents,
+        Table::OwnConstraints,
+        Table::OthersIntents,
+        Table::OthersConstraints,
+        Table::Pending,
+        Table::FlightPlans,
+        Table::UserNotifications,
+    ];
     fn name(self) -> &'static str {
         match self {
             Table::OwnIntents => "own_intents",
@@ -56,6 +67,8 @@ impl Table {
             Table::OthersIntents => "others_intents",
             Table::OthersConstraints => "others_constraints",
             Table::Pending => "pending",
+            Table::FlightPlans => "flight_plans",
+            Table::UserNotifications => "user_notifications",
         }
     }
 }
@@ -118,6 +131,20 @@ impl Db {
 
     pub fn put(&self, table: Table, id: &str, value: &impl Serialize) -> Result<(), DbError> {
         self.apply(&[Write::Put(table, id, serde_json::to_string(value)?)])
+    }
+
+    /// Deletes all but the `keep` rows with the greatest ids.
+    pub fn keep_newest(&self, table: Table, keep: usize) -> Result<(), DbError> {
+        let conn = self.conn.lock();
+        let n = i64::try_from(keep).unwrap_or(i64::MAX);
+        conn.execute(
+            &format!(
+                "DELETE FROM {t} WHERE id NOT IN (SELECT id FROM {t} ORDER BY id DESC LIMIT ?1)",
+                t = table.name()
+            ),
+            params![n],
+        )?;
+        Ok(())
     }
 
     pub fn delete(&self, table: Table, id: &str) -> Result<(), DbError> {

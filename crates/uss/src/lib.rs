@@ -12,6 +12,7 @@
 
 pub mod db;
 pub mod error;
+pub mod flight_planning;
 pub mod operator;
 mod operator_api;
 mod peer;
@@ -79,6 +80,8 @@ pub struct UssConfig {
     pub notify_retry_for: Duration,
     /// Testing only: die at this point of the next change.
     pub crash_at: Option<CrashPoint>,
+    /// Serve InterUSS's flight_planning v1 interface on the peer listener (`--flight-planning`).
+    pub flight_planning: bool,
 }
 
 /// What the participant holds in memory: the serving copy of its durable records.

@@ -19,14 +19,18 @@ type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
 
 /// The peer listener's router. It has no operator route: those live on their own listener.
 pub fn app(uss: Arc<Uss>) -> Router {
-    Router::new()
+    let flight_planning = uss.config.flight_planning;
+    let router = Router::new()
         .route("/uss/v1/operational_intents/{entityid}", get(get_details))
         .route("/uss/v1/operational_intents/{entityid}/telemetry", get(get_telemetry))
         .route("/uss/v1/operational_intents", post(notify_intent))
         .route("/uss/v1/constraints/{entityid}", get(get_constraint))
         .route("/uss/v1/constraints", post(notify_constraint))
         .route("/uss/v1/reports", post(report))
-        .route("/healthy", get(|| async { "ok" }))
+        .route("/healthy", get(|| async { "ok" }));
+    // Off unless asked for: its scopes let a test director plan for this organization.
+    let router = if flight_planning { router.merge(crate::flight_planning::routes()) } else { router };
+    router
         .fallback(|| async { UssError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(uss)
@@ -142,7 +146,9 @@ async fn notify_intent(State(uss): St, headers: HeaderMap, body: Body) -> Result
             }
             let known = verify_intent(&dss_ref, oi)
                 .map_err(|why| UssError::BadRequest(format!("the details do not match the DSS's reference: {why}")))?;
+            let theirs = known.to_planner();
             uss.remember_intent(known);
+            uss.notice_conflicts_with(&theirs);
             received.accepted = true;
         }
         None => {

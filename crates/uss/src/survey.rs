@@ -181,7 +181,16 @@ impl Uss {
                 // for them in keys either: F3548 availability arbitration); everything else
                 // unverified blocks the plan.
                 Err(_) if r.uss_availability == "Down" && r.state == "Accepted" => {}
-                Err(why) => survey.airspace.unverifiable.push(unverifiable_intent(&r, why)),
+                Err(why) => {
+                    self.notify_user(
+                        "Unknown",
+                        format!(
+                            "the details of operational intent {} of {} could not be obtained: {why}",
+                            r.id, r.manager
+                        ),
+                    );
+                    survey.airspace.unverifiable.push(unverifiable_intent(&r, why));
+                }
             }
         }
         for (r, got) in fetched_constraints {

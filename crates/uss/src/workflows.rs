@@ -124,6 +124,32 @@ impl Uss {
         self.plan(req, None).await
     }
 
+    /// Creates or changes intent `id` to `volumes` at `priority` in `state`, judging conflicts
+    /// when `check_conflicts` (the flight_planning interface's upsert).
+    pub(crate) async fn upsert(
+        self: &Arc<Self>,
+        id: &str,
+        volumes: Vec<Volume4D>,
+        priority: i32,
+        state: OperationalIntentState,
+        check_conflicts: bool,
+    ) -> Result<PlanOutcome, UssError> {
+        self.check_priority(priority)?;
+        if state.requires_conformance_monitoring() && !self.has_scope("utm.conformance_monitoring_sa") {
+            return Err(UssError::Forbidden(format!(
+                "{} needs this participant to hold utm.conformance_monitoring_sa",
+                state.as_str()
+            )));
+        }
+        let _guard = self.lock_entity(id).await;
+        if self.mem.read().pending.contains_key(id) {
+            return Err(UssError::Busy(format!("a change of {id} is in flight or being reconciled; try again")));
+        }
+        let cur = self.mem.read().own_intents.get(id).cloned();
+        let req = Request { id: id.to_owned(), volumes, priority, state, check_conflicts };
+        self.plan(req, cur).await
+    }
+
     pub(crate) async fn modify(
         self: &Arc<Self>,
         id: &str,
@@ -775,7 +801,7 @@ impl Uss {
     /// Removes from the DSS any reference of ours in `area` that this participant holds no
     /// record of: nobody could serve its details, so every peer would see it as unverifiable,
     /// and nobody flies it.
-    async fn remove_orphans(&self, area: &[api::Volume4D]) {
+    pub(crate) async fn remove_orphans(&self, area: &[api::Volume4D]) {
         let Ok(dss) = self.dss().await else { return };
         for v in area {
             let Ok(q) = dss.query_intents(v).await else { continue };

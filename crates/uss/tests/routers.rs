@@ -43,6 +43,7 @@ fn participant(dir: &std::path::Path) -> Arc<uss::Uss> {
         operator_subjects: vec![],
         notify_retry_for: Duration::ZERO,
         crash_at: None,
+        flight_planning: true,
     };
     uss::Uss::open(config, tokens, verifier(), verifier(), dir).expect("open")
 }

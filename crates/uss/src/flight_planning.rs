@@ -1,0 +1,459 @@
+//! InterUSS's flight_planning v1 automated-testing interface (`flight_planning.yaml`), served on
+//! the peer listener at `/flight_planning/v1` when `--flight-planning` is given. Qualification
+//! tools act through it as a virtual user (scope `interuss.flight_planning.plan`) and as the
+//! test director (`interuss.flight_planning.direct_automated_test`); a peer's `utm.*` token never
+//! suffices. Every action goes through the same workflows as the operator interface.
+//!
+//! Mapping of the user's states to F3548 (as the standard's tools expect): `Planned` ->
+//! Accepted; `InUse` + `Nominal` (or `NotSpecified`) -> Activated; `InUse` + `OffNominal` ->
+//! Nonconforming; `InUse` + `Contingent` -> Contingent; `Closed` -> removed.
+//! Results: a plan refused for a conflict is `Rejected` with the reason in `notes`; a failure of
+//! ours, the DSS's or a peer's is `Failed`; `Hypothetical` execution and priorities beyond
+//! `--max-priority` are `NotSupported`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use model::OperationalIntentState;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::db::Table;
+use crate::error::UssError;
+use crate::operator::PlanOutcome;
+use crate::{now, Uss};
+
+type St = State<Arc<Uss>>;
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
+pub const API_NAME: &str = "Flight Planning Automated Testing Interface";
+pub const API_VERSION: &str = "v0.5.0";
+
+/// Most user notifications kept.
+const MAX_USER_NOTIFICATIONS: usize = 10_000;
+
+pub(crate) fn routes() -> Router<Arc<Uss>> {
+    Router::new()
+        .route("/flight_planning/v1/status", get(status))
+        .route("/flight_planning/v1/flight_plans/{flight_plan_id}", put(upsert).delete(close))
+        .route("/flight_planning/v1/user_notifications", get(user_notifications))
+        .route("/flight_planning/v1/clear_area_requests", post(clear_area))
+}
+
+#[derive(Deserialize)]
+struct UpsertRequest {
+    flight_plan: FlightPlan,
+    execution_style: String,
+    request_id: String,
+}
+
+#[derive(Deserialize)]
+struct FlightPlan {
+    basic_information: BasicInformation,
+    #[serde(default)]
+    astm_f3548_21: Option<AstmInformation>,
+}
+
+#[derive(Deserialize)]
+struct BasicInformation {
+    usage_state: String,
+    uas_state: String,
+    #[serde(default)]
+    area: Vec<api::Volume4D>,
+}
+
+#[derive(Deserialize)]
+struct AstmInformation {
+    #[serde(default)]
+    priority: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PlanningResponse {
+    planning_result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+    flight_plan_status: String,
+    includes_advisories: String,
+}
+
+fn answer(result: &str, status: &str, notes: Option<String>) -> PlanningResponse {
+    PlanningResponse {
+        planning_result: result.into(),
+        notes,
+        flight_plan_status: status.into(),
+        includes_advisories: "Unknown".into(),
+    }
+}
+
+/// A flight plan and the intent that serves it, with the last upsert's answer (replayed for a
+/// repeated `request_id`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FlightPlanRecord {
+    intent_id: String,
+    request_id: String,
+    response: PlanningResponse,
+}
+
+/// A user notification as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UserNotice {
+    pub at_us: i64,
+    pub observed_at: String,
+    /// `Unknown`, `None`, `Single` or `Multiple`.
+    pub conflicts: String,
+    pub message: String,
+}
+
+fn status_of(state: OperationalIntentState) -> &'static str {
+    match state {
+        OperationalIntentState::Accepted => "Planned",
+        OperationalIntentState::Activated => "OkToFly",
+        OperationalIntentState::Nonconforming | OperationalIntentState::Contingent => "OffNominal",
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, UssError> {
+    api::parse_json(body).map_err(|e| UssError::BadRequest(e.message))
+}
+
+fn flight_plan_id(id: &str) -> Result<(), UssError> {
+    api::parse_uuid_v4(id, "flight_plan_id").map(|_| ()).map_err(|e| UssError::BadRequest(e.message))
+}
+
+impl Uss {
+    fn test_client(&self, headers: &HeaderMap, scope: auth::Scope) -> Result<auth::Caller, UssError> {
+        self.peer(headers, &[scope])
+    }
+
+    fn flight_plan(&self, id: &str) -> Result<Option<FlightPlanRecord>, UssError> {
+        Ok(self.db.get(Table::FlightPlans, id)?)
+    }
+
+    /// Records something the user is told; bounded.
+    pub(crate) fn notify_user(&self, conflicts: &str, message: String) {
+        let at = now();
+        let notice = UserNotice {
+            at_us: at.micros(),
+            observed_at: crate::now_text(),
+            conflicts: conflicts.into(),
+            message: message.clone(),
+        };
+        let key = format!("{:020}-{}", at.micros(), uuid::Uuid::new_v4());
+        tracing::info!(conflicts, %message, "user notification");
+        if let Err(e) = self.db.put(Table::UserNotifications, &key, &notice) {
+            tracing::warn!(error = %e, "could not record a user notification");
+        }
+        if let Err(e) = self.db.keep_newest(Table::UserNotifications, MAX_USER_NOTIFICATIONS) {
+            tracing::warn!(error = %e, "could not trim the user notifications");
+        }
+    }
+
+    /// Tells the user about own intents that `theirs` (another USS's, just learned) conflicts
+    /// with at an equal or higher priority.
+    pub(crate) fn notice_conflicts_with(&self, theirs: &planner::KnownIntent) {
+        let mine: Vec<String> = {
+            let mem = self.mem.read();
+            mem.own_intents
+                .values()
+                .filter(|own| theirs.priority >= own.priority)
+                .filter(|own| own.volumes.iter().any(|v| theirs.volumes.iter().any(|t| v.intersects(t))))
+                .map(|own| own.reference.id.clone())
+                .collect()
+        };
+        if mine.is_empty() {
+            return;
+        }
+        let conflicts = if mine.len() == 1 { "Single" } else { "Multiple" };
+        self.notify_user(
+            conflicts,
+            format!(
+                "operational intent {} of {} (priority {}, {}) now conflicts with our {}",
+                theirs.id,
+                theirs.manager,
+                theirs.priority,
+                theirs.state.as_str(),
+                mine.join(", ")
+            ),
+        );
+    }
+}
+
+async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError> {
+    uss.test_client(&headers, auth::Scope::FlightPlanningDirect)?;
+    Ok(Json(json!({"status": "Ready", "api_name": API_NAME, "api_version": API_VERSION})).into_response())
+}
+
+/// The user's area as our volumes; a start already past is taken as now (the tools send one
+/// slightly in the past).
+fn area(info: &BasicInformation) -> Result<Vec<geo4d::Volume4D>, UssError> {
+    if info.area.is_empty() {
+        return Err(UssError::BadRequest("flight_plan.basic_information.area: at least one volume is required".into()));
+    }
+    if info.area.len() > crate::operator::MAX_VOLUMES {
+        return Err(UssError::BadRequest(format!(
+            "flight_plan.basic_information.area: at most {} volumes",
+            crate::operator::MAX_VOLUMES
+        )));
+    }
+    let t = now();
+    let mut out = Vec::new();
+    for (i, v) in info.area.iter().enumerate() {
+        let field = format!("flight_plan.basic_information.area[{i}]");
+        let mut v = v.clone();
+        if let (Some(start), Some(end)) = (&v.time_start, &v.time_end) {
+            let s = api::time_from_wire(start, &format!("{field}.time_start"))
+                .map_err(|e| UssError::BadRequest(e.message))?;
+            let e =
+                api::time_from_wire(end, &format!("{field}.time_end")).map_err(|e| UssError::BadRequest(e.message))?;
+            if s < t && e > t {
+                v.time_start = Some(api::time_to_wire(t));
+            }
+        }
+        out.push(api::volume_from_wire(&v, &field).map_err(|e| UssError::BadRequest(e.message))?);
+    }
+    Ok(out)
+}
+
+/// What the user asks for: a state of the intent, or closing it.
+enum Wanted {
+    State(OperationalIntentState),
+    Closed,
+}
+
+fn wanted(info: &BasicInformation) -> Result<Wanted, UssError> {
+    use OperationalIntentState as S;
+    Ok(match (info.usage_state.as_str(), info.uas_state.as_str()) {
+        ("Closed", _) => Wanted::Closed,
+        ("Planned", "Nominal" | "NotSpecified" | "OffNominal" | "Contingent") => Wanted::State(S::Accepted),
+        ("InUse", "Nominal" | "NotSpecified") => Wanted::State(S::Activated),
+        ("InUse", "OffNominal") => Wanted::State(S::Nonconforming),
+        ("InUse", "Contingent") => Wanted::State(S::Contingent),
+        (u, s) => {
+            return Err(UssError::BadRequest(format!(
+                "flight_plan.basic_information: usage_state `{u}` with uas_state `{s}` is not one of Planned, InUse, \
+                 Closed with Nominal, OffNominal, Contingent, NotSpecified"
+            )))
+        }
+    })
+}
+
+/// The answer for a workflow's outcome.
+fn from_outcome(o: &PlanOutcome, before: &str) -> PlanningResponse {
+    if o.outcome == "refused" {
+        let mut notes = o.message.clone();
+        if let Some(p) = &o.proposal {
+            notes.push_str(&format!("; proposal: {}", serde_json::to_string(p).unwrap_or_default()));
+        }
+        return answer("Rejected", before, Some(notes));
+    }
+    let status = o.state.as_deref().and_then(OperationalIntentState::parse).map_or("Planned", status_of);
+    answer("Completed", status, Some(o.message.clone()))
+}
+
+/// The answer for a failure of a workflow: input errors stay HTTP errors; our own or an
+/// upstream failure is `Failed`; a priority we do not manage is `NotSupported`.
+fn from_error(e: UssError, before: &str) -> Result<PlanningResponse, UssError> {
+    match e {
+        UssError::BadRequest(m) if m.starts_with("priority:") => Ok(answer("NotSupported", before, Some(m))),
+        UssError::BadRequest(_) | UssError::Unauthenticated(_) => Err(e),
+        UssError::Forbidden(m) => Ok(answer("NotSupported", before, Some(m))),
+        other => Ok(answer("Failed", before, Some(other.to_string()))),
+    }
+}
+
+async fn upsert(
+    State(uss): St,
+    headers: HeaderMap,
+    Path(fp_id): Path<String>,
+    body: Body,
+) -> Result<Response, UssError> {
+    uss.test_client(&headers, auth::Scope::FlightPlanningPlan)?;
+    flight_plan_id(&fp_id)?;
+    let req: UpsertRequest = parse(&crate::error::body_bytes(body)?)?;
+    let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
+    let record = uss.flight_plan(&fp_id)?;
+    if let Some(r) = record.as_ref().filter(|r| r.request_id == req.request_id) {
+        return Ok(Json(r.response.clone()).into_response());
+    }
+    let own = record.as_ref().and_then(|r| uss.mem.read().own_intents.get(&r.intent_id).cloned());
+    let before = own.as_ref().map_or("NotPlanned", |o| status_of(o.state));
+    let info = &req.flight_plan.basic_information;
+    let wanted = wanted(info)?;
+    let response = match req.execution_style.as_str() {
+        "Hypothetical" => {
+            answer("NotSupported", before, Some("this participant does not evaluate hypothetical flight plans".into()))
+        }
+        "IfAllowed" | "InReality" => match wanted {
+            Wanted::Closed => match &own {
+                Some(o) => match uss.end(&o.reference.id).await {
+                    Ok(out) => answer("Completed", "Closed", Some(out.message)),
+                    Err(e) => from_error(e, before)?,
+                },
+                None => answer("Completed", "Closed", Some("no flight was planned for this flight plan".into())),
+            },
+            Wanted::State(state) => {
+                let volumes = area(info)?;
+                let priority = req.flight_plan.astm_f3548_21.as_ref().map_or(0, |a| a.priority);
+                let off_nominal = state.requires_conformance_monitoring();
+                if own.is_none() && off_nominal {
+                    answer(
+                        "Rejected",
+                        before,
+                        Some(format!("a new flight cannot start {}: plan it first", state.as_str())),
+                    )
+                } else {
+                    let intent_id = record
+                        .as_ref()
+                        .filter(|_| own.is_some())
+                        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |r| r.intent_id.clone());
+                    // Activation of an unchanged plan is not re-judged (a conflict created
+                    // since by a higher priority is theirs to resolve); a new or changed area
+                    // is, except for off-nominal states, which report reality.
+                    let unchanged = own.as_ref().is_some_and(|o| o.volumes == volumes && o.priority == priority);
+                    let check = !off_nominal && !(unchanged && state == OperationalIntentState::Activated);
+                    match uss.upsert(&intent_id, volumes, priority, state, check).await {
+                        Ok(out) => {
+                            let r = from_outcome(&out, before);
+                            if r.planning_result == "Completed" || own.is_some() {
+                                // Keep the mapping (a refused change leaves the flight as it was).
+                                let keep = FlightPlanRecord {
+                                    intent_id: intent_id.clone(),
+                                    request_id: req.request_id.clone(),
+                                    response: r.clone(),
+                                };
+                                uss.db.put(Table::FlightPlans, &fp_id, &keep)?;
+                            }
+                            r
+                        }
+                        Err(e) => from_error(e, before)?,
+                    }
+                }
+            }
+        },
+        other => {
+            return Err(UssError::BadRequest(format!(
+                "execution_style `{other}` is not Hypothetical, IfAllowed or InReality"
+            )))
+        }
+    };
+    if matches!(response.flight_plan_status.as_str(), "Closed") {
+        uss.db.delete(Table::FlightPlans, &fp_id)?;
+    }
+    Ok(Json(response).into_response())
+}
+
+async fn close(State(uss): St, headers: HeaderMap, Path(fp_id): Path<String>) -> Result<Response, UssError> {
+    uss.test_client(&headers, auth::Scope::FlightPlanningDirect)?;
+    flight_plan_id(&fp_id)?;
+    let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
+    let record =
+        uss.flight_plan(&fp_id)?.ok_or_else(|| UssError::NotFound(format!("flight plan {fp_id} is not known here")))?;
+    let own = uss.mem.read().own_intents.get(&record.intent_id).cloned();
+    let response = match own {
+        Some(o) => match uss.end(&o.reference.id).await {
+            Ok(out) => answer("Completed", "Closed", Some(out.message)),
+            Err(e) => from_error(e, status_of(o.state))?,
+        },
+        None => answer("Completed", "Closed", Some("the flight was no longer planned".into())),
+    };
+    if response.planning_result == "Completed" {
+        uss.db.delete(Table::FlightPlans, &fp_id)?;
+    }
+    Ok(Json(response).into_response())
+}
+
+#[derive(Deserialize)]
+struct NoticeWindow {
+    after: Option<String>,
+    before: Option<String>,
+}
+
+fn time_param(s: &str, field: &str) -> Result<i64, UssError> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| UssError::BadRequest(format!("{field}: `{s}` is not an RFC 3339 time ({e})")))
+}
+
+async fn user_notifications(
+    State(uss): St,
+    headers: HeaderMap,
+    query: Result<Query<NoticeWindow>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UssError> {
+    uss.test_client(&headers, auth::Scope::FlightPlanningPlan)?;
+    let Query(w) = query.map_err(|e| UssError::BadRequest(format!("query parameters: {e}")))?;
+    let after = time_param(
+        w.after.as_deref().ok_or_else(|| UssError::BadRequest("the `after` query parameter is required".into()))?,
+        "after",
+    )?;
+    let before = match w.before.as_deref() {
+        Some(b) => time_param(b, "before")?,
+        None => now().micros(),
+    };
+    if before < after {
+        return Err(UssError::BadRequest("`before` must be after `after`".into()));
+    }
+    let mut notices: Vec<UserNotice> = uss
+        .db
+        .load_all::<UserNotice>(Table::UserNotifications)?
+        .into_iter()
+        .map(|(_, n)| n)
+        .filter(|n| (after..=before).contains(&n.at_us))
+        .collect();
+    notices.sort_by_key(|n| n.at_us);
+    let list: Vec<serde_json::Value> = notices
+        .iter()
+        .map(|n| {
+            json!({"observed_at": {"value": n.observed_at, "format": "RFC3339"}, "conflicts": n.conflicts,
+                   "message": n.message})
+        })
+        .collect();
+    Ok(Json(json!({"user_notifications": list})).into_response())
+}
+
+#[derive(Deserialize)]
+struct ClearAreaRequest {
+    #[allow(dead_code)]
+    request_id: String,
+    extent: api::Volume4D,
+}
+
+/// Ends every intent of ours that meets the extent, then removes any DSS reference of ours
+/// there that no record of ours explains.
+async fn clear_area(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
+    uss.test_client(&headers, auth::Scope::FlightPlanningDirect)?;
+    let req: ClearAreaRequest = parse(&crate::error::body_bytes(body)?)?;
+    let extent = api::volume_from_wire(&req.extent, "extent").map_err(|e| UssError::BadRequest(e.message))?;
+    let doomed: Vec<String> = uss
+        .mem
+        .read()
+        .own_intents
+        .values()
+        .filter(|o| o.volumes.iter().chain(&o.off_nominal_volumes).any(|v| v.intersects(&extent)))
+        .map(|o| o.reference.id.clone())
+        .collect();
+    let mut failures = Vec::new();
+    for id in &doomed {
+        if let Err(e) = uss.end(id).await {
+            failures.push(format!("{id}: {e}"));
+        }
+    }
+    uss.remove_orphans(std::slice::from_ref(&req.extent)).await;
+    // Flight plans whose intent is gone are closed.
+    let plans = uss.db.load_all::<FlightPlanRecord>(Table::FlightPlans)?;
+    for (fp, r) in plans {
+        if !uss.mem.read().own_intents.contains_key(&r.intent_id) {
+            uss.db.delete(Table::FlightPlans, &fp)?;
+        }
+    }
+    let outcome = if failures.is_empty() {
+        json!({"success": true, "message": format!("{} operational intents removed", doomed.len())})
+    } else {
+        json!({"success": false, "message": format!("could not remove: {}", failures.join("; "))})
+    };
+    Ok(Json(json!({"outcome": outcome})).into_response())
+}
