@@ -315,7 +315,7 @@ async fn upsert(
                     // since by a higher priority is theirs to resolve); a new or changed area
                     // is, except for off-nominal states, which report reality.
                     let unchanged = own.as_ref().is_some_and(|o| o.volumes == volumes && o.priority == priority);
-                    let check = !off_nominal && !(unchanged && state == OperationalIntentState::Activated);
+                    let check = !(off_nominal || unchanged && state == OperationalIntentState::Activated);
                     match uss.upsert(&intent_id, volumes, priority, state, check).await {
                         Ok(out) => {
                             let r = from_outcome(&out, before);
