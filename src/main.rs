@@ -652,6 +652,17 @@ async fn serve_dss<S: store::Store>(
     args: &DssArgs,
 ) -> Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
+    if let Some(handle) = metrics.clone() {
+        // The recorder keeps every histogram sample until upkeep drains it into its summary:
+        // without this, memory grows with every request (about 0.5 MB/s at 25,000 requests/s,
+        // seen in the soak benchmark) when nobody scrapes /metrics.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                handle.run_upkeep();
+            }
+        });
+    }
     let version = format!("deconflict-{}+{}", env!("CARGO_PKG_VERSION"), env!("DECONFLICT_COMMIT"));
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
