@@ -236,7 +236,7 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, or all.
+    /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, planning, or all.
     #[arg(long, default_value = "all")]
     workload: String,
     /// Seconds of measured load per workload (after its preload).

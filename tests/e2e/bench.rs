@@ -20,7 +20,10 @@ fn bench_smoke_run_is_correct() {
     let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("json");
     let workloads = report["workloads"].as_array().expect("workloads");
     let names: Vec<&str> = workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
-    assert_eq!(names, ["busy-area (baseline: serial commits)", "busy-area", "city", "subscriptions", "restart"]);
+    assert_eq!(
+        names,
+        ["busy-area (baseline: serial commits)", "busy-area", "city", "subscriptions", "restart", "soak", "planning"]
+    );
     for w in workloads {
         let name = w["workload"].as_str().expect("name");
         assert_eq!(w["server_5xx_or_transport_errors"], 0, "{name}: {w}");

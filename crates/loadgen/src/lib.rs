@@ -6,6 +6,7 @@
 //! table and adds a section to a JSON report.
 
 mod conn;
+mod planning;
 mod shapes;
 mod stats;
 mod workloads;
@@ -317,7 +318,19 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
             "subscriptions" => workloads::subscriptions(&ctx).await?,
             "restart" => workloads::restart(&ctx).await?,
             "soak" => workloads::soak(&ctx).await?,
-            other => bail!("unknown workload `{other}` (busy-area, city, subscriptions, restart, soak)"),
+            "planning" => {
+                // The DSS-only busy-area figure of this run is the ratio's baseline.
+                let dss_only = workloads::busy_area(&ctx, false).await?;
+                let mut r = planning::planning(&ctx).await?;
+                r.baseline_writes_per_s = dss_only.successful_writes_per_s;
+                r.notes.push(format!(
+                    "{:.2}x the DSS-only busy-area successful writes/s measured in this run ({:.0}/s); each plan is a survey, peer details, a DSS write and notifications",
+                    r.successful_writes_per_s / dss_only.successful_writes_per_s.max(1e-9),
+                    dss_only.successful_writes_per_s
+                ));
+                r
+            }
+            other => bail!("unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning)"),
         };
         report.print();
         reports.push(report);
