@@ -74,7 +74,7 @@ impl<S: Store> Dss<S> {
         extents: &[Volume4D],
         uss_base_url: &str,
     ) -> Result<Change<ConstraintView>, DssError> {
-        let since = self.store.read_revision().await?;
+        let since = self.decision_revision().await?;
         let old = self.store.get_constraint(id).await?;
         match (&old, ovn) {
             (Some(o), _) if o.value.manager != caller.manager => {
@@ -141,7 +141,7 @@ impl<S: Store> Dss<S> {
         id: Uuid,
         ovn: &str,
     ) -> Result<Change<ConstraintView>, DssError> {
-        let since = self.store.read_revision().await?;
+        let since = self.decision_revision().await?;
         let old = self.store.get_constraint(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("constraint {id} is managed by another USS")));

@@ -142,7 +142,7 @@ impl<S: Store> Dss<S> {
         req: &PutIntentRequest,
         key: &HashSet<&str>,
     ) -> Result<Change<IntentView>, DssError> {
-        let since = self.store.read_revision().await?;
+        let since = self.decision_revision().await?;
         let old = self.store.get_intent(id).await?;
         check_existing(old.as_ref(), caller, id, ovn)?;
         let mut availability = Vec::new();
@@ -371,7 +371,7 @@ impl<S: Store> Dss<S> {
     }
 
     async fn try_delete_intent(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<IntentView>, DssError> {
-        let since = self.store.read_revision().await?;
+        let since = self.decision_revision().await?;
         let old = self.store.get_intent(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("operational intent {id} is managed by another USS")));

@@ -278,6 +278,24 @@ impl<S: Store> Dss<S> {
         Ok(())
     }
 
+    /// The revision a mutation attempt decides at: the local view's on an optimistic attempt,
+    /// else a consistency point's.
+    pub(crate) async fn decision_revision(&self) -> Result<store::Revision, DssError> {
+        if OPTIMISTIC.try_with(|o| *o).unwrap_or(false) {
+            Ok(self.store.local_revision().await?)
+        } else {
+            Ok(self.store.read_revision().await?)
+        }
+    }
+
+    /// A consistency point at the start of a mutation attempt, unless it is optimistic.
+    pub(crate) async fn fresh_for_attempt(&self) -> Result<(), DssError> {
+        if !OPTIMISTIC.try_with(|o| *o).unwrap_or(false) {
+            self.store.fresh().await?;
+        }
+        Ok(())
+    }
+
     /// Refuses `writes` by `manager` if they would take it past a quota.
     pub(crate) async fn check_quota(&self, manager: &str, writes: &[store::Write]) -> Result<(), DssError> {
         use store::Write;
@@ -376,17 +394,29 @@ impl<S: Store> Dss<S> {
     }
 }
 
+tokio::task_local! {
+    /// Whether the current mutation attempt decides on the local view (see `retrying!`).
+    pub(crate) static OPTIMISTIC: bool;
+}
+
 /// Runs the mutation `attempt` until it returns something other than
 /// [`DssError::Contention`], at most [`MAX_ATTEMPTS`] times. A success is durable (its commit
 /// waited); a refusal may describe what it read, so it waits for that to be durable too.
+///
+/// On a store with [`Store::optimistic_writes`] the first attempt decides on the local view
+/// without a consistency point; its commit's preconditions reject it if that view was stale,
+/// and any other outcome than success is confirmed by an attempt on a fresh view, so no answer
+/// rests on state older than the request.
 macro_rules! retrying {
     ($self:ident, $attempt:expr) => {{
         let mut outcome = Err($crate::DssError::Contention);
+        let mut optimistic = $self.store.optimistic_writes();
         for _ in 0..$crate::MAX_ATTEMPTS {
-            outcome = $attempt.await;
-            if !matches!(outcome, Err($crate::DssError::Contention)) {
+            outcome = $crate::OPTIMISTIC.scope(optimistic, $attempt).await;
+            if outcome.is_ok() || (!optimistic && !matches!(outcome, Err($crate::DssError::Contention))) {
                 break;
             }
+            optimistic = false;
             tokio::task::yield_now().await;
         }
         if outcome.is_err() {

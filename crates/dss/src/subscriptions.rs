@@ -131,7 +131,7 @@ impl<S: Store> Dss<S> {
         req: &PutSubscriptionRequest,
         extents: &Volume4D,
     ) -> Result<SubscriptionChange, DssError> {
-        self.store.fresh().await?;
+        self.fresh_for_attempt().await?;
         let old = self.store.get_subscription(id).await?;
         match (&old, version) {
             (Some(o), _) if o.value.manager != caller.manager => {
@@ -184,7 +184,7 @@ impl<S: Store> Dss<S> {
         pre.push(Precondition::AreaUnchanged {
             kinds: vec![Kind::OperationalIntent],
             envelopes: extents.envelopes_for(how).collect(),
-            since: self.store.read_revision().await?,
+            since: self.decision_revision().await?,
         });
         let area = std::slice::from_ref(extents);
         // The entities listed with a subscription are those relevant to it, as its
@@ -234,7 +234,7 @@ impl<S: Store> Dss<S> {
         id: Uuid,
         version: &str,
     ) -> Result<SubscriptionView, DssError> {
-        self.store.fresh().await?;
+        self.fresh_for_attempt().await?;
         let old = self.store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));

@@ -73,7 +73,14 @@ fn three() -> usize {
 impl BenchConfig {
     pub fn full() -> Self {
         Self {
-            workloads: vec!["busy-area".into(), "city".into(), "subscriptions".into(), "restart".into(), "soak".into()],
+            workloads: vec![
+                "busy-area".into(),
+                "city".into(),
+                "subscriptions".into(),
+                "restart".into(),
+                "soak".into(),
+                "planning".into(),
+            ],
             duration_s: 20,
             concurrency: 16,
             city_intents: 100_000,

@@ -644,6 +644,17 @@ impl Store for EtcdStore {
         Ok(self.read(|i| i.revision()))
     }
 
+    /// Every commit compares the revisions of what its decision read (the entity, and the area
+    /// keys of the airspace it searched, at the revision read), so a decision made on a stale
+    /// local view cannot commit: it loses the race and is retried on a fresh view.
+    fn optimistic_writes(&self) -> bool {
+        true
+    }
+
+    async fn local_revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.read(|i| i.revision()))
+    }
+
     async fn get_intent(&self, id: Uuid) -> Result<Option<Stored<OperationalIntent>>, StoreError> {
         Ok(self.read(|i| i.intent(id)))
     }

@@ -149,6 +149,19 @@ pub trait Store: Send + Sync + 'static {
     /// [`Precondition::AreaUnchanged`] with `since` set to it. Includes [`Store::fresh`].
     fn read_revision(&self) -> impl Future<Output = Result<Revision>> + Send;
 
+    /// Whether a mutation may first be attempted on the local view without a consistency point
+    /// (a backend shared with other writers, whose commit preconditions reject a decision made
+    /// on a stale view). The DSS then confirms any refusal with a fresh attempt.
+    fn optimistic_writes(&self) -> bool {
+        false
+    }
+
+    /// The revision of the local view, without a consistency point (see
+    /// [`Store::optimistic_writes`]).
+    fn local_revision(&self) -> impl Future<Output = Result<Revision>> + Send {
+        self.read_revision()
+    }
+
     fn get_intent(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<OperationalIntent>>>> + Send;
     /// Intents any of whose volumes matches any of `area` as `how` says (exact intersection, or
     /// relevance for discovery).
