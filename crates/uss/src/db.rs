@@ -48,10 +48,12 @@ pub enum Table {
     FlightPlans,
     /// flight_planning interface: what the virtual user was told, keyed by time.
     UserNotifications,
+    /// Reports peers sent (`POST /uss/v1/reports`), keyed by time.
+    Reports,
 }
 
 impl Table {
-    const ALL: [Table; 7] = [
+    const ALL: [Table; 8] = [
         Table::OwnIntents,
         Table::OwnConstraints,
         Table::OthersIntents,
@@ -59,6 +61,7 @@ impl Table {
         Table::Pending,
         Table::FlightPlans,
         Table::UserNotifications,
+        Table::Reports,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -69,6 +72,7 @@ impl Table {
             Table::Pending => "pending",
             Table::FlightPlans => "flight_plans",
             Table::UserNotifications => "user_notifications",
+            Table::Reports => "reports",
         }
     }
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::db::Table;
 use crate::error::UssError;
 use crate::records::{verify_constraint, verify_intent, Received};
 use crate::{now, now_text, Uss, MAX_REQUEST_BYTES};
@@ -35,6 +36,10 @@ pub fn app(uss: Arc<Uss>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(uss)
 }
+
+/// Largest report accepted, and how many are kept.
+const MAX_REPORT_BYTES: usize = 256 * 1024;
+const MAX_REPORTS: usize = 10_000;
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, UssError> {
     api::parse_json(body).map_err(|e| UssError::BadRequest(e.message))
@@ -255,9 +260,18 @@ async fn report(State(uss): St, headers: HeaderMap, body: Body) -> Result<Respon
             Scope::AvailabilityArbitration,
         ],
     )?;
-    let mut report: serde_json::Map<String, serde_json::Value> = parse(&crate::error::body_bytes(body)?)?;
+    let bytes = crate::error::body_bytes(body)?;
+    if bytes.len() > MAX_REPORT_BYTES {
+        return Err(UssError::PayloadTooLarge(format!("a report may be at most {MAX_REPORT_BYTES} bytes")));
+    }
+    let mut report: serde_json::Map<String, serde_json::Value> = parse(&bytes)?;
     let id = uuid::Uuid::new_v4().to_string();
-    tracing::warn!(from = %caller.manager, report_id = %id, "report received");
-    report.insert("report_id".into(), serde_json::Value::String(id));
+    report.insert("report_id".into(), serde_json::Value::String(id.clone()));
+    // Kept durably (the reporter from the token, never from the body), bounded in number.
+    let at = now().micros();
+    let stored = serde_json::json!({"reporter": caller.manager, "received_at": now_text(), "report": report});
+    uss.db.put(Table::Reports, &format!("{at:020}-{id}"), &stored)?;
+    uss.db.keep_newest(Table::Reports, MAX_REPORTS)?;
+    tracing::info!(from = %caller.manager, report_id = %id, bytes = bytes.len(), "report stored");
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }

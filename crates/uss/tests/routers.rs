@@ -172,3 +172,28 @@ async fn the_peer_router_has_no_operator_route_and_checks_its_input() {
         .expect("req");
     assert_error(send(app, get).await, StatusCode::NOT_FOUND, "not managed here");
 }
+
+/// `POST /uss/v1/reports` answers 201 with a report id and keeps the report in the
+/// participant's database with the reporter taken from the token; too large a report is 413.
+#[tokio::test]
+async fn peer_reports_are_stored_with_the_token_subject() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = token("alpha", "utm.strategic_coordination");
+    let body =
+        r#"{"reporter": "forged", "exchange": {"url": "http://x.test/a", "method": "GET", "problem": "timeout"}}"#;
+    let id = {
+        let app = uss::peer_app(participant(dir.path()));
+        let (s, r) = send(app.clone(), post("/uss/v1/reports", Some(&peer), "application/json", body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+        let big = format!(r#"{{"exchange": {{"problem": "{}"}}}}"#, "x".repeat(300 * 1024));
+        let (s, _) = send(app, post("/uss/v1/reports", Some(&peer), "application/json", &big)).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        r["report_id"].as_str().expect("report id").to_owned()
+    };
+    let db = uss::db::Db::open(dir.path()).expect("reopen");
+    let kept: Vec<(String, serde_json::Value)> = db.load_all(uss::db::Table::Reports).expect("reports");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].0.ends_with(&id));
+    assert_eq!(kept[0].1["reporter"], "alpha", "the reporter is the token's subject: {}", kept[0].1);
+    assert_eq!(kept[0].1["report"]["exchange"]["problem"], "timeout");
+}
