@@ -161,6 +161,10 @@ struct UssArgs {
     /// and close flights of this organization: expose it to a test director only. Off by default.
     #[arg(long)]
     flight_planning: bool,
+    /// Testing only: answer every EVERY-th request for details after MS milliseconds
+    /// (`EVERY:MS`), to measure how a slow peer affects others' plans.
+    #[arg(long, hide = true)]
+    slow_answers: Option<String>,
     /// Testing only: die as `kill -9` would at this point of the next change
     /// (`after-write-ahead` or `after-dss-write`).
     #[arg(long, hide = true)]
@@ -873,6 +877,17 @@ fn run_uss(args: UssArgs) -> Result<()> {
             notify_retry_for: Duration::from_secs(args.notify_retry_secs),
             crash_at,
             flight_planning: args.flight_planning,
+            slow_answers: match &args.slow_answers {
+                None => None,
+                Some(spec) => {
+                    let parsed = spec
+                        .split_once(':')
+                        .and_then(|(n, ms)| Some((n.parse::<u64>().ok()?, ms.parse::<u64>().ok()?)));
+                    let (every, ms) =
+                        parsed.with_context(|| format!("--slow-answers {spec}: expected EVERY:MS, e.g. 10:2000"))?;
+                    Some((every.max(1), Duration::from_millis(ms)))
+                }
+            },
         };
         let participant =
             uss::Uss::open(config, tokens, peer_verifier, operator_verifier, &args.data_dir).map_err(|e| {

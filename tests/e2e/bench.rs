@@ -22,7 +22,16 @@ fn bench_smoke_run_is_correct() {
     let names: Vec<&str> = workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
     assert_eq!(
         names,
-        ["busy-area (baseline: serial commits)", "busy-area", "city", "subscriptions", "restart", "soak", "planning"]
+        [
+            "busy-area (baseline: serial commits)",
+            "busy-area",
+            "city",
+            "subscriptions",
+            "restart",
+            "soak",
+            "planning",
+            "planning (every 10th peer answer after 2 s)"
+        ]
     );
     for w in workloads {
         let name = w["workload"].as_str().expect("name");

@@ -91,9 +91,14 @@ struct Outcomes {
     other: u64,
 }
 
-pub async fn planning(ctx: &Ctx) -> Result<WorkloadReport> {
+/// Every this-many-th request for details is answered late in the slow run, by this much.
+const SLOW_EVERY: u64 = 10;
+const SLOW_MS: u64 = 2000;
+
+/// `slow`: every participant answers every 10th request for details after 2 s.
+pub async fn planning(ctx: &Ctx, slow: bool) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
-    let dir = ctx.work_dir.join("planning");
+    let dir = ctx.work_dir.join(if slow { "planning-slow" } else { "planning" });
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let private = dir.join("private.pem");
@@ -105,39 +110,40 @@ pub async fn planning(ctx: &Ctx) -> Result<WorkloadReport> {
     let dss = crate::Server::start(exe, &dss_dir, &ctx.public_key_path, &["--jwt-audience", "127.0.0.1"])?;
     let token_url = format!("{}/token", auth.urls[0]);
     let mut participants = Vec::new();
+    let slow_spec = format!("{SLOW_EVERY}:{SLOW_MS}");
     for name in PARTICIPANTS {
         let data = dir.join(name);
         let data = data.to_str().context("path")?.to_owned();
-        let p = spawn(
-            exe,
-            &[
-                "uss",
-                "--listen",
-                "127.0.0.1:0",
-                "--operator-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                &data,
-                "--dss-url",
-                &dss.base,
-                "--token-url",
-                &token_url,
-                "--client-id",
-                name,
-                "--jwt-public-key",
-                &public,
-                "--jwt-audience",
-                "127.0.0.1",
-                "--jwt-audience",
-                "localhost",
-                "--scope",
-                "utm.strategic_coordination",
-                "--scope",
-                "utm.conformance_monitoring_sa",
-                "--flight-planning",
-            ],
-            2,
-        )?;
+        let mut args: Vec<&str> = vec![
+            "uss",
+            "--listen",
+            "127.0.0.1:0",
+            "--operator-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--dss-url",
+            &dss.base,
+            "--token-url",
+            &token_url,
+            "--client-id",
+            name,
+            "--jwt-public-key",
+            &public,
+            "--jwt-audience",
+            "127.0.0.1",
+            "--jwt-audience",
+            "localhost",
+            "--scope",
+            "utm.strategic_coordination",
+            "--scope",
+            "utm.conformance_monitoring_sa",
+            "--flight-planning",
+        ];
+        if slow {
+            args.extend(["--slow-answers", slow_spec.as_str()]);
+        }
+        let p = spawn(exe, &args, 2)?;
         participants.push(p);
     }
     let bases: Vec<String> = participants.iter().map(|p| p.urls[0].clone()).collect();
@@ -212,7 +218,9 @@ pub async fn planning(ctx: &Ctx) -> Result<WorkloadReport> {
                 let result = r["planning_result"].as_str().unwrap_or_default().to_owned();
                 match (s, result.as_str()) {
                     (200, "Completed") => {
-                        rec.ok("plan", t.elapsed().as_micros() as u64);
+                        let waited = t.elapsed() >= Duration::from_millis(SLOW_MS);
+                        let kind = if slow && waited { "plan-waited-on-slow-peer" } else { "plan" };
+                        rec.ok(kind, t.elapsed().as_micros() as u64);
                         outcomes.lock().completed += 1;
                     }
                     (200, "Rejected") => {
@@ -279,7 +287,11 @@ pub async fn planning(ctx: &Ctx) -> Result<WorkloadReport> {
     let violations = check_invariant(ctx, &http, &dss.base, &bases).await?;
     let o = std::mem::take(&mut *outcomes.lock());
     let mut report = WorkloadReport {
-        workload: "planning".into(),
+        workload: if slow {
+            format!("planning (every {SLOW_EVERY}th peer answer after {} s)", SLOW_MS / 1000)
+        } else {
+            "planning".into()
+        },
         parameters: json!({"participants": PARTICIPANTS, "operators": cfg.concurrency, "interface": "flight_planning v1",
                            "area_km": [5, 5], "overlap_share": OVERLAP_SHARE, "live_per_operator": LIVE_PER_OPERATOR,
                            "steps": "plan (survey, peer details, DSS write, notifications), activate half, close the oldest"}),

@@ -82,6 +82,9 @@ pub struct UssConfig {
     pub crash_at: Option<CrashPoint>,
     /// Serve InterUSS's flight_planning v1 interface on the peer listener (`--flight-planning`).
     pub flight_planning: bool,
+    /// Testing only: answer every `n`-th request for details after this delay (`--slow-answers`),
+    /// to measure how a slow peer affects others' plans.
+    pub slow_answers: Option<(u64, Duration)>,
 }
 
 /// What the participant holds in memory: the serving copy of its durable records.
@@ -104,6 +107,8 @@ pub struct Uss {
     pub(crate) mem: RwLock<Memory>,
     /// One change at a time per entity; changes of different entities run in parallel.
     entity_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Requests for details served, for `slow_answers`.
+    pub(crate) details_served: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -163,6 +168,7 @@ impl Uss {
             db,
             mem: RwLock::new(mem),
             entity_locks: Mutex::new(HashMap::new()),
+            details_served: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 

@@ -44,6 +44,7 @@ fn participant(dir: &std::path::Path) -> Arc<uss::Uss> {
         notify_retry_for: Duration::ZERO,
         crash_at: None,
         flight_planning: true,
+        slow_answers: None,
     };
     uss::Uss::open(config, tokens, verifier(), verifier(), dir).expect("open")
 }
