@@ -284,6 +284,15 @@ pub async fn planning(ctx: &Ctx, slow: bool) -> Result<WorkloadReport> {
         rec.merge(r?);
     }
     let seconds = started.elapsed().as_secs_f64();
+    // Peer calls: requests for details each participant answered (before the check below,
+    // which makes its own).
+    let operator = crate::mint(&ctx.keys, "planning-bench-operator", &["deconflict.operator"])?;
+    let mut peer_calls = 0u64;
+    for p in &participants {
+        let st: Value =
+            http.get(format!("{}/operator/status", p.urls[1])).bearer_auth(&operator).send().await?.json().await?;
+        peer_calls += st["details_served"].as_u64().unwrap_or(0);
+    }
     let violations = check_invariant(ctx, &http, &dss.base, &bases).await?;
     let o = std::mem::take(&mut *outcomes.lock());
     let mut report = WorkloadReport {
@@ -306,6 +315,11 @@ pub async fn planning(ctx: &Ctx, slow: bool) -> Result<WorkloadReport> {
         o.rejected,
         o.failed,
         o.other
+    ));
+    let attempts = o.completed + o.rejected + o.failed;
+    report.notes.push(format!(
+        "{peer_calls} requests for peers' details over {attempts} plan attempts: {:.2} per plan (details are cached by version)",
+        peer_calls as f64 / attempts.max(1) as f64
     ));
     report.notes.push(format!(
         "safety invariant over {} live operations served by the participants: {} violations (pairs of equal priority intersecting in 4D)",

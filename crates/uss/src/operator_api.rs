@@ -149,6 +149,8 @@ async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError
         "notifications": notifications,
         "notifications_stored": n_notifications,
         "notification_bytes_stored": notification_bytes,
+        // Requests for our operations' details answered to peers since start.
+        "details_served": uss.details_served.load(std::sync::atomic::Ordering::Relaxed),
     }))
     .into_response())
 }

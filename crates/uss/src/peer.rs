@@ -47,8 +47,8 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, UssError> {
 
 async fn get_details(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
     uss.peer(&headers, &[Scope::StrategicCoordination])?;
+    let n = uss.details_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some((every, delay)) = uss.config.slow_answers {
-        let n = uss.details_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if every > 0 && n % every == every - 1 {
             tokio::time::sleep(delay).await;
         }
