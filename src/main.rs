@@ -389,7 +389,9 @@ struct DssArgs {
     rate_limit_burst: Option<f64>,
     /// Requests per second with an invalid or missing token allowed per client address, 0 for
     /// no limit; past it (burst 5x) that address's requests get 429 before any token is checked.
-    #[arg(long, default_value_t = 20.0)]
+    /// Generous by default (a signature check costs tens of microseconds): it exists so that a
+    /// flood of forged tokens cannot buy signature checks, not to trip clients' negative tests.
+    #[arg(long, default_value_t = 200.0)]
     rate_limit_failed_auth_per_ip: f64,
     /// Live operational intents one manager (token `sub`) may hold; past it, 429.
     #[arg(long, default_value_t = dss::Quotas::default().max_intents)]
