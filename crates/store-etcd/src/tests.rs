@@ -48,9 +48,11 @@ async fn conformance_suite() {
 async fn two_instances_share_one_record() {
     let etcd = Etcd::start().await;
     let (a, b) = (etcd.store("/pool/").await, etcd.store("/pool/").await);
-    // A write through one is visible through the other at once (consistent reads).
+    // A write through one is visible through the other after its consistency point (what the
+    // DSS takes before every read: reads of the local index alone may lag the watch).
     let oi = conformance::intent(vec![conformance::square(0.0, 100.0, 0, 60)], None);
     let c = a.commit(Txn { preconditions: vec![], writes: vec![Write::PutIntent(oi.clone())] }).await.expect("commit");
+    b.fresh().await.expect("consistency point");
     let seen = b.get_intent(oi.id).await.expect("read").expect("visible through the other instance");
     assert_eq!((*seen.value).clone(), oi);
     assert_eq!(seen.revision, c.revision);
