@@ -416,24 +416,6 @@ impl EmbeddedStore {
         self.inner.pending.lock().degraded.clone()
     }
 
-    /// Bytes in the data directory's log segments and snapshot.
-    pub fn disk_bytes(&self) -> u64 {
-        let snapshot = fs::metadata(self.inner.dir.join(SNAPSHOT_FILE)).map_or(0, |m| m.len());
-        let logs: u64 = log_segments(&self.inner.dir)
-            .unwrap_or_default()
-            .iter()
-            .map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len()))
-            .sum();
-        snapshot + logs
-    }
-
-    /// Asks for a compaction now (the benchmark's soak workload uses this through the
-    /// threshold; tests call it directly).
-    pub fn request_compaction(&self) {
-        *self.inner.compact_requested.lock() = true;
-        self.inner.wake_compactor.notify_one();
-    }
-
     /// Waits until everything up to `revision` is on disk.
     async fn durable_at(&self, revision: Revision) -> Result<(), StoreError> {
         if *self.inner.durable.borrow() >= revision {
@@ -459,8 +441,11 @@ impl EmbeddedStore {
     }
 }
 
+/// What a refused write is told while the disk is full.
+const FULL: &str = "the DSS's disk has no room for its log: changes are refused and not applied, reads are served; writes resume once space is freed";
+
 fn full_message(e: &std::io::Error) -> String {
-    format!("the DSS's disk has no room for its log ({e}): changes are refused and not applied, reads are served; writes resume once space is freed")
+    format!("{FULL} ({e})")
 }
 
 /// The group-commit loop: take everything queued, write it into allocated space, sync once,
@@ -768,10 +753,7 @@ impl Store for EmbeddedStore {
             let mut p = self.inner.pending.lock();
             let len = record.len() as u64;
             if len > p.room {
-                let why = p.degraded.get_or_insert_with(|| {
-                    "the DSS's disk has no room for its log: changes are refused and not applied, reads are served; writes resume once space is freed".into()
-                });
-                let why = why.clone();
+                let why = p.degraded.get_or_insert_with(|| FULL.into()).clone();
                 drop(p);
                 self.inner.wake_writer.notify_one();
                 return Err(StoreError::Full(why));

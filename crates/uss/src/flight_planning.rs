@@ -126,10 +126,6 @@ fn flight_plan_id(id: &str) -> Result<(), UssError> {
 }
 
 impl Uss {
-    fn test_client(&self, headers: &HeaderMap, scope: auth::Scope) -> Result<auth::Caller, UssError> {
-        self.peer(headers, &[scope])
-    }
-
     fn flight_plan(&self, id: &str) -> Result<Option<FlightPlanRecord>, UssError> {
         Ok(self.db.get(Table::FlightPlans, id)?)
     }
@@ -184,7 +180,7 @@ impl Uss {
 }
 
 async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError> {
-    uss.test_client(&headers, auth::Scope::FlightPlanningDirect)?;
+    uss.peer(&headers, &[auth::Scope::FlightPlanningDirect])?;
     Ok(Json(json!({"status": "Ready", "api_name": API_NAME, "api_version": API_VERSION})).into_response())
 }
 
@@ -272,7 +268,7 @@ async fn upsert(
     Path(fp_id): Path<String>,
     body: Body,
 ) -> Result<Response, UssError> {
-    uss.test_client(&headers, auth::Scope::FlightPlanningPlan)?;
+    uss.peer(&headers, &[auth::Scope::FlightPlanningPlan])?;
     flight_plan_id(&fp_id)?;
     let req: UpsertRequest = parse(&crate::error::body_bytes(body)?)?;
     let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
@@ -348,7 +344,7 @@ async fn upsert(
 }
 
 async fn close(State(uss): St, headers: HeaderMap, Path(fp_id): Path<String>) -> Result<Response, UssError> {
-    uss.test_client(&headers, auth::Scope::FlightPlanningDirect)?;
+    uss.peer(&headers, &[auth::Scope::FlightPlanningDirect])?;
     flight_plan_id(&fp_id)?;
     let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
     let record =
@@ -384,7 +380,7 @@ async fn user_notifications(
     headers: HeaderMap,
     query: Result<Query<NoticeWindow>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UssError> {
-    uss.test_client(&headers, auth::Scope::FlightPlanningPlan)?;
+    uss.peer(&headers, &[auth::Scope::FlightPlanningPlan])?;
     let Query(w) = query.map_err(|e| UssError::BadRequest(format!("query parameters: {e}")))?;
     let after = time_param(
         w.after.as_deref().ok_or_else(|| UssError::BadRequest("the `after` query parameter is required".into()))?,
@@ -425,7 +421,7 @@ struct ClearAreaRequest {
 /// Ends every intent of ours that meets the extent, then removes any DSS reference of ours
 /// there that no record of ours explains.
 async fn clear_area(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
-    uss.test_client(&headers, auth::Scope::FlightPlanningDirect)?;
+    uss.peer(&headers, &[auth::Scope::FlightPlanningDirect])?;
     let req: ClearAreaRequest = parse(&crate::error::body_bytes(body)?)?;
     let extent = api::volume_from_wire(&req.extent, "extent").map_err(|e| UssError::BadRequest(e.message))?;
     let doomed: Vec<String> = uss
