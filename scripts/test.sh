@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, then unit, property, store-conformance and
 # end-to-end tests (the e2e tests start the real binary, including a benchmark smoke run).
-# Installs whatever the tests need that the Rust toolchain does not bring: Debian's etcd-server
-# (the pool tests start a local etcd cluster), when it is missing and apt-get can install it.
+# Installs whatever the tests need that the Rust toolchain does not bring, when it is missing and
+# apt-get can install it: Debian's etcd-server (the pool tests start a local etcd cluster) and
+# chromium (the map's browser test); then the map's npm packages from its lock file (`npm ci`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v etcd >/dev/null 2>&1; then
+apt_updated=
+apt_install() { # apt_install <command> <package> <why>
+    command -v "$1" >/dev/null 2>&1 && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing etcd-server (needed by the pool tests)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-        # The package starts a system etcd on the default ports; the tests use their own.
-        (command -v systemctl >/dev/null 2>&1 && systemctl stop etcd >/dev/null 2>&1) || true
+        echo "installing $2 ($3)"
+        [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
     else
-        echo "warning: etcd is not installed and cannot be installed here; the pool tests will fail" >&2
+        echo "warning: $2 is not installed and cannot be installed here; $3 will fail" >&2
     fi
+}
+if ! command -v etcd >/dev/null 2>&1; then
+    apt_install etcd etcd-server "the pool tests"
+    # The package starts a system etcd on the default ports; the tests use their own.
+    (command -v systemctl >/dev/null 2>&1 && systemctl stop etcd >/dev/null 2>&1) || true
 fi
+apt_install chromium chromium "the map's browser test"
+web=crates/map/web
+(cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$web" && npm run --silent lint)
+# The committed map assets must be exactly what the build script makes from the lock file.
+built=$(mktemp -d)
+(cd "$web" && node build.mjs "$built" >/dev/null)
+if ! diff -r "$built" crates/map/assets >/dev/null; then
+    echo "crates/map/assets differs from a fresh build: run (cd $web && npm ci && npm run build) and commit" >&2
+    rm -rf "$built"
+    exit 1
+fi
+rm -rf "$built"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)

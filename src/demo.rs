@@ -59,6 +59,11 @@ pub fn spawn(args: &[&str], log: &Path) -> Result<Proc> {
 /// A token for a participant's operator interface, signed with the development key the demo's
 /// participants trust.
 fn operator_token(sub: &str) -> Result<String> {
+    dev_token(sub, "deconflict.operator")
+}
+
+/// A token for `scope`, signed with the development key the demo's servers trust.
+fn dev_token(sub: &str, scope: &str) -> Result<String> {
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     let key = EncodingKey::from_rsa_pem(crate::DEV_PRIVATE_KEY.as_bytes())
         .or_else(|_| EncodingKey::from_ec_pem(crate::DEV_PRIVATE_KEY.as_bytes()))?;
@@ -68,7 +73,7 @@ fn operator_token(sub: &str) -> Result<String> {
         Algorithm::RS256
     };
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({"iss": "deconflict-demo", "sub": sub, "aud": "127.0.0.1", "scope": "deconflict.operator",
+    let claims = json!({"iss": "deconflict-demo", "sub": sub, "aud": "127.0.0.1", "scope": scope,
                         "iat": now, "exp": now + 3600});
     Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
 }
@@ -169,7 +174,7 @@ async fn notifications(uss: &Operator) -> Result<usize> {
 }
 
 /// Runs the scenario; every step is checked, so a broken system makes the demo fail.
-pub fn run(keep_running: bool) -> Result<()> {
+pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     let public = dir.join("auth-public.pem");
@@ -266,6 +271,33 @@ pub fn run(keep_running: bool) -> Result<()> {
         tl.say("bravo", format!("has received {after} notifications, {} during alpha's activation, nonconformance and end", after - before));
 
         if keep_running {
+            // alpha subscribes too, so bravo's changes on the map are delivered somewhere.
+            let (s, _) = op(&alpha, "POST", "/operator/subscribe", Some(&area)).await?;
+            anyhow::ensure!(s == 200, "alpha could not subscribe");
+            // A flight of alpha's that stays, so the map shows both participants' operations.
+            let stays = json!({"volumes": [circle(lat + 0.010, lng + 0.006, 350.0, 0.0, 120.0, "+10m", "+70m")], "priority": 0});
+            let (s, kept) = op(&alpha, "POST", "/operator/plan", Some(&stays)).await?;
+            anyhow::ensure!(s == 200, "alpha's lasting flight failed: {kept}");
+            let kept_id = kept["operational_intent_id"].as_str().unwrap_or_default().to_owned();
+            tl.say("alpha", format!("plans {kept_id} (350 m, 0-120 m, +10..+70 min), left running for the map\n{}", notified(&kept)));
+            let map_token = dev_token("authority-viewer", "deconflict.map.read")?;
+            let dss_map = format!("{}/map#14/{lat}/{lng}", dss.url);
+            if let Some(path) = ready_file {
+                let ready = json!({
+                    "dss": dss.url, "dss_map": dss_map, "dss_map_token": map_token, "token_server": auth.url,
+                    "alpha": {"peers": alpha_proc.url, "operator": alpha.url, "token": alpha.token, "kept_intent": kept_id},
+                    "bravo": {"peers": bravo_proc.url, "operator": bravo.url, "token": bravo.token, "intent": b_id},
+                    "authority": {"peers": authority_proc.url, "operator": authority.url, "token": authority.token},
+                    "center": [lng, lat],
+                });
+                std::fs::write(path, serde_json::to_vec_pretty(&ready)?)?;
+            }
+            println!("\nMaps (open in a browser, sign in with the token below):");
+            println!("  bravo's operator map  {}/", bravo.url);
+            println!("  alpha's operator map  {}/", alpha.url);
+            println!("  the DSS's airspace    {dss_map}");
+            println!("Operator token for alpha (scope deconflict.operator, valid 1 h):\n  {}", alpha.token);
+            println!("Map token for the DSS (scope deconflict.map.read, valid 1 h):\n  {map_token}");
             let tok = |sub: &str| format!("{token_url}?grant_type=client_credentials&sub={sub}&scope=utm.strategic_coordination&intended_audience=127.0.0.1");
             println!("\nServers are running (Ctrl-C to stop):\n  token server {}\n  DSS          {}", auth.url, dss.url);
             for (name, p, o) in [("alpha", &alpha_proc, &alpha), ("bravo", &bravo_proc, &bravo), ("authority", &authority_proc, &authority)] {
@@ -274,7 +306,12 @@ pub fn run(keep_running: bool) -> Result<()> {
             println!("Peer tokens: curl '{}'", tok("alpha"));
             println!("Operator token for bravo (scope deconflict.operator, valid 1 h):\n  export DECONFLICT_TOKEN={}", bravo.token);
             println!("Try: deconflict status --uss {}", bravo.url);
-            tokio::signal::ctrl_c().await?;
+            // Ctrl-C, or SIGTERM from a script: dropping the processes stops them all.
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = terminate.recv() => {}
+            }
             return Ok(());
         }
         let (s, _) = op(&bravo, "POST", &format!("/operator/intents/{b_id}/end"), None).await?;

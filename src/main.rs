@@ -236,6 +236,10 @@ struct DemoArgs {
     /// Leave the servers running after the scenario and print their addresses and tokens.
     #[arg(long)]
     keep_running: bool,
+    /// With --keep-running: also write the addresses and tokens as JSON to this file once
+    /// everything is up (for scripts and the map's browser tests).
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -377,6 +381,11 @@ struct DssArgs {
     /// expect interlocking flights to discover each other). Key checks stay exact.
     #[arg(long, default_value_t = dss::DEFAULT_RELEVANCE_MARGIN_M)]
     relevance_margin_m: f64,
+    /// The scope a token needs to read the airspace map at `/map` (references only, never an
+    /// OVN): one of the scopes this system knows, e.g. `deconflict.map.read` for an authority,
+    /// or `utm.strategic_coordination` to let every participant look.
+    #[arg(long, default_value = "deconflict.map.read")]
+    map_scope: String,
     #[command(flatten)]
     http: HttpLimitArgs,
     /// Requests per second allowed per token subject (`sub`), 0 for no limit; beyond it and the
@@ -497,7 +506,7 @@ fn main() -> Result<()> {
         Command::End(a) => operator::call("POST", &a.conn, &format!("/operator/intents/{}/end", a.id), None),
         Command::Status(a) => operator::call("GET", &a.conn, "/operator/status", None),
         Command::Constrain(a) => operator::call("POST", &a.conn, "/operator/constraints", Some(&a.file)),
-        Command::Demo(args) => demo::run(args.keep_running),
+        Command::Demo(args) => demo::run(args.keep_running, args.ready_file.as_deref()),
         Command::Pool(a) => pool::run(pool::PoolOptions {
             members: a.members,
             dir: a.dir,
@@ -556,7 +565,11 @@ fn run_dss(args: DssArgs) -> Result<()> {
     if !(args.relevance_margin_m.is_finite() && (0.0..=10_000.0).contains(&args.relevance_margin_m)) {
         bail!("--relevance-margin-m must be between 0 and 10000 metres");
     }
+    let map_scope = auth::Scope::parse(&args.map_scope).with_context(|| {
+        format!("--map-scope `{}` is not a scope this system knows (e.g. deconflict.map.read)", args.map_scope)
+    })?;
     let config = Config {
+        map_scope,
         retention_s: args.retention_secs.max(0),
         strict_scopes: args.strict_scopes,
         relevance_margin_m: args.relevance_margin_m,

@@ -41,6 +41,9 @@ pub enum Scope {
     FlightPlanningPlan,
     /// ...and act as the test director (status, closing flights, clearing an area).
     FlightPlanningDirect,
+    /// `deconflict.map.read`: the DSS's read-only airspace map (references only), the default
+    /// of `deconflict dss --map-scope`.
+    MapRead,
 }
 
 impl Scope {
@@ -58,6 +61,7 @@ impl Scope {
             "interuss.pool_status.heartbeat.write" => Scope::PoolHeartbeatWrite,
             "interuss.flight_planning.plan" => Scope::FlightPlanningPlan,
             "interuss.flight_planning.direct_automated_test" => Scope::FlightPlanningDirect,
+            "deconflict.map.read" => Scope::MapRead,
             _ => return None,
         })
     }
@@ -75,6 +79,7 @@ impl Scope {
             Scope::PoolHeartbeatWrite => "interuss.pool_status.heartbeat.write",
             Scope::FlightPlanningPlan => "interuss.flight_planning.plan",
             Scope::FlightPlanningDirect => "interuss.flight_planning.direct_automated_test",
+            Scope::MapRead => "deconflict.map.read",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! a concurrent change invalidates them the operation starts over, a bounded number of times.
 //! Nothing here knows HTTP or JSON; the server maps [`DssError`] to status codes in one place.
 
+mod airspace;
 mod availability;
 mod constraints;
 mod intents;
@@ -17,6 +18,7 @@ use geo4d::{Timestamp, Volume4D};
 use model::{Manager, UssAvailability};
 use store::{Store, StoreError};
 
+pub use airspace::{Airspace, MAX_MAP_CELLS};
 pub use availability::ReportReceipt;
 pub use model::{
     ConstraintView, ImplicitSubscriptionRequest, IntentView, PutIntentRequest, PutSubscriptionRequest, SubscriptionView,
@@ -161,6 +163,8 @@ pub struct Config {
     pub relevance_margin_m: f64,
     /// Most a single manager may hold at once.
     pub quotas: Quotas,
+    /// The scope that may read the airspace map (`--map-scope`).
+    pub map_scope: Scope,
 }
 
 /// Per-manager limits on live entities and stored vertices: one USS cannot grow the DSS's
@@ -210,6 +214,7 @@ impl Default for Config {
             subscription_start_tolerance_s: 5 * 60,
             relevance_margin_m: DEFAULT_RELEVANCE_MARGIN_M,
             quotas: Quotas::default(),
+            map_scope: Scope::MapRead,
         }
     }
 }

@@ -619,6 +619,29 @@ pub enum Footprint {
 }
 
 impl Footprint {
+    /// The outline as a closed ring of points for display (a map): a polygon's vertices, or a
+    /// circle approximated by `circle_points` points at its radius on the WGS84 ellipsoid. Never
+    /// used to decide anything; intersections use the exact shape.
+    pub fn display_outline(&self, circle_points: usize) -> Vec<LatLng> {
+        let mut ring = match self {
+            Footprint::Polygon(p) => p.vertices().to_vec(),
+            Footprint::Circle(c) => {
+                let n = circle_points.max(8);
+                (0..n)
+                    .map(|i| {
+                        let azimuth = 360.0 * i as f64 / n as f64;
+                        let (lat, lng): (f64, f64) = WGS84.direct(c.center.lat, c.center.lng, azimuth, c.radius_m);
+                        LatLng { lat, lng: wrap180(lng) }
+                    })
+                    .collect()
+            }
+        };
+        if let Some(first) = ring.first().copied() {
+            ring.push(first);
+        }
+        ring
+    }
+
     /// Reads the first coordinate of the shape's cached tile-plane image (0 if it has none).
     /// Worth nothing in itself: a search calls it on all its candidates before testing any, so
     /// that their cache misses (row, volumes, projected points) overlap instead of queueing one

@@ -564,3 +564,26 @@ proptest! {
         prop_assert_eq!(fa.relevant_to(&fb, margin), gap <= 2.0 * margin, "gap {} margin {}", gap, margin);
     }
 }
+
+#[test]
+fn a_circles_display_outline_lies_on_its_radius_and_is_closed() {
+    let centre = LatLng::new(47.0, 8.0).expect("valid in the test");
+    let circle = Footprint::Circle(Circle::new(centre, 400.0).expect("valid in the test"));
+    let ring = circle.display_outline(64);
+    assert_eq!(ring.len(), 65);
+    assert_eq!(ring.first(), ring.last());
+    for p in &ring {
+        let d = geodesic_distance_m(centre, *p);
+        assert!((d - 400.0).abs() < 0.01, "point {p:?} is {d} m from the centre");
+    }
+    let square = vec![
+        LatLng::new(0.0, 0.0).expect("valid in the test"),
+        LatLng::new(0.0, 0.01).expect("valid in the test"),
+        LatLng::new(0.01, 0.01).expect("valid in the test"),
+        LatLng::new(0.01, 0.0).expect("valid in the test"),
+    ];
+    let polygon = Footprint::Polygon(Polygon::new(square.clone()).expect("valid in the test"));
+    let ring = polygon.display_outline(64);
+    assert_eq!(&ring[..4], &square[..]);
+    assert_eq!(ring[4], square[0]);
+}

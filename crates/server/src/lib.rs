@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod http;
+mod map_view;
 pub mod pool;
 pub mod ratelimit;
 pub mod reports;
@@ -126,6 +127,9 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/aux/v1/pool/dss_instances/heartbeat", put(aux_pool_heartbeat::<S>))
         .route("/healthy", get(healthy::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/map", get(map::page))
+        .route("/map/data", get(map_data::<S>))
+        .merge(map::assets_router())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see the ASTM F3548-21 DSS API".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -305,6 +309,26 @@ fn uuid_path(s: &str, what: &str) -> Result<model::Uuid, ApiError> {
 }
 
 // ---- operational intent references ----
+
+#[derive(serde::Deserialize)]
+struct MapQuery {
+    /// `west,south,east,north` in degrees.
+    bbox: Option<String>,
+    /// How far ahead, in hours (default 25: the slider's 24 h and a margin).
+    hours: Option<u32>,
+}
+
+/// The airspace map's data: references only, for the `--map-scope` scope.
+async fn map_data<S: Store>(
+    State(st): St<S>,
+    Authed(c): Authed,
+    query: Result<axum::extract::Query<MapQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::Wire(api::WireError::bad(format!("query: {e}"))))?;
+    let bbox = map_view::parse_bbox(q.bbox.as_deref())?;
+    let airspace = st.dss.airspace(&c, bbox, q.hours.unwrap_or(25)).await?;
+    Ok(axum::Json(map_view::view(&c.manager, &airspace)))
+}
 
 async fn query_intents<S: Store>(
     State(st): St<S>,

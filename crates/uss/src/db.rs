@@ -50,10 +50,12 @@ pub enum Table {
     UserNotifications,
     /// Reports peers sent (`POST /uss/v1/reports`), keyed by time.
     Reports,
+    /// Subscriptions the operator made, for the map.
+    Subscriptions,
 }
 
 impl Table {
-    const ALL: [Table; 8] = [
+    const ALL: [Table; 9] = [
         Table::OwnIntents,
         Table::OwnConstraints,
         Table::OthersIntents,
@@ -62,6 +64,7 @@ impl Table {
         Table::FlightPlans,
         Table::UserNotifications,
         Table::Reports,
+        Table::Subscriptions,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -73,6 +76,7 @@ impl Table {
             Table::FlightPlans => "flight_plans",
             Table::UserNotifications => "user_notifications",
             Table::Reports => "reports",
+            Table::Subscriptions => "subscriptions",
         }
     }
 }

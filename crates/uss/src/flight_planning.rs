@@ -141,6 +141,7 @@ impl Uss {
         };
         let key = format!("{:020}-{}", at.micros(), uuid::Uuid::new_v4());
         tracing::info!(conflicts, %message, "user notification");
+        self.feed("user", None, message.clone());
         if let Err(e) = self.db.put(Table::UserNotifications, &key, &notice) {
             tracing::warn!(error = %e, "could not record a user notification");
         }

@@ -13,6 +13,7 @@
 pub mod db;
 pub mod error;
 pub mod flight_planning;
+mod map_view;
 pub mod operator;
 mod operator_api;
 mod peer;
@@ -109,6 +110,8 @@ pub struct Uss {
     entity_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Requests for details served, for `slow_answers`.
     pub(crate) details_served: std::sync::atomic::AtomicU64,
+    /// The live feed of the operator's map (`/operator/events`).
+    pub(crate) events: tokio::sync::broadcast::Sender<map_view::FeedEvent>,
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -169,6 +172,7 @@ impl Uss {
             mem: RwLock::new(mem),
             entity_locks: Mutex::new(HashMap::new()),
             details_served: std::sync::atomic::AtomicU64::new(0),
+            events: map_view::channel(),
         }))
     }
 

@@ -77,6 +77,18 @@ async fn get_constraint(State(uss): St, headers: HeaderMap, Path(id): Path<Strin
 impl Uss {
     fn record_received(&self, n: Received) {
         tracing::info!(from = %n.from, id = %n.entity_id, accepted = n.accepted, "notification received");
+        let what = n.kind.replace('_', " ");
+        let change = match (&n.version, &n.state) {
+            (None, _) => "removed".to_owned(),
+            (Some(v), Some(s)) => format!("now {s}, version {v}"),
+            (Some(v), None) => format!("now version {v}"),
+        };
+        let verdict = if n.accepted { String::new() } else { format!(" (not accepted: {})", n.note) };
+        self.feed(
+            "received",
+            Some(&n.entity_id),
+            format!("{} notified: {what} {} {change}{verdict}", n.from, n.entity_id),
+        );
         if let Err(e) = self.db.add_notification(now().micros(), &n) {
             tracing::warn!(error = %e, "could not record a received notification");
         }

@@ -291,6 +291,17 @@ impl Uss {
     /// references; the write-ahead record then stays for reconciliation and the operator is told.
     fn record_intent(&self, own: &OwnIntent) -> Result<(), UssError> {
         let id = own.reference.id.clone();
+        self.feed(
+            "change",
+            Some(&id),
+            format!(
+                "{} operation {id} is {} (version {}, priority {})",
+                own.reference.manager,
+                own.state.as_str(),
+                own.reference.version,
+                own.priority
+            ),
+        );
         let body = serde_json::to_string(&own.to_record()).map_err(|e| UssError::Storage(e.to_string()))?;
         let saved = self.db.apply(&[Write::Put(Table::OwnIntents, &id, body), Write::Delete(Table::Pending, &id)]);
         let mut mem = self.mem.write();
@@ -360,6 +371,7 @@ impl Uss {
         };
         self.crash_point(CrashPoint::AfterDssWrite);
         let saved = self.db.apply(&[Write::Delete(Table::OwnIntents, id), Write::Delete(Table::Pending, id)]);
+        self.feed("change", Some(id), format!("{} ended operation {id}", self.client_id()));
         {
             let mut mem = self.mem.write();
             mem.own_intents.remove(id);
@@ -422,6 +434,11 @@ impl Uss {
 
     fn record_constraint(&self, own: &OwnConstraint) -> Result<(), UssError> {
         let id = own.reference.id.clone();
+        self.feed(
+            "change",
+            Some(&id),
+            format!("{} published restricted zone {id} (version {})", own.reference.manager, own.reference.version),
+        );
         let body = serde_json::to_string(&own.to_record()).map_err(|e| UssError::Storage(e.to_string()))?;
         let saved = self.db.apply(&[Write::Put(Table::OwnConstraints, &id, body), Write::Delete(Table::Pending, &id)]);
         let mut mem = self.mem.write();
@@ -466,6 +483,7 @@ impl Uss {
             }
         };
         let saved = self.db.apply(&[Write::Delete(Table::OwnConstraints, id), Write::Delete(Table::Pending, id)]);
+        self.feed("change", Some(id), format!("{} lifted restricted zone {id}", self.client_id()));
         {
             let mut mem = self.mem.write();
             mem.own_constraints.remove(id);
@@ -496,6 +514,12 @@ impl Uss {
             dss.put_subscription(&id, None, &body)
                 .await
                 .map_err(|e| dss_error("the DSS refused the subscription", e))?;
+            // The DSS holds the subscription; this copy only lets the map draw it.
+            let record = crate::map_view::SubscriptionRecord { extents: body.extents };
+            if let Err(e) = self.db.put(Table::Subscriptions, &id, &record) {
+                tracing::warn!(error = %e, %id, "could not record a subscription for the map");
+            }
+            self.feed("change", Some(&id), format!("{} subscribed to an area ({id})", self.client_id()));
             ids.push(id);
         }
         Ok(serde_json::json!({"outcome": "subscribed", "subscription_ids": ids}))
@@ -565,6 +589,7 @@ impl Uss {
         let first = join_all(targets.iter().map(|(base, body)| self.post_notification(base, path, body))).await;
         let mut deliveries = Vec::new();
         for ((base, body), mut d) in targets.into_iter().zip(first) {
+            self.feed_delivery(&subject, &d);
             if !d.acknowledged && retryable(&d) && !self.config.notify_retry_for.is_zero() {
                 d.retrying = true;
                 let uss = self.clone();
@@ -597,6 +622,7 @@ impl Uss {
             d.attempts = attempts;
             let give_up = d.acknowledged || !retryable(&d) || tokio::time::Instant::now() + delay * 2 > deadline;
             d.retrying = !give_up;
+            self.feed_delivery(&subject, &d);
             self.set_deliveries(&subject, |list| {
                 let mut list = list.to_vec();
                 match list.iter_mut().find(|x| x.uss_base_url == base) {
@@ -613,6 +639,22 @@ impl Uss {
             }
             delay *= 2;
         }
+    }
+
+    /// One delivery outcome on the map's live feed.
+    fn feed_delivery(&self, subject: &Subject, d: &Delivery) {
+        let id = match subject {
+            Subject::Intent { id, .. } | Subject::Constraint { id, .. } => id,
+        };
+        let outcome = if d.acknowledged {
+            "acknowledged".to_owned()
+        } else if d.retrying {
+            format!("FAILED, retrying ({})", d.detail)
+        } else {
+            format!("FAILED ({})", d.detail)
+        };
+        let attempt = if d.attempts > 1 { format!(" (attempt {})", d.attempts) } else { String::new() };
+        self.feed("delivery", Some(id), format!("notification of {id} to {}{attempt}: {outcome}", d.uss_base_url));
     }
 
     fn still_current(&self, subject: &Subject) -> bool {

@@ -198,3 +198,46 @@ async fn peer_reports_are_stored_with_the_token_subject() {
     assert_eq!(kept[0].1["reporter"], "alpha", "the reporter is the token's subject: {}", kept[0].1);
     assert_eq!(kept[0].1["report"]["exchange"]["problem"], "timeout");
 }
+
+#[tokio::test]
+async fn the_map_page_is_public_but_its_view_and_feed_need_the_operator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = uss::operator_app(participant(dir.path()));
+    let operator = token("bravo-operator", "deconflict.operator");
+    let peer = token("alpha", "utm.strategic_coordination");
+    let page = app.clone().oneshot(Request::get("/").body(Body::empty()).expect("req")).await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    for path in ["/operator/map", "/operator/events"] {
+        let get = |t: Option<&str>| {
+            let mut b = Request::get(path);
+            if let Some(t) = t {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            b.body(Body::empty()).expect("req")
+        };
+        assert_error(send(app.clone(), get(None)).await, StatusCode::UNAUTHORIZED, "Authorization");
+        assert_error(send(app.clone(), get(Some(&peer))).await, StatusCode::FORBIDDEN, "deconflict.operator");
+    }
+    let view = Request::get("/operator/map")
+        .header("authorization", format!("Bearer {operator}"))
+        .body(Body::empty())
+        .expect("req");
+    let (s, body) = send(app.clone(), view).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!((body["mode"].as_str(), body["viewer"].as_str()), (Some("participant"), Some("bravo")));
+    assert_eq!(body["entities"].as_array().map(Vec::len), Some(0), "{body}");
+    // The feed answers as server-sent events and starts with a hello.
+    let events = Request::get("/operator/events")
+        .header("authorization", format!("Bearer {operator}"))
+        .body(Body::empty())
+        .expect("req");
+    let resp = app.oneshot(events).await.expect("events");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body().into_data_stream();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(5), body.next()).await.expect("a first event in 5 s");
+    let first = String::from_utf8(first.expect("an event").expect("bytes").to_vec()).expect("utf8");
+    assert!(first.starts_with("data: ") && first.contains("\"kind\":\"connected\""), "{first}");
+}

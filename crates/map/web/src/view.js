@@ -1,0 +1,170 @@
+// Pure functions of the map: no DOM, no network. What the page draws for a view at a time,
+// the colours of each kind and state, and the texts of explanations.
+
+// Okabe-Ito colours (distinguishable with the common colour-vision deficiencies); each state
+// also has its own outline pattern, so colour is never the only cue.
+export const STYLES = {
+  Accepted: { colour: '#0072B2', dash: [1, 0], label: 'Ours: Accepted' },
+  Activated: { colour: '#009E73', dash: [1, 0], label: 'Ours: Activated' },
+  Nonconforming: { colour: '#D55E00', dash: [4, 2], label: 'Ours: Nonconforming' },
+  Contingent: { colour: '#CC79A7', dash: [1, 1.5], label: 'Ours: Contingent' },
+  other: { colour: '#E69F00', dash: [3, 1.5], label: "Others' operations (details)" },
+  reference: { colour: '#999999', dash: [1, 2], label: "Others' operations (DSS reference only)" },
+  constraint: { colour: '#000000', dash: [2, 1], label: 'Restricted zones (constraints)' },
+  subscription: { colour: '#56B4E9', dash: [0.5, 1.5], label: 'Our subscriptions' },
+};
+
+// The style key of an entity. On the DSS's map every operation is someone else's reference,
+// so there they are told apart by state.
+export function styleKey(entity, mode = 'participant') {
+  switch (entity.kind) {
+    case 'own_intent':
+      return STYLES[entity.state] ? entity.state : 'Accepted';
+    case 'other_intent':
+      if (mode === 'dss') return STYLES[entity.state] ? entity.state : 'reference';
+      return entity.details ? 'other' : 'reference';
+    case 'own_constraint':
+    case 'constraint':
+      return 'constraint';
+    default:
+      return 'subscription';
+  }
+}
+
+// Whether a volume is active at `t` (milliseconds since the epoch); unbounded ends are open.
+export function activeAt(volume, t) {
+  const start = volume.start ? Date.parse(volume.start) : -Infinity;
+  const end = volume.end ? Date.parse(volume.end) : Infinity;
+  return start <= t && t < end;
+}
+
+// GeoJSON features of every volume active at `t`. `highlight` is a set of `id#index` keys
+// (conflicting volumes) drawn with a heavy outline.
+export function features(entities, t, highlight = new Set(), mode = 'participant') {
+  const out = [];
+  for (const e of entities) {
+    const key = styleKey(e, mode);
+    for (const v of e.volumes) {
+      if (!activeAt(v, t)) continue;
+      out.push({
+        type: 'Feature',
+        id: out.length,
+        geometry: { type: 'Polygon', coordinates: [v.outline] },
+        properties: {
+          entity: e.id,
+          volume: v.index,
+          kind: e.kind,
+          style: key,
+          colour: STYLES[key].colour,
+          lower: v.lower_m ?? 0,
+          upper: v.upper_m ?? 600,
+          highlighted: highlight.has(`${e.id}#${v.index}`),
+          outlineOnly: e.kind === 'subscription',
+        },
+      });
+    }
+  }
+  return { type: 'FeatureCollection', features: out };
+}
+
+// Bounds `[[west, south], [east, north]]` of all volumes, or null when there are none.
+export function bounds(entities) {
+  let w = Infinity, s = Infinity, e = -Infinity, n = -Infinity;
+  for (const x of entities) {
+    for (const v of x.volumes) {
+      for (const [lng, lat] of v.outline) {
+        w = Math.min(w, lng); e = Math.max(e, lng); s = Math.min(s, lat); n = Math.max(n, lat);
+      }
+    }
+  }
+  return Number.isFinite(w) ? [[w, s], [e, n]] : null;
+}
+
+const M_PER_DEG_LAT = 111_320;
+
+// A circle as a closed ring (for the drawing preview; the participant plans the exact circle).
+export function circleRing([lng, lat], radiusM, points = 64) {
+  const ring = [];
+  const mPerDegLng = M_PER_DEG_LAT * Math.cos((lat * Math.PI) / 180);
+  for (let i = 0; i <= points; i++) {
+    const a = (2 * Math.PI * (i % points)) / points;
+    ring.push([lng + (radiusM * Math.sin(a)) / mPerDegLng, lat + (radiusM * Math.cos(a)) / M_PER_DEG_LAT]);
+  }
+  return ring;
+}
+
+// Distance in metres between two nearby points (equirectangular; for drawing only).
+export function distanceM([lng1, lat1], [lng2, lat2]) {
+  const mPerDegLng = M_PER_DEG_LAT * Math.cos((((lat1 + lat2) / 2) * Math.PI) / 180);
+  return Math.hypot((lng2 - lng1) * mPerDegLng, (lat2 - lat1) * M_PER_DEG_LAT);
+}
+
+// The operator interface's flight request for a drawn shape.
+export function flightRequest(shape, form) {
+  const footprint =
+    shape.type === 'circle'
+      ? { type: 'Circle', center: shape.center, radius_m: shape.radiusM }
+      : { type: 'Polygon', coordinates: [shape.vertices] };
+  return {
+    volumes: [
+      {
+        footprint,
+        altitude_lower_m: form.lowerM,
+        altitude_upper_m: form.upperM,
+        start: new Date(form.startMs).toISOString(),
+        end: new Date(form.endMs).toISOString(),
+      },
+    ],
+    priority: form.priority,
+  };
+}
+
+// The request with a proposal applied: every volume later by `shift_start_s`, or moved by
+// `altitude_offset_m`.
+export function applyProposal(request, proposal) {
+  const shift = (proposal.shift_start_s ?? 0) * 1000;
+  const dz = proposal.altitude_offset_m ?? 0;
+  return {
+    ...request,
+    volumes: request.volumes.map((v) => ({
+      ...v,
+      altitude_lower_m: v.altitude_lower_m + dz,
+      altitude_upper_m: v.altitude_upper_m + dz,
+      start: new Date(Date.parse(v.start) + shift).toISOString(),
+      end: new Date(Date.parse(v.end) + shift).toISOString(),
+    })),
+  };
+}
+
+const kindText = { operational_intent: 'operation', constraint: 'restricted zone', unverifiable: 'unverifiable operation' };
+
+// One line per conflict of a refused plan.
+export function explain(conflict) {
+  const band = conflict.overlap_altitude_m
+    ? `, ${Math.round(conflict.overlap_altitude_m[0])}-${Math.round(conflict.overlap_altitude_m[1])} m`
+    : '';
+  const theirs = conflict.their_volume === null || conflict.their_volume === undefined ? '' : ` volume ${conflict.their_volume}`;
+  return (
+    `Your volume ${conflict.my_volume} meets ${kindText[conflict.kind] ?? conflict.kind} ${conflict.id}${theirs} ` +
+    `of ${conflict.manager}${conflict.priority === null || conflict.priority === undefined ? '' : ` (priority ${conflict.priority})`}: ` +
+    `${shortTime(conflict.overlap_start)} to ${shortTime(conflict.overlap_end)}${band}. ${conflict.reason}.`
+  );
+}
+
+// The proposal as a sentence.
+export function proposalText(p) {
+  if (p.shift_start_s !== null && p.shift_start_s !== undefined) {
+    return `Start ${Math.round(p.shift_start_s / 60)} min (${p.shift_start_s} s) later`;
+  }
+  if (p.altitude_offset_m !== null && p.altitude_offset_m !== undefined) {
+    const band = p.altitude_band_m ? ` (${Math.round(p.altitude_band_m[0])}-${Math.round(p.altitude_band_m[1])} m)` : '';
+    return `Move ${p.altitude_offset_m > 0 ? 'up' : 'down'} ${Math.abs(Math.round(p.altitude_offset_m))} m${band}`;
+  }
+  return 'No change found within the search horizon';
+}
+
+// `HH:MM:SS` UTC of an RFC 3339 time, or the text itself when it is not one.
+export function shortTime(text) {
+  const t = Date.parse(text);
+  return Number.isFinite(t) ? new Date(t).toISOString().slice(11, 19) + 'Z' : String(text ?? '');
+}
