@@ -5,14 +5,25 @@ use serde_json::{json, Value};
 
 use crate::uss::{Cluster, Participant, FULL};
 
-const PLAN: &str = "interuss.flight_planning.plan";
+pub(crate) const PLAN: &str = "interuss.flight_planning.plan";
 const DIRECT: &str = "interuss.flight_planning.direct_automated_test";
 
 async fn fp(uss: &Participant, tok: Option<&str>, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    fp_at(&uss.url, tok, method, path, body).await
+}
+
+/// A flight_planning call to the USS at `base`.
+pub(crate) async fn fp_at(
+    base: &str,
+    tok: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let c = crate::harness::client();
     let mut req = c.request(
         reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
-        format!("{}/flight_planning/v1{path}", uss.url),
+        format!("{base}/flight_planning/v1{path}"),
     );
     if let Some(t) = tok {
         req = req.bearer_auth(t);
@@ -25,20 +36,20 @@ async fn fp(uss: &Participant, tok: Option<&str>, method: &str, path: &str, body
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-fn time(offset_s: i64) -> Value {
+pub(crate) fn time(offset_s: i64) -> Value {
     let t = chrono::Utc::now() + chrono::Duration::seconds(offset_s);
     json!({"value": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "format": "RFC3339"})
 }
 
 /// A circle of `r` m at (47.5, 8.5) + `east` degrees, 0-120 m, from `t0` to `t1` s from now.
-fn area(east: f64, r: f64, t0: i64, t1: i64) -> Value {
+pub(crate) fn area(east: f64, r: f64, t0: i64, t1: i64) -> Value {
     json!([{"volume": {"outline_circle": {"center": {"lat": 47.5, "lng": 8.5 + east}, "radius": {"value": r, "units": "M"}},
              "altitude_lower": {"value": 0, "reference": "W84", "units": "M"},
              "altitude_upper": {"value": 120, "reference": "W84", "units": "M"}},
             "time_start": time(t0), "time_end": time(t1)}])
 }
 
-fn upsert(usage: &str, uas: &str, area: Value, priority: i32, style: &str) -> Value {
+pub(crate) fn upsert(usage: &str, uas: &str, area: Value, priority: i32, style: &str) -> Value {
     json!({"flight_plan": {"basic_information": {"usage_state": usage, "uas_state": uas, "area": area},
                            "astm_f3548_21": {"priority": priority}},
            "execution_style": style, "request_id": uuid::Uuid::new_v4().to_string()})

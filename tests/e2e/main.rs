@@ -9,6 +9,7 @@ mod flight_planning;
 mod harness;
 mod hygiene;
 mod input;
+mod interop;
 mod map;
 mod pool;
 mod uss;
