@@ -133,7 +133,18 @@ async fn qualification_interface_plans_activates_conflicts_and_clears() {
         (200, Some("Completed"), Some("OkToFly")),
         "{r}"
     );
-    assert_eq!(dss_intents(&cluster, "alpha").await[0]["state"], "Activated");
+    let activated = dss_intents(&cluster, "alpha").await;
+    assert_eq!(activated[0]["state"], "Activated");
+    // Telemetry, as the standard allows: 409 for a nominal operation, 404 for one not ours.
+    let monitor = cluster.token("gamma", "utm.conformance_monitoring_sa").await;
+    let telemetry = |id: &str| format!("{}/uss/v1/operational_intents/{id}/telemetry", alpha.url);
+    let a_intent = activated[0]["id"].as_str().expect("id").to_owned();
+    let (s, r) = crate::harness::call("GET", &telemetry(&a_intent), Some(&monitor), None).await;
+    crate::harness::assert_error_shape(s, &r, 409, "telemetry of an Activated operation");
+    let (s, r) = crate::harness::call("GET", &telemetry(&uuid::Uuid::new_v4().to_string()), Some(&monitor), None).await;
+    crate::harness::assert_error_shape(s, &r, 404, "telemetry of an unknown operation");
+    let (s, r) = crate::harness::call("GET", &telemetry(&a_intent), Some(&peer), None).await;
+    crate::harness::assert_error_shape(s, &r, 403, "telemetry without utm.conformance_monitoring_sa");
 
     // Beta at the same priority over alpha's flight: rejected, with the reason.
     let b_id = uuid::Uuid::new_v4().to_string();

@@ -30,6 +30,10 @@ pub enum UssError {
     /// The participant does not provide this (412, as the spec answers for telemetry).
     #[error("{0}")]
     NotProvided(String),
+    /// The entity is not in a state that allows this (409, as the spec answers for telemetry
+    /// of a nominal operation).
+    #[error("{0}")]
+    WrongState(String),
     /// The change could not be recorded durably here (503): nothing was acknowledged.
     #[error("{0}")]
     Storage(String),
@@ -64,6 +68,7 @@ impl UssError {
             UssError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UssError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UssError::NotProvided(_) => StatusCode::PRECONDITION_FAILED,
+            UssError::WrongState(_) => StatusCode::CONFLICT,
             UssError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             UssError::Upstream(_) => StatusCode::BAD_GATEWAY,
         }

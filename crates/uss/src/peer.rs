@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use model::OperationalIntentState;
 
 use crate::db::Table;
 use crate::error::UssError;
@@ -60,10 +61,20 @@ async fn get_details(State(uss): St, headers: HeaderMap, Path(id): Path<String>)
 
 async fn get_telemetry(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
     uss.peer(&headers, &[Scope::ConformanceMonitoringSa])?;
-    if uss.mem.read().own_intents.contains_key(&id) {
-        Err(UssError::NotProvided("this participant does not provide telemetry".into()))
-    } else {
-        Err(UssError::NotFound(format!("operational intent {id} is not managed here")))
+    let state = uss.mem.read().own_intents.get(&id).map(|o| o.state);
+    match state {
+        None => Err(UssError::NotFound(format!("operational intent {id} is not managed here"))),
+        // The standard asks for telemetry of off-nominal operations only (409 otherwise), and
+        // lets a USS answer 412 when it has none: this participant receives no vehicle positions.
+        Some(s @ (OperationalIntentState::Accepted | OperationalIntentState::Activated)) => {
+            Err(UssError::WrongState(format!(
+                "operational intent {id} is {}: telemetry is provided only for Nonconforming or Contingent operations",
+                s.as_str()
+            )))
+        }
+        Some(_) => Err(UssError::NotProvided(format!(
+            "no telemetry data is available for operational intent {id}: this participant receives no vehicle positions"
+        ))),
     }
 }
 
