@@ -3,9 +3,10 @@
 //! view model both servers fill for it. The participant serves it on its operator listener
 //! (`/`), the DSS read-only at `/map`; both serve the assets under `/map/assets/`.
 //!
-//! The assets are built from `crates/map/web` by `npm ci && npm run build` (see its
-//! `build.mjs`) and committed, so building the binary needs no Node.js; `scripts/test.sh`
-//! rebuilds them and fails when the committed copy differs. This crate knows no store, no
+//! Our page (`web/src`, plain ES modules) is embedded as written; the libraries and the basemap
+//! are built from npm packages by `npm ci && npm run build` (see `web/build.mjs`) into `assets`
+//! and committed, so building the binary needs no Node.js; `scripts/test.sh` rebuilds them and
+//! fails when the committed copy differs. This crate knows no store, no
 //! participant and no DSS: it serves bytes and defines the JSON the page reads.
 
 use axum::extract::Path;
@@ -15,12 +16,13 @@ use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
 
-/// The embedded files: name, content type, bytes.
+/// The embedded files: name, content type, bytes. Our own page is embedded as written
+/// (`web/src`); the libraries and the basemap come from the build (`assets`).
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../assets/index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../assets/app.js")),
-    ("view.js", "text/javascript; charset=utf-8", include_bytes!("../assets/view.js")),
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../assets/style.css")),
+    ("index.html", "text/html; charset=utf-8", include_bytes!("../web/src/index.html")),
+    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../web/src/app.js")),
+    ("view.js", "text/javascript; charset=utf-8", include_bytes!("../web/src/view.js")),
+    ("style.css", "text/css; charset=utf-8", include_bytes!("../web/src/style.css")),
     ("maplibre-gl.mjs", "text/javascript; charset=utf-8", include_bytes!("../assets/maplibre-gl.mjs")),
     ("maplibre-gl-worker.mjs", "text/javascript; charset=utf-8", include_bytes!("../assets/maplibre-gl-worker.mjs")),
     ("maplibre-gl.css", "text/css; charset=utf-8", include_bytes!("../assets/maplibre-gl.css")),

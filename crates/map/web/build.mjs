@@ -1,12 +1,13 @@
-// Builds the map's static assets into the directory given as the first argument (the
-// committed copy lives in crates/map/assets, embedded by the `map` crate). Reproducible: the
+// Builds the map's third-party assets (MapLibre GL JS, the Natural Earth basemap, their
+// licences) into the directory given as the first argument (the committed copy lives in
+// crates/map/assets, embedded by the `map` crate beside our own page from src/). Reproducible: the
 // same package-lock.json gives the same bytes, so `scripts/test.sh` rebuilds into a temporary
 // directory and compares.
 //
 //   npm ci && npm run build        (writes ../assets)
 //   node build.mjs /tmp/out        (writes elsewhere)
 
-import { mkdirSync, readFileSync, writeFileSync, copyFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { feature, mesh } from 'topojson-client';
@@ -45,10 +46,7 @@ const land = rounded(feature(countries, countries.objects.land));
 const borders = rounded(mesh(countries, countries.objects.countries, (a, b) => a !== b));
 writeFileSync(join(out, 'basemap.json'), JSON.stringify({ land, borders }));
 
-// Our own page: copied as written (plain ES modules, no bundler).
-for (const f of readdirSync(join(here, 'src')).sort()) {
-  copyFileSync(join(here, 'src', f), join(out, f));
-}
+// Our own page (src/) needs no build: the `map` crate embeds it as written.
 
 const licenses = [
   ['maplibre-gl', join(modules, 'maplibre-gl', 'LICENSE.txt')],

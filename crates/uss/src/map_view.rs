@@ -43,6 +43,25 @@ pub(crate) struct SubscriptionRecord {
 }
 
 impl Uss {
+    /// Drops the map's records of subscriptions whose time has ended (the DSS has let them go
+    /// too), so the table stays as small as what is live.
+    pub(crate) fn forget_ended_subscriptions(&self) {
+        let now = crate::now();
+        let records: Vec<(String, SubscriptionRecord)> = match self.db.load_all(Table::Subscriptions) {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "could not read the subscriptions kept for the map"),
+        };
+        for (id, s) in records {
+            let ended = api::volume_from_wire(&s.extents, "extents")
+                .map_or(true, |v| v.time.end().is_some_and(|end| end < now));
+            if ended {
+                if let Err(e) = self.db.delete(Table::Subscriptions, &id) {
+                    tracing::warn!(error = %e, %id, "could not forget an ended subscription");
+                }
+            }
+        }
+    }
+
     /// Tells every open map. Nobody listening is not an error.
     pub(crate) fn feed(&self, kind: &'static str, entity: Option<&str>, text: String) {
         let _ = self.events.send(FeedEvent { at: now_text(), kind, entity: entity.map(str::to_owned), text });

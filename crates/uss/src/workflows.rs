@@ -522,6 +522,7 @@ impl Uss {
             self.feed("change", Some(&id), format!("{} subscribed to an area ({id})", self.client_id()));
             ids.push(id);
         }
+        self.forget_ended_subscriptions();
         Ok(serde_json::json!({"outcome": "subscribed", "subscription_ids": ids}))
     }
 
