@@ -54,3 +54,42 @@ fn bench_smoke_run_is_correct() {
     assert!(subs["subscriber_lists_checked"].as_u64().expect("checked") > 0, "{subs}");
     assert!(workloads[4]["restart_seconds"].as_f64().expect("restart") > 0.0);
 }
+
+/// The pool's benchmark (busy-area and city against a local etcd cluster, with and without the
+/// injected delay between members, and the city's embedded baseline): correctness only.
+#[test]
+fn bench_smoke_run_on_a_pool_is_correct() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("report.json");
+    let status = std::process::Command::new(BIN)
+        .args(["bench", "--smoke", "--store", "etcd", "--members", "3", "--workload", "busy-area,city", "--out"])
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .status()
+        .expect("run the benchmark");
+    assert!(status.success(), "deconflict bench --smoke --store etcd failed");
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("json");
+    let workloads = report["workloads"].as_array().expect("workloads");
+    let names: Vec<&str> = workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
+    assert_eq!(
+        names,
+        [
+            "busy-area (baseline: serial commits)",
+            "busy-area",
+            "busy-area (pool, 16.5 +/- 7.5 ms between members)",
+            "city (embedded store, the pool's baseline)",
+            "city (pool)",
+            "city (pool, 16.5 +/- 7.5 ms between members)"
+        ]
+    );
+    for w in workloads {
+        let name = w["workload"].as_str().expect("name");
+        assert_eq!(w["server_5xx_or_transport_errors"], 0, "{name}: {w}");
+        assert_eq!(w["lost_writes"], 0, "{name}: {w}");
+        let ok: u64 = w["ops"].as_array().expect("ops").iter().map(|o| o["ok"].as_u64().expect("ok")).sum();
+        assert!(ok > 0, "{name} did no work: {w}");
+    }
+    // The pool's city figures are read against the embedded run of the same invocation.
+    assert!(workloads[4]["baseline_writes_per_s"].as_f64().expect("baseline") > 0.0);
+}

@@ -321,6 +321,33 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                     ours
                 }
             }
+            "city" if ctx.config.store == "etcd" => {
+                // The embedded store in the same run is the baseline of the pool's figures.
+                let embedded = workloads::city_embedded(&ctx).await?;
+                embedded.print();
+                let vs = |r: &mut WorkloadReport, e: &WorkloadReport| {
+                    r.notes.push(format!(
+                        "queries at {:.0}% and writes at {:.0}% of the embedded store's in this run ({:.0} q/s, {:.0} w/s)",
+                        100.0 * r.successful_queries_per_s / e.successful_queries_per_s.max(1e-9),
+                        100.0 * r.successful_writes_per_s / e.successful_writes_per_s.max(1e-9),
+                        e.successful_queries_per_s,
+                        e.successful_writes_per_s
+                    ));
+                    r.baseline_writes_per_s = e.successful_writes_per_s;
+                };
+                let mut pool = workloads::city(&ctx).await?;
+                pool.workload = "city (pool)".into();
+                vs(&mut pool, &embedded);
+                pool.print();
+                let (mean_ms, jitter_ms) = ctx.config.peer_delay_ms;
+                let delay = store_etcd::cluster::PeerDelay { mean_ms, jitter_ms };
+                let mut delayed = workloads::city_with(&ctx, Some(delay)).await?;
+                delayed.workload = format!("city (pool, {mean_ms} +/- {jitter_ms} ms between members)");
+                vs(&mut delayed, &embedded);
+                reports.push(embedded);
+                reports.push(pool);
+                delayed
+            }
             "city" => workloads::city(&ctx).await?,
             "subscriptions" => workloads::subscriptions(&ctx).await?,
             "restart" => workloads::restart(&ctx).await?,

@@ -473,8 +473,26 @@ fn city_clients(
 /// City: a preload of live intents over 50 km × 50 km × 24 h, then clients running 90% area
 /// queries (1 km × 1 km × 1 h) and 10% creates and deletes.
 pub async fn city(ctx: &Ctx) -> Result<WorkloadReport> {
-    let cfg = &ctx.config;
     let server = ctx.fresh_pool_or_server("city", &[]).await?;
+    city_on(ctx, server).await
+}
+
+/// The city against the embedded store, whatever `--store` says: the pool's baseline.
+pub async fn city_embedded(ctx: &Ctx) -> Result<WorkloadReport> {
+    let server = ctx.fresh_server("city-embedded", &[])?;
+    let mut r = city_on(ctx, server).await?;
+    r.workload = "city (embedded store, the pool's baseline)".into();
+    Ok(r)
+}
+
+/// The city against a pool with `delay` between its etcd members.
+pub async fn city_with(ctx: &Ctx, delay: Option<store_etcd::cluster::PeerDelay>) -> Result<WorkloadReport> {
+    let server = ctx.fresh_pool_with("city-delayed", &[], delay).await?;
+    city_on(ctx, server).await
+}
+
+async fn city_on(ctx: &Ctx, server: crate::Server) -> Result<WorkloadReport> {
+    let cfg = &ctx.config;
     let (_, rss_empty) = server.rss_bytes();
     let mut start = city_start(ctx, &server).await?;
     let (preload_seconds, preloaded, book) = (start.preload_seconds, start.preloaded, start.book.clone());

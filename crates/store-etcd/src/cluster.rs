@@ -156,6 +156,10 @@ impl LocalCluster {
                 .args(["--listen-peer-urls", &listen_peer, "--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", "deconflict-pool", "--max-txn-ops", "10000"])
+                // Area keys are rewritten by every commit: without compaction their history
+                // grows until etcd's space quota stops all writes. An instance whose watch falls
+                // further behind than this reloads everything.
+                .args(["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "10m"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
                 .spawn()
