@@ -229,6 +229,10 @@ struct PoolArgs {
     /// Accepted token audiences (default localhost).
     #[arg(long = "jwt-audience")]
     jwt_audiences: Vec<String>,
+    /// Start the instances with --etcd-read-leases (reads from the local index under read
+    /// leases instead of a quorum read per request).
+    #[arg(long)]
+    etcd_read_leases: bool,
 }
 
 #[derive(Args)]
@@ -282,6 +286,10 @@ struct BenchArgs {
     /// etcd members (and DSS instances) of the benchmarked pool.
     #[arg(long, default_value_t = 3)]
     members: usize,
+    /// How the benchmarked pool's instances make reads consistent: `lease` (local reads under
+    /// read leases, as `dss --etcd-read-leases`) or `quorum` (a quorum read per operation).
+    #[arg(long, default_value = "lease", value_parser = ["lease", "quorum"])]
+    pool_reads: String,
     /// With --store etcd, busy-area runs once more with this one-way delay (ms) between the
     /// members, injected by a TCP proxy in the bench (the reference's inter-organization figure).
     #[arg(long, default_value_t = 16.5)]
@@ -356,6 +364,16 @@ struct DssArgs {
     /// PEM private key of --etcd-cert.
     #[arg(long, value_name = "PEM_FILE")]
     etcd_key: Option<PathBuf>,
+    /// With --store etcd: answer reads from the local index under an etcd read lease instead of
+    /// a quorum read per request; every writer of the pool then waits for this instance to
+    /// confirm each write before acknowledging it (docs/POOL.md). The other instances reach this
+    /// one at --etcd-ack-url.
+    #[arg(long)]
+    etcd_read_leases: bool,
+    /// Base URL the pool's other instances reach this one at for write confirmations
+    /// (GET /deconflict/v1/pool/applied); default the --public-endpoint.
+    #[arg(long, value_name = "URL")]
+    etcd_ack_url: Option<String>,
     /// This instance's id in the pool (`/aux/v1/pool/dss_instances`); default dss-<address>.
     #[arg(long)]
     instance_id: Option<String>,
@@ -512,6 +530,7 @@ fn main() -> Result<()> {
             dir: a.dir,
             jwt_public_keys: a.jwt_public_keys,
             jwt_audiences: a.jwt_audiences,
+            read_leases: a.etcd_read_leases,
         }),
         Command::Token(args) => {
             println!("{}", mint_token(&args)?);
@@ -608,7 +627,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
                 .block_on(store_etcd::EtcdStore::open(etcd_config))
                 .with_context(|| format!("connecting to etcd at {}", endpoints.join(", ")))?;
             tracing::info!(endpoints = %endpoints.join(","), revision = store.applied_revision(), "etcd store loaded");
-            let registry = Box::new(EtcdRegistry(store.clone()));
+            let ack_url = args.etcd_read_leases.then(|| args.etcd_ack_url.clone().unwrap_or_default());
+            let registry = Box::new(EtcdRegistry(store.clone(), ack_url));
             runtime.block_on(serve_dss(store, verifier, config, registry, &args))
         }
         _ => {
@@ -645,7 +665,7 @@ fn run_dss(args: DssArgs) -> Result<()> {
 }
 
 /// The pool's instance registry in etcd, beside the airspace record.
-struct EtcdRegistry(store_etcd::EtcdStore);
+struct EtcdRegistry(store_etcd::EtcdStore, Option<String>);
 
 impl server::pool::Registry for EtcdRegistry {
     fn list(&self) -> server::pool::BoxFuture<'_, Vec<server::pool::DssInstance>> {
@@ -658,6 +678,26 @@ impl server::pool::Registry for EtcdRegistry {
         Box::pin(async move {
             let value = serde_json::to_vec(&instance).map_err(|e| e.to_string())?;
             self.0.put_raw(&format!("pool/instances/{}", instance.id), &value).await.map_err(|e| e.to_string())
+        })
+    }
+    fn started(&self, public_endpoint: &str) {
+        if let Some(url) = &self.1 {
+            let url = if url.is_empty() { public_endpoint.to_owned() } else { url.clone() };
+            tracing::info!(ack_url = %url, "serving reads from the local index under a read lease");
+            self.0.serve_local_reads(url);
+        }
+    }
+    fn confirm_applied(
+        &self,
+        revision: u64,
+        secret: String,
+    ) -> server::pool::BoxFuture<'_, Option<server::pool::Applied>> {
+        Box::pin(async move {
+            Ok(match self.0.confirm_applied(revision, &secret).await {
+                store_etcd::Confirmation::Applied(r) => Some(server::pool::Applied { revision: r, covers: true }),
+                store_etcd::Confirmation::NotYet(r) => Some(server::pool::Applied { revision: r, covers: false }),
+                store_etcd::Confirmation::Forbidden => None,
+            })
         })
     }
 }
@@ -687,10 +727,12 @@ async fn serve_dss<S: store::Store>(
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
     let limits = args.http.limits()?;
+    let public_endpoint = args.public_endpoint.clone().unwrap_or_else(|| format!("http://{local}"));
+    registry.started(&public_endpoint);
     let pool = server::pool::Pool {
         dar_id: args.dar_id.clone(),
         instance_id: args.instance_id.clone().unwrap_or_else(|| format!("dss-{local}")),
-        public_endpoint: args.public_endpoint.clone().unwrap_or_else(|| format!("http://{local}")),
+        public_endpoint,
         registry,
     };
     let rate = |per_second: f64, burst: Option<f64>, factor: f64| -> Result<server::ratelimit::Rate> {
@@ -943,6 +985,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     config.soak_s = args.soak_secs.unwrap_or(config.soak_s).max(1);
     config.store = args.store.clone();
     config.members = args.members.max(1);
+    config.pool_reads = args.pool_reads.clone();
     config.peer_delay_ms = (args.peer_delay_ms.max(0.0), args.peer_jitter_ms.max(0.0).min(args.peer_delay_ms.max(0.0)));
     let exe = std::env::current_exe()?;
     if cfg!(debug_assertions) {

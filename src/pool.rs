@@ -22,6 +22,8 @@ pub struct PoolOptions {
     pub dir: Option<PathBuf>,
     pub jwt_public_keys: Vec<PathBuf>,
     pub jwt_audiences: Vec<String>,
+    /// Instances serve reads under read leases (`dss --etcd-read-leases`).
+    pub read_leases: bool,
 }
 
 pub fn run(opts: PoolOptions) -> Result<()> {
@@ -47,6 +49,9 @@ pub fn run(opts: PoolOptions) -> Result<()> {
             .arg(dir.join(format!("dss-{i}")));
         if opts.jwt_public_keys.is_empty() {
             cmd.arg("--insecure-dev-auth");
+        }
+        if opts.read_leases {
+            cmd.arg("--etcd-read-leases");
         }
         for k in &opts.jwt_public_keys {
             cmd.arg("--jwt-public-key").arg(k);

@@ -25,9 +25,15 @@ impl Drop for Pool {
 
 impl Pool {
     fn start(members: usize) -> Pool {
+        Self::start_with(members, &[])
+    }
+
+    fn start_with(members: usize, extra: &[&str]) -> Pool {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(BIN)
-            .args(["pool", "--members", &members.to_string(), "--dir"])
+            .args(["pool", "--members", &members.to_string()])
+            .args(extra)
+            .arg("--dir")
             .arg(dir.path())
             .arg("--jwt-public-key")
             .arg(fixture("rs256-public.pem"))
@@ -105,7 +111,51 @@ fn signal(pid: u32, sig: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_record_served_by_every_instance() {
-    let pool = Pool::start(3);
+    one_record(Pool::start(3)).await;
+}
+
+/// The same with every instance answering reads from its index under a read lease: a write
+/// acknowledged through one instance is in every other's answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_record_served_by_every_instance_under_read_leases() {
+    let pool = Pool::start_with(3, &["--etcd-read-leases"]);
+    // Each instance registers as a reader shortly after it starts (this test also passes
+    // before, on quorum reads): wait until all three are registered.
+    let http = client();
+    for _ in 0..100 {
+        let resp = http
+            .post(format!("{}/v3/kv/range", pool.etcd[0]))
+            .json(&json!({"key": b64("/deconflict/e/r/"), "range_end": b64("/deconflict/e/r0"), "count_only": true}))
+            .send()
+            .await
+            .expect("etcd");
+        let v: serde_json::Value = resp.json().await.expect("json");
+        if v["count"].as_str() == Some("3") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    one_record(pool).await;
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn one_record(pool: Pool) {
     let tok = token("uss1", &[SC]);
     // A write through one instance is visible through every other at once.
     let id = new_id();
@@ -220,7 +270,10 @@ async fn the_aux_api_reports_the_pool() {
 /// instance refuses with 503 rather than answer stale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_lose_nothing_and_never_answer_stale() {
-    let pool = Pool::start(3);
+    // Under read leases, the harder case: reads are answered from each index without a quorum
+    // read, and every write waits for the instances to confirm it (quorum reads are covered by
+    // the rest of the etcd runs).
+    let pool = Pool::start_with(3, &["--etcd-read-leases"]);
     let tok = token("streamer", &[SC]);
     let write = |url: String, k: usize| {
         let tok = tok.clone();
@@ -311,7 +364,18 @@ async fn faults_lose_nothing_and_never_answer_stale() {
     let second = (leader + 1) % 3;
     signal(pool.member_pid(second), "KILL");
     let alone = (leader + 2) % 3;
-    let (s, r) = call("GET", &format!("{}{OIR}/{last}", pool.dss[alone]), Some(&tok), None).await;
+    // Its read lease cannot be renewed: within its term (3 s) it stops answering from its
+    // index, and until then it answers what every acknowledged write left (no write can be
+    // acknowledged without a quorum).
+    let cut_at = std::time::Instant::now();
+    let (s, r) = loop {
+        let (s, r) = call("GET", &format!("{}{OIR}/{last}", pool.dss[alone]), Some(&tok), None).await;
+        if s != 200 || cut_at.elapsed() > std::time::Duration::from_secs(8) {
+            break (s, r);
+        }
+        assert_eq!(r["operational_intent_reference"]["id"], last.as_str(), "{r}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_error_shape(s, &r, 503, "a read without quorum");
     let (s, _) = write(pool.dss[alone].clone(), k).await;
     assert_eq!(s, 503, "a write without quorum");

@@ -44,6 +44,10 @@ pub struct BenchConfig {
     pub store: String,
     #[serde(default = "three")]
     pub members: usize,
+    /// With `store = etcd`: how pool instances make reads consistent, `lease` (local reads
+    /// under read leases, `--etcd-read-leases`) or `quorum` (a quorum read per operation).
+    #[serde(default = "lease")]
+    pub pool_reads: String,
     /// With `store = etcd`: busy-area runs once more with this one-way delay (milliseconds,
     /// mean and +/- jitter) injected between etcd members by a proxy in the bench.
     #[serde(default = "default_delay")]
@@ -64,6 +68,10 @@ fn default_delay() -> (f64, f64) {
 
 fn embedded() -> String {
     "embedded".into()
+}
+
+fn lease() -> String {
+    "lease".into()
 }
 
 fn three() -> usize {
@@ -90,6 +98,7 @@ impl BenchConfig {
             seed: 7,
             store: embedded(),
             members: three(),
+            pool_reads: lease(),
             peer_delay_ms: default_delay(),
             soak_s: default_soak(),
         }
@@ -274,6 +283,9 @@ impl Ctx {
         for i in 0..cluster.client_urls.len() {
             let endpoints = cluster.endpoints_for(i).join(",");
             let mut args = vec!["--store", "etcd", "--etcd-endpoints", endpoints.as_str()];
+            if self.config.pool_reads == "lease" {
+                args.push("--etcd-read-leases");
+            }
             args.extend_from_slice(extra);
             servers.push(Server::start(&self.exe, &dir.join(format!("dss-{i}")), &self.public_key_path, &args)?);
         }

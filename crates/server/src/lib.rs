@@ -125,6 +125,7 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/aux/v1/pool", get(aux_pool::<S>))
         .route("/aux/v1/pool/dss_instances", get(aux_pool_instances::<S>))
         .route("/aux/v1/pool/dss_instances/heartbeat", put(aux_pool_heartbeat::<S>))
+        .route("/deconflict/v1/pool/applied", get(pool_applied::<S>))
         .route("/healthy", get(healthy::<S>))
         .route("/metrics", get(metrics::<S>))
         .route("/map", get(map::page))
@@ -249,6 +250,41 @@ async fn aux_global_options<S: Store>(State(_): St<S>, Authed(c): Authed) -> Res
 async fn aux_pool<S: Store>(State(st): St<S>, Authed(c): Authed) -> Result<Response, ApiError> {
     c.require_any(&[Scope::PoolStatusRead])?;
     Ok(Json(serde_json::json!({"dar_id": st.pool.dar_id})).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct AppliedQuery {
+    revision: Option<String>,
+}
+
+/// Between instances of a pool (not part of any standard): answers, as plain text, the etcd
+/// revision this instance has applied once it covers `revision` (waiting under a second), so
+/// that a writer may acknowledge its write to its client while this instance serves reads
+/// from its index under a read lease (`store_etcd::leases`). Authorized by the pool's secret,
+/// which only holders of etcd credentials can read; 409 when not there yet.
+async fn pool_applied<S: Store>(
+    State(st): St<S>,
+    headers: axum::http::HeaderMap,
+    q: Result<axum::extract::Query<AppliedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = q.map_err(|e| ApiError::Dss(dss::DssError::BadRequest(e.body_text())))?.0;
+    let revision =
+        q.revision.as_deref().and_then(|r| r.parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::Dss(dss::DssError::BadRequest("`revision` must be a non-negative integer".into()))
+        })?;
+    let secret = headers
+        .get("x-deconflict-pool-secret")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Dss(dss::DssError::Forbidden("the pool's secret is required".into())))?
+        .to_owned();
+    match st.pool.registry.confirm_applied(revision, secret).await {
+        Ok(Some(a)) if a.covers => Ok(a.revision.to_string().into_response()),
+        Ok(Some(a)) => {
+            Err(ApiError::Dss(dss::DssError::Conflict(format!("applied up to revision {} only", a.revision))))
+        }
+        Ok(None) => Err(ApiError::Dss(dss::DssError::Forbidden("not the pool's secret".into()))),
+        Err(e) => Err(ApiError::NotFound(e)),
+    }
 }
 
 fn pool_unavailable(e: String) -> ApiError {

@@ -36,6 +36,23 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Sen
 pub trait Registry: Send + Sync + 'static {
     fn list(&self) -> BoxFuture<'_, Vec<DssInstance>>;
     fn put(&self, instance: DssInstance) -> BoxFuture<'_, ()>;
+    /// For another instance of the pool holding a read lease's writer side: whether this
+    /// instance has applied `revision` (waiting briefly). `None` when `secret` is not the
+    /// pool's; `Err` when this DSS is not in a pool.
+    /// Called once the server listens, with the URL it is reached at.
+    fn started(&self, _public_endpoint: &str) {}
+    fn confirm_applied(&self, _revision: u64, _secret: String) -> BoxFuture<'_, Option<Applied>> {
+        Box::pin(async { Err("this DSS is not part of a pool".to_owned()) })
+    }
+}
+
+/// An answer to [`Registry::confirm_applied`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The revision this instance has applied.
+    pub revision: u64,
+    /// Whether that covers the revision asked about.
+    pub covers: bool,
 }
 
 /// This instance in the pool.

@@ -40,6 +40,7 @@ use store_embedded::memory::{decode_write, encode_write, MemoryIndex};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub mod cluster;
+mod leases;
 mod pb;
 
 /// Fine area cells, in degrees.
@@ -104,6 +105,19 @@ impl EtcdConfig {
     }
 }
 
+/// What the acknowledgement endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Applied, at this revision or later.
+    Applied(Revision),
+    /// Not applied within the wait (this is the revision applied).
+    NotYet(Revision),
+    /// The request did not carry the pool's secret.
+    Forbidden,
+}
+
+pub use leases::SECRET_HEADER;
+
 #[derive(Clone)]
 pub struct EtcdStore {
     inner: Arc<Inner>,
@@ -122,6 +136,14 @@ struct Inner {
     /// its subscription in a bulk load).
     counters: RwLock<HashMap<Uuid, i32>>,
     applied: tokio::sync::watch::Sender<Revision>,
+    /// Readers holding read leases ([`leases`]), by name, as of the applied revision.
+    readers: RwLock<leases::Readers>,
+    /// The pool's secret, for acknowledgement requests between instances.
+    secret: RwLock<Option<String>>,
+    /// This instance as a reader.
+    local_reads: parking_lot::Mutex<leases::LocalReads>,
+    /// Client for acknowledgement requests to other instances.
+    acks: reqwest::Client,
     /// Quorum reads are shared: one issued after a caller arrived serves it.
     sync_gate: tokio::sync::Mutex<SyncState>,
     sync_tickets: std::sync::atomic::AtomicU64,
@@ -171,6 +193,10 @@ enum EntityKey {
     Record(Key),
     Counter(Uuid),
     Clock,
+    /// A reader's registration ([`leases`]).
+    Reader(String),
+    /// The pool's secret.
+    Secret,
 }
 
 impl Inner {
@@ -191,10 +217,19 @@ impl Inner {
     fn clock_key(&self) -> String {
         format!("{}e/~clock", self.prefix)
     }
+    fn secret_key(&self) -> String {
+        format!("{}e/~secret", self.prefix)
+    }
+    fn reader_key(&self, name: &str) -> String {
+        format!("{}e/r/{name}", self.prefix)
+    }
     fn parse_key(&self, raw: &[u8]) -> Option<EntityKey> {
         let s = std::str::from_utf8(raw).ok()?.strip_prefix(&self.entity_prefix())?;
         if s == "~clock" {
             return Some(EntityKey::Clock);
+        }
+        if s == "~secret" {
+            return Some(EntityKey::Secret);
         }
         let (kind, rest) = s.split_once('/')?;
         let uuid = || Uuid::parse_str(rest).ok();
@@ -204,6 +239,7 @@ impl Inner {
             "s" => EntityKey::Record(Key::Subscription(uuid()?)),
             "a" => EntityKey::Record(Key::Availability(rest.to_owned())),
             "n" => EntityKey::Counter(uuid()?),
+            "r" => EntityKey::Reader(rest.to_owned()),
             _ => return None,
         })
     }
@@ -241,6 +277,42 @@ impl Inner {
         .await
     }
 
+    /// Creates the pool's secret if no instance has yet, and learns it.
+    async fn ensure_secret(&self) -> Result<(), StoreError> {
+        use pb::request_op::Request;
+        if self.secret.read().is_some() {
+            return Ok(());
+        }
+        let key = self.secret_key().into_bytes();
+        let fresh = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).into_bytes();
+        let request = pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: pb::compare_result::EQUAL,
+                target: pb::compare_target::VERSION,
+                key: key.clone(),
+                target_union: Some(pb::compare::TargetUnion::Version(0)),
+            }],
+            success: vec![pb::RequestOp {
+                request: Some(Request::RequestPut(pb::PutRequest {
+                    key: key.clone(),
+                    value: fresh,
+                    lease: 0,
+                    prev_kv: false,
+                })),
+            }],
+            failure: Vec::new(),
+        };
+        self.on_member(|ch| {
+            let request = request.clone();
+            async move { pb::txn(&ch, request).await }
+        })
+        .await?;
+        let resp = self.range(key, Vec::new()).await?;
+        let secret = resp.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+        *self.secret.write() = secret;
+        Ok(())
+    }
+
     /// Applies one batch of changes at `revision` to the local index.
     fn apply(&self, events: Vec<Event>) -> Result<(), StoreError> {
         let mut by_revision: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
@@ -254,6 +326,19 @@ impl Inner {
             for (key, value, _) in events {
                 match (key, value) {
                     (EntityKey::Clock, _) => {}
+                    (EntityKey::Reader(name), Some(v)) => match leases::Reader::decode(&v) {
+                        Some(r) => {
+                            self.readers.write().insert(name, r);
+                        }
+                        None => tracing::warn!(reader = %name, "unreadable reader registration ignored"),
+                    },
+                    (EntityKey::Reader(name), None) => {
+                        self.readers.write().remove(&name);
+                    }
+                    (EntityKey::Secret, Some(v)) => {
+                        *self.secret.write() = Some(String::from_utf8_lossy(&v).into_owned())
+                    }
+                    (EntityKey::Secret, None) => *self.secret.write() = None,
                     (EntityKey::Counter(id), Some(v)) => {
                         let version = i32::try_from(u64::from_le_bytes(v.try_into().unwrap_or([0; 8]))).unwrap_or(0);
                         counters.push((id, version));
@@ -296,6 +381,8 @@ impl Inner {
         let mut from = prefix.as_bytes().to_vec();
         let mut counters = HashMap::new();
         let mut records: Vec<(u64, Write)> = Vec::new();
+        let mut readers = leases::Readers::new();
+        let mut secret = None;
         loop {
             let resp = self
                 .on_member(|ch| {
@@ -318,6 +405,12 @@ impl Inner {
                     Some(EntityKey::Counter(id)) => {
                         counters.insert(id, i32::try_from(kv.version).unwrap_or(0));
                     }
+                    Some(EntityKey::Reader(name)) => {
+                        if let Some(r) = leases::Reader::decode(&kv.value) {
+                            readers.insert(name, r);
+                        }
+                    }
+                    Some(EntityKey::Secret) => secret = Some(String::from_utf8_lossy(&kv.value).into_owned()),
                     _ => {}
                 }
             }
@@ -342,6 +435,10 @@ impl Inner {
         fresh.advance(revision);
         *self.index.write() = fresh;
         *self.counters.write() = counters;
+        *self.readers.write() = readers;
+        if secret.is_some() {
+            *self.secret.write() = secret;
+        }
         self.applied.send_replace(revision);
         Ok(revision)
     }
@@ -422,6 +519,15 @@ impl Inner {
     /// everything committed before this call is then visible locally. Concurrent callers share
     /// quorum reads: a read issued after a caller arrived is as good as its own.
     async fn sync(&self) -> Result<(), StoreError> {
+        if self.local_reads_allowed() {
+            // Under a live read lease every acknowledged write is applied here already.
+            return Ok(());
+        }
+        self.sync_quorum().await
+    }
+
+    /// [`Self::sync`] without the read lease's shortcut.
+    async fn sync_quorum(&self) -> Result<(), StoreError> {
         let ticket = self.sync_tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let revision = {
             let mut last = self.sync_gate.lock().await;
@@ -567,6 +673,13 @@ impl EtcdStore {
             applied,
             sync_gate: tokio::sync::Mutex::new(SyncState::default()),
             sync_tickets: std::sync::atomic::AtomicU64::new(0),
+            readers: RwLock::new(leases::Readers::new()),
+            secret: RwLock::new(None),
+            local_reads: parking_lot::Mutex::new(leases::LocalReads::default()),
+            acks: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .build()
+                .map_err(|e| unavailable(format!("an HTTP client for acknowledgements: {e}")))?,
         });
         // A member just started may refuse for a moment (no leader yet): retry, bounded.
         let mut attempt = 0;
@@ -581,6 +694,7 @@ impl EtcdStore {
                 Err(e) => return Err(e),
             }
         };
+        inner.ensure_secret().await?;
         let follower = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(100);
@@ -606,6 +720,32 @@ impl EtcdStore {
             }
         });
         Ok(EtcdStore { inner })
+    }
+
+    /// Serves consistent reads from the local index under a read lease ([`leases`]), with
+    /// `url` the base URL other instances reach this one's acknowledgement endpoint at.
+    pub fn serve_local_reads(&self, url: String) {
+        tokio::spawn(Inner::serve_local_reads(Arc::downgrade(&self.inner), url));
+    }
+
+    /// For the acknowledgement endpoint: waits (bounded) until `revision` is applied here.
+    pub async fn confirm_applied(&self, revision: Revision, secret: &str) -> Confirmation {
+        let ours = self.inner.secret.read().clone();
+        if ours.as_deref().is_none_or(|s| s.is_empty() || s != secret) {
+            return Confirmation::Forbidden;
+        }
+        let timeout = Duration::from_millis(900);
+        let mut rx = self.inner.applied.subscribe();
+        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await, Ok(Ok(_)));
+        match reached {
+            true => Confirmation::Applied(self.applied_revision()),
+            false => Confirmation::NotYet(self.applied_revision()),
+        }
+    }
+
+    /// Whether this instance currently answers reads from its index under a read lease.
+    pub fn local_reads_allowed(&self) -> bool {
+        self.inner.local_reads_allowed()
     }
 
     /// The etcd revision the local index has applied.
@@ -836,8 +976,10 @@ impl Store for EtcdStore {
                 (id, i32::try_from(prev + 1).unwrap_or(i32::MAX))
             })
             .collect();
-        // Visible to this instance's own reads before it answers.
-        inner.reach(revision).await?;
+        // Visible to this instance's own reads before it answers, and to every reader's.
+        let (own, readers) = tokio::join!(inner.reach(revision), inner.wait_for_readers(revision));
+        own?;
+        readers?;
         Ok(Committed { revision, notification_indexes })
     }
 }

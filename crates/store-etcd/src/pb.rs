@@ -301,3 +301,74 @@ pub async fn watch(
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.Watch/Watch");
     Ok(grpc.streaming(tonic::Request::new(requests), path, codec).await?.into_inner())
 }
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseGrantRequest {
+    #[prost(int64, tag = "1")]
+    pub ttl: i64,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseGrantResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+    #[prost(string, tag = "4")]
+    pub error: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseRevokeRequest {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseRevokeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseKeepAliveRequest {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseKeepAliveResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+}
+
+pub async fn lease_grant(channel: &Channel, request: LeaseGrantRequest) -> Result<LeaseGrantResponse, tonic::Status> {
+    unary(channel, "/etcdserverpb.Lease/LeaseGrant", request).await
+}
+
+pub async fn lease_revoke(
+    channel: &Channel,
+    request: LeaseRevokeRequest,
+) -> Result<LeaseRevokeResponse, tonic::Status> {
+    unary(channel, "/etcdserverpb.Lease/LeaseRevoke", request).await
+}
+
+/// Opens a keep-alive stream: one response per request sent.
+pub async fn lease_keep_alive(
+    channel: &Channel,
+    requests: impl tonic::codegen::tokio_stream::Stream<Item = LeaseKeepAliveRequest> + Send + 'static,
+) -> Result<tonic::Streaming<LeaseKeepAliveResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec: ProstCodec<LeaseKeepAliveRequest, LeaseKeepAliveResponse> = ProstCodec::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
+    Ok(grpc.streaming(tonic::Request::new(requests), path, codec).await?.into_inner())
+}

@@ -1,0 +1,232 @@
+//! Read leases: consistent reads from the local index without a quorum read per request.
+//!
+//! An instance that serves local reads (`--etcd-read-leases`) registers as a *reader*: a key
+//! `e/r/{name}` holding its acknowledgement URL, attached to an etcd lease of [`LEASE_TTL_S`]
+//! that it keeps alive. Every writer, after its commit at revision `r` is applied locally and
+//! before it answers its client, waits for every registered reader (in its view at `r` or
+//! later) to confirm it has applied `r` (`GET /deconflict/v1/pool/applied?revision=r`, with
+//! the pool's secret), or for that reader's registration to end or change (expiry, a new
+//! lease), or, for a reader that keeps its lease alive but does not confirm, revokes the lease
+//! and waits out its term. A reader serves local reads only while it holds a live lease
+//! (renewed at a time it measured, with a 20% margin for clock rate) and only after a quorum
+//! read made after its registration (and after any lapse) has been applied.
+//!
+//! So when a request reaches a reader, every write acknowledged before it is already in the
+//! reader's index: a client that writes through one instance and reads through another sees
+//! its write, and no read misses a write whose client was told it happened. (A write committed
+//! in etcd but not yet acknowledged may be seen by one instance before another; a client cannot
+//! tell that from the write landing a moment later.) Writers pay one round trip to each reader;
+//! a reader that is cut off or gone delays writes at most until its lease runs out.
+//!
+//! Writers wait for registered readers whether or not they read locally themselves, so
+//! instances with and without the option can share one pool.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use model::Uuid;
+use store::StoreError;
+
+use crate::{pb, unavailable, Inner};
+
+/// Lifetime of a reader's etcd lease, in seconds.
+pub(crate) const LEASE_TTL_S: i64 = 3;
+/// How often a reader renews its lease.
+const RENEW_EVERY: Duration = Duration::from_millis(500);
+/// How long a reader may take to confirm a revision before the writer stops asking.
+const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A registered reader, as every instance sees it in its index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reader {
+    pub lease: i64,
+    pub url: String,
+}
+
+impl Reader {
+    pub fn encode(&self) -> Vec<u8> {
+        format!("{}\n{}", self.lease, self.url).into_bytes()
+    }
+    pub fn decode(v: &[u8]) -> Option<Reader> {
+        let s = std::str::from_utf8(v).ok()?;
+        let (lease, url) = s.split_once('\n')?;
+        Some(Reader { lease: lease.parse().ok()?, url: url.to_owned() })
+    }
+}
+
+/// This instance's side as a reader.
+#[derive(Default)]
+pub(crate) struct LocalReads {
+    /// This instance's reader name, once it registered.
+    pub name: Option<String>,
+    /// Local reads are allowed until then (never when `None`).
+    pub until: Option<Instant>,
+}
+
+/// The header carrying the pool's secret on acknowledgement requests.
+pub const SECRET_HEADER: &str = "x-deconflict-pool-secret";
+
+impl Inner {
+    /// Whether this instance may answer from its index without a quorum read now.
+    pub(crate) fn local_reads_allowed(&self) -> bool {
+        self.local_reads.lock().until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Waits for every other registered reader to confirm `revision` (see the module docs).
+    pub(crate) async fn wait_for_readers(self: &Arc<Self>, revision: u64) -> Result<(), StoreError> {
+        let me = self.local_reads.lock().name.clone();
+        let readers: Vec<(String, Reader)> = self
+            .readers
+            .read()
+            .iter()
+            .filter(|(name, _)| Some(*name) != me.as_ref())
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        if readers.is_empty() {
+            return Ok(());
+        }
+        let secret = self.secret.read().clone().unwrap_or_default();
+        let mut waits = tokio::task::JoinSet::new();
+        for (name, reader) in readers {
+            let (inner, secret) = (self.clone(), secret.clone());
+            waits.spawn(async move { inner.wait_for_reader(&name, reader, &secret, revision).await });
+        }
+        let mut outcome = Ok(());
+        while let Some(r) = waits.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => outcome = Err(e),
+                Err(e) => outcome = Err(unavailable(e)),
+            }
+        }
+        outcome
+    }
+
+    async fn wait_for_reader(&self, name: &str, reader: Reader, secret: &str, revision: u64) -> Result<(), StoreError> {
+        let url = format!("{}/deconflict/v1/pool/applied?revision={revision}", reader.url.trim_end_matches('/'));
+        // Asked until it confirms, or its registration ends or changes (its lease ran out, or
+        // it lapsed and registered again, which it does only followed by a quorum read).
+        let gone = |inner: &Inner| inner.readers.read().get(name) != Some(&reader);
+        let deadline = Instant::now() + Duration::from_secs(LEASE_TTL_S as u64 + 2);
+        loop {
+            if gone(self) {
+                return Ok(());
+            }
+            let asked = Instant::now();
+            let answer = self.acks.get(&url).header(SECRET_HEADER, secret).timeout(ACK_TIMEOUT).send().await;
+            if let Ok(resp) = answer {
+                if resp.status().is_success() {
+                    if let Ok(text) = resp.text().await {
+                        if text.trim().parse::<u64>().is_ok_and(|applied| applied >= revision) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            // Not a long poll that timed out (refused, an error): do not hammer it.
+            if asked.elapsed() < Duration::from_millis(100) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        // It keeps its lease alive and does not confirm: end its lease, then wait out the term
+        // it may still believe it holds.
+        tracing::warn!(reader = %name, url = %reader.url, "a reader neither confirms nor lets its lease lapse: revoking it");
+        let id = reader.lease;
+        self.on_member(|ch| async move { pb::lease_revoke(&ch, pb::LeaseRevokeRequest { id }).await }).await?;
+        tokio::time::sleep(Duration::from_secs(LEASE_TTL_S as u64)).await;
+        Ok(())
+    }
+
+    /// Registers as a reader and keeps the lease alive, for as long as the store lives.
+    pub(crate) async fn serve_local_reads(inner: Weak<Inner>, url: String) {
+        let name = Uuid::new_v4().to_string();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let Some(me) = inner.upgrade() else { return };
+            let mut held = None;
+            match me.hold_lease(&name, &url, &mut held).await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => tracing::warn!(error = %e, "read lease lost; reads take a quorum read until it is back"),
+            }
+            me.local_reads.lock().until = None;
+            if let Some(id) = held {
+                // Ended at once rather than left to expire, so that writers stop waiting for us.
+                let revoke =
+                    me.on_member(|ch| async move { pb::lease_revoke(&ch, pb::LeaseRevokeRequest { id }).await });
+                let _ = tokio::time::timeout(ACK_TIMEOUT, revoke).await;
+            }
+            drop(me);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// One lease: grant, register, renew until a renewal fails.
+    async fn hold_lease(&self, name: &str, url: &str, held: &mut Option<i64>) -> Result<(), StoreError> {
+        let grant = self
+            .on_member(
+                |ch| async move { pb::lease_grant(&ch, pb::LeaseGrantRequest { ttl: LEASE_TTL_S, id: 0 }).await },
+            )
+            .await?;
+        if !grant.error.is_empty() || grant.id == 0 {
+            return Err(unavailable(format!("lease grant refused: {}", grant.error)));
+        }
+        let lease = grant.id;
+        *held = Some(lease);
+        // Caught up (our watch works) before registering: a registered reader makes every
+        // writer wait for it.
+        self.sync_quorum().await?;
+        let key = self.reader_key(name).into_bytes();
+        let value = Reader { lease, url: url.to_owned() }.encode();
+        self.on_member(|ch| {
+            let request = pb::PutRequest { key: key.clone(), value: value.clone(), lease, prev_kv: false };
+            async move { pb::put(&ch, request).await }
+        })
+        .await?;
+        self.local_reads.lock().name = Some(name.to_owned());
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.channels.len();
+        let (requests, rx) = tokio::sync::mpsc::channel::<pb::LeaseKeepAliveRequest>(1);
+        // The first request goes in before the call: etcd answers the stream's headers with
+        // its first response.
+        let mut sent = Instant::now();
+        requests.send(pb::LeaseKeepAliveRequest { id: lease }).await.map_err(unavailable)?;
+        let opened = pb::lease_keep_alive(&self.streaming[i], tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mut stream = tokio::time::timeout(ACK_TIMEOUT, opened)
+            .await
+            .map_err(|_| unavailable("no lease keep-alive stream in time"))?
+            .map_err(|e| unavailable(crate::status(&self.endpoints[i], &e)))?;
+        let mut first = true;
+        loop {
+            if !first {
+                sent = Instant::now();
+                requests.send(pb::LeaseKeepAliveRequest { id: lease }).await.map_err(unavailable)?;
+            }
+            first = false;
+            let answer = tokio::time::timeout(ACK_TIMEOUT, stream.message()).await;
+            let ttl = match answer {
+                Ok(Ok(Some(r))) => r.ttl,
+                Ok(Ok(None)) => return Err(unavailable("the lease keep-alive stream ended")),
+                Ok(Err(e)) => return Err(unavailable(crate::status(&self.endpoints[i], &e))),
+                Err(_) => return Err(unavailable("no lease renewal in time")),
+            };
+            if ttl <= 0 {
+                return Err(unavailable("the read lease expired"));
+            }
+            let until = sent + Duration::from_secs_f64(ttl as f64 * 0.8);
+            if !self.local_reads_allowed() {
+                // Registered anew or after a lapse: a quorum read issued now, applied, before
+                // any local read.
+                self.sync_quorum().await?;
+            }
+            self.local_reads.lock().until = Some(until);
+            tokio::time::sleep(RENEW_EVERY).await;
+        }
+    }
+}
+
+/// Readers registered in a snapshot or applied from the watch.
+pub(crate) type Readers = HashMap<String, Reader>;
