@@ -8,13 +8,16 @@
 //!   every entity the decision read, and of *area keys* standing for the airspace it searched,
 //!   and applies the writes and marks the area keys they touch. A lost race is
 //!   [`StoreError::Conflict`] (the DSS re-reads and retries). No process-local lock is relied on.
-//! - **Area keys** partition space into 0.05° cells and time into 5-minute buckets. A write marks
-//!   every cell and bucket its envelopes touch (a volume longer than 4 hours marks the cell's
-//!   "long" key instead of its buckets), plus the cell's "any time" key, plus the 1° cell of a
-//!   coarse grid. A precondition compares the buckets and the "long" key of its cells (or, for a
-//!   long window, the "any time" key), or the coarse cells for an area too large for fine ones.
-//!   Writes too large to mark fine cells mark coarse "huge" keys that every precondition also
-//!   compares. Over-approximation only: a nearby change may cause a retry, none is missed.
+//! - **Area keys** partition space into 0.05° cells and time into buckets at two levels: minute
+//!   buckets for windows of a few minutes, half-hour buckets for windows up to 4 hours
+//!   ([`TIME_LEVELS`], [`time_keys`]). A write marks the buckets of its level that its envelopes
+//!   touch, the containing buckets of the coarser level, and the cell's "any time" key (a longer
+//!   volume marks the cell's "long" key instead of buckets), plus the 1° cell of a coarse grid.
+//!   A precondition compares its own level's buckets, the coarser level's, and the "long" key of
+//!   its cells (or, for a long window, the "any time" key), or the coarse cells for an area too
+//!   large for fine ones. Writes too large to mark fine cells mark coarse "huge" keys that every
+//!   precondition also compares. Over-approximation only: a nearby change may cause a retry,
+//!   none is missed. A lost race waits until the instance has applied the change it lost to.
 //! - **Reads are consistent.** Every transaction also writes one clock key; at the start of every
 //!   DSS operation ([`Store::fresh`], [`Store::read_revision`]) the instance reads that key
 //!   linearizably (a quorum read, shared by concurrent callers) and waits until its watch has
@@ -47,10 +50,13 @@ mod pb;
 const CELL_DEG: f64 = 0.05;
 /// Coarse area cells, in degrees.
 const COARSE_DEG: f64 = 1.0;
-/// Time buckets of area keys, in seconds.
-const BUCKET_S: f64 = 300.0;
-/// Beyond this many buckets a window is "long".
-const LONG_BUCKETS: i64 = 48;
+/// Time levels of area keys: the bucket width (seconds) of each, and how many buckets a window
+/// may span beyond its first at its level. A window takes the first level it fits; beyond the
+/// last (4 hours) it is "long". Short windows (busy areas: a minute or two) get minute buckets,
+/// so that writes a few minutes apart share no key (with 5-minute buckets, half the busy-area
+/// benchmark's etcd transactions lost races to writes they did not overlap); hour-long windows
+/// get half-hour buckets, so that they mark few keys.
+const TIME_LEVELS: [(f64, i64); 2] = [(60.0, 3), (1800.0, 8)];
 /// Most fine area keys one envelope may compare or mark before coarse keys stand in.
 const MAX_FINE_KEYS: usize = 512;
 /// Time allowed to etcd for one request, and to the watch to reach a revision.
@@ -559,14 +565,52 @@ fn spatial_cells(e: &Envelope4, deg: f64) -> Vec<(i64, i64)> {
     out
 }
 
-/// Time buckets of an envelope, or `None` for a long (or unbounded) window.
-fn buckets(e: &Envelope4) -> Option<std::ops::RangeInclusive<i64>> {
+/// Buckets of `[t0, t1]` at time level `level`.
+fn level_buckets(t0: f64, t1: f64, level: usize) -> std::ops::RangeInclusive<i64> {
+    let w = TIME_LEVELS[level].0;
+    (t0 / w).floor() as i64..=(t1 / w).floor() as i64
+}
+
+/// The time level of an envelope's window, or `None` for a long (or unbounded) one.
+fn time_level(e: &Envelope4) -> Option<usize> {
     let (t0, t1) = (e.min[3], e.max[3]);
     if !(t0.is_finite() && t1.is_finite()) || t1 - t0 > 1.0e12 {
         return None;
     }
-    let (b0, b1) = ((t0 / BUCKET_S).floor() as i64, (t1 / BUCKET_S).floor() as i64);
-    (b1 - b0 < LONG_BUCKETS).then_some(b0..=b1)
+    TIME_LEVELS.iter().enumerate().position(|(l, (_, most))| {
+        let b = level_buckets(t0, t1, l);
+        b.end() - b.start() <= *most
+    })
+}
+
+/// The time parts of the area keys a change over `e` marks, and those a precondition over `e`
+/// compares, in every cell of `e`. With the window at level `l`, a change marks its buckets at
+/// `l` ("own", `{l}o{bucket}`), the buckets containing it at every coarser level ("sub",
+/// `{m}s{bucket}`), and "A" (any time); a long change marks "L" and "A". A precondition at
+/// level `l` compares own and sub at `l`, own at every coarser level, and "L"; a long one
+/// compares "A". Any two windows that share an instant share a key: at the same level an own
+/// bucket; a finer change meets a coarser precondition in a sub bucket, a coarser change a
+/// finer precondition in an own bucket; a long one either "L" or "A".
+fn time_keys(e: &Envelope4) -> (Vec<String>, Vec<String>) {
+    let Some(l) = time_level(e) else {
+        return (vec!["L".into(), "A".into()], vec!["A".into()]);
+    };
+    let (t0, t1) = (e.min[3], e.max[3]);
+    let (mut marks, mut checks) = (vec!["A".to_string()], vec!["L".to_string()]);
+    for b in level_buckets(t0, t1, l) {
+        marks.push(format!("{l}o{b}"));
+        checks.push(format!("{l}o{b}"));
+        if l > 0 {
+            checks.push(format!("{l}s{b}"));
+        }
+    }
+    for m in l + 1..TIME_LEVELS.len() {
+        for b in level_buckets(t0, t1, m) {
+            marks.push(format!("{m}s{b}"));
+            checks.push(format!("{m}o{b}"));
+        }
+    }
+    (marks, checks)
 }
 
 fn kind_tag(k: Kind) -> &'static str {
@@ -586,17 +630,13 @@ impl Inner {
     /// Keys a change of `kind` over `e` marks.
     fn marks(&self, kind: Kind, e: &Envelope4, out: &mut BTreeSet<String>) {
         let fine = spatial_cells(e, CELL_DEG);
-        let times: Vec<String> = match buckets(e) {
-            Some(r) => r.map(|b| b.to_string()).collect(),
-            None => vec!["L".into()],
-        };
+        let (times, _) = time_keys(e);
         for c in spatial_cells(e, COARSE_DEG) {
             // Every write marks the coarse grid, for preconditions over large areas.
             out.insert(self.area_key("C", kind, c, "A"));
         }
-        if fine.len() * (times.len() + 1) <= MAX_FINE_KEYS {
+        if fine.len() * times.len() <= MAX_FINE_KEYS {
             for c in fine {
-                out.insert(self.area_key("F", kind, c, "A"));
                 for t in &times {
                     out.insert(self.area_key("F", kind, c, t));
                 }
@@ -612,9 +652,8 @@ impl Inner {
     /// Keys a precondition over `e` for `kind` compares.
     fn checks(&self, kind: Kind, e: &Envelope4, out: &mut BTreeSet<String>) {
         let fine = spatial_cells(e, CELL_DEG);
-        let times: Option<Vec<String>> = buckets(e).map(|r| r.map(|b| b.to_string()).collect());
-        let n_fine = fine.len() * times.as_ref().map_or(1, |t| t.len() + 1);
-        if n_fine > MAX_FINE_KEYS {
+        let (_, times) = time_keys(e);
+        if fine.len() * times.len() > MAX_FINE_KEYS {
             for c in spatial_cells(e, COARSE_DEG) {
                 out.insert(self.area_key("C", kind, c, "A"));
             }
@@ -624,16 +663,8 @@ impl Inner {
             out.insert(self.area_key("H", kind, c, "A"));
         }
         for c in fine {
-            match &times {
-                Some(ts) => {
-                    out.insert(self.area_key("F", kind, c, "L"));
-                    for t in ts {
-                        out.insert(self.area_key("F", kind, c, t));
-                    }
-                }
-                None => {
-                    out.insert(self.area_key("F", kind, c, "A"));
-                }
+            for t in &times {
+                out.insert(self.area_key("F", kind, c, t));
             }
         }
     }
@@ -954,15 +985,32 @@ impl Store for EtcdStore {
             ops.push(put(m.into_bytes(), Vec::new(), false));
         }
         ops.push(put(inner.clock_key().into_bytes(), Vec::new(), false));
-        let request = pb::TxnRequest { compare: compares, success: ops, failure: Vec::new() };
+        // On a lost race, the clock key tells the latest change under the prefix: the
+        // instance waits until its index has applied it before answering, so the retry decides
+        // on a view that includes the change it lost to instead of losing again on the same
+        // stale view (under read leases the retry's consistency point is the local view).
+        let latest = pb::RequestOp {
+            request: Some(Request::RequestRange(pb::RangeRequest {
+                key: inner.clock_key().into_bytes(),
+                ..Default::default()
+            })),
+        };
+        let request = pb::TxnRequest { compare: compares, success: ops, failure: vec![latest] };
         let resp = inner
             .on_member(|ch| {
                 let request = request.clone();
                 async move { pb::txn(&ch, request).await }
             })
             .await?;
+        metrics::counter!("dss_etcd_transactions_total", "outcome" => if resp.succeeded { "committed" } else { "lost_race" })
+            .increment(1);
         if !resp.succeeded {
             tracing::debug!(compares = request.compare.len(), "etcd transaction lost a race");
+            let latest = match resp.responses.first().and_then(|r| r.response.as_ref()) {
+                Some(pb::response_op::Response::ResponseRange(r)) => r.kvs.first().map_or(0, |kv| rev(kv.mod_revision)),
+                _ => 0,
+            };
+            inner.reach(latest).await?;
             return Err(StoreError::Conflict);
         }
         let revision = header_revision(&resp.header);

@@ -227,3 +227,61 @@ async fn tls_with_client_certificates() {
     let anonymous = EtcdConfig { client_cert_pem: None, client_key_pem: None, ..config };
     assert!(matches!(EtcdStore::open(anonymous).await, Err(StoreError::Unavailable(_))));
 }
+
+/// The time parts of area keys: any two windows that share an instant share a key (what one
+/// marks, the other compares), whatever their lengths; windows apart by more than a bucket
+/// of their level share none; and the cost per window stays a few keys.
+#[test]
+fn time_keys_never_miss_an_overlap() {
+    use crate::{time_keys, TIME_LEVELS};
+    use geo4d::Envelope4;
+    let window = |t0: f64, t1: f64| Envelope4 { min: [0.0, 0.0, 0.0, t0], max: [0.0, 0.0, 0.0, t1] };
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let base = 1.8e9;
+    // Lengths from an instant to beyond the last level, and unbounded.
+    let lengths = [0.0, 1.0, 59.0, 60.0, 61.0, 240.0, 299.0, 300.0, 301.0, 1800.0, 3600.0, 86_000.0, 90_000.0, 1e6];
+    let mut pick = move || {
+        let len = lengths[(next() * lengths.len() as f64) as usize % lengths.len()];
+        // Starts on bucket edges half the time.
+        let t0 = if next() < 0.5 { base + (next() * 200.0).floor() * 60.0 } else { base + next() * 12_000.0 };
+        if next() < 0.03 {
+            window(f64::NEG_INFINITY, f64::INFINITY)
+        } else {
+            window(t0, t0 + len)
+        }
+    };
+    let mut overlapping = 0;
+    for _ in 0..20_000 {
+        let (w, q) = (pick(), pick());
+        let overlap = w.min[3] <= q.max[3] && q.min[3] <= w.max[3];
+        let (marks, _) = time_keys(&w);
+        let (_, checks) = time_keys(&q);
+        let shared = marks.iter().any(|m| checks.contains(m));
+        if overlap {
+            overlapping += 1;
+            assert!(shared, "{w:?} and {q:?} overlap but share no key: marks {marks:?}, checks {checks:?}");
+        }
+    }
+    assert!(overlapping > 2_000, "the sample must exercise overlaps ({overlapping})");
+
+    // Minute-long windows two buckets apart share nothing: busy areas rarely retry.
+    let (a, b) = (window(base, base + 60.0), window(base + 180.0, base + 240.0));
+    let (marks, _) = time_keys(&a);
+    let (_, checks) = time_keys(&b);
+    assert!(!marks.iter().any(|m| checks.contains(m)), "{marks:?} / {checks:?}");
+    // A few keys per window at either level.
+    for len in [0.0, 60.0, 120.0, 300.0, 3600.0] {
+        let (marks, checks) = time_keys(&window(base + 30.0, base + 30.0 + len));
+        assert!(marks.len() <= 6 && checks.len() <= 12, "{len} s: {marks:?} / {checks:?}");
+    }
+    // Beyond the last level a window is long: two keys whatever its length.
+    let last = TIME_LEVELS[TIME_LEVELS.len() - 1];
+    let (marks, checks) = time_keys(&window(base, base + last.0 * (last.1 + 1) as f64));
+    assert_eq!((marks, checks), (vec!["L".to_string(), "A".to_string()], vec!["A".to_string()]));
+}
