@@ -320,14 +320,26 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                 let baseline_writes_per_s = baseline.successful_writes_per_s;
                 reports.push(baseline);
                 if ctx.config.store == "etcd" {
+                    // etcd alone on the same machine: how much of its capacity the pool uses.
+                    let ceiling = workloads::etcd_ceiling(&ctx).await?;
+                    ours.notes.push(format!(
+                        "{:.0}% of the transactions/s of etcd alone in this run ({:.0}/s of {} compares and {} puts, {} clients, no DSS)",
+                        100.0 * ours.successful_writes_per_s / ceiling.successful_writes_per_s.max(1e-9),
+                        ceiling.successful_writes_per_s,
+                        workloads::CEILING_COMPARES,
+                        workloads::CEILING_PUTS,
+                        ctx.config.concurrency
+                    ));
                     // Once more with inter-organization latency between the members.
                     ours.print();
+                    ceiling.print();
                     let (mean_ms, jitter_ms) = ctx.config.peer_delay_ms;
                     let delay = store_etcd::cluster::PeerDelay { mean_ms, jitter_ms };
                     let mut delayed = workloads::busy_area_with(&ctx, Some(delay)).await?;
                     delayed.workload = format!("busy-area (pool, {mean_ms} +/- {jitter_ms} ms between members)");
                     delayed.baseline_writes_per_s = baseline_writes_per_s;
                     reports.push(ours);
+                    reports.push(ceiling);
                     delayed
                 } else {
                     ours

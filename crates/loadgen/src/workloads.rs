@@ -871,3 +871,41 @@ pub async fn soak(ctx: &Ctx) -> Result<WorkloadReport> {
     ));
     Ok(finish(report, rec, seconds, &["create", "delete"]))
 }
+
+/// Transactions of the pool's shape, per commit of busy-area on average.
+pub const CEILING_COMPARES: usize = 10;
+pub const CEILING_PUTS: usize = 9;
+
+/// etcd alone, on a fresh cluster of the same members: the ceiling the pool's writes are
+/// measured against in the same run ([`store_etcd::ceiling`]).
+pub async fn etcd_ceiling(ctx: &Ctx) -> Result<WorkloadReport> {
+    let cfg = &ctx.config;
+    let dir = ctx.work_dir.join("etcd-ceiling");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let cluster =
+        store_etcd::cluster::LocalCluster::start(cfg.members.max(1), &dir).await.map_err(anyhow::Error::msg)?;
+    let duration = Duration::from_secs_f64(cfg.duration_s.max(1) as f64);
+    let c = store_etcd::ceiling::run(
+        &cluster.client_urls,
+        "/ceiling/",
+        cfg.concurrency,
+        duration,
+        CEILING_COMPARES,
+        CEILING_PUTS,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    drop(cluster);
+    let mut rec = Recorder::default();
+    for l in &c.latencies_us {
+        rec.ok("txn", *l);
+    }
+    let report = WorkloadReport {
+        workload: "etcd alone (the pool's transaction shape)".into(),
+        parameters: json!({"members": cfg.members, "clients": cfg.concurrency, "compares": CEILING_COMPARES,
+                           "puts": CEILING_PUTS, "watches": cfg.members, "duration_s": cfg.duration_s}),
+        ..Default::default()
+    };
+    Ok(finish(report, rec, c.seconds, &["txn"]))
+}

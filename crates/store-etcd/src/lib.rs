@@ -42,6 +42,7 @@ use store::{Committed, Key, Kind, Precondition, Revision, Store, StoreError, Sto
 use store_embedded::memory::{decode_write, encode_write, MemoryIndex};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+pub mod ceiling;
 pub mod cluster;
 mod leases;
 mod pb;
