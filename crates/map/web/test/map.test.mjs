@@ -152,6 +152,10 @@ try {
   check(/Proposal: Start \d+ min/.test(refusal), 'a proposal is offered', refusal);
   const highlighted = await page.evaluate(() => [...window.deconflict.state.highlight]);
   check(highlighted.includes(`${ready.alpha.kept_intent}#0`), "alpha's conflicting volume is highlighted", highlighted);
+  // Drawn on a later animation frame than the state change: wait for it (bounded), then check.
+  await page
+    .waitForFunction(() => window.deconflict.map.queryRenderedFeatures({ layers: ['highlight'] }).length > 0, null, { timeout: 5_000 })
+    .catch(() => {});
   const highlightDrawn = await page.evaluate(() => window.deconflict.map.queryRenderedFeatures({ layers: ['highlight'] }).length);
   check(highlightDrawn > 0, 'the highlight is drawn', highlightDrawn);
   await shot(page, 'refused');
