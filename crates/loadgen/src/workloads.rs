@@ -885,7 +885,7 @@ pub async fn etcd_ceiling(ctx: &Ctx) -> Result<WorkloadReport> {
     std::fs::create_dir_all(&dir)?;
     let cluster =
         store_etcd::cluster::LocalCluster::start(cfg.members.max(1), &dir).await.map_err(anyhow::Error::msg)?;
-    let duration = Duration::from_secs_f64(cfg.duration_s.max(1) as f64);
+    let duration = Duration::from_secs(cfg.duration_s.max(1));
     let c = store_etcd::ceiling::run(
         &cluster.client_urls,
         "/ceiling/",

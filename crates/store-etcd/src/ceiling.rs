@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::{pb, EtcdConfig};
 
-/// The transactions a run committed and their latencies.
+/// What a run committed: one latency per transaction.
 pub struct Ceiling {
-    pub transactions: u64,
     pub seconds: f64,
     /// Per-transaction latency, microseconds.
     pub latencies_us: Vec<u64>,
@@ -41,19 +40,8 @@ pub async fn run(
     // One watch per member on the prefix, drained, as each instance's.
     let mut watches = tokio::task::JoinSet::new();
     for ch in &streaming {
-        let create = pb::WatchRequest {
-            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
-                key: prefix.as_bytes().to_vec(),
-                range_end: crate::prefix_end(prefix),
-                start_revision: 0,
-                progress_notify: false,
-            })),
-        };
-        let (requests, rx) = tokio::sync::mpsc::channel::<pb::WatchRequest>(4);
-        requests.send(create).await.map_err(|e| e.to_string())?;
-        let mut stream = pb::watch(ch, tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .map_err(|e| format!("watch: {}", e.message()))?;
+        let (requests, mut stream) =
+            pb::watch_prefix(ch, prefix, 0).await.map_err(|e| format!("watch: {}", e.message()))?;
         watches.spawn(async move {
             let _keep_open = requests;
             while let Ok(Some(_)) = stream.message().await {}
@@ -112,5 +100,5 @@ pub async fn run(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(Ceiling { transactions: latencies_us.len() as u64, seconds, latencies_us })
+    Ok(Ceiling { seconds, latencies_us })
 }

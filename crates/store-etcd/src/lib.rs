@@ -454,20 +454,11 @@ impl Inner {
     /// ends or fails (the caller resumes, reloading if the history was compacted).
     async fn follow(&self, from: Revision) -> Result<(), StoreError> {
         let prefix = self.entity_prefix();
-        let create = pb::WatchRequest {
-            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
-                key: prefix.as_bytes().to_vec(),
-                range_end: prefix_end(&prefix),
-                start_revision: i64::try_from(from).unwrap_or(i64::MAX),
-                progress_notify: false,
-            })),
-        };
         let n = self.endpoints.len();
         let i = self.current.load(Ordering::Relaxed) % n;
+        let start = i64::try_from(from).unwrap_or(i64::MAX);
         // The request side stays open as long as the stream is followed.
-        let (requests, rx) = tokio::sync::mpsc::channel::<pb::WatchRequest>(4);
-        requests.send(create).await.map_err(unavailable)?;
-        let mut stream = match pb::watch(&self.streaming[i], tokio_stream::wrappers::ReceiverStream::new(rx)).await {
+        let (_requests, mut stream) = match pb::watch_prefix(&self.streaming[i], &prefix, start).await {
             Ok(s) => s,
             Err(e) => {
                 self.current.store((i + 1) % n, Ordering::Relaxed);

@@ -302,6 +302,27 @@ pub async fn watch(
     Ok(grpc.streaming(tonic::Request::new(requests), path, codec).await?.into_inner())
 }
 
+/// Opens a watch of every key under `prefix` from `start_revision` (0: from now). The sender
+/// keeps the request side open: the stream lives as long as both are kept.
+pub async fn watch_prefix(
+    channel: &Channel,
+    prefix: &str,
+    start_revision: i64,
+) -> Result<(tokio::sync::mpsc::Sender<WatchRequest>, tonic::Streaming<WatchResponse>), tonic::Status> {
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+            key: prefix.as_bytes().to_vec(),
+            range_end: crate::prefix_end(prefix),
+            start_revision,
+            progress_notify: false,
+        })),
+    };
+    let (requests, rx) = tokio::sync::mpsc::channel::<WatchRequest>(4);
+    requests.send(create).await.map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let stream = watch(channel, tokio_stream::wrappers::ReceiverStream::new(rx)).await?;
+    Ok((requests, stream))
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LeaseGrantRequest {
     #[prost(int64, tag = "1")]
