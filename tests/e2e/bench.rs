@@ -5,19 +5,39 @@ use serde_json::Value;
 
 use crate::harness::BIN;
 
-#[test]
-fn bench_smoke_run_is_correct() {
+/// Runs `deconflict bench --smoke <args>` in a fresh directory and returns its report. Its output
+/// is kept in a file; when it fails, the end of that output is the panic's message, so that the
+/// reason is where a reader of a long, parallel test log looks.
+fn smoke(args: &[&str]) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("report.json");
+    let log_path = dir.path().join("output.txt");
+    let log = std::fs::File::create(&log_path).expect("output file");
     let status = std::process::Command::new(BIN)
-        .args(["bench", "--smoke", "--out"])
+        .args(["bench", "--smoke"])
+        .args(args)
+        .arg("--out")
         .arg(&out)
         .arg("--work-dir")
         .arg(dir.path().join("work"))
+        // An error's message, not the backtrace anyhow would add to it.
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(log.try_clone().expect("output file"))
+        .stderr(log)
         .status()
         .expect("run the benchmark");
-    assert!(status.success(), "deconflict bench --smoke failed");
-    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("json");
+    if !status.success() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let end = lines[lines.len().saturating_sub(40)..].join("\n");
+        panic!("deconflict bench --smoke {} failed ({status}); the end of its output:\n{end}", args.join(" "));
+    }
+    serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("json")
+}
+
+#[test]
+fn bench_smoke_run_is_correct() {
+    let report = smoke(&[]);
     let workloads = report["workloads"].as_array().expect("workloads");
     let names: Vec<&str> = workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
     assert_eq!(
@@ -59,17 +79,7 @@ fn bench_smoke_run_is_correct() {
 /// injected delay between members, and the city's embedded baseline): correctness only.
 #[test]
 fn bench_smoke_run_on_a_pool_is_correct() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("report.json");
-    let status = std::process::Command::new(BIN)
-        .args(["bench", "--smoke", "--store", "etcd", "--members", "3", "--workload", "busy-area,city", "--out"])
-        .arg(&out)
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .status()
-        .expect("run the benchmark");
-    assert!(status.success(), "deconflict bench --smoke --store etcd failed");
-    let report: Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("json");
+    let report = smoke(&["--store", "etcd", "--members", "3", "--workload", "busy-area,city"]);
     let workloads = report["workloads"].as_array().expect("workloads");
     let names: Vec<&str> = workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
     assert_eq!(

@@ -901,11 +901,17 @@ pub async fn etcd_ceiling(ctx: &Ctx) -> Result<WorkloadReport> {
     for l in &c.latencies_us {
         rec.ok("txn", *l);
     }
-    let report = WorkloadReport {
+    let mut report = WorkloadReport {
         workload: "etcd alone (the pool's transaction shape)".into(),
         parameters: json!({"members": cfg.members, "clients": cfg.concurrency, "compares": CEILING_COMPARES,
                            "puts": CEILING_PUTS, "watches": cfg.members, "duration_s": cfg.duration_s}),
         ..Default::default()
     };
+    if c.retried > 0 {
+        report.notes.push(format!(
+            "{} transactions were refused or timed out by etcd (a leader change or a loaded machine) and sent again",
+            c.retried
+        ));
+    }
     Ok(finish(report, rec, c.seconds, &["txn"]))
 }

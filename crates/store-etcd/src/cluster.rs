@@ -95,6 +95,26 @@ async fn delaying_proxy(listener: tokio::net::TcpListener, target: u16, delay: P
     }
 }
 
+/// How many times a cluster whose member exited while starting is started again.
+const START_ATTEMPTS: u32 = 3;
+
+/// Why a start failed: a member exited (perhaps a port was taken), or anything else.
+enum Start {
+    Exited(String),
+    Failed(String),
+}
+
+/// The last `n` lines of a log file, or a word on why it cannot be read.
+fn log_tail(path: &Path, n: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("(unreadable: {e})"),
+    }
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -106,17 +126,42 @@ impl LocalCluster {
     }
 
     /// [`Self::start`], with `delay` injected on every link between members when given.
+    ///
+    /// Ports are picked free and released before etcd binds them, so another process (a test
+    /// or a cluster started alongside) may take one first: a member that exits while starting
+    /// is taken for that, and the whole cluster is started again on fresh ports, at most
+    /// [`START_ATTEMPTS`] times.
     pub async fn start_with(n: usize, dir: &Path, delay: Option<PeerDelay>) -> Result<LocalCluster, String> {
-        let ports: Vec<(u16, u16)> = (0..n)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| e.to_string())?;
+        let mut attempt = 1;
+        loop {
+            let ports = (0..n)
+                .map(|_| Ok((free_port()?, free_port()?)))
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| e.to_string())?;
+            match Self::start_once(dir, delay, ports).await {
+                Err(Start::Exited(why)) if attempt < START_ATTEMPTS => {
+                    tracing::warn!(attempt, %why, "an etcd member exited while starting; starting again on fresh ports");
+                    attempt += 1;
+                }
+                Err(Start::Exited(why) | Start::Failed(why)) => return Err(why),
+                Ok(cluster) => return Ok(cluster),
+            }
+        }
+    }
+
+    /// One start on `ports` (client, peer), a pair per member.
+    async fn start_once(dir: &Path, delay: Option<PeerDelay>, ports: Vec<(u16, u16)>) -> Result<LocalCluster, Start> {
+        Self::spawn(dir, delay, &ports).map_err(Start::Failed)?.wait_healthy(dir).await
+    }
+
+    /// Starts the members (and the proxies between them) without waiting for them.
+    fn spawn(dir: &Path, delay: Option<PeerDelay>, ports: &[(u16, u16)]) -> Result<LocalCluster, String> {
         let mut me = LocalCluster { children: Vec::new(), client_urls: Vec::new(), proxies: None };
         // Members advertise the proxy in front of their peer port: every link between two
         // members then crosses a proxy.
         let mut advertised = Vec::new();
         let mut listeners = Vec::new();
-        for (_, peer) in &ports {
+        for (_, peer) in ports {
             match delay {
                 Some(_) => {
                     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -143,11 +188,17 @@ impl LocalCluster {
             });
             me.proxies = Some((stop, thread));
         }
+        let token = format!("deconflict-pool-{}", model::Uuid::new_v4().simple());
         let cluster: Vec<String> = advertised.iter().enumerate().map(|(i, u)| format!("m{i}={u}")).collect();
         for (i, (client, peer)) in ports.iter().enumerate() {
             let url = format!("http://127.0.0.1:{client}");
             let listen_peer = format!("http://127.0.0.1:{peer}");
             let peer_url = advertised[i].clone();
+            // A data directory of an earlier attempt names other ports.
+            let data = dir.join(format!("etcd-{i}"));
+            if data.exists() {
+                std::fs::remove_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+            }
             let log = std::fs::File::create(dir.join(format!("etcd-{i}.log"))).map_err(|e| e.to_string())?;
             let child = Command::new("etcd")
                 .args(["--name", &format!("m{i}"), "--data-dir"])
@@ -155,7 +206,9 @@ impl LocalCluster {
                 .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
                 .args(["--listen-peer-urls", &listen_peer, "--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", "deconflict-pool", "--max-txn-ops", "10000"])
+                // A token of its own: a member of another local cluster that took a port meant
+                // for this one cannot join it.
+                .args(["--initial-cluster-token", &token, "--max-txn-ops", "10000"])
                 // Area keys are rewritten by every commit: without compaction their history
                 // grows until etcd's space quota stops all writes. An instance whose watch falls
                 // further behind than this reloads everything.
@@ -169,10 +222,21 @@ impl LocalCluster {
             me.children.push(child);
             me.client_urls.push(url);
         }
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| e.to_string())?;
-        for url in &me.client_urls {
+        Ok(me)
+    }
+
+    /// Waits (at most about 15 s per member) until every member answers healthy.
+    async fn wait_healthy(mut self, dir: &Path) -> Result<LocalCluster, Start> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Start::Failed(e.to_string()))?;
+        for i in 0..self.client_urls.len() {
+            let url = self.client_urls[i].clone();
             let mut ok = false;
             for _ in 0..150 {
+                // Checked first: a port taken by another cluster's member could answer healthy.
+                self.none_exited(dir)?;
                 if http.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
                     ok = true;
                     break;
@@ -180,10 +244,26 @@ impl LocalCluster {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             if !ok {
-                return Err(format!("etcd member {url} did not become healthy (see {})", dir.display()));
+                return Err(Start::Failed(format!("etcd member {url} did not become healthy (see {})", dir.display())));
             }
         }
-        Ok(me)
+        self.none_exited(dir)?;
+        Ok(self)
+    }
+
+    /// An error naming the first member that has exited, with the end of its log.
+    fn none_exited(&mut self, dir: &Path) -> Result<(), Start> {
+        match self.children.iter_mut().enumerate().find_map(|(k, c)| Some((k, c.try_wait().ok()??))) {
+            None => Ok(()),
+            Some((k, status)) => {
+                let log = dir.join(format!("etcd-{k}.log"));
+                Err(Start::Exited(format!(
+                    "etcd member {k} exited while starting ({status}); the end of {}:\n{}",
+                    log.display(),
+                    log_tail(&log, 5)
+                )))
+            }
+        }
     }
 
     /// Endpoints for the DSS instance of member `i`: its own member first, then the others.
@@ -191,5 +271,32 @@ impl LocalCluster {
         let mut out = vec![self.client_urls[i].clone()];
         out.extend(self.client_urls.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, u)| u.clone()));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member whose port is taken exits at once; the start says so (with etcd's own words)
+    /// instead of waiting out the health timeout, which is what lets `start_with` try again.
+    #[tokio::test]
+    async fn a_taken_port_is_reported_as_an_exited_member_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = squatter.local_addr().expect("addr").port();
+        let t = std::time::Instant::now();
+        let ports = vec![(taken, free_port().expect("port"))];
+        match LocalCluster::start_once(dir.path(), None, ports).await {
+            Err(Start::Exited(why)) => {
+                assert!(why.contains("address already in use"), "{why}");
+                assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+            }
+            Err(Start::Failed(why)) => panic!("expected an exited member, got: {why}"),
+            Ok(_) => panic!("a member started on a taken port"),
+        }
+        // And a start on fresh ports in the same directory works.
+        let cluster = LocalCluster::start(1, dir.path()).await.expect("start on fresh ports");
+        assert_eq!(cluster.client_urls.len(), 1);
     }
 }

@@ -704,11 +704,13 @@ impl EtcdStore {
                 .build()
                 .map_err(|e| unavailable(format!("an HTTP client for acknowledgements: {e}")))?,
         });
-        // A member just started may refuse for a moment (no leader yet): retry, bounded.
+        // A member just started may refuse for a moment (no leader yet, or a new election on a
+        // loaded machine): retry, bounded. Creating the secret is conditional on its absence,
+        // so a retry after an unanswered attempt is harmless.
         let mut attempt = 0;
         let mut from = loop {
-            match inner.load().await {
-                Ok(r) => break r + 1,
+            match async { Ok::<_, StoreError>((inner.load().await?, inner.ensure_secret().await?)) }.await {
+                Ok((r, ())) => break r + 1,
                 Err(e) if attempt < 40 => {
                     attempt += 1;
                     tracing::debug!(error = %e, "etcd not ready yet");
@@ -717,7 +719,6 @@ impl EtcdStore {
                 Err(e) => return Err(e),
             }
         };
-        inner.ensure_secret().await?;
         let follower = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(100);
