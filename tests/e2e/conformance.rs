@@ -204,6 +204,53 @@ async fn expired_subscriptions_are_not_listed_and_coverage_allows_clock_skew() {
 }
 
 #[tokio::test]
+async fn a_subscription_under_an_intent_must_contain_it_and_once_written_is_explicit() {
+    let dss = Dss::start();
+    let sc = token("uss1", &[SC]);
+    // An intent over a 500 m circle with an implicit subscription.
+    let (oir, ovn, created) =
+        create_intent(&dss, &sc, &intent_body(vec![circle(47.0, 8.0, 500.0, 60, 1800)], &[], "Accepted")).await;
+    let sub = created["operational_intent_reference"]["subscription_id"].as_str().expect("subscription").to_owned();
+    let (s, r) = call("GET", &dss.url(&format!("{SUBS}/{sub}")), Some(&sc), None).await;
+    assert_eq!(s, 200, "{r}");
+    let mut version = r["subscription"]["version"].as_str().expect("version").to_owned();
+    // A 50 m circle over the same centre meets the intent but no longer contains it: 400.
+    for (radius, ok) in [(50.0, false), (499.0, false), (500.0, true), (800.0, true)] {
+        let (s, r) = call(
+            "PUT",
+            &dss.url(&format!("{SUBS}/{sub}/{version}")),
+            Some(&sc),
+            Some(&subscription(circle(47.0, 8.0, radius, 0, 1800), true, false)),
+        )
+        .await;
+        if ok {
+            assert_eq!(s, 200, "a {radius} m circle contains the 500 m intent: {r}");
+            version = r["subscription"]["version"].as_str().expect("version").to_owned();
+        } else {
+            assert_error_shape(s, &r, 400, &format!("a {radius} m circle under a 500 m intent"));
+        }
+    }
+    // Written through the subscriptions endpoint, it is explicit: deleting its last intent
+    // leaves it in place.
+    let (s, r) = call("DELETE", &dss.url(&format!("{OIR}/{oir}/{ovn}")), Some(&sc), None).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = call("GET", &dss.url(&format!("{SUBS}/{sub}")), Some(&sc), None).await;
+    assert_eq!(s, 200, "the explicit subscription stays: {r}");
+    // A base URL with a query is accepted, and kept as given.
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("{SUBS}/{}", new_id())),
+        Some(&sc),
+        Some(&json!({"extents": circle(47.0, 8.0, 100.0, 0, 1800),
+                     "uss_base_url": "http://sub.test/p?correct-ovn-mutation=true",
+                     "notify_for_operational_intents": true, "notify_for_constraints": false})),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["subscription"]["uss_base_url"], "http://sub.test/p?correct-ovn-mutation=true");
+}
+
+#[tokio::test]
 async fn availability_horizon_and_requested_ovns() {
     let dss = Dss::start();
     let aa = token("arbiter", &[AA]);

@@ -246,3 +246,95 @@ async fn qualification_interface_plans_activates_conflicts_and_clears() {
     .await;
     assert_eq!(s, 400);
 }
+
+/// References of `manager` the DSS holds around the test area at any time from an hour ago to
+/// 40 days ahead.
+async fn dss_intents_any_time(cluster: &Cluster, manager: &str) -> Vec<Value> {
+    let tok = cluster.token("observer", "utm.strategic_coordination").await;
+    let body = json!({"area_of_interest": area(0.0, 5000.0, -3600, 40 * 86_400)[0].clone()});
+    let (s, r) = crate::harness::call(
+        "POST",
+        &format!("{}/dss/v1/operational_intent_references/query", cluster.dss.url),
+        Some(&tok),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    r["operational_intent_references"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|i| i["manager"] == manager)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_flights_are_rejected_plans_come_back_as_planned_and_the_planner_deletes() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant_with("alpha", &FULL, &cluster.dir.path().join("alpha"), &["--flight-planning"]);
+    let plan = cluster.token("qualifier", PLAN).await;
+    let day = 86_400;
+
+    // Invalid by their times alone: each is Rejected with the reason, and nothing reaches the DSS.
+    let mut two = area(0.0, 100.0, -600, -60).as_array().expect("area").clone();
+    two.extend(area(0.0, 100.0, 60, 600).as_array().expect("area").clone());
+    for (what, a, needle) in [
+        ("beyond the 30-day horizon", area(0.0, 100.0, 31 * day, 31 * day + 600), "horizon"),
+        ("already ended", area(0.0, 100.0, -600, -60), "ended"),
+        ("one volume ended, another current", Value::Array(two), "volume 0 has already ended"),
+        ("longer than a day", area(0.0, 100.0, 60, 60 + 25 * 3600), "at most 24 hours"),
+        ("no volumes", json!([]), "at least one volume"),
+    ] {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (s, r) = fp(
+            &alpha,
+            Some(&plan),
+            "PUT",
+            &format!("/flight_plans/{id}"),
+            Some(&upsert("Planned", "Nominal", a, 0, "IfAllowed")),
+        )
+        .await;
+        assert_eq!(
+            (s, r["planning_result"].as_str(), r["flight_plan_status"].as_str()),
+            (200, Some("Rejected"), Some("NotPlanned")),
+            "{what}: {r}"
+        );
+        assert!(r["notes"].as_str().is_some_and(|n| n.contains(needle)), "{what}: the note says why: {r}");
+    }
+    assert!(dss_intents_any_time(&cluster, "alpha").await.is_empty(), "nothing was created in the DSS");
+    // The operator API refuses the same plan with a 400 that says why.
+    let far = crate::uss::flight(47.5, 8.5, 100.0, 0.0, 120.0, 31 * day, 31 * day + 600);
+    let (s, r) = crate::uss::op(&alpha, "POST", "/operator/plan", Some(&far)).await;
+    crate::harness::assert_error_shape(s, &r, 400, "a plan beyond the horizon");
+    assert!(r["message"].as_str().is_some_and(|m| m.contains("horizon")), "{r}");
+
+    // A start in the past is planned from now, and the answer says so in `as_planned`, exactly
+    // as peers are served the details.
+    let fp_id = uuid::Uuid::new_v4().to_string();
+    let body = upsert("Planned", "Nominal", area(0.0, 200.0, -30, 1800), 0, "IfAllowed");
+    let (s, r) = fp(&alpha, Some(&plan), "PUT", &format!("/flight_plans/{fp_id}"), Some(&body)).await;
+    assert_eq!((s, r["planning_result"].as_str()), (200, Some("Completed")), "{r}");
+    let planned = &r["as_planned"];
+    assert_eq!(planned["basic_information"]["usage_state"], "Planned", "{r}");
+    assert_eq!(planned["astm_f3548_21"]["priority"], 0, "{r}");
+    let planned_area = planned["basic_information"]["area"].clone();
+    assert_ne!(planned_area[0]["time_start"], body["flight_plan"]["basic_information"]["area"][0]["time_start"]);
+    let intents = dss_intents_any_time(&cluster, "alpha").await;
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    let peer = cluster.token("gamma", "utm.strategic_coordination").await;
+    let (s, details) = crate::harness::call(
+        "GET",
+        &format!("{}/uss/v1/operational_intents/{}", alpha.url, intents[0]["id"].as_str().expect("id")),
+        Some(&peer),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{details}");
+    assert_eq!(planned_area, details["operational_intent"]["details"]["volumes"], "as_planned is what peers see");
+
+    // Deleting the flight plan needs only the planning scope.
+    let (s, r) = fp(&alpha, Some(&plan), "DELETE", &format!("/flight_plans/{fp_id}"), None).await;
+    assert_eq!((s, r["flight_plan_status"].as_str()), (200, Some("Closed")), "{r}");
+    assert!(dss_intents_any_time(&cluster, "alpha").await.is_empty());
+}

@@ -25,6 +25,9 @@ enum Behaviour {
     Huge,
     /// 503 to the first request, 204 to the rest.
     FlakyThenOk,
+    /// Valid details managed by `gamma`, but only at `/p/uss/v1/operational_intents/{id}?x=1`
+    /// (its base URL is `.../p?x=1`); 404 anywhere else.
+    UnderQueryBase,
 }
 
 /// A peer on a free loopback port behaving badly; returns its base URL and a counter of the
@@ -61,6 +64,22 @@ async fn fake_peer(behaviour: Behaviour) -> (String, Arc<tokio::sync::Notify>) {
                     }
                     Behaviour::Hang => {
                         tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                    }
+                    Behaviour::UnderQueryBase => {
+                        let target = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+                        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                        let id = path.rsplit('/').next().unwrap_or("");
+                        let right = path == format!("/p/uss/v1/operational_intents/{id}") && query == "x=1";
+                        let (status, body) = if right {
+                            ("200 OK", gamma_details(id).to_string())
+                        } else {
+                            ("404 Not Found", json!({"message": format!("nothing at {target}")}).to_string())
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = sock.write_all(resp.as_bytes()).await;
                     }
                     Behaviour::Garbage | Behaviour::Impostor => {
                         let body = match behaviour {
@@ -102,6 +121,18 @@ fn impostor_details(id: &str) -> Value {
                       "ovn": "forged-ovn-forged-ovn", "time_start": t(0), "time_end": t(3600),
                       "uss_base_url": "http://127.0.0.1:9", "subscription_id": new_id()},
         "details": {"volumes": [crate::harness::circle(10.0, 10.0, 50.0, 0, 3600)], "off_nominal_volumes": [], "priority": 0}
+    }})
+}
+
+/// Valid details of `id` as `gamma` (the manager the DSS records) would serve them: a 300 m
+/// circle at (47, 8.2) within the reference's times (600 s to 1800 s from when it was written).
+fn gamma_details(id: &str) -> Value {
+    let t = |s: i64| crate::harness::rfc3339(s);
+    json!({"operational_intent": {
+        "reference": {"id": id, "manager": "gamma", "uss_availability": "Unknown", "version": 1, "state": "Accepted",
+                      "ovn": "gamma-ovn-gamma-ovn-gamma", "time_start": t(600), "time_end": t(1790),
+                      "uss_base_url": "http://127.0.0.1:9", "subscription_id": new_id()},
+        "details": {"volumes": [crate::harness::circle(47.0, 8.2, 300.0, 610, 1790)], "off_nominal_volumes": [], "priority": 0}
     }})
 }
 
@@ -353,6 +384,47 @@ async fn unverifiable_details_block_overlapping_plans_and_say_why() {
     // bravo still answers: the 300 MB answer was cut off, not held.
     let (s, _) = op(&bravo, "GET", "/operator/status", None).await;
     assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn a_base_url_with_a_query_is_called_under_its_path_with_its_query() {
+    let cluster = Cluster::start();
+    let bravo = cluster.participant("bravo", &FULL);
+    let (peer, _) = fake_peer(Behaviour::UnderQueryBase).await;
+    // The DSS accepts a query in uss_base_url, as the reference DSS does.
+    let id = dss_reference(&cluster, "gamma", &format!("{peer}/p?x=1"), 47.0, 8.2, 600, 1800).await;
+    // bravo fetched the details at `/p/uss/v1/operational_intents/{id}?x=1` and verified them:
+    // the conflict is with gamma's known operation, not an unverifiable entry.
+    let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.0, 8.2, 200.0, 0.0, 120.0, 900, 1500))).await;
+    assert_eq!(s, 409, "{r}");
+    let c = &r["conflicts"][0];
+    assert_eq!((c["kind"].as_str(), c["id"].as_str()), (Some("operational_intent"), Some(id.as_str())), "{r}");
+    // The same peer under a base URL without the query answers 404: the entity is unverifiable.
+    let id = dss_reference(&cluster, "gamma", &format!("{peer}/p"), 47.0, 8.3, 600, 1800).await;
+    let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.0, 8.3, 200.0, 0.0, 120.0, 900, 1500))).await;
+    assert_eq!(s, 409, "{r}");
+    let c = &r["conflicts"][0];
+    assert_eq!((c["kind"].as_str(), c["id"].as_str()), (Some("unverifiable"), Some(id.as_str())), "{r}");
+    assert!(c["reason"].as_str().is_some_and(|m| m.contains("404")), "{r}");
+    // Base URLs that must never be called are refused by the DSS, saying why.
+    let tok = cluster.token("gamma", SC).await;
+    for (bad, why) in [
+        (format!("{peer}/p#frag"), "fragment"),
+        ("http://user:pw@127.0.0.1:9/p".to_owned(), "user information"),
+        ("ftp://127.0.0.1:9/p".to_owned(), "http(s)"),
+    ] {
+        let body = json!({"extents": [crate::harness::circle(47.0, 8.4, 100.0, 600, 1800)], "key": [],
+                          "state": "Accepted", "uss_base_url": bad});
+        let (s, r) = call(
+            "PUT",
+            &format!("{}/dss/v1/operational_intent_references/{}", cluster.dss.url, new_id()),
+            Some(&tok),
+            Some(&body),
+        )
+        .await;
+        crate::harness::assert_error_shape(s, &r, 400, &bad);
+        assert!(r["message"].as_str().is_some_and(|m| m.contains(why)), "`{bad}`: {r}");
+    }
 }
 
 #[tokio::test]

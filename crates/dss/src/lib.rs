@@ -432,7 +432,8 @@ macro_rules! retrying {
 }
 pub(crate) use retrying;
 
-/// Validates a USS base URL (`model::check_base_url`): absolute http(s), a host, no query or fragment.
+/// Validates a USS base URL (`model::check_base_url`): absolute http(s), a host, no user
+/// information or fragment; a query is accepted, as the reference DSS does.
 pub(crate) fn check_base_url(url: &str, field: &str) -> Result<(), DssError> {
     model::check_base_url(url).map_err(|why| DssError::BadRequest(format!("{field} {why}")))
 }

@@ -161,9 +161,13 @@ impl<S: Store> Dss<S> {
             uss_base_url: req.uss_base_url.clone(),
             notify_for_operational_intents: req.notify_for_operational_intents,
             notify_for_constraints: req.notify_for_constraints,
-            implicit: old.as_ref().is_some_and(|o| o.value.implicit),
+            // Written through the subscriptions endpoint by its manager, it is explicit from now
+            // on: deleting its last operational intent leaves it in place (the reference DSS's
+            // rule; the standard's prober relies on it).
+            implicit: false,
         };
-        // The standard requires each intent to stay covered by its subscription.
+        // The standard requires each intent to stay covered by its subscription: its footprint
+        // contained (not merely met) by the new area, as well as its times and altitudes.
         let deps = self.store.dependent_intents(id).await?;
         for dep in &deps {
             if let Some(intent) = self.store.get_intent(*dep).await? {

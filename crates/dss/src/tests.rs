@@ -131,3 +131,91 @@ async fn end_in_the_past_and_horizon_use_the_injected_clock() {
     let ok = dss.put_intent(&caller("a"), Uuid::new_v4(), None, req(2000, 3000)).await.expect("within limits");
     assert_eq!(ok.entity.intent.subscription_id, None, "Accepted needs no subscription");
 }
+
+fn circle_volume(radius_m: f64, t0: i64, t1: i64) -> geo4d::Volume4D {
+    use geo4d::{AltitudeBand, Circle, Footprint, LatLng, TimeWindow};
+    geo4d::Volume4D {
+        footprint: Footprint::Circle(Circle::new(LatLng::new(47.0, 8.0).expect("point"), radius_m).expect("circle")),
+        altitude: AltitudeBand::new(Some(0.0), Some(120.0)).expect("band"),
+        time: TimeWindow::new(Some(Timestamp(t0 * 1_000_000)), Some(Timestamp(t1 * 1_000_000))).expect("window"),
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_under_intents_must_still_contain_them_and_once_written_is_explicit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("open");
+    let clock = Arc::new(ManualClock(AtomicI64::new(0)));
+    let dss = Dss::new(store, clock, Config::default());
+    let a = caller("a");
+    // An intent over a 400 m circle with an implicit subscription of its own extents.
+    let req = PutIntentRequest {
+        extents: vec![circle_volume(400.0, 10, 600)],
+        key: vec![],
+        state: OperationalIntentState::Accepted,
+        uss_base_url: "http://a.test".into(),
+        subscription_id: None,
+        new_subscription: Some(ImplicitSubscriptionRequest {
+            uss_base_url: "http://a.test".into(),
+            notify_for_constraints: false,
+        }),
+        requested_ovn_suffix: None,
+    };
+    let id = Uuid::new_v4();
+    let created = dss.put_intent(&a, id, None, req).await.expect("create");
+    let sub_id = created.entity.intent.subscription_id.expect("implicit subscription");
+    let sub = dss.get_subscription(&a, sub_id).await.expect("get subscription");
+    assert!(sub.subscription.implicit);
+    let put = |radius_m: f64| PutSubscriptionRequest {
+        extents: circle_volume(radius_m, 0, 600),
+        uss_base_url: "http://a.test".into(),
+        notify_for_operational_intents: true,
+        notify_for_constraints: false,
+    };
+    let version = sub.subscription.version_string();
+    // A 50 m circle over the same centre meets the intent but does not contain it: 400.
+    let shrunk = dss.put_subscription(&a, sub_id, Some(&version), put(50.0)).await;
+    assert!(
+        matches!(&shrunk, Err(DssError::BadRequest(m)) if m.contains("without subscription coverage")),
+        "{shrunk:?}"
+    );
+    // 399 m neither; 400 m (the same circle) and 500 m do.
+    assert!(dss.put_subscription(&a, sub_id, Some(&version), put(399.0)).await.is_err());
+    let same = dss.put_subscription(&a, sub_id, Some(&version), put(400.0)).await.expect("the same circle");
+    assert!(!same.subscription.subscription.implicit, "written through the endpoint: explicit");
+    let version = same.subscription.subscription.version_string();
+    dss.put_subscription(&a, sub_id, Some(&version), put(500.0)).await.expect("a larger circle");
+    // Deleting the last intent leaves the now explicit subscription in place.
+    let ovn = created.entity.intent.ovn.as_str().to_owned();
+    dss.delete_intent(&a, id, &ovn).await.expect("delete intent");
+    let kept = dss.get_subscription(&a, sub_id).await.expect("the explicit subscription stays");
+    assert!(kept.dependent_intents.is_empty());
+}
+
+#[tokio::test]
+async fn an_intent_attached_to_an_explicit_subscription_must_lie_within_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("open");
+    let dss = Dss::new(store, Arc::new(ManualClock(AtomicI64::new(0))), Config::default());
+    let a = caller("a");
+    let sub_id = Uuid::new_v4();
+    let sub = PutSubscriptionRequest {
+        extents: circle_volume(100.0, 0, 600),
+        uss_base_url: "http://a.test".into(),
+        notify_for_operational_intents: true,
+        notify_for_constraints: false,
+    };
+    dss.put_subscription(&a, sub_id, None, sub).await.expect("subscription");
+    let req = |radius_m: f64| PutIntentRequest {
+        extents: vec![circle_volume(radius_m, 10, 600)],
+        key: vec![],
+        state: OperationalIntentState::Accepted,
+        uss_base_url: "http://a.test".into(),
+        subscription_id: Some(sub_id),
+        new_subscription: None,
+        requested_ovn_suffix: None,
+    };
+    let outside = dss.put_intent(&a, Uuid::new_v4(), None, req(150.0)).await;
+    assert!(matches!(&outside, Err(DssError::BadRequest(m)) if m.contains("does not cover")), "{outside:?}");
+    dss.put_intent(&a, Uuid::new_v4(), None, req(90.0)).await.expect("within the subscription");
+}

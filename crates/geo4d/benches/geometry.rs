@@ -202,5 +202,88 @@ fn main() {
         t_brute / t_index,
         brute.iter().sum::<usize>() as f64 / brute.len() as f64
     );
+    hostile_shapes(&all, &tree);
     Criterion::default().configure_from_args().final_summary();
+}
+
+/// The worst case per family of hostile footprints (the second hardening pass): validation,
+/// index envelopes, a prepared area, an exact test against a small circle, and a search over the
+/// 100k-volume city, each shape timed on its own; the figure printed is the slowest of the
+/// family. Every step must stay bounded by the vertex count, not by length, thinness or
+/// latitude.
+fn hostile_shapes(all: &[Volume4D], tree: &RTree<Entry, IndexParams>) {
+    let mut rng = Rng(0x5eed_cafe);
+    let meridian = |lat0: f64, lat1: f64, lng: f64| vec![ll(lat0, lng), ll(lat1, lng), ll(lat1, lng + 1e-7)];
+    let families: Vec<(&str, Vec<Vec<LatLng>>)> = vec![
+        (
+            "meridian slivers (-29..88, 10..70, through the city)",
+            vec![
+                meridian(-29.0, 88.0, 8.0),
+                meridian(10.0, 70.0, 8.0),
+                meridian(47.0, 48.0, 8.5),
+                meridian(-70.0, 10.0, -120.0),
+            ],
+        ),
+        (
+            "parallel slivers (along a latitude)",
+            vec![
+                vec![ll(47.5, -60.0), ll(47.5, 60.0), ll(47.5000001, 60.0)],
+                vec![ll(85.0, 0.0), ll(85.0, 90.0), ll(85.0000001, 90.0)],
+            ],
+        ),
+        (
+            "diagonal slivers",
+            vec![
+                vec![ll(40.0, 0.0), ll(55.0, 20.0), ll(55.0000001, 20.0)],
+                vec![ll(-40.0, 170.0), ll(-30.0, -170.0), ll(-30.0000001, -170.0)],
+            ],
+        ),
+        (
+            "1000-vertex stars",
+            (0..4)
+                .map(|k| {
+                    (0..1000)
+                        .map(|i| {
+                            let a = std::f64::consts::TAU * i as f64 / 1000.0;
+                            let r = 20_000.0 * rng.range(0.3, 1.0);
+                            ll(47.5 + k as f64 + r * a.sin() / 111_200.0, 8.5 + r * a.cos() / 75_900.0)
+                        })
+                        .collect()
+                })
+                .collect(),
+        ),
+    ];
+    let band = AltitudeBand::new(Some(0.0), Some(120.0)).expect("band");
+    let window = TimeWindow::new(Some(Timestamp(0)), Some(Timestamp(3_600_000_000))).expect("window");
+    let probe = Volume4D {
+        footprint: Footprint::Circle(Circle::new(ll(47.5, 8.5), 100.0).expect("circle")),
+        altitude: band,
+        time: window,
+    };
+    for (name, shapes) in families {
+        let mut worst = [0.0f64; 4];
+        for vertices in shapes {
+            let t = Instant::now();
+            let polygon = Polygon::new(vertices).expect("a shape validation accepts");
+            let v = Volume4D { footprint: Footprint::Polygon(polygon), altitude: band, time: window };
+            black_box(v.envelopes().count());
+            worst[0] = worst[0].max(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            black_box(geo4d::PreparedArea::new(std::slice::from_ref(&v)).intersects_any(std::slice::from_ref(&probe)));
+            worst[1] = worst[1].max(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            black_box(v.relevant_to(&probe, 30.0));
+            worst[2] = worst[2].max(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            black_box(indexed_search(tree, all, &v));
+            worst[3] = worst[3].max(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "hostile {name}: worst validate+envelopes {:.1} µs, prepared exact test {:.1} µs, relevance {:.1} µs, search of 100k {:.1} µs",
+            worst[0] * 1e6,
+            worst[1] * 1e6,
+            worst[2] * 1e6,
+            worst[3] * 1e6
+        );
+    }
 }

@@ -135,3 +135,75 @@ pub(crate) fn first_crossing(poly: &[P]) -> Option<(usize, usize)> {
     }
     None
 }
+
+/// Is `p` in the closed polygon, or within `tolerance` of its boundary?
+pub(crate) fn point_within_polygon(p: P, poly: &[P], tolerance: f64) -> bool {
+    if point_in_polygon(p, poly) {
+        return true;
+    }
+    let n = poly.len();
+    (0..n).any(|i| point_segment_distance(p, poly[i], poly[(i + 1) % n]).0 <= tolerance)
+}
+
+/// Does the closed segment `ab` lie inside the closed simple polygon `poly` (up to `tolerance`)?
+/// Every cut beyond the two ends is taken from `budget`; when it runs out the answer is `false`
+/// (see [`polygon_within_polygon`]).
+///
+/// The segment is cut at every point where it meets the polygon's boundary; between two cuts it
+/// is wholly inside or wholly outside, so testing the ends and each piece's midpoint decides.
+/// Rounding in a cut only moves it along the segment: a midpoint that lands next to the boundary
+/// is within the tolerance of it, so the answer stays right.
+fn segment_within_polygon(a: P, b: P, poly: &[P], tolerance: f64, budget: &mut usize) -> bool {
+    let n = poly.len();
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let mut cuts = vec![0.0, 1.0];
+    let seg_box = edge_box(a, b);
+    for i in 0..n {
+        let (c, d) = (poly[i], poly[(i + 1) % n]);
+        if !boxes_meet(&seg_box, &edge_box(c, d)) {
+            continue;
+        }
+        let (ex, ey) = (d.0 - c.0, d.1 - c.1);
+        let denom = dx * ey - dy * ex;
+        if denom != 0.0 {
+            let t = ((c.0 - a.0) * ey - (c.1 - a.1) * ex) / denom;
+            let u = ((c.0 - a.0) * dy - (c.1 - a.1) * dx) / denom;
+            if (0.0..=1.0).contains(&t) && (0.0..=1.0).contains(&u) {
+                cuts.push(t);
+                *budget = budget.saturating_sub(1);
+            }
+        } else if len2 > 0.0 {
+            // Parallel: where an overlapping (collinear) edge starts and ends along `ab`.
+            for q in [c, d] {
+                let t = ((q.0 - a.0) * dx + (q.1 - a.1) * dy) / len2;
+                if (0.0..=1.0).contains(&t) {
+                    cuts.push(t);
+                    *budget = budget.saturating_sub(1);
+                }
+            }
+        }
+        if *budget == 0 {
+            return false;
+        }
+    }
+    cuts.sort_by(f64::total_cmp);
+    cuts.dedup();
+    let at = |t: f64| (a.0 + t * dx, a.1 + t * dy);
+    cuts.iter().all(|&t| point_within_polygon(at(t), poly, tolerance))
+        && cuts.windows(2).all(|w| point_within_polygon(at((w[0] + w[1]) / 2.0), poly, tolerance))
+}
+
+/// Does the closed simple polygon `inner` lie inside the closed simple polygon `outer` (up to
+/// `tolerance`)? A simple polygon is simply connected, so `inner` lies inside it exactly when
+/// `inner`'s boundary does: every edge is checked with [`segment_within_polygon`].
+///
+/// The work is bounded by the vertex counts: each cut costs one O(|outer|) point test, and the
+/// cuts over all edges are limited to `8 (|inner| + |outer|) + 64`. Two simple outlines meeting
+/// more often than that (combs touching comb) are answered "not inside": a refusal, never a
+/// wrong "inside".
+pub(crate) fn polygon_within_polygon(inner: &[P], outer: &[P], tolerance: f64) -> bool {
+    let n = inner.len();
+    let mut budget = 8 * (inner.len() + outer.len()) + 64;
+    (0..n).all(|i| segment_within_polygon(inner[i], inner[(i + 1) % n], outer, tolerance, &mut budget))
+}

@@ -11,8 +11,6 @@ use crate::GeoError;
 /// The WGS84 ellipsoid, the only earth model of the standard.
 pub(crate) static WGS84: LazyLock<Geodesic> = LazyLock::new(Geodesic::wgs84);
 
-/// Mean earth radius in metres; used only to size safety margins of bounding boxes.
-const MEAN_RADIUS_M: f64 = 6_371_008.8;
 /// Metres per degree of latitude, a lower bound over the ellipsoid (used for margins only).
 const MIN_M_PER_DEG_LAT: f64 = 110_574.0;
 /// Extra margin on every bounding box, in degrees (about 1 cm).
@@ -413,7 +411,7 @@ impl Polygon {
         if area_m2 < 1.0e-4 {
             return Err(GeoError::Degenerate);
         }
-        let mut bbox = padded_polygon_box(&vertices, &projected, corner_box);
+        let mut bbox = polygon_box(&vertices, mean, corner_box);
         // A polygon around a pole covers every longitude up to it.
         for pole in [90.0, -90.0] {
             let inside = gnomonic(center, LatLng { lat: pole, lng: 0.0 })
@@ -424,7 +422,7 @@ impl Polygon {
                 (bbox.min_lat, bbox.min_lng, bbox.max_lng) = (-90.0, -180.0, 180.0);
             }
         }
-        let bbox = bbox.capped().normalized();
+        let bbox = bbox.normalized();
         let cached = OnceLock::new();
         // Kept only if the padded box still belongs to the same tile, as `tile()` would decide.
         if let (Some((key, _)), Some((padded_key, _))) = (tile, tile_of(&bbox)) {
@@ -511,25 +509,74 @@ fn vertex_box(vertices: &[LatLng], mean: LatLng) -> GeoBox {
     b
 }
 
-/// Geodesic edges bow poleward of their end points; widen the latitude bounds by a safe upper
-/// bound of that bulge, (L/R)²/8·tan|φ| radians for an edge of length L at latitude φ, doubled.
-/// L is bounded by the edge's chord in the gnomonic plane: the projection only stretches
-/// (scale ≥ 1), so the chord is at least the geodesic length; 1% more covers the ellipsoid.
-fn padded_polygon_box(vertices: &[LatLng], projected: &[P], mut b: GeoBox) -> GeoBox {
+/// WGS84's flattening (GeographicLib's value).
+const WGS84_FLATTENING: f64 = 1.0 / 298.257_223_563;
+
+/// Latitudes closer to a pole than this have no useful longitude: a box reaching them covers
+/// every longitude.
+const NEAR_POLE_LAT: f64 = 89.9;
+
+/// The exact box of a polygon with geodesic edges, in time linear in its vertex count and
+/// independent of its size, thinness or latitude (a sliver from 10° to 70° along one meridian
+/// gets a box as thin as itself, not a cap):
+///
+/// - longitude: along a geodesic it changes monotonically (Clairaut: `cos β · sin α` is constant,
+///   so `sin α` keeps its sign), so each edge stays between its end points' longitudes, which
+///   `vertex_box` takes continuously around the polygon's mean; an edge that would run the
+///   other way round (its azimuth disagrees with that direction) makes the box cover every
+///   longitude;
+/// - latitude: an edge reaches beyond its end points only through the geodesic's vertex, where
+///   it heads due east or west; that happens inside the edge exactly when it leaves one end
+///   poleward and arrives at the other heading back. The vertex's reduced latitude follows from
+///   Clairaut's relation, `cos β_max = |cos β₁ · sin α₁|`, exact on the ellipsoid.
+///
+/// A polygon with a vertex at or near a pole, or with an edge over one, covers every longitude
+/// up to it (the pole-inside case is added by the caller).
+fn polygon_box(vertices: &[LatLng], mean: LatLng, mut b: GeoBox) -> GeoBox {
     let n = vertices.len();
-    let mut bulge_deg: f64 = 0.0;
+    let one_minus_f = 1.0 - WGS84_FLATTENING;
+    let continuous = |v: LatLng| mean.lng + wrap180(v.lng - mean.lng);
+    let mut all_longitudes = false;
     for i in 0..n {
         let (p, q) = (vertices[i], vertices[(i + 1) % n]);
-        let (pp, pq) = (projected[i], projected[(i + 1) % n]);
-        let length_m = 1.01 * ((pp.0 - pq.0).powi(2) + (pp.1 - pq.1).powi(2)).sqrt();
-        let lat = p.lat.abs().max(q.lat.abs()).min(89.9).to_radians();
-        let bulge_rad = (length_m / MEAN_RADIUS_M).powi(2) / 8.0 * lat.tan() * 2.0;
-        bulge_deg = bulge_deg.max(bulge_rad.to_degrees());
+        let (_s12, azi1, azi2, _a12): (f64, f64, f64, f64) = WGS84.inverse(p.lat, p.lng, q.lat, q.lng);
+        let (a1, a2) = (azi1.to_radians(), azi2.to_radians());
+        let (north, south) = (a1.cos() > 0.0 && a2.cos() < 0.0, a1.cos() < 0.0 && a2.cos() > 0.0);
+        if north || south {
+            let beta1 = (one_minus_f * p.lat.to_radians().tan()).atan();
+            let clairaut = (beta1.cos() * a1.sin()).abs().min(1.0);
+            let beta_max = clairaut.acos();
+            let phi_max = (beta_max.tan() / one_minus_f).atan().to_degrees();
+            if north {
+                b.max_lat = b.max_lat.max(phi_max);
+            } else {
+                b.min_lat = b.min_lat.min(-phi_max);
+            }
+        }
+        if p.lat.abs() < 90.0 && q.lat.abs() < 90.0 {
+            let east = continuous(q) - continuous(p);
+            if east != 0.0 && (east > 0.0) != (a1.sin() > 0.0) {
+                all_longitudes = true;
+            }
+        }
     }
-    b.min_lat = (b.min_lat - bulge_deg - BOX_MARGIN_DEG).max(-90.0);
-    b.max_lat = (b.max_lat + bulge_deg + BOX_MARGIN_DEG).min(90.0);
+    // Rounding in the geodesic solution is far below a micro-degree.
+    let margin = BOX_MARGIN_DEG + 1.0e-9 * (b.max_lat - b.min_lat);
+    b.min_lat = (b.min_lat - margin).max(-90.0);
+    b.max_lat = (b.max_lat + margin).min(90.0);
     b.min_lng -= BOX_MARGIN_DEG;
     b.max_lng += BOX_MARGIN_DEG;
+    if all_longitudes {
+        (b.min_lng, b.max_lng) = (-180.0, 180.0);
+    }
+    if b.max_lat >= NEAR_POLE_LAT {
+        b.max_lat = 90.0;
+        (b.min_lng, b.max_lng) = (-180.0, 180.0);
+    }
+    if b.min_lat <= -NEAR_POLE_LAT {
+        b.min_lat = -90.0;
+        (b.min_lng, b.max_lng) = (-180.0, 180.0);
+    }
     b
 }
 
@@ -846,6 +893,91 @@ impl Footprint {
             _ => false,
         }
     }
+}
+
+/// Most a containment test lets a shape stick out of another, in metres: rounding in the
+/// projections must not refuse a shape that lies exactly on the other's boundary (the same
+/// polygon, a vertex on an edge), and nothing a subscription's coverage needs is smaller.
+pub const CONTAINMENT_TOLERANCE_M: f64 = 0.5;
+
+/// Points on a circle approximated by a circumscribed polygon, when the circle cannot be
+/// projected about its own centre together with a polygon (see [`Footprint::contains`]).
+const CIRCUMSCRIBED_SIDES: usize = 64;
+
+impl Footprint {
+    /// Does this closed footprint contain all of `inner` (to within `tolerance_m`, at most a
+    /// metre)? Exact in the same sense as [`Self::intersects`]:
+    ///
+    /// - polygon in polygon: both projected about one centre (geodesic edges are straight
+    ///   lines there), then every edge of `inner` cut where it meets `outer`'s boundary and each
+    ///   piece tested (`planar::polygon_within_polygon`); a simple polygon contains another
+    ///   exactly when it contains its boundary;
+    /// - circle in polygon: the polygon projected about the circle's centre; the centre must be
+    ///   inside and every edge at least the circle's projected radius away from it;
+    /// - polygon in circle: every vertex within the radius (a geodesic disk of these sizes is
+    ///   geodesically convex, so the edges between them are inside too);
+    /// - circle in circle: distance between centres plus the inner radius within the outer's.
+    ///
+    /// The gnomonic plane only stretches distances (its scale is at least 1 everywhere), so a
+    /// tolerance measured in the plane is never more than the same tolerance on the ground.
+    pub fn contains(&self, inner: &Footprint, tolerance_m: f64) -> bool {
+        let tolerance_m = tolerance_m.clamp(0.0, 1.0);
+        if !self.bbox().intersects(&inner.bbox()) {
+            return false;
+        }
+        match (self, inner) {
+            (Footprint::Circle(outer), Footprint::Circle(inner)) => {
+                geodesic_distance_m(outer.center, inner.center) + inner.radius_m <= outer.radius_m + tolerance_m
+            }
+            (Footprint::Circle(outer), Footprint::Polygon(inner)) => {
+                inner.vertices.iter().all(|v| geodesic_distance_m(outer.center, *v) <= outer.radius_m + tolerance_m)
+            }
+            (Footprint::Polygon(outer), Footprint::Circle(inner)) => circle_within_polygon(inner, outer, tolerance_m),
+            (Footprint::Polygon(outer), Footprint::Polygon(inner)) => {
+                if let (Some((ko, _, po)), Some((ki, _, pi))) = (outer.tile_plane(), inner.tile_plane()) {
+                    if ko == ki {
+                        return planar::polygon_within_polygon(pi, po, tolerance_m);
+                    }
+                }
+                let center = mean_point(&[outer.center, inner.center]);
+                match (project_all(center, &outer.vertices), project_all(center, &inner.vertices)) {
+                    (Some(po), Some(pi)) => planar::polygon_within_polygon(&pi, &po, tolerance_m),
+                    // Too far apart to share a plane: one cannot hold the other.
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+fn circle_within_polygon(c: &Circle, p: &Polygon, tolerance_m: f64) -> bool {
+    let Some(projected) = project_all(c.center, &p.vertices) else {
+        // A polygon reaching a quarter of the earth from the circle's centre: test a polygon
+        // circumscribing the circle instead (it contains the circle, so this never says
+        // "inside" wrongly; it may refuse a circle within a few metres of such a long edge).
+        let r = c.radius_m / (std::f64::consts::PI / CIRCUMSCRIBED_SIDES as f64).cos();
+        let ring: Vec<LatLng> = (0..CIRCUMSCRIBED_SIDES)
+            .map(|i| {
+                let azimuth = 360.0 * i as f64 / CIRCUMSCRIBED_SIDES as f64;
+                let (lat, lng): (f64, f64) = WGS84.direct(c.center.lat, c.center.lng, azimuth, r);
+                LatLng { lat, lng: wrap180(lng) }
+            })
+            .collect();
+        let center = mean_point(&[p.center, c.center]);
+        return match (project_all(center, &p.vertices), project_all(center, &ring)) {
+            (Some(po), Some(pi)) => planar::polygon_within_polygon(&pi, &po, tolerance_m),
+            _ => false,
+        };
+    };
+    let origin = (0.0, 0.0);
+    if !planar::point_in_polygon(origin, &projected) {
+        return false;
+    }
+    let n = projected.len();
+    (0..n).all(|i| {
+        let (distance, closest) = planar::point_segment_distance(origin, projected[i], projected[(i + 1) % n]);
+        distance + tolerance_m >= c.projected_radius_toward(closest)
+    })
 }
 
 fn circle_meets_polygon(c: &Circle, p: &Polygon) -> bool {

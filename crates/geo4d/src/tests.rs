@@ -587,3 +587,239 @@ fn a_circles_display_outline_lies_on_its_radius_and_is_closed() {
     assert_eq!(&ring[..4], &square[..]);
     assert_eq!(ring[4], square[0]);
 }
+
+/// Largest geodesic distance from `center` to the polygon's boundary, sampled along each edge.
+fn oracle_max_distance_from(center: LatLng, poly: &Polygon) -> f64 {
+    let v = poly.vertices();
+    let mut best: f64 = 0.0;
+    for i in 0..v.len() {
+        for k in 0..=64 {
+            best = best.max(geodesic_distance_m(center, along(v[i], v[(i + 1) % v.len()], k as f64 / 64.0)));
+        }
+    }
+    best
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Polygon in polygon, against the ellipsoid: when the two boundaries are over a metre apart,
+    /// one contains the other exactly when a vertex of the inner one is inside the outer one.
+    #[test]
+    fn polygon_containment_matches_the_oracle(
+        (lat, lng, radii_outer, phase_outer) in small_polygon(),
+        radii_inner in prop::collection::vec(20.0..1500.0f64, 3..7),
+        phase_inner in 0.0..360.0f64,
+        offset_m in 0.0..3000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+    ) {
+        let center = ll(lat, lng);
+        let outer = star(center, &radii_outer, phase_outer);
+        let inner = star(moved(center, offset_azimuth, offset_m), &radii_inner, phase_inner);
+        let gap = oracle_min_boundary_distance(&outer, &inner);
+        prop_assume!(gap > 1.0);
+        let expected = inside_via_projection(inner.vertices()[0], &outer);
+        let got = Footprint::Polygon(outer).contains(&Footprint::Polygon(inner), CONTAINMENT_TOLERANCE_M);
+        prop_assert_eq!(got, expected, "boundary gap {} m", gap);
+    }
+
+    /// Circle in polygon: the centre inside and every edge at least the radius away.
+    #[test]
+    fn circle_in_polygon_matches_the_oracle(
+        (lat, lng, radii, phase) in small_polygon(),
+        radius_m in 1.0..2000.0f64,
+        offset_m in 0.0..2000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+    ) {
+        let cp = ll(lat, lng);
+        let poly = star(cp, &radii, phase);
+        let center = moved(cp, offset_azimuth, offset_m);
+        let v = poly.vertices();
+        let gap = (0..v.len()).map(|i| oracle_point_edge(center, v[i], v[(i + 1) % v.len()])).fold(f64::INFINITY, f64::min);
+        prop_assume!((gap - radius_m).abs() > 1.0);
+        let expected = inside_via_projection(center, &poly) && gap > radius_m;
+        let circle = Footprint::Circle(Circle::new(center, radius_m).expect("circle"));
+        let got = Footprint::Polygon(poly).contains(&circle, CONTAINMENT_TOLERANCE_M);
+        prop_assert_eq!(got, expected, "gap {} m radius {} m", gap, radius_m);
+    }
+
+    /// Polygon in circle: the farthest point of the boundary within the radius.
+    #[test]
+    fn polygon_in_circle_matches_the_oracle(
+        (lat, lng, radii, phase) in small_polygon(),
+        radius_m in 200.0..6000.0f64,
+        offset_m in 0.0..2000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+    ) {
+        let cp = ll(lat, lng);
+        let poly = star(cp, &radii, phase);
+        let center = moved(cp, offset_azimuth, offset_m);
+        let farthest = oracle_max_distance_from(center, &poly);
+        prop_assume!((farthest - radius_m).abs() > 1.0);
+        let circle = Footprint::Circle(Circle::new(center, radius_m).expect("circle"));
+        prop_assert_eq!(circle.contains(&Footprint::Polygon(poly), CONTAINMENT_TOLERANCE_M), farthest < radius_m, "farthest {} m radius {} m", farthest, radius_m);
+    }
+
+    /// Circle in circle: the centres' distance plus the inner radius within the outer radius.
+    #[test]
+    fn circle_in_circle_matches_the_oracle(
+        (lat, lng) in location(),
+        outer_m in 1.0..5000.0f64,
+        inner_m in 1.0..5000.0f64,
+        offset_m in 0.0..3000.0f64,
+        offset_azimuth in 0.0..360.0f64,
+    ) {
+        let (a, b) = (ll(lat, lng), moved(ll(lat, lng), offset_azimuth, offset_m));
+        let slack = outer_m - geodesic_distance_m(a, b) - inner_m;
+        prop_assume!(slack.abs() > 1.0);
+        let (outer, inner) = (Footprint::Circle(Circle::new(a, outer_m).expect("a")), Footprint::Circle(Circle::new(b, inner_m).expect("b")));
+        prop_assert_eq!(outer.contains(&inner, CONTAINMENT_TOLERANCE_M), slack > 0.0, "slack {} m", slack);
+    }
+}
+
+#[test]
+fn containment_of_shapes_on_each_others_boundary_anywhere() {
+    // Everywhere on Earth, both hemispheres, the poles and beside the antimeridian.
+    for (lat, lng) in [
+        (47.0, 8.0),
+        (-33.9, 151.2),
+        (0.0, 0.0),
+        (64.1, -21.9),
+        (-77.8, 166.7),
+        (89.999, 30.0),
+        (-89.999, 0.0),
+        (10.0, 179.99),
+        (-10.0, -179.995),
+    ] {
+        let c = ll(lat, lng);
+        let square = star(c, &[1000.0; 4], 45.0);
+        let same = Footprint::Polygon(square.clone());
+        let outer = Footprint::Polygon(square.clone());
+        assert!(outer.contains(&same, CONTAINMENT_TOLERANCE_M), "a polygon contains itself at {lat},{lng}");
+        // A triangle with two vertices on the square's corners and one on its centre.
+        let v = square.vertices();
+        let fan = Footprint::Polygon(Polygon::new(vec![v[0], v[1], c]).expect("fan"));
+        assert!(outer.contains(&fan, CONTAINMENT_TOLERANCE_M), "fan at {lat},{lng}");
+        // The same triangle pushed 5 m out of one side is not contained.
+        let out = moved(c, 45.0 + 90.0 * 0.5, 707.1 + 5.0);
+        let beyond = Footprint::Polygon(Polygon::new(vec![v[0], out, v[1]]).expect("beyond"));
+        assert!(!outer.contains(&beyond, CONTAINMENT_TOLERANCE_M), "beyond at {lat},{lng}");
+        // The case: a 50 m circle does not contain a 500 m one over the same centre;
+        // the 500 m one contains the 50 m one, and each contains itself.
+        let small = Footprint::Circle(Circle::new(c, 50.0).expect("50 m"));
+        let large = Footprint::Circle(Circle::new(c, 500.0).expect("500 m"));
+        assert!(!small.contains(&large, CONTAINMENT_TOLERANCE_M) && large.contains(&small, CONTAINMENT_TOLERANCE_M));
+        assert!(small.contains(&small, CONTAINMENT_TOLERANCE_M));
+        // The square's inscribed circle (about 707 m to each side) fits; one 10 m larger does not.
+        let inscribed = Footprint::Circle(Circle::new(c, 700.0).expect("inscribed"));
+        let too_big = Footprint::Circle(Circle::new(c, 717.0).expect("too big"));
+        assert!(outer.contains(&inscribed, CONTAINMENT_TOLERANCE_M), "inscribed at {lat},{lng}");
+        assert!(!outer.contains(&too_big, CONTAINMENT_TOLERANCE_M), "too big at {lat},{lng}");
+        // A polygon of circles: the square fits a 1001 m circle, not a 990 m one.
+        assert!(Footprint::Circle(Circle::new(c, 1001.0).expect("c")).contains(&same, CONTAINMENT_TOLERANCE_M));
+        assert!(!Footprint::Circle(Circle::new(c, 990.0).expect("c")).contains(&same, CONTAINMENT_TOLERANCE_M));
+        // Nothing contains something far away.
+        let far = Footprint::Circle(Circle::new(moved(c, 90.0, 5000.0), 10.0).expect("far"));
+        assert!(!outer.contains(&far, CONTAINMENT_TOLERANCE_M) && !large.contains(&far, CONTAINMENT_TOLERANCE_M));
+    }
+}
+
+#[test]
+fn a_notch_reaching_into_the_inner_polygon_is_not_containment() {
+    // Outer: a square with a notch cut in from its south side up to the middle. Inner: a band
+    // across the middle whose four corners are all inside the outer polygon, but whose bottom
+    // edge crosses the notch.
+    let c = ll(47.0, 8.0);
+    let p = |east_m: f64, north_m: f64| moved(moved(c, 90.0, east_m), 0.0, north_m);
+    let outer = Polygon::new(vec![
+        p(-1000.0, -1000.0),
+        p(-10.0, -1000.0),
+        p(-10.0, 100.0),
+        p(10.0, 100.0),
+        p(10.0, -1000.0),
+        p(1000.0, -1000.0),
+        p(1000.0, 1000.0),
+        p(-1000.0, 1000.0),
+    ])
+    .expect("notched square");
+    let band = Polygon::new(vec![p(-500.0, 50.0), p(500.0, 50.0), p(500.0, 500.0), p(-500.0, 500.0)]).expect("band");
+    let above =
+        Polygon::new(vec![p(-500.0, 150.0), p(500.0, 150.0), p(500.0, 500.0), p(-500.0, 500.0)]).expect("above");
+    let outer = Footprint::Polygon(outer);
+    assert!(!outer.contains(&Footprint::Polygon(band), CONTAINMENT_TOLERANCE_M));
+    assert!(outer.contains(&Footprint::Polygon(above), CONTAINMENT_TOLERANCE_M));
+}
+
+/// A thin triangle: from `p` a long edge of `length_m` at `azimuth`, and back from a point
+/// `width_m` beside its far end. Accepted by validation (its area is small) however long.
+fn sliver(p: LatLng, azimuth: f64, length_m: f64, width_m: f64) -> Option<Polygon> {
+    let q = moved(p, azimuth, length_m);
+    let (_s, _a1, azi2, _a12): (f64, f64, f64, f64) = WGS84.inverse(p.lat(), p.lng(), q.lat(), q.lng());
+    let r = moved(q, azi2 + 90.0, width_m);
+    Polygon::new(vec![p, q, r]).ok()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Long thin shapes anywhere, up to 8000 km long: the box holds every point of every edge
+    /// and stays as thin as the shape where it can (the box of a sliver along a meridian is
+    /// less than a millidegree wide).
+    #[test]
+    fn boxes_of_long_slivers_hold_their_edges(
+        (lat, lng) in location(),
+        azimuth in 0.0..360.0f64,
+        length_m in 10_000.0..8_000_000.0f64,
+        width_m in 0.01..50.0f64,
+    ) {
+        let p = ll(lat, lng);
+        let Some(poly) = sliver(p, azimuth, length_m, width_m) else { return Ok(()) };
+        let b = poly.bbox();
+        let v = poly.vertices();
+        for i in 0..3 {
+            for k in 0..=64 {
+                let q = along(v[i], v[(i + 1) % 3], k as f64 / 64.0);
+                prop_assert!(b.contains(q), "{q:?} outside {b:?}");
+                prop_assert!(b.parts().any(|part| q.lat() >= part.min_lat && q.lat() <= part.max_lat && q.lng() >= part.min_lng && q.lng() <= part.max_lng), "{q:?} outside the parts of {b:?}");
+            }
+        }
+    }
+
+    /// A circle beside a long sliver, at a known distance from its long edge: intersection
+    /// decided exactly, as for small shapes.
+    #[test]
+    fn circles_beside_long_slivers_match_the_oracle(
+        (lat, lng) in prop_oneof![(-60.0..60.0f64, -170.0..170.0f64), (60.0..85.0f64, -180.0..180.0f64)],
+        azimuth in 0.0..360.0f64,
+        length_m in 100_000.0..6_000_000.0f64,
+        t in 0.05..0.95f64,
+        offset_m in -300.0..300.0f64,
+        radius_m in 1.0..200.0f64,
+    ) {
+        let p = ll(lat, lng);
+        let Some(poly) = sliver(p, azimuth, length_m, 20.0) else { return Ok(()) };
+        let v = poly.vertices();
+        let on_edge = along(v[0], v[1], t);
+        let (_s, azi, _azi2, _a12): (f64, f64, f64, f64) = WGS84.inverse(on_edge.lat(), on_edge.lng(), v[1].lat(), v[1].lng());
+        let center = moved(on_edge, azi - 90.0, offset_m);
+        let gap = (0..3).map(|i| oracle_point_edge(center, v[i], v[(i + 1) % 3])).fold(f64::INFINITY, f64::min);
+        prop_assume!((gap - radius_m).abs() > 0.05);
+        let expected = gap <= radius_m || inside_via_projection(center, &poly);
+        let circle = Footprint::Circle(Circle::new(center, radius_m).expect("circle"));
+        prop_assert_eq!(circle.intersects(&Footprint::Polygon(poly)), expected, "gap {} m radius {} m", gap, radius_m);
+    }
+}
+
+#[test]
+fn the_hostile_testers_slivers_get_thin_boxes() {
+    for (a, b, c) in [
+        ((-29.0, 8.0), (88.0, 8.0), (88.0, 8.0000001)),
+        ((10.0, 8.0), (70.0, 8.0), (10.0, 8.0000001)),
+        ((-70.0, -120.0), (10.0, -120.0), (10.0, -119.9999999)),
+    ] {
+        let poly = Polygon::new(vec![ll(a.0, a.1), ll(b.0, b.1), ll(c.0, c.1)]).expect("a valid sliver");
+        let bx = poly.bbox();
+        assert!(bx.max_lng - bx.min_lng < 1e-5, "{bx:?}");
+        assert!(bx.max_lat - bx.min_lat < (b.0 - a.0) + 1e-5, "{bx:?}");
+    }
+}

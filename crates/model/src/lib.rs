@@ -201,7 +201,10 @@ impl Subscription {
         format!("{:x}", self.version)
     }
     /// Does this subscription cover every volume in `extents`? Checked volume by volume: each
-    /// must lie in time and altitude within one of the subscription's volumes and intersect it.
+    /// must lie in time, altitude and space within one of the subscription's volumes (its
+    /// footprint contained in that volume's, exactly, to within
+    /// [`geo4d::CONTAINMENT_TOLERANCE_M`]). Intersecting is not enough: a subscription shrunk
+    /// to a corner of an intent would no longer hear of changes over the rest of it.
     pub fn covers(&self, extents: &[Volume4D]) -> bool {
         self.covers_with_start_tolerance(extents, 0)
     }
@@ -218,7 +221,7 @@ impl Subscription {
                 let (ha, na) = (have.altitude, needed.altitude);
                 let alt_ok = ha.lower_m().is_none_or(|l| na.lower_m().is_some_and(|n| n >= l))
                     && ha.upper_m().is_none_or(|u| na.upper_m().is_some_and(|n| n <= u));
-                time_ok && alt_ok && have.footprint.intersects(&needed.footprint)
+                time_ok && alt_ok && have.footprint.contains(&needed.footprint, geo4d::CONTAINMENT_TOLERANCE_M)
             })
         })
     }
@@ -324,26 +327,108 @@ pub struct SubscriptionView {
     pub dependent_intents: Vec<Uuid>,
 }
 
-/// The rule for a `uss_base_url`: an absolute http(s) URL with a host, no query and no
-/// fragment (a trailing `/` is accepted and kept, as the reference DSS does; callers trim it
-/// before appending a path). Peers' API paths are appended to it, so a `?` or `#` would turn the
-/// appended path into a query string or fragment and let a subscriber aim our notifications at
-/// any path of any server (for example a participant's operator interface). The same rule is
-/// applied by the DSS when the URL is written and by the participant before every call.
+/// The rule for a `uss_base_url`: an absolute http(s) URL with a host, at most 2048 characters,
+/// no spaces or control characters, no user information (`user@`) and no fragment (`#`). A
+/// query is accepted (the reference DSS accepts one, and the standard's qualification tools send
+/// `...?correct-ovn-mutation=true`); so is a trailing `/`, kept as given. The DSS applies it when
+/// the URL is written; the participant applies it again, through [`peer_url`], before every call,
+/// since another DSS may have stored anything.
 pub fn check_base_url(url: &str) -> Result<(), String> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-    let Some(rest) = rest else {
+    parse_base_url(url).map(|_| ())
+}
+
+fn parse_base_url(url: &str) -> Result<url::Url, String> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(format!("must be an absolute http(s) URL, got `{url}`"));
-    };
-    if url.len() > 2048 || url.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(format!("must be an absolute http(s) URL of at most 2048 characters without spaces, got `{url}`"));
     }
-    if url.contains('?') || url.contains('#') {
-        return Err(format!("may not contain a query (`?`) or fragment (`#`), got `{url}`"));
+    // Backslashes are read as slashes by URL parsers for http(s): refused rather than guessed.
+    if url.len() > 2048 || url.contains(|c: char| c.is_whitespace() || c.is_control() || c == '\\') {
+        return Err(format!(
+            "must be an absolute http(s) URL of at most 2048 characters without spaces or backslashes, got `{url}`"
+        ));
     }
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() || host.contains('@') {
-        return Err(format!("must name a host (and no user information), got `{url}`"));
+    if url.contains('#') {
+        return Err(format!("may not contain a fragment (`#`), got `{url}`"));
     }
-    Ok(())
+    let parsed = url::Url::parse(url).map_err(|e| format!("is not a valid URL ({e}), got `{url}`"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("must be an absolute http(s) URL, got `{url}`"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!("may not contain user information (`user@`), got `{url}`"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) || parsed.cannot_be_a_base() {
+        return Err(format!("must name a host, got `{url}`"));
+    }
+    Ok(parsed)
+}
+
+/// The URL of a peer's API `path` (starting with `/`) under its `uss_base_url`: the path is
+/// appended to the base URL's *path* and the base URL's query is kept, so
+/// `https://h/p?x=1` + `/uss/v1/operational_intents/ID` is
+/// `https://h/p/uss/v1/operational_intents/ID?x=1`. Never built by concatenating strings (a
+/// query in the base would swallow the path). Refuses any base URL [`check_base_url`] refuses,
+/// with the reason.
+pub fn peer_url(base: &str, path: &str) -> Result<String, String> {
+    let mut url = parse_base_url(base)?;
+    let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    Ok(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_accepted_and_refused_with_the_reason() {
+        for good in [
+            "https://uss.example.org",
+            "https://uss.example.org/",
+            "http://127.0.0.1:9001/base/path",
+            "https://uss.example.org/p?correct-ovn-mutation=true",
+            "https://uss.example.org?x=1&y=2",
+        ] {
+            assert_eq!(check_base_url(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("ftp://uss.example.org", "http(s)"),
+            ("uss.example.org/p", "http(s)"),
+            ("https://", "host"),
+            ("https://user:pw@uss.example.org", "user information"),
+            ("https://user@uss.example.org", "user information"),
+            ("https://uss.example.org/p#frag", "fragment"),
+            ("https://uss.example.org/p?x=1#", "fragment"),
+            ("https://uss.example.org/a b", "spaces"),
+            ("https://uss.example.org\\@evil.example", "backslashes"),
+        ] {
+            let got = check_base_url(bad);
+            assert!(matches!(&got, Err(m) if m.contains(why)), "`{bad}`: {got:?}");
+        }
+        let long = format!("https://uss.example.org/{}", "a".repeat(2048));
+        assert!(check_base_url(&long).is_err());
+    }
+
+    #[test]
+    fn peer_urls_append_the_path_to_the_base_path_and_keep_the_query() {
+        let path = "/uss/v1/operational_intents/ID";
+        for (base, want) in [
+            ("https://h", "https://h/uss/v1/operational_intents/ID"),
+            ("https://h/", "https://h/uss/v1/operational_intents/ID"),
+            ("https://h/p", "https://h/p/uss/v1/operational_intents/ID"),
+            ("https://h/p/", "https://h/p/uss/v1/operational_intents/ID"),
+            ("https://h/p?x=1", "https://h/p/uss/v1/operational_intents/ID?x=1"),
+            ("https://h/p/?x=1&y=2", "https://h/p/uss/v1/operational_intents/ID?x=1&y=2"),
+            (
+                "https://h?correct-ovn-mutation=true",
+                "https://h/uss/v1/operational_intents/ID?correct-ovn-mutation=true",
+            ),
+            ("http://127.0.0.1:9001", "http://127.0.0.1:9001/uss/v1/operational_intents/ID"),
+        ] {
+            assert_eq!(peer_url(base, path).as_deref(), Ok(want), "{base}");
+        }
+        for bad in ["https://h/p#/operator", "https://u@h/p", "file:///etc/passwd", "gopher://h/"] {
+            assert!(peer_url(bad, path).is_err(), "{bad}");
+        }
+    }
 }

@@ -333,5 +333,92 @@ pub fn proposals(
     out
 }
 
+/// ASTM F3548-21's maximum planning horizon (OiMaxPlanHorizon): no volume of a plan may start
+/// more than 30 days from now.
+pub const MAX_PLAN_HORIZON_S: i64 = 30 * 86_400;
+/// Longest a plan may last, first start to last end. The standard sets no figure; a day keeps a
+/// plan within what the DSS keeps subscriptions for (24 hours), so the participant keeps hearing
+/// of changes around it for as long as it flies.
+pub const MAX_PLAN_DURATION_S: i64 = 24 * 3600;
+
+/// Why a plan's times make it unplannable, whatever the airspace holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidPlan {
+    /// No volumes at all.
+    NoVolumes,
+    /// A volume without a start or an end.
+    Unbounded { volume: usize },
+    /// A volume starting beyond [`MAX_PLAN_HORIZON_S`]; `starts_in_s` from now.
+    BeyondHorizon { volume: usize, starts_in_s: i64 },
+    /// Every volume ended already.
+    Ended,
+    /// This volume ended already while others have not.
+    VolumeEnded { volume: usize },
+    /// First start to last end is longer than [`MAX_PLAN_DURATION_S`].
+    TooLong { lasts_s: i64 },
+}
+
+impl std::fmt::Display for InvalidPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            InvalidPlan::NoVolumes => write!(f, "a plan needs at least one volume"),
+            InvalidPlan::Unbounded { volume } => {
+                write!(f, "volume {volume} has no start or no end time; every volume of a plan needs both")
+            }
+            InvalidPlan::BeyondHorizon { volume, starts_in_s } => write!(
+                f,
+                "volume {volume} starts {:.1} days from now, beyond the standard's maximum planning horizon of {} days",
+                starts_in_s as f64 / 86_400.0,
+                MAX_PLAN_HORIZON_S / 86_400
+            ),
+            InvalidPlan::Ended => write!(f, "the plan has already ended: every volume ends in the past"),
+            InvalidPlan::VolumeEnded { volume } => {
+                write!(f, "volume {volume} has already ended while others have not; remove it from the plan")
+            }
+            InvalidPlan::TooLong { lasts_s } => write!(
+                f,
+                "the plan lasts {:.1} hours from its first start to its last end; at most {} hours",
+                lasts_s as f64 / 3600.0,
+                MAX_PLAN_DURATION_S / 3600
+            ),
+        }
+    }
+}
+
+/// Checks what makes a plan invalid by its times alone, before anything is asked of the DSS:
+/// no volumes, a volume without both times, a start beyond the planning horizon, a plan already
+/// over, a volume over while others are not, a plan longer than [`MAX_PLAN_DURATION_S`]. A volume
+/// that started in the past and ends in the future is current, and fine.
+pub fn check_plan_times(volumes: &[Volume4D], now: Timestamp) -> Result<(), InvalidPlan> {
+    if volumes.is_empty() {
+        return Err(InvalidPlan::NoVolumes);
+    }
+    let mut bounds = Vec::with_capacity(volumes.len());
+    for (volume, v) in volumes.iter().enumerate() {
+        match (v.time.start(), v.time.end()) {
+            (Some(start), Some(end)) => bounds.push((start, end)),
+            _ => return Err(InvalidPlan::Unbounded { volume }),
+        }
+    }
+    let horizon = now.plus_seconds(MAX_PLAN_HORIZON_S);
+    if let Some((volume, (start, _))) = bounds.iter().enumerate().find(|(_, (start, _))| *start > horizon) {
+        let starts_in_s = (start.micros() - now.micros()) / 1_000_000;
+        return Err(InvalidPlan::BeyondHorizon { volume, starts_in_s });
+    }
+    if bounds.iter().all(|(_, end)| *end <= now) {
+        return Err(InvalidPlan::Ended);
+    }
+    if let Some(volume) = bounds.iter().position(|(_, end)| *end <= now) {
+        return Err(InvalidPlan::VolumeEnded { volume });
+    }
+    let first = bounds.iter().map(|(s, _)| *s).min().unwrap_or(now);
+    let last = bounds.iter().map(|(_, e)| *e).max().unwrap_or(now);
+    let lasts_s = (last.micros() - first.micros()) / 1_000_000;
+    if lasts_s > MAX_PLAN_DURATION_S {
+        return Err(InvalidPlan::TooLong { lasts_s });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -176,3 +176,34 @@ proptest! {
         prop_assert_eq!(found.len(), overlapping);
     }
 }
+
+#[test]
+fn plan_times_are_checked_one_rule_at_a_time() {
+    // T0 is "now"; `vol` takes seconds from T0.
+    let now = Timestamp(T0);
+    let day = 86_400;
+    let ok = vol(47.0, 8.0, 100.0, 0.0, 100.0, 60, 3600);
+    assert_eq!(check_plan_times(std::slice::from_ref(&ok), now), Ok(()));
+    // A volume that started already and ends later is current.
+    assert_eq!(check_plan_times(&[vol(47.0, 8.0, 100.0, 0.0, 100.0, -600, 600)], now), Ok(()));
+    // Exactly at the horizon is accepted; a second beyond is not.
+    let at_horizon = vol(47.0, 8.0, 100.0, 0.0, 100.0, 30 * day, 30 * day + 600);
+    assert_eq!(check_plan_times(&[at_horizon], now), Ok(()));
+    let beyond = vol(47.0, 8.0, 100.0, 0.0, 100.0, 30 * day + 1, 30 * day + 600);
+    assert_eq!(
+        check_plan_times(&[ok.clone(), beyond], now),
+        Err(InvalidPlan::BeyondHorizon { volume: 1, starts_in_s: 30 * day + 1 })
+    );
+    assert_eq!(check_plan_times(&[], now), Err(InvalidPlan::NoVolumes));
+    let ended = vol(47.0, 8.0, 100.0, 0.0, 100.0, -3600, -60);
+    assert_eq!(check_plan_times(std::slice::from_ref(&ended), now), Err(InvalidPlan::Ended));
+    assert_eq!(check_plan_times(&[ok.clone(), ended], now), Err(InvalidPlan::VolumeEnded { volume: 1 }));
+    let long = vol(47.0, 8.0, 100.0, 0.0, 100.0, 60, 60 + MAX_PLAN_DURATION_S + 1);
+    assert_eq!(check_plan_times(&[long], now), Err(InvalidPlan::TooLong { lasts_s: MAX_PLAN_DURATION_S + 1 }));
+    let mut open = ok.clone();
+    open.time = TimeWindow::new(Some(Timestamp(T0)), None).expect("open window");
+    assert_eq!(check_plan_times(&[ok, open], now), Err(InvalidPlan::Unbounded { volume: 1 }));
+    // Every refusal explains itself.
+    let text = InvalidPlan::BeyondHorizon { volume: 0, starts_in_s: 31 * day }.to_string();
+    assert!(text.contains("31.0 days") && text.contains("30 days"), "{text}");
+}

@@ -16,6 +16,10 @@ pub enum UssError {
     /// Bad input: the message names the field (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A plan whose times make it unplannable (the planner's rule; 400, `Rejected` on the
+    /// flight_planning interface). Nothing was asked of the DSS.
+    #[error("{0}")]
+    InvalidPlan(planner::InvalidPlan),
     #[error("{0}")]
     NotFound(String),
     /// Another change of the same entity is in flight or being reconciled (409).
@@ -62,7 +66,7 @@ impl UssError {
         match self {
             UssError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             UssError::Forbidden(_) => StatusCode::FORBIDDEN,
-            UssError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UssError::BadRequest(_) | UssError::InvalidPlan(_) => StatusCode::BAD_REQUEST,
             UssError::NotFound(_) => StatusCode::NOT_FOUND,
             UssError::Busy(_) => StatusCode::CONFLICT,
             UssError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -46,9 +46,24 @@ pub(crate) fn routes() -> Router<Arc<Uss>> {
 
 #[derive(Deserialize)]
 struct UpsertRequest {
-    flight_plan: FlightPlan,
+    flight_plan: FlightPlanIn,
     execution_style: String,
     request_id: String,
+}
+
+/// The flight plan as typed, and as sent (for `as_planned`, which echoes everything we do not
+/// change).
+struct FlightPlanIn {
+    plan: FlightPlan,
+    raw: serde_json::Value,
+}
+
+impl<'de> Deserialize<'de> for FlightPlanIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = serde_json::Value::deserialize(d)?;
+        let plan = FlightPlan::deserialize(&raw).map_err(serde::de::Error::custom)?;
+        Ok(Self { plan, raw })
+    }
 }
 
 #[derive(Deserialize)]
@@ -79,6 +94,11 @@ struct PlanningResponse {
     notes: Option<String>,
     flight_plan_status: String,
     includes_advisories: String,
+    /// The flight plan as planned, whenever a plan was made: its area is exactly the volumes
+    /// served to peers as the operational intent's details (a start in the past moved to now,
+    /// times and altitudes as we write them), so the user sees what others see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    as_planned: Option<serde_json::Value>,
 }
 
 fn answer(result: &str, status: &str, notes: Option<String>) -> PlanningResponse {
@@ -87,7 +107,19 @@ fn answer(result: &str, status: &str, notes: Option<String>) -> PlanningResponse
         notes,
         flight_plan_status: status.into(),
         includes_advisories: "Unknown".into(),
+        as_planned: None,
     }
+}
+
+/// The user's flight plan with its area replaced by what was planned (the wire form served to
+/// peers, from the same conversion).
+fn as_planned(request: &FlightPlanIn, own: &crate::records::OwnIntent) -> serde_json::Value {
+    let mut plan = request.raw.clone();
+    let area = serde_json::to_value(api::extents_to_wire(&own.volumes)).unwrap_or_default();
+    if let Some(info) = plan.get_mut("basic_information").and_then(|b| b.as_object_mut()) {
+        info.insert("area".into(), area);
+    }
+    plan
 }
 
 /// A flight plan and the intent that serves it, with the last upsert's answer (replayed for a
@@ -187,10 +219,9 @@ async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError
 
 /// The user's area as our volumes; a start already past is taken as now (the tools send one
 /// slightly in the past).
+/// An empty area is left to the planner's rule (`Rejected`, like every plan invalid by its
+/// times).
 fn area(info: &BasicInformation) -> Result<Vec<geo4d::Volume4D>, UssError> {
-    if info.area.is_empty() {
-        return Err(UssError::BadRequest("flight_plan.basic_information.area: at least one volume is required".into()));
-    }
     if info.area.len() > crate::operator::MAX_VOLUMES {
         return Err(UssError::BadRequest(format!(
             "flight_plan.basic_information.area: at most {} volumes",
@@ -256,6 +287,7 @@ fn from_outcome(o: &PlanOutcome, before: &str) -> PlanningResponse {
 /// upstream failure is `Failed`; a priority we do not manage is `NotSupported`.
 fn from_error(e: UssError, before: &str) -> Result<PlanningResponse, UssError> {
     match e {
+        UssError::InvalidPlan(why) => Ok(answer("Rejected", before, Some(why.to_string()))),
         UssError::BadRequest(m) if m.starts_with("priority:") => Ok(answer("NotSupported", before, Some(m))),
         UssError::BadRequest(_) | UssError::Unauthenticated(_) => Err(e),
         UssError::Forbidden(m) => Ok(answer("NotSupported", before, Some(m))),
@@ -279,7 +311,7 @@ async fn upsert(
     }
     let own = record.as_ref().and_then(|r| uss.mem.read().own_intents.get(&r.intent_id).cloned());
     let before = own.as_ref().map_or("NotPlanned", |o| status_of(o.state));
-    let info = &req.flight_plan.basic_information;
+    let info = &req.flight_plan.plan.basic_information;
     let wanted = wanted(info)?;
     let response = match req.execution_style.as_str() {
         "Hypothetical" => {
@@ -295,7 +327,7 @@ async fn upsert(
             },
             Wanted::State(state) => {
                 let volumes = area(info)?;
-                let priority = req.flight_plan.astm_f3548_21.as_ref().map_or(0, |a| a.priority);
+                let priority = req.flight_plan.plan.astm_f3548_21.as_ref().map_or(0, |a| a.priority);
                 let off_nominal = state.requires_conformance_monitoring();
                 if own.is_none() && off_nominal {
                     answer(
@@ -315,7 +347,11 @@ async fn upsert(
                     let check = !(off_nominal || unchanged && state == OperationalIntentState::Activated);
                     match uss.upsert(&intent_id, volumes, priority, state, check).await {
                         Ok(out) => {
-                            let r = from_outcome(&out, before);
+                            let mut r = from_outcome(&out, before);
+                            if r.planning_result == "Completed" {
+                                let planned = uss.mem.read().own_intents.get(&intent_id).cloned();
+                                r.as_planned = planned.map(|o| as_planned(&req.flight_plan, &o));
+                            }
                             if r.planning_result == "Completed" || own.is_some() {
                                 // Keep the mapping (a refused change leaves the flight as it was).
                                 let keep = FlightPlanRecord {
@@ -345,7 +381,9 @@ async fn upsert(
 }
 
 async fn close(State(uss): St, headers: HeaderMap, Path(fp_id): Path<String>) -> Result<Response, UssError> {
-    uss.peer(&headers, &[auth::Scope::FlightPlanningDirect])?;
+    // InterUSS's interface puts deletion under the planning scope, like creating and changing a
+    // plan; the test director's scope is accepted too.
+    uss.peer(&headers, &[auth::Scope::FlightPlanningPlan, auth::Scope::FlightPlanningDirect])?;
     flight_plan_id(&fp_id)?;
     let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
     let record =

@@ -249,9 +249,9 @@ impl Uss {
 
     /// GETs `url` from a peer: bounded in time (connect and whole answer) and in size.
     pub(crate) async fn peer_get<T: serde::de::DeserializeOwned>(&self, base: &str, path: &str) -> Result<T, String> {
-        model::check_base_url(base).map_err(|e| format!("its uss_base_url {e}"))?;
-        // A trailing `/` is allowed in a base URL (the DSS keeps it as given).
-        let url = format!("{}{path}", base.trim_end_matches('/'));
+        // Appended to the base URL's path, its query kept; a base URL with a fragment, user
+        // information or another scheme is never called (the entity stays unverifiable).
+        let url = model::peer_url(base, path).map_err(|e| format!("its uss_base_url {e}"))?;
         let token = self.tokens.token_for(&url).await?;
         let timeout = self.config.peer_timeout;
         let work = async {

@@ -20,7 +20,7 @@ use crate::db::{Table, Write};
 use crate::error::UssError;
 use crate::operator::{ConflictItem, PlanOutcome, Proposal};
 use crate::records::{Delivery, OwnConstraint, OwnIntent, Pending, PendingChange};
-use crate::{now_text, CrashPoint, Uss};
+use crate::{now, now_text, CrashPoint, Uss};
 
 /// How far ahead a time-shift proposal may move a plan.
 pub const PROPOSAL_HORIZON_S: i64 = 2 * 3600;
@@ -118,6 +118,7 @@ impl Uss {
         priority: i32,
     ) -> Result<PlanOutcome, UssError> {
         self.check_priority(priority)?;
+        planner::check_plan_times(&volumes, now()).map_err(UssError::InvalidPlan)?;
         let id = uuid::Uuid::new_v4().to_string();
         let _guard = self.lock_entity(&id).await;
         let req = Request { id, volumes, priority, state: OperationalIntentState::Accepted, check_conflicts: true };
@@ -135,6 +136,11 @@ impl Uss {
         check_conflicts: bool,
     ) -> Result<PlanOutcome, UssError> {
         self.check_priority(priority)?;
+        // A new or changed plan must be valid in time; reporting reality (off-nominal states,
+        // or activating the plan as it stands) is never refused for it.
+        if check_conflicts {
+            planner::check_plan_times(&volumes, now()).map_err(UssError::InvalidPlan)?;
+        }
         if state.requires_conformance_monitoring() && !self.has_scope("utm.conformance_monitoring_sa") {
             return Err(UssError::Forbidden(format!(
                 "{} needs this participant to hold utm.conformance_monitoring_sa",
@@ -157,6 +163,7 @@ impl Uss {
         priority: i32,
     ) -> Result<PlanOutcome, UssError> {
         self.check_priority(priority)?;
+        planner::check_plan_times(&volumes, now()).map_err(UssError::InvalidPlan)?;
         let _guard = self.lock_entity(id).await;
         let cur = self.own_intent(id)?;
         let req = Request { id: id.to_owned(), volumes, priority, state: cur.state, check_conflicts: true };
@@ -704,10 +711,10 @@ impl Uss {
             attempts: 1,
             retrying: false,
         };
-        if let Err(e) = model::check_base_url(base) {
-            return failed(0, format!("not sent: the subscriber's uss_base_url {e}"));
-        }
-        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let url = match model::peer_url(base, path) {
+            Ok(url) => url,
+            Err(e) => return failed(0, format!("not sent: the subscriber's uss_base_url {e}")),
+        };
         let token = match self.tokens.token_for(&url).await {
             Ok(t) => t,
             Err(e) => return failed(0, e),
