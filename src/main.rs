@@ -437,9 +437,14 @@ struct DssArgs {
     /// DATA_DIR/reports.
     #[arg(long, default_value_t = server::reports::Retention::default().max_report_bytes)]
     max_report_bytes: usize,
-    /// Reports kept (the oldest are removed first).
+    /// Reports kept per reporter (token subject); a reporter past it loses its own oldest, never
+    /// another's.
     #[arg(long, default_value_t = server::reports::Retention::default().max_reports)]
     max_reports: usize,
+    /// Mebibytes of reports kept over all reporters; past it the reporter holding the most
+    /// loses its oldest first.
+    #[arg(long, default_value_t = server::reports::Retention::default().max_total_bytes / (1024 * 1024))]
+    max_report_total_mib: u64,
     /// Days a report is kept.
     #[arg(long, default_value_t = 30)]
     report_retention_days: u64,
@@ -458,6 +463,11 @@ struct HttpLimitArgs {
     /// Seconds a request may take before it is answered 503 (the reference DSS uses 10 s).
     #[arg(long, default_value_t = 10)]
     request_timeout_secs: u64,
+    /// Seconds a client has, from the end of its request head, to send the whole body; a body
+    /// still arriving then is answered 408 and the connection closed. While its body is
+    /// arriving a connection counts as idle for eviction at the connection cap.
+    #[arg(long, default_value_t = 10)]
+    body_timeout_secs: u64,
     /// Concurrent client connections; at the cap, the connection idle for longest is closed to
     /// admit a new one. Defaults to the open-file limit (raised to its hard limit at start-up)
     /// less 64.
@@ -467,8 +477,14 @@ struct HttpLimitArgs {
 
 impl HttpLimitArgs {
     fn limits(&self) -> Result<server::http::Limits> {
-        if self.header_timeout_secs == 0 || self.idle_timeout_secs == 0 || self.request_timeout_secs == 0 {
-            bail!("--header-timeout-secs, --idle-timeout-secs and --request-timeout-secs must be at least 1");
+        if self.header_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+            || self.request_timeout_secs == 0
+            || self.body_timeout_secs == 0
+        {
+            bail!(
+                "--header-timeout-secs, --idle-timeout-secs, --request-timeout-secs and --body-timeout-secs must be at least 1"
+            );
         }
         if self.max_connections == Some(0) {
             bail!("--max-connections must be at least 1");
@@ -477,6 +493,7 @@ impl HttpLimitArgs {
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             request_timeout: Some(Duration::from_secs(self.request_timeout_secs)),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
             max_connections: self.max_connections.unwrap_or_else(server::http::default_max_connections),
         })
     }
@@ -752,6 +769,7 @@ async fn serve_dss<S: store::Store>(
         server::reports::Retention {
             max_report_bytes: args.max_report_bytes.clamp(1024, MAX_REPORT_BYTES_CEILING),
             max_reports: args.max_reports.max(1),
+            max_total_bytes: args.max_report_total_mib.max(1).saturating_mul(1024 * 1024),
             max_age: Duration::from_secs(args.report_retention_days.saturating_mul(86_400)),
         },
     )

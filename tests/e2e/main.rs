@@ -6,6 +6,7 @@ mod bench;
 mod conformance;
 mod durability;
 mod flight_planning;
+mod hardening;
 mod harness;
 mod hygiene;
 mod input;

@@ -241,12 +241,20 @@ async fn the_aux_api_reports_the_pool() {
     for url in &pool.dss {
         assert!(endpoints.contains(&url.as_str()), "{url} missing from {last}");
     }
-    // A heartbeat through instance 0, reported by the token's subject.
+    // A heartbeat through instance 0, reported by the token's subject; the next one may be
+    // announced at most an hour ahead (else it would mask a dead instance that long).
     let write = token("monitor", &["interuss.pool_status.heartbeat.write"]);
-    let url = format!(
-        "{}/aux/v1/pool/dss_instances/heartbeat?source=Test&next_heartbeat_expected_before=2030-01-01T00:00:00Z",
-        pool.dss[0]
-    );
+    let heartbeat = |ahead_s: i64| {
+        let next = (chrono::Utc::now() + chrono::Duration::seconds(ahead_s))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        format!("{}/aux/v1/pool/dss_instances/heartbeat?source=Test&next_heartbeat_expected_before={next}", pool.dss[0])
+    };
+    for far in [3660, 10 * 365 * 86_400] {
+        let (s, r) = call("PUT", &heartbeat(far), Some(&write), None).await;
+        assert_error_shape(s, &r, 400, "a heartbeat announcing the next one more than an hour ahead");
+        assert!(r["message"].as_str().is_some_and(|m| m.contains("hour")), "{r}");
+    }
+    let url = heartbeat(1800);
     let (s, r) = call("PUT", &url, Some(&write), None).await;
     assert_eq!(s, 201, "{r}");
     let me = r["dss_instances"]

@@ -128,6 +128,11 @@ pub struct Verifier {
     keys: Vec<VerifyKey>,
     audiences: Vec<String>,
     cache: Mutex<HashMap<String, (Caller, u64)>>,
+    /// Tokens refused for good (bad signature, unreadable, expired, wrong audience...), by a
+    /// keyed hash of the token, with the reason: a token sent again costs no signature check.
+    /// Refusals that time can lift (`nbf` or `iat` ahead of our clock) are not kept.
+    refused: Mutex<HashMap<u64, String>>,
+    refused_hasher: std::collections::hash_map::RandomState,
     /// Longest accepted lifetime: `exp - iat`, or `exp - now` without `iat`.
     max_lifetime_s: u64,
 }
@@ -198,7 +203,14 @@ impl Verifier {
         if audiences.is_empty() {
             return Err("at least one accepted audience is required".into());
         }
-        Ok(Self { keys, audiences, cache: Mutex::new(HashMap::new()), max_lifetime_s: DEFAULT_MAX_LIFETIME_S })
+        Ok(Self {
+            keys,
+            audiences,
+            cache: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            refused_hasher: std::collections::hash_map::RandomState::new(),
+            max_lifetime_s: DEFAULT_MAX_LIFETIME_S,
+        })
     }
 
     /// Refuses tokens living longer than `seconds` (`exp - iat`, or `exp - now` without `iat`).
@@ -226,8 +238,34 @@ impl Verifier {
                 return Ok(caller.clone());
             }
         }
+        let key = {
+            use std::hash::BuildHasher as _;
+            self.refused_hasher.hash_one(token)
+        };
+        if let Some(reason) = self.refused.lock().get(&key) {
+            return Err(AuthError::Unauthenticated(reason.clone()));
+        }
+        match self.verify_token(token, now) {
+            Ok(caller) => Ok(caller),
+            Err((e, lasting)) => {
+                if let (AuthError::Unauthenticated(reason), true) = (&e, lasting) {
+                    let mut refused = self.refused.lock();
+                    if refused.len() >= CACHE_CAPACITY {
+                        refused.clear();
+                    }
+                    refused.insert(key, reason.clone());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Verifies a token not seen before; a refusal says whether time could lift it (`false`:
+    /// not valid *yet*).
+    fn verify_token(&self, token: &str, now: u64) -> Result<Caller, (AuthError, bool)> {
+        let lasting = |e: AuthError| (e, true);
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| AuthError::Unauthenticated(format!("access token could not be decoded: {e}")))?;
+            .map_err(|e| lasting(AuthError::Unauthenticated(format!("access token could not be decoded: {e}"))))?;
         let family = match header.alg {
             Algorithm::RS256
             | Algorithm::RS384
@@ -237,17 +275,17 @@ impl Verifier {
             | Algorithm::PS512 => Family::Rsa,
             Algorithm::ES256 | Algorithm::ES384 => Family::Ec,
             other => {
-                return Err(AuthError::Unauthenticated(format!(
+                return Err(lasting(AuthError::Unauthenticated(format!(
                     "access token algorithm {other:?} is not accepted; use RS256 or ES256"
-                )))
+                ))))
             }
         };
         let critical = critical_extensions(token);
         if !critical.is_empty() {
-            return Err(AuthError::Unauthenticated(format!(
+            return Err(lasting(AuthError::Unauthenticated(format!(
                 "access token header lists critical extensions this server does not understand: {}",
                 critical.join(", ")
-            )));
+            ))));
         }
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&self.audiences);
@@ -256,24 +294,28 @@ impl Verifier {
         // A token not valid yet (`nbf` in the future) is refused like an expired one.
         validation.validate_nbf = true;
         let mut last_error = "access token signature does not match any configured public key".to_owned();
+        let mut not_yet = false;
         for key in self.keys.iter().filter(|k| k.family == family) {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
                     if let Some(iat) = data.claims.iat {
                         if iat > now + LEEWAY_S {
-                            return Err(AuthError::Unauthenticated(
-                                "access token was issued in the future (`iat` ahead of this server's clock)".into(),
+                            return Err((
+                                AuthError::Unauthenticated(
+                                    "access token was issued in the future (`iat` ahead of this server's clock)".into(),
+                                ),
+                                false,
                             ));
                         }
                     }
                     let lifetime = data.claims.exp.saturating_sub(data.claims.iat.unwrap_or(now));
                     if lifetime > self.max_lifetime_s + LEEWAY_S {
-                        return Err(AuthError::Unauthenticated(format!(
+                        return Err(lasting(AuthError::Unauthenticated(format!(
                             "access token lives {lifetime} s; at most {} s is accepted",
                             self.max_lifetime_s
-                        )));
+                        ))));
                     }
-                    let caller = caller_from(data.claims.sub, data.claims.scope)?;
+                    let caller = caller_from(data.claims.sub, data.claims.scope).map_err(lasting)?;
                     let mut cache = self.cache.lock();
                     if cache.len() >= CACHE_CAPACITY {
                         cache.clear();
@@ -287,6 +329,7 @@ impl Verifier {
                         ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) => {}
                         ErrorKind::ExpiredSignature => last_error = "access token has expired".into(),
                         ErrorKind::ImmatureSignature => {
+                            not_yet = true;
                             last_error = "access token is not valid yet (`nbf` is in the future)".into()
                         }
                         ErrorKind::InvalidAudience => {
@@ -301,7 +344,7 @@ impl Verifier {
                 }
             }
         }
-        Err(AuthError::Unauthenticated(last_error))
+        Err((AuthError::Unauthenticated(last_error), !not_yet))
     }
 }
 

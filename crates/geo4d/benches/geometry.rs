@@ -228,7 +228,7 @@ fn hostile_shapes(all: &[Volume4D], tree: &RTree<Entry, IndexParams>) {
             "parallel slivers (along a latitude)",
             vec![
                 vec![ll(47.5, -60.0), ll(47.5, 60.0), ll(47.5000001, 60.0)],
-                vec![ll(85.0, 0.0), ll(85.0, 90.0), ll(85.0000001, 90.0)],
+                vec![ll(85.0, 0.0), ll(85.0, 90.0), ll(85.000001, 90.0)],
             ],
         ),
         (

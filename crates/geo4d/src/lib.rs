@@ -53,6 +53,10 @@ pub enum GeoError {
     DuplicateVertex(usize, usize),
     #[error("polygon edges {0} and {1} cross; edges of a polygon may not cross")]
     CrossingEdges(usize, usize),
+    #[error(
+        "polygon edges {0} and {1} touch or overlap (a vertex lies on another edge, within a millimetre, or the outline folds back on itself); the outline of a polygon may not touch itself"
+    )]
+    TouchingEdges(usize, usize),
     #[error("polygon has zero area (all vertices lie on one line)")]
     Degenerate,
     #[error(

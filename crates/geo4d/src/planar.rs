@@ -107,29 +107,68 @@ pub(crate) fn signed_area(poly: &[P]) -> f64 {
     (0..n).map(|i| poly[i].0 * poly[(i + 1) % n].1 - poly[(i + 1) % n].0 * poly[i].1).sum::<f64>() / 2.0
 }
 
-/// First pair of edges that cross or touch other than at their shared vertex, if any.
-pub(crate) fn first_crossing(poly: &[P]) -> Option<(usize, usize)> {
+/// How close, in metres of the plane, an outline may come to itself away from a shared vertex
+/// before it counts as touching: far above the rounding of the projection (nanometres) and of
+/// the edges' straightness in it for the sizes accepted, so that a vertex placed on another
+/// edge is refused at every latitude, in both hemispheres, whatever the rounding.
+pub(crate) const TOUCH_M: f64 = 1.0e-3;
+
+/// Shortest distance between segments `ab` and `cd` (0 when they cross).
+fn segment_distance(a: P, b: P, c: P, d: P) -> f64 {
+    if segments_intersect(a, b, c, d) {
+        return 0.0;
+    }
+    point_segment_distance(a, c, d)
+        .0
+        .min(point_segment_distance(b, c, d).0)
+        .min(point_segment_distance(c, a, b).0)
+        .min(point_segment_distance(d, a, b).0)
+}
+
+/// How a polygon's outline meets itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SelfContact {
+    /// Edges `i` and `j` cross.
+    Cross(usize, usize),
+    /// Edges `i` and `j` touch or overlap (a vertex on another edge, a spike folding back),
+    /// within [`TOUCH_M`].
+    Touch(usize, usize),
+}
+
+/// The first pair of edges that cross, touch or overlap other than at their shared vertex.
+///
+/// Decided with a tolerance, not by the sign of a rounded determinant: non-adjacent edges may
+/// not come within [`TOUCH_M`] of each other, and adjacent edges may not fold back (the far end
+/// of either within [`TOUCH_M`] of the other edge). Edge pairs whose boxes are further apart
+/// than that are skipped at once.
+pub(crate) fn first_crossing(poly: &[P]) -> Option<SelfContact> {
     let n = poly.len();
+    let grown = |(x0, y0, x1, y1): Box2| (x0 - TOUCH_M, y0 - TOUCH_M, x1 + TOUCH_M, y1 + TOUCH_M);
     for i in 0..n {
         let (a, b) = (poly[i], poly[(i + 1) % n]);
+        let box_i = grown(edge_box(a, b));
         for j in (i + 1)..n {
             let (c, d) = (poly[j], poly[(j + 1) % n]);
+            if !boxes_meet(&box_i, &edge_box(c, d)) {
+                continue;
+            }
             let adjacent = j == i + 1 || (i == 0 && j == n - 1);
             if adjacent {
-                // Adjacent edges share one vertex; they are bad only if they fold back on each
-                // other (collinear and overlapping beyond the shared vertex).
-                let (shared, other_a, other_b) = if j == i + 1 { (b, a, d) } else { (a, b, c) };
-                if orient(shared, other_a, other_b) == 0.0 {
-                    let da = (other_a.0 - shared.0, other_a.1 - shared.1);
-                    let db = (other_b.0 - shared.0, other_b.1 - shared.1);
-                    if da.0 * db.0 + da.1 * db.1 > 0.0 {
-                        return Some((i, j));
-                    }
+                // They share one vertex; they are bad if they fold back on each other: the far
+                // end of one lies on (or within TOUCH_M of) the other.
+                let (shared, far_i, far_j) = if j == i + 1 { (b, a, d) } else { (a, b, c) };
+                if point_segment_distance(far_j, shared, far_i).0 <= TOUCH_M
+                    || point_segment_distance(far_i, shared, far_j).0 <= TOUCH_M
+                {
+                    return Some(SelfContact::Touch(i, j));
                 }
                 continue;
             }
             if segments_intersect(a, b, c, d) {
-                return Some((i, j));
+                return Some(SelfContact::Cross(i, j));
+            }
+            if segment_distance(a, b, c, d) <= TOUCH_M {
+                return Some(SelfContact::Touch(i, j));
             }
         }
     }

@@ -404,8 +404,10 @@ impl Polygon {
         if area_m2 / 1.0e6 > MAX_AREA_KM2 {
             return Err(GeoError::AreaTooLarge { area_km2: area_m2 / 1.0e6, max_km2: MAX_AREA_KM2 });
         }
-        if let Some((i, j)) = planar::first_crossing(&projected) {
-            return Err(GeoError::CrossingEdges(i, j));
+        match planar::first_crossing(&projected) {
+            Some(planar::SelfContact::Cross(i, j)) => return Err(GeoError::CrossingEdges(i, j)),
+            Some(planar::SelfContact::Touch(i, j)) => return Err(GeoError::TouchingEdges(i, j)),
+            None => {}
         }
         // Below a square centimetre the outline is a line, not an area.
         if area_m2 < 1.0e-4 {

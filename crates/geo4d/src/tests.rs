@@ -202,7 +202,7 @@ fn validation_errors() {
     assert!(matches!(Polygon::new(vec![a, c, b, d]), Err(GeoError::CrossingEdges(_, _))));
     assert!(matches!(
         Polygon::new(vec![a, ll(0.0, 0.005), b]),
-        Err(GeoError::Degenerate | GeoError::CrossingEdges(_, _))
+        Err(GeoError::Degenerate | GeoError::CrossingEdges(_, _) | GeoError::TouchingEdges(_, _))
     ));
     assert!(matches!(LatLng::new(91.0, 0.0), Err(GeoError::LatitudeOutOfRange(_))));
     assert!(matches!(LatLng::new(f64::NAN, 0.0), Err(GeoError::LatitudeOutOfRange(_))));
@@ -813,7 +813,7 @@ proptest! {
 #[test]
 fn the_hostile_testers_slivers_get_thin_boxes() {
     for (a, b, c) in [
-        ((-29.0, 8.0), (88.0, 8.0), (88.0, 8.0000001)),
+        ((-29.0, 8.0), (88.0, 8.0), (-29.0, 8.0000001)),
         ((10.0, 8.0), (70.0, 8.0), (10.0, 8.0000001)),
         ((-70.0, -120.0), (10.0, -120.0), (10.0, -119.9999999)),
     ] {
@@ -821,5 +821,40 @@ fn the_hostile_testers_slivers_get_thin_boxes() {
         let bx = poly.bbox();
         assert!(bx.max_lng - bx.min_lng < 1e-5, "{bx:?}");
         assert!(bx.max_lat - bx.min_lat < (b.0 - a.0) + 1e-5, "{bx:?}");
+    }
+}
+
+#[test]
+fn a_vertex_on_another_edge_is_refused_at_every_latitude() {
+    // A square with a fifth vertex placed exactly on the geodesic of a non-adjacent edge (a
+    // pinch), and a spike folding back along an edge, around the world; the same shapes with
+    // that vertex 5 cm off the edge are fine.
+    for lat in [-89.0, -70.0, -45.0, -10.0, 0.0, 10.0, 33.3, 60.0, 75.0, 88.0] {
+        for lng in [-179.999, -120.0, 0.0, 8.5, 179.999] {
+            let c = ll(lat, lng);
+            let corner = |az: f64| moved(c, az, 700.0);
+            let (a, b, d, e) = (corner(45.0), corner(135.0), corner(225.0), corner(315.0));
+            let on_ab = along(a, b, 0.37);
+            // a, b, d, x, e with x on edge a-b: edges 0 (a-b) and 2 (d-x)/3 (x-e) meet there.
+            let pinch = Polygon::new(vec![a, b, d, on_ab, e]);
+            assert!(
+                matches!(pinch, Err(GeoError::TouchingEdges(_, _) | GeoError::CrossingEdges(_, _))),
+                "pinch at {lat},{lng}: {pinch:?}"
+            );
+            // a, b, d, e, then back out to a point on e-a's geodesic beyond... a spike: from e
+            // out to m (on d-e's geodesic) and back: e, m, where m lies on edge d-e.
+            let on_de = along(d, e, 0.5);
+            let spike = Polygon::new(vec![a, b, d, e, on_de]);
+            assert!(
+                matches!(spike, Err(GeoError::TouchingEdges(_, _) | GeoError::CrossingEdges(_, _))),
+                "spike at {lat},{lng}: {spike:?}"
+            );
+            // 5 cm inside instead of on the edge: a valid (if pinched) polygon.
+            let (_s, azi, _a2, _a12): (f64, f64, f64, f64) = WGS84.inverse(a.lat(), a.lng(), b.lat(), b.lng());
+            let off = moved(on_ab, azi + 90.0, 0.05);
+            let inside = moved(on_ab, azi - 90.0, 0.05);
+            let ok = [off, inside].iter().any(|x| Polygon::new(vec![a, b, d, *x, e]).is_ok());
+            assert!(ok, "5 cm off the edge is a valid outline at {lat},{lng}");
+        }
     }
 }

@@ -12,6 +12,12 @@
 //!   flight: an idle keep-alive or a client dribbling its headers) close, so `/healthy` and real
 //!   requests are still served while idle connections are held off; when every connection is
 //!   busy the new one is closed at once;
+//! - a request body must arrive within `body_timeout` of its head, or the request is answered
+//!   408 and the connection closed; while its body is arriving a connection counts as idle for
+//!   eviction (1,100 clients dribbling bodies cannot hold every descriptor);
+//! - an answer given before the body was read (401, 429, ...) first drains a small body (up to
+//!   [`DRAIN_LIMIT`]) so the connection stays usable, and otherwise says `Connection: close`:
+//!   a pooled client never writes into a connection the server dropped;
 //! - on shutdown the listener closes, idle connections close, requests in flight get `grace`
 //!   to finish, and whatever remains is dropped.
 //!
@@ -49,6 +55,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// A request running longer is answered 503; `None` for no limit.
     pub request_timeout: Option<Duration>,
+    /// From the end of a request head to the end of its body.
+    pub body_timeout: Duration,
     /// Concurrent connections.
     pub max_connections: usize,
 }
@@ -59,6 +67,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             request_timeout: Some(Duration::from_secs(10)),
+            body_timeout: Duration::from_secs(10),
             max_connections: default_max_connections(),
         }
     }
@@ -90,6 +99,8 @@ struct Conn {
     /// Milliseconds since the epoch, plus one, when the first byte of the request head being
     /// read arrived; 0 when no head is being read.
     head_started: AtomicU64,
+    /// A request's body is still arriving: the connection waits on its client, like an idle one.
+    body_pending: AtomicBool,
     closing: AtomicBool,
     close: Notify,
 }
@@ -109,7 +120,10 @@ impl Shared {
         let conns = self.conns.lock();
         let victim = conns
             .values()
-            .filter(|c| c.in_flight.load(Ordering::Acquire) == 0 && !c.closing.load(Ordering::Acquire))
+            .filter(|c| {
+                (c.in_flight.load(Ordering::Acquire) == 0 || c.body_pending.load(Ordering::Acquire))
+                    && !c.closing.load(Ordering::Acquire)
+            })
             .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
         match victim {
             Some(c) => {
@@ -178,6 +192,147 @@ impl Drop for InFlight {
         self.conn.last_active.store(self.shared.now_ms(), Ordering::Relaxed);
         self.conn.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Largest unread body drained after an early answer so the connection can be kept.
+pub const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// What became of a request's body, shared between the body given to the app and the
+/// connection that answers.
+#[derive(Default)]
+struct BodyState {
+    /// The body did not arrive within the body timeout.
+    timed_out: AtomicBool,
+    /// The body, handed back unread when the app dropped it before its end.
+    unread: Mutex<Option<hyper::body::Incoming>>,
+}
+
+/// The request body as the app sees it: the client's, with a deadline, that marks the
+/// connection as waiting on its client while it arrives and hands itself back if dropped unread.
+struct TimedBody {
+    inner: Option<hyper::body::Incoming>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    state: Arc<BodyState>,
+    conn: Arc<Conn>,
+}
+
+impl TimedBody {
+    fn new(inner: hyper::body::Incoming, state: Arc<BodyState>, conn: Arc<Conn>, timeout: Duration) -> Self {
+        use hyper::body::Body as _;
+        let done = inner.is_end_stream();
+        conn.body_pending.store(!done, Ordering::Release);
+        Self { inner: (!done).then_some(inner), deadline: Box::pin(tokio::time::sleep(timeout)), state, conn }
+    }
+
+    fn finished(&mut self) {
+        self.inner = None;
+        self.conn.body_pending.store(false, Ordering::Release);
+    }
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.finished();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.finished();
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if self.inner.as_ref().is_some_and(hyper::body::Body::is_end_stream) {
+                    self.finished();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                if self.deadline.as_mut().poll(cx).is_ready() {
+                    self.state.timed_out.store(true, Ordering::Release);
+                    self.finished();
+                    return Poll::Ready(Some(Err("the request body did not arrive within the body timeout".into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(hyper::body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.as_ref().map_or_else(|| hyper::body::SizeHint::with_exact(0), hyper::body::Body::size_hint)
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        // Dropped before its end (an answer given without reading it): hand it back so the
+        // connection can drain it or close.
+        if let Some(inner) = self.inner.take() {
+            *self.state.unread.lock() = Some(inner);
+        }
+    }
+}
+
+/// After the app answered: a body that timed out turns the answer into 408 and closes the
+/// connection; a body left unread is drained if small (the connection is kept), else the
+/// answer says `Connection: close`.
+async fn finish_body(mut response: Response, state: &BodyState, conn: &Conn) -> Response {
+    use hyper::body::Body as _;
+    if state.timed_out.load(Ordering::Acquire) {
+        metrics::counter!("http_body_timeouts_total").increment(1);
+        conn.body_pending.store(false, Ordering::Release);
+        let mut r = (
+            StatusCode::REQUEST_TIMEOUT,
+            axum::Json(
+                serde_json::json!({"message": "the request body did not arrive in time; send the whole body promptly"}),
+            ),
+        )
+            .into_response();
+        r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        return r;
+    }
+    let unread = state.unread.lock().take();
+    if let Some(mut body) = unread {
+        let small = body.size_hint().upper().is_some_and(|n| n <= DRAIN_LIMIT);
+        let mut drained = 0u64;
+        let mut complete = false;
+        if small || body.size_hint().upper().is_none() {
+            // Read and discard, bounded in bytes and by the same body deadline.
+            let drain = async {
+                while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                    match frame {
+                        Ok(f) => {
+                            drained += f.data_ref().map_or(0, |d| d.len() as u64);
+                            if drained > DRAIN_LIMIT {
+                                return false;
+                            }
+                        }
+                        Err(_) => return false,
+                    }
+                }
+                true
+            };
+            complete = tokio::time::timeout(Duration::from_secs(2), drain).await.unwrap_or(false);
+        }
+        conn.body_pending.store(false, Ordering::Release);
+        if !complete {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+    }
+    response
 }
 
 /// Answers 503 in `ErrorResponse` shape when the request runs past `limit`.
@@ -256,6 +411,7 @@ pub async fn serve(
             in_flight: AtomicUsize::new(0),
             last_active: AtomicU64::new(shared.now_ms()),
             head_started: AtomicU64::new(0),
+            body_pending: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             close: Notify::new(),
         });
@@ -284,16 +440,25 @@ async fn connection(
 ) {
     let io = TokioIo::new(Watched { io: stream, conn: conn.clone(), shared: shared.clone() });
     let (svc_conn, svc_shared) = (conn.clone(), shared.clone());
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+    let body_timeout = limits.body_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         svc_conn.in_flight.fetch_add(1, Ordering::AcqRel);
         svc_conn.head_started.store(0, Ordering::Relaxed);
         let guard = InFlight { conn: svc_conn.clone(), shared: svc_shared.clone() };
-        req.extensions_mut().insert(ConnectInfo(peer));
+        let (mut parts, incoming) = req.into_parts();
+        parts.extensions.insert(ConnectInfo(peer));
+        let body = Arc::new(BodyState::default());
+        let timed = TimedBody::new(incoming, body.clone(), svc_conn.clone(), body_timeout);
+        let req = Request::from_parts(parts, axum::body::Body::new(timed));
         let call = tower::ServiceExt::oneshot(app.clone(), req);
+        let conn = svc_conn.clone();
         async move {
-            let response = call.await;
+            let response = match call.await {
+                Ok(r) => finish_body(r, &body, &conn).await,
+                Err(never) => match never {},
+            };
             drop(guard);
-            response
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -313,7 +478,8 @@ async fn connection(
         tokio::select! {
             _ = served.as_mut() => break,
             () = conn.close.notified(), if closing_since.is_none() => {
-                if conn.in_flight.load(Ordering::Acquire) == 0 {
+                // Idle, or still waiting on its client for a body: closed at once.
+                if conn.in_flight.load(Ordering::Acquire) == 0 || conn.body_pending.load(Ordering::Acquire) {
                     break;
                 }
                 // Let the request in flight finish; no next one.

@@ -59,19 +59,21 @@ impl<S: Store> FromRequestParts<Arc<AppState<S>>> for Authed {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState<S>>) -> Result<Self, Self::Rejection> {
         let ip = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-        // A sender that keeps presenting invalid tokens is refused before any signature check.
-        if let Some(ip) = ip {
-            state.limits.failed_auth_per_ip.check(&ip).map_err(|retry_after_s| ApiError::TooManyRequests {
-                message: "too many requests with invalid or missing access tokens from this address".into(),
-                retry_after_s,
-            })?;
-        }
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        // The failed-authentication limit refuses only requests whose token is missing or fails
+        // verification: a valid token is served (within its subject's own limit) however many
+        // failures its address produced, so a flood of bad tokens behind a NAT or proxy cannot
+        // lock out the good ones there. The CPU the limit protects is kept by the verifier's
+        // caches: a verified token costs no signature check after its first use, and a refused
+        // one none when sent again.
         let caller = match state.verifier.verify(header) {
             Ok(c) => c,
             Err(e) => {
                 if let Some(ip) = ip {
-                    let _ = state.limits.failed_auth_per_ip.take(&ip);
+                    state.limits.failed_auth_per_ip.take(&ip).map_err(|retry_after_s| ApiError::TooManyRequests {
+                        message: "too many requests with invalid or missing access tokens from this address".into(),
+                        retry_after_s,
+                    })?;
                 }
                 return Err(e.into());
             }
@@ -314,6 +316,9 @@ fn rfc3339_param(v: Option<String>, name: &str) -> Result<Option<String>, ApiErr
     }
 }
 
+/// Furthest ahead a heartbeat may announce the next one.
+const MAX_HEARTBEAT_AHEAD_S: i64 = 3600;
+
 /// Records a heartbeat of this instance, reported by the token's `sub` (`aux_.yaml`).
 async fn aux_pool_heartbeat<S: Store>(
     State(st): St<S>,
@@ -330,6 +335,19 @@ async fn aux_pool_heartbeat<S: Store>(
     let timestamp = rfc3339_param(q.timestamp, "timestamp")?
         .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let next = rfc3339_param(q.next_heartbeat_expected_before, "next_heartbeat_expected_before")?;
+    if let Some(n) = next.as_deref().and_then(|n| chrono::DateTime::parse_from_rfc3339(n).ok()) {
+        // A heartbeat promising the next one far ahead would mask a dead instance that long.
+        let limit = chrono::Utc::now() + chrono::Duration::seconds(MAX_HEARTBEAT_AHEAD_S);
+        if n > limit {
+            return Err(ApiError::Wire(api::WireError::bad(format!(
+                "next_heartbeat_expected_before `{}` is more than {} hour ahead; a heartbeat may announce the next \
+                 one at most {} hour ahead",
+                next.as_deref().unwrap_or_default(),
+                MAX_HEARTBEAT_AHEAD_S / 3600,
+                MAX_HEARTBEAT_AHEAD_S / 3600
+            ))));
+        }
+    }
     let all = st.pool.heartbeat(&source, &c.manager, timestamp, next).await.map_err(pool_unavailable)?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"dss_instances": all}))).into_response())
 }

@@ -25,7 +25,9 @@
 //! - if writing or syncing into allocated space fails, the disk is lying (or failing): memory
 //!   already shows the write, so the process aborts rather than serve state it cannot keep.
 
+mod cells;
 mod codec;
+pub mod heavy;
 pub mod memory;
 mod state;
 
@@ -673,7 +675,8 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
-        self.read(|s| s.intents.search(area, how)).await
+        let candidates = self.read(|s| s.intents.candidates(area, how)).await?;
+        Ok(heavy::matches(area, how, candidates).await)
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
@@ -685,7 +688,8 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<Constraint>>, StoreError> {
-        self.read(|s| s.constraints.search(area, how)).await
+        let candidates = self.read(|s| s.constraints.candidates(area, how)).await?;
+        Ok(heavy::matches(area, how, candidates).await)
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
@@ -697,7 +701,8 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<Subscription>>, StoreError> {
-        self.read(|s| s.subscriptions.search(area, how)).await
+        let candidates = self.read(|s| s.subscriptions.candidates(area, how)).await?;
+        Ok(heavy::matches(area, how, candidates).await)
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {

@@ -63,6 +63,17 @@ impl MemoryIndex {
     pub fn availability(&self, uss: &str) -> Option<Stored<AvailabilityRecord>> {
         self.state.availability.get(uss).cloned()
     }
+    /// Index candidates only (cheap; take them under the lock), to be decided by
+    /// [`crate::heavy::matches`] outside it.
+    pub fn candidate_intents(&self, area: &[Volume4D], how: Match) -> Vec<Stored<OperationalIntent>> {
+        self.state.intents.candidates(area, how)
+    }
+    pub fn candidate_constraints(&self, area: &[Volume4D], how: Match) -> Vec<Stored<Constraint>> {
+        self.state.constraints.candidates(area, how)
+    }
+    pub fn candidate_subscriptions(&self, area: &[Volume4D], how: Match) -> Vec<Stored<Subscription>> {
+        self.state.subscriptions.candidates(area, how)
+    }
     pub fn search_intents(&self, area: &[Volume4D], how: Match) -> Vec<Stored<OperationalIntent>> {
         self.state.intents.search(area, how)
     }

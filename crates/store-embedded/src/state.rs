@@ -12,9 +12,7 @@ use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uui
 use rstar::{ParentNode, RStarInsertionStrategy, RTree, RTreeNode, RTreeObject, RTreeParams, AABB};
 use store::{Key, Kind, Precondition, Revision, Stored, Write};
 
-/// Side of an area cell in degrees (about 2 km). Coarse on purpose: cells only detect
-/// concurrent changes near each other, exact geometry decides everything else.
-const CELL_DEG: f64 = 0.02;
+use crate::cells::AreaCells;
 
 /// One volume of one row in an R*-tree: its box and the row's handle, so a search reaches the
 /// row without a map lookup (one cache miss fewer per candidate on a loaded server). The handle
@@ -168,7 +166,8 @@ impl<T> Default for Table<T> {
     }
 }
 
-pub(crate) trait HasExtents {
+/// What the index and the exact search need of a row.
+pub trait HasExtents {
     fn extents(&self) -> &[Volume4D];
     fn manager(&self) -> &str;
 }
@@ -279,6 +278,13 @@ impl<T: HasExtents> Table<T> {
     /// Rows with a volume matching a volume of `area` (exactly, or by relevance: the query's
     /// envelopes are then widened by its reach); each row once.
     pub(crate) fn search(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<Stored<T>> {
+        exact_matches(area, how, self.candidates(area, how))
+    }
+
+    /// Rows whose index entries meet the envelopes of `area` (as [`Self::search`] widens them),
+    /// each once, before any exact test: the cheap part of a search, done under the store's
+    /// read lock; [`exact_matches`] decides, outside it.
+    pub(crate) fn candidates(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<Stored<T>> {
         // Hits are few (a handful per query): a sorted vector dedups them cheaper than a set.
         let mut candidates: Vec<&Stored<T>> = Vec::new();
         for e in area.iter().flat_map(|v| v.envelopes_for(how)) {
@@ -287,37 +293,53 @@ impl<T: HasExtents> Table<T> {
         }
         candidates.sort_unstable_by_key(|c| Arc::as_ptr(&c.value));
         candidates.dedup_by(|a, b| Arc::ptr_eq(&a.value, &b.value));
-        // Each candidate is a chain of cache misses (row, its volumes, their plane points) on a
-        // loaded server. Touch every candidate's next link before testing any, so the misses of
-        // independent candidates overlap instead of waiting one behind the other.
-        let mut sink = 0.0;
-        for c in &candidates {
-            sink += c.value.extents().len() as f64;
-        }
-        for c in &candidates {
-            sink += c.value.extents().first().map_or(0.0, |v| v.altitude.lower_m().unwrap_or(0.0));
-        }
-        for c in &candidates {
-            sink += c.value.extents().iter().map(|v| v.footprint.touch_plane()).sum::<f64>();
-        }
-        std::hint::black_box(sink);
-        let prepared = geo4d::PreparedArea::new(area);
-        match how {
-            geo4d::Match::Exact => {
-                candidates.into_iter().filter(|r| prepared.intersects_any(r.value.extents())).cloned().collect()
-            }
-            // What intersects is relevant (the cheap prepared test first); the rest is decided
-            // by the hulls.
-            geo4d::Match::Relevant { margin_m } => candidates
-                .into_iter()
-                .filter(|r| {
-                    let extents = r.value.extents();
-                    prepared.intersects_any(extents)
-                        || area.iter().any(|a| extents.iter().any(|v| a.relevant_beyond(v, margin_m)))
-                })
-                .cloned()
-                .collect(),
-        }
+        candidates.into_iter().cloned().collect()
+    }
+}
+
+/// The work an exact search of `candidates` against `area` costs, in vertex visits: each
+/// candidate volume is tested against the prepared area (its vertices and the area's).
+pub fn search_cost<T: HasExtents>(area: &[Volume4D], candidates: &[Stored<T>]) -> u64 {
+    let area_vertices = model::vertex_count(area) as u64 + 8;
+    candidates
+        .iter()
+        .map(|c| model::vertex_count(c.value.extents()) as u64 + area_vertices * c.value.extents().len() as u64)
+        .sum()
+}
+
+/// The candidates that match `area` exactly, or by relevance (`how`).
+pub fn exact_matches<T: HasExtents>(
+    area: &[Volume4D],
+    how: geo4d::Match,
+    candidates: Vec<Stored<T>>,
+) -> Vec<Stored<T>> {
+    // Each candidate is a chain of cache misses (row, its volumes, their plane points) on a
+    // loaded server. Touch every candidate's next link before testing any, so the misses of
+    // independent candidates overlap instead of waiting one behind the other.
+    let mut sink = 0.0;
+    for c in &candidates {
+        sink += c.value.extents().len() as f64;
+    }
+    for c in &candidates {
+        sink += c.value.extents().first().map_or(0.0, |v| v.altitude.lower_m().unwrap_or(0.0));
+    }
+    for c in &candidates {
+        sink += c.value.extents().iter().map(|v| v.footprint.touch_plane()).sum::<f64>();
+    }
+    std::hint::black_box(sink);
+    let prepared = geo4d::PreparedArea::new(area);
+    match how {
+        geo4d::Match::Exact => candidates.into_iter().filter(|r| prepared.intersects_any(r.value.extents())).collect(),
+        // What intersects is relevant (the cheap prepared test first); the rest is decided by
+        // the hulls.
+        geo4d::Match::Relevant { margin_m } => candidates
+            .into_iter()
+            .filter(|r| {
+                let extents = r.value.extents();
+                prepared.intersects_any(extents)
+                    || area.iter().any(|a| extents.iter().any(|v| a.relevant_beyond(v, margin_m)))
+            })
+            .collect(),
     }
 }
 
@@ -330,8 +352,8 @@ pub(crate) struct State {
     pub(crate) availability: HashMap<String, Stored<AvailabilityRecord>>,
     /// Subscription id -> intents that depend on it.
     pub(crate) dependents: HashMap<Uuid, HashSet<Uuid>>,
-    /// (kind, cell x, cell y) -> revision of the last change touching that cell.
-    cells: HashMap<(u8, i32, i32), Revision>,
+    /// Revisions of the last change per area cell, per kind (bounded work at any size).
+    cells: AreaCells,
 }
 
 fn kind_tag(kind: Kind) -> u8 {
@@ -341,12 +363,6 @@ fn kind_tag(kind: Kind) -> u8 {
         Kind::Subscription => 2,
         Kind::Availability => 3,
     }
-}
-
-fn cells_of(e: &Envelope4) -> impl Iterator<Item = (i32, i32)> {
-    let cell = |deg: f64| (deg / CELL_DEG).floor() as i32;
-    let (x0, x1, y0, y1) = (cell(e.min[0]), cell(e.max[0]), cell(e.min[1]), cell(e.max[1]));
-    (x0..=x1).flat_map(move |x| (y0..=y1).map(move |y| (x, y)))
 }
 
 impl State {
@@ -368,9 +384,7 @@ impl State {
                 }
                 kinds.iter().all(|k| {
                     let tag = kind_tag(*k);
-                    envelopes
-                        .iter()
-                        .all(|e| cells_of(e).all(|(x, y)| self.cells.get(&(tag, x, y)).is_none_or(|r| r <= since)))
+                    envelopes.iter().all(|e| self.cells.last_change(tag, e) <= *since)
                 })
             }
         }
@@ -382,9 +396,7 @@ impl State {
         for k in kinds {
             let tag = kind_tag(*k);
             for e in envelopes {
-                for (x, y) in cells_of(e) {
-                    latest = latest.max(self.cells.get(&(tag, x, y)).copied().unwrap_or(0));
-                }
+                latest = latest.max(self.cells.last_change(tag, e));
             }
         }
         latest
@@ -396,9 +408,7 @@ impl State {
         }
         let tag = kind_tag(kind);
         for e in touched {
-            for (x, y) in cells_of(e) {
-                self.cells.insert((tag, x, y), revision);
-            }
+            self.cells.mark(tag, e, revision);
         }
     }
 

@@ -60,6 +60,8 @@ const COARSE_DEG: f64 = 1.0;
 const TIME_LEVELS: [(f64, i64); 2] = [(60.0, 3), (1800.0, 8)];
 /// Most fine area keys one envelope may compare or mark before coarse keys stand in.
 const MAX_FINE_KEYS: usize = 512;
+/// Most coarse area keys one envelope may compare or mark before one global key stands in.
+const MAX_COARSE_KEYS: i64 = 1024;
 /// Time allowed to etcd for one request, and to the watch to reach a revision.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Keys per page when loading everything.
@@ -545,16 +547,16 @@ impl Inner {
 
 /// The area keys an envelope stands for, for a kind: what a write marks, or what a
 /// precondition compares.
-fn spatial_cells(e: &Envelope4, deg: f64) -> Vec<(i64, i64)> {
+/// The cells of `e` at `deg` degrees, as a range, and how many there are (counted before any
+/// is listed: a hostile envelope must not cost millions of them).
+fn spatial_range(e: &Envelope4, deg: f64) -> ((i64, i64, i64, i64), i64) {
     let cell = |v: f64| (v / deg).floor() as i64;
     let (x0, x1, y0, y1) = (cell(e.min[0]), cell(e.max[0]), cell(e.min[1]), cell(e.max[1]));
-    let mut out = Vec::new();
-    for x in x0..=x1 {
-        for y in y0..=y1 {
-            out.push((x, y));
-        }
-    }
-    out
+    ((x0, x1, y0, y1), (x1 - x0 + 1).saturating_mul(y1 - y0 + 1))
+}
+
+fn cells_in((x0, x1, y0, y1): (i64, i64, i64, i64)) -> impl Iterator<Item = (i64, i64)> {
+    (x0..=x1).flat_map(move |x| (y0..=y1).map(move |y| (x, y)))
 }
 
 /// Buckets of `[t0, t1]` at time level `level`.
@@ -619,45 +621,61 @@ impl Inner {
         format!("{}x/{level}/{}/{}/{}/{time}", self.prefix, kind_tag(kind), cell.0, cell.1)
     }
 
-    /// Keys a change of `kind` over `e` marks.
+    /// Keys a change of `kind` over `e` marks. Three sizes, as in the embedded store's area
+    /// cells (`store_embedded`'s `cells` module has the proof that no change is missed): a small
+    /// envelope marks fine keys and its coarse keys; a middle one (too many fine keys) marks
+    /// coarse and "huge" coarse keys; a large one (more than [`MAX_COARSE_KEYS`] coarse cells:
+    /// a continent-long sliver, a polar cap) marks one global "huge" key. The work and the
+    /// transaction's size are bounded whatever the envelope.
     fn marks(&self, kind: Kind, e: &Envelope4, out: &mut BTreeSet<String>) {
-        let fine = spatial_cells(e, CELL_DEG);
         let (times, _) = time_keys(e);
-        for c in spatial_cells(e, COARSE_DEG) {
-            // Every write marks the coarse grid, for preconditions over large areas.
-            out.insert(self.area_key("C", kind, c, "A"));
-        }
-        if fine.len() * times.len() <= MAX_FINE_KEYS {
-            for c in fine {
+        let (fine, n_fine) = spatial_range(e, CELL_DEG);
+        let (coarse, n_coarse) = spatial_range(e, COARSE_DEG);
+        if n_fine.saturating_mul(times.len() as i64) <= MAX_FINE_KEYS as i64 {
+            for c in cells_in(coarse) {
+                // Every write marks the coarse grid, for preconditions over large areas.
+                out.insert(self.area_key("C", kind, c, "A"));
+            }
+            for c in cells_in(fine) {
                 for t in &times {
                     out.insert(self.area_key("F", kind, c, t));
                 }
             }
-        } else {
+        } else if n_coarse <= MAX_COARSE_KEYS {
             // Too large for fine keys: "huge" coarse keys, which every fine precondition checks.
-            for c in spatial_cells(e, COARSE_DEG) {
+            for c in cells_in(coarse) {
+                out.insert(self.area_key("C", kind, c, "A"));
                 out.insert(self.area_key("H", kind, c, "A"));
             }
+        } else {
+            out.insert(self.area_key("G", kind, (0, 0), "A"));
         }
     }
 
-    /// Keys a precondition over `e` for `kind` compares.
+    /// Keys a precondition over `e` for `kind` compares: at the finest size that fits, the
+    /// marks of that size and of every larger change; an envelope too large for coarse keys
+    /// compares the clock key, which every commit writes.
     fn checks(&self, kind: Kind, e: &Envelope4, out: &mut BTreeSet<String>) {
-        let fine = spatial_cells(e, CELL_DEG);
         let (_, times) = time_keys(e);
-        if fine.len() * times.len() > MAX_FINE_KEYS {
-            for c in spatial_cells(e, COARSE_DEG) {
+        let (fine, n_fine) = spatial_range(e, CELL_DEG);
+        let (coarse, n_coarse) = spatial_range(e, COARSE_DEG);
+        if n_fine.saturating_mul(times.len() as i64) <= MAX_FINE_KEYS as i64 {
+            for c in cells_in(coarse) {
+                out.insert(self.area_key("H", kind, c, "A"));
+            }
+            for c in cells_in(fine) {
+                for t in &times {
+                    out.insert(self.area_key("F", kind, c, t));
+                }
+            }
+            out.insert(self.area_key("G", kind, (0, 0), "A"));
+        } else if n_coarse <= MAX_COARSE_KEYS {
+            for c in cells_in(coarse) {
                 out.insert(self.area_key("C", kind, c, "A"));
             }
-            return;
-        }
-        for c in spatial_cells(e, COARSE_DEG) {
-            out.insert(self.area_key("H", kind, c, "A"));
-        }
-        for c in fine {
-            for t in &times {
-                out.insert(self.area_key("F", kind, c, t));
-            }
+            out.insert(self.area_key("G", kind, (0, 0), "A"));
+        } else {
+            out.insert(self.clock_key());
         }
     }
 }
@@ -848,7 +866,8 @@ impl Store for EtcdStore {
         area: &[Volume4D],
         how: Match,
     ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
-        Ok(self.read(|i| i.search_intents(area, how)))
+        let candidates = self.read(|i| i.candidate_intents(area, how));
+        Ok(store_embedded::heavy::matches(area, how, candidates).await)
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
@@ -856,7 +875,8 @@ impl Store for EtcdStore {
     }
 
     async fn search_constraints(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<Constraint>>, StoreError> {
-        Ok(self.read(|i| i.search_constraints(area, how)))
+        let candidates = self.read(|i| i.candidate_constraints(area, how));
+        Ok(store_embedded::heavy::matches(area, how, candidates).await)
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
@@ -868,7 +888,8 @@ impl Store for EtcdStore {
         area: &[Volume4D],
         how: Match,
     ) -> Result<Vec<Stored<Subscription>>, StoreError> {
-        Ok(self.read(|i| i.search_subscriptions(area, how)))
+        let candidates = self.read(|i| i.candidate_subscriptions(area, how));
+        Ok(store_embedded::heavy::matches(area, how, candidates).await)
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {

@@ -1,0 +1,53 @@
+//! Exact search work, kept from starving other clients. The index gives a search its
+//! candidates cheaply; the exact tests then cost (candidates x vertices). Usually that is
+//! microseconds and runs where the request runs. A search whose cost estimate passes
+//! [`HEAVY_SEARCH_COST`] (a 1000-vertex area over a dense city, say) runs on tokio's blocking
+//! threads instead, at most [`heavy_permits`] at once, so the runtime's worker threads stay free
+//! for cheap requests: a few expensive requests queue behind each other, not in front of
+//! everyone else.
+
+use std::sync::{Arc, LazyLock};
+
+use geo4d::{Match, Volume4D};
+use store::Stored;
+use tokio::sync::Semaphore;
+
+use crate::state::{exact_matches, search_cost, HasExtents};
+
+/// Estimated vertex visits above which a search's exact tests leave the request's thread
+/// (about a millisecond of work).
+pub const HEAVY_SEARCH_COST: u64 = 200_000;
+
+/// How many heavy searches run at once: half the cores, at least one.
+pub fn heavy_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+static HEAVY: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(heavy_permits())));
+
+/// The candidates matching `area` as `how` says; heavy work on the bounded pool.
+pub async fn matches<T: HasExtents + Send + Sync + 'static>(
+    area: &[Volume4D],
+    how: Match,
+    candidates: Vec<Stored<T>>,
+) -> Vec<Stored<T>> {
+    if search_cost(area, &candidates) < HEAVY_SEARCH_COST || tokio::runtime::Handle::try_current().is_err() {
+        return exact_matches(area, how, candidates);
+    }
+    let permit = match HEAVY.clone().acquire_owned().await {
+        Ok(p) => p,
+        // The semaphore is never closed; if it were, the work still has to be done.
+        Err(_) => return exact_matches(area, how, candidates),
+    };
+    let area = area.to_vec();
+    let work = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        exact_matches(&area, how, candidates)
+    });
+    match work.await {
+        Ok(found) => found,
+        // A panic in the exact tests is a bug: surface it as the inline call would have.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a heavy search was cancelled: {e}"),
+    }
+}
