@@ -128,7 +128,13 @@ fn notified(v: &Value) -> String {
                     format!(
                         "{} ({})",
                         d["uss_base_url"].as_str().unwrap_or("?"),
-                        if d["acknowledged"] == true { "acknowledged" } else { "FAILED" }
+                        if d["sending"] == true {
+                            "being sent after the answer"
+                        } else if d["acknowledged"] == true {
+                            "acknowledged"
+                        } else {
+                            "FAILED"
+                        }
                     )
                 })
                 .collect()
@@ -166,6 +172,35 @@ fn explain(v: &Value) -> String {
         out.push(format!("proposal: move {o:+.0} m in altitude (re-checked with the DSS)"));
     }
     out.join("\n")
+}
+
+/// The answer `v` of a change with its notifications' outcomes: they go out after the answer,
+/// so wait (at most 5 s) until the participant's status shows each one settled. An entity
+/// that no longer exists (ended) keeps the answer's "being sent".
+async fn with_outcomes(uss: &Operator, v: &Value) -> Result<Value> {
+    let sending = |list: &Value| list.as_array().is_some_and(|l| l.iter().any(|d| d["sending"] == true));
+    if !sending(&v["notified"]) {
+        return Ok(v.clone());
+    }
+    let (table, id) = match (v["operational_intent_id"].as_str(), v["constraint_id"].as_str()) {
+        (Some(id), _) => ("own_intents", id),
+        (None, Some(id)) => ("own_constraints", id),
+        _ => return Ok(v.clone()),
+    };
+    let mut out = v.clone();
+    for _ in 0..50 {
+        let (_, st) = op(uss, "GET", "/operator/status", None).await?;
+        let list = &st[table][id]["notified"];
+        if list.is_null() {
+            break;
+        }
+        out["notified"] = list.clone();
+        if !sending(list) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(out)
 }
 
 async fn notifications(uss: &Operator) -> Result<usize> {
@@ -234,7 +269,7 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
         let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight_a)).await?;
         anyhow::ensure!(s == 200, "alpha's plan failed: {a}");
         let a_id = a["operational_intent_id"].as_str().unwrap_or_default().to_owned();
-        tl.say("alpha", format!("plans {a_id}: 400 m circle, 0-120 m, +5..+25 min -> {}\n{}", a["outcome"], notified(&a)));
+        tl.say("alpha", format!("plans {a_id}: 400 m circle, 0-120 m, +5..+25 min -> {}\n{}", a["outcome"], notified(&with_outcomes(&alpha, &a).await?)));
 
         let flight_b = json!({"volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, "+15m", "+35m")], "priority": 0});
         let (s, refused) = op(&bravo, "POST", "/operator/plan", Some(&flight_b)).await?;
@@ -245,12 +280,12 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
         let (s, b) = op(&bravo, "POST", "/operator/plan", Some(&shifted)).await?;
         anyhow::ensure!(s == 200, "bravo's shifted plan failed: {b}");
         let b_id = b["operational_intent_id"].as_str().unwrap_or_default().to_owned();
-        tl.say("bravo", format!("accepts the proposal: starts {shift} s later -> {} {b_id}\n{}", b["outcome"], notified(&b)));
+        tl.say("bravo", format!("accepts the proposal: starts {shift} s later -> {} {b_id}\n{}", b["outcome"], notified(&with_outcomes(&bravo, &b).await?)));
 
         let zone = json!({"volumes": [circle(lat - 0.004, lng, 250.0, 0.0, 400.0, "+0", "+2h")]});
         let (s, z) = op(&authority, "POST", "/operator/constraints", Some(&zone)).await?;
         anyhow::ensure!(s == 200, "constraint failed: {z}");
-        tl.say("authority", format!("publishes restricted zone {} (250 m, 0-400 m, next 2 h)\n{}", z["constraint_id"].as_str().unwrap_or(""), notified(&z)));
+        tl.say("authority", format!("publishes restricted zone {} (250 m, 0-400 m, next 2 h)\n{}", z["constraint_id"].as_str().unwrap_or(""), notified(&with_outcomes(&authority, &z).await?)));
         let into_zone = json!({"volumes": [circle(lat - 0.004, lng + 0.002, 100.0, 0.0, 100.0, "+40m", "+50m")]});
         let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&into_zone)).await?;
         anyhow::ensure!(s == 409, "a plan into the zone was not refused: {r}");
@@ -259,14 +294,22 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
         let before = notifications(&bravo).await?;
         let (s, act) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/activate"), None).await?;
         anyhow::ensure!(s == 200, "activation failed: {act}");
-        tl.say("alpha", format!("activates {a_id}\n{}", notified(&act)));
+        tl.say("alpha", format!("activates {a_id}\n{}", notified(&with_outcomes(&alpha, &act).await?)));
         let (s, nc) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/nonconforming"), None).await?;
         anyhow::ensure!(s == 200, "nonconforming failed: {nc}");
-        tl.say("alpha", format!("goes Nonconforming\n{}", notified(&nc)));
+        tl.say("alpha", format!("goes Nonconforming\n{}", notified(&with_outcomes(&alpha, &nc).await?)));
         let (s, end) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/end"), None).await?;
         anyhow::ensure!(s == 200, "end failed: {end}");
-        tl.say("alpha", format!("ends {a_id}\n{}", notified(&end)));
-        let after = notifications(&bravo).await?;
+        tl.say("alpha", format!("ends {a_id}\n{}", notified(&with_outcomes(&alpha, &end).await?)));
+        // Notifications go out after each answer: wait (bounded) for bravo to have heard all three.
+        let mut after = notifications(&bravo).await?;
+        for _ in 0..100 {
+            if after >= before + 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            after = notifications(&bravo).await?;
+        }
         anyhow::ensure!(after >= before + 3, "bravo was not told of each change ({before} -> {after})");
         tl.say("bravo", format!("has received {after} notifications, {} during alpha's activation, nonconformance and end", after - before));
 
@@ -279,7 +322,7 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
             let (s, kept) = op(&alpha, "POST", "/operator/plan", Some(&stays)).await?;
             anyhow::ensure!(s == 200, "alpha's lasting flight failed: {kept}");
             let kept_id = kept["operational_intent_id"].as_str().unwrap_or_default().to_owned();
-            tl.say("alpha", format!("plans {kept_id} (350 m, 0-120 m, +10..+70 min), left running for the map\n{}", notified(&kept)));
+            tl.say("alpha", format!("plans {kept_id} (350 m, 0-120 m, +10..+70 min), left running for the map\n{}", notified(&with_outcomes(&alpha, &kept).await?)));
             let map_token = dev_token("authority-viewer", "deconflict.map.read")?;
             let dss_map = format!("{}/map#14/{lat}/{lng}", dss.url);
             if let Some(path) = ready_file {

@@ -156,11 +156,20 @@ struct UssArgs {
     #[arg(long, default_value_t = 300)]
     notify_retry_secs: u64,
     /// Serve InterUSS's flight_planning v1 automated-testing interface at
-    /// `{base}/flight_planning/v1` on the peer listener. Whoever holds its scopes
-    /// (`interuss.flight_planning.plan`, `interuss.flight_planning.direct_automated_test`) can plan
-    /// and close flights of this organization: expose it to a test director only. Off by default.
+    /// `{base}/flight_planning/v1` on the peer listener, to the test director named by
+    /// `--flight-planning-subject` or `--flight-planning-jwt-public-key` only (one of them is
+    /// required). Off by default.
     #[arg(long)]
     flight_planning: bool,
+    /// A token subject allowed to drive the flight_planning interface (with its scopes
+    /// `interuss.flight_planning.plan` / `.direct_automated_test`). Repeatable. Other subjects,
+    /// another USS's included, get 403.
+    #[arg(long = "flight-planning-subject", value_name = "SUB")]
+    flight_planning_subjects: Vec<String>,
+    /// PEM public key of an issuer whose tokens may drive the flight_planning interface
+    /// whatever their subject (a test director's own issuer). Repeatable.
+    #[arg(long = "flight-planning-jwt-public-key", value_name = "PEM")]
+    flight_planning_jwt_public_keys: Vec<PathBuf>,
     /// Testing only: answer every EVERY-th request for details after MS milliseconds
     /// (`EVERY:MS`), to measure how a slow peer affects others' plans.
     #[arg(long, hide = true)]
@@ -895,7 +904,25 @@ fn run_uss(args: UssArgs) -> Result<()> {
     } else {
         read_keys(&args.operator_jwt_public_keys)?
     };
-    let operator_verifier = Verifier::new(&operator_pems, audiences).map_err(anyhow::Error::msg)?;
+    let operator_verifier = Verifier::new(&operator_pems, audiences.clone()).map_err(anyhow::Error::msg)?;
+    // The qualification interface can end this organization's flights: it answers only the
+    // test director named here, never whoever holds its scopes from the shared token issuer.
+    if args.flight_planning
+        && args.flight_planning_subjects.is_empty()
+        && args.flight_planning_jwt_public_keys.is_empty()
+    {
+        bail!(
+            "--flight-planning needs --flight-planning-subject SUB (the test director's token subject; repeatable) \
+             or --flight-planning-jwt-public-key PEM: otherwise any holder of its scopes, another USS included, \
+             could clear this participant's area"
+        );
+    }
+    let flight_planning_verifier = if args.flight_planning_jwt_public_keys.is_empty() {
+        None
+    } else {
+        let pems = read_keys(&args.flight_planning_jwt_public_keys)?;
+        Some(Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?)
+    };
     let scopes = if args.scopes.is_empty() {
         vec![
             "utm.strategic_coordination".into(),
@@ -952,6 +979,7 @@ fn run_uss(args: UssArgs) -> Result<()> {
             notify_retry_for: Duration::from_secs(args.notify_retry_secs),
             crash_at,
             flight_planning: args.flight_planning,
+            flight_planning_subjects: args.flight_planning_subjects.clone(),
             slow_answers: match &args.slow_answers {
                 None => None,
                 Some(spec) => {
@@ -964,10 +992,17 @@ fn run_uss(args: UssArgs) -> Result<()> {
                 }
             },
         };
-        let participant =
-            uss::Uss::open(config, tokens, peer_verifier, operator_verifier, &args.data_dir).map_err(|e| {
-                anyhow::anyhow!("opening the participant's data directory {}: {e}", args.data_dir.display())
-            })?;
+        let participant = uss::Uss::open(
+            config,
+            tokens,
+            uss::Verifiers {
+                peer: peer_verifier,
+                operator: operator_verifier,
+                flight_planning: flight_planning_verifier,
+            },
+            &args.data_dir,
+        )
+        .map_err(|e| anyhow::anyhow!("opening the participant's data directory {}: {e}", args.data_dir.display()))?;
         let reconciler = participant.clone();
         tokio::spawn(async move {
             // Until every change that was in flight at the last stop is finished or undone.

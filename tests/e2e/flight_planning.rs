@@ -79,8 +79,18 @@ async fn dss_intents(cluster: &Cluster, manager: &str) -> Vec<Value> {
 async fn qualification_interface_plans_activates_conflicts_and_clears() {
     let cluster = Cluster::start();
     let off = cluster.participant("plain", &FULL);
-    let alpha = cluster.participant_with("alpha", &FULL, &cluster.dir.path().join("alpha"), &["--flight-planning"]);
-    let beta = cluster.participant_with("beta", &FULL, &cluster.dir.path().join("beta"), &["--flight-planning"]);
+    let alpha = cluster.participant_with(
+        "alpha",
+        &FULL,
+        &cluster.dir.path().join("alpha"),
+        &["--flight-planning", "--flight-planning-subject", "qualifier"],
+    );
+    let beta = cluster.participant_with(
+        "beta",
+        &FULL,
+        &cluster.dir.path().join("beta"),
+        &["--flight-planning", "--flight-planning-subject", "qualifier"],
+    );
     let direct = cluster.token("qualifier", DIRECT).await;
     let plan = cluster.token("qualifier", PLAN).await;
     let peer = cluster.token("gamma", "utm.strategic_coordination").await;
@@ -272,7 +282,12 @@ async fn dss_intents_any_time(cluster: &Cluster, manager: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_flights_are_rejected_plans_come_back_as_planned_and_the_planner_deletes() {
     let cluster = Cluster::start();
-    let alpha = cluster.participant_with("alpha", &FULL, &cluster.dir.path().join("alpha"), &["--flight-planning"]);
+    let alpha = cluster.participant_with(
+        "alpha",
+        &FULL,
+        &cluster.dir.path().join("alpha"),
+        &["--flight-planning", "--flight-planning-subject", "qualifier"],
+    );
     let plan = cluster.token("qualifier", PLAN).await;
     let day = 86_400;
 

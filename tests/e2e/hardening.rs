@@ -306,3 +306,68 @@ async fn a_flood_of_reports_evicts_only_the_flooders_own() {
     drop(again);
     assert_eq!(std::fs::read_dir(data.join("reports")).expect("dir").count(), 8);
 }
+
+/// Any holder of `interuss.flight_planning.direct_automated_test` from the shared token issuer
+/// (another USS) could clear an area on our participant and end our operator's flights. Now the
+/// interface answers only the listed test director, a participant with `--flight-planning` and
+/// no director refuses to start, and clearing an area ends only the flights the interface
+/// itself created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qualification_interface_is_not_a_back_door() {
+    use crate::flight_planning::{area, fp_at, upsert, PLAN};
+    use crate::uss::{flight, op, Cluster, FULL};
+    const DIRECT: &str = "interuss.flight_planning.direct_automated_test";
+    let cluster = Cluster::start();
+    // No director named: refuses to start, naming the flag.
+    let out = std::process::Command::new(BIN)
+        .args(["uss", "--listen", "127.0.0.1:0", "--operator-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(cluster.dir.path().join("nobody"))
+        .args(["--dss-url", "http://127.0.0.1:9", "--token-url", "http://127.0.0.1:9/token", "--client-id", "x"])
+        .args(["--jwt-public-key", "src/keys/dev-public.pem", "--flight-planning"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "must refuse to start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--flight-planning-subject"), "{err}");
+
+    let alpha = cluster.participant_with(
+        "alpha",
+        &FULL,
+        &cluster.dir.path().join("alpha"),
+        &["--flight-planning", "--flight-planning-subject", "qualifier"],
+    );
+    // The operator's own flight, and one the test director planned, in the same area.
+    let (s, own) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.5, 8.5, 100.0, 0.0, 120.0, 60, 1800))).await;
+    assert_eq!(s, 200, "{own}");
+    let own_id = own["operational_intent_id"].as_str().expect("id").to_owned();
+    let plan = cluster.token("qualifier", PLAN).await;
+    let fp_id = uuid::Uuid::new_v4().to_string();
+    let (s, r) = fp_at(
+        &alpha.url,
+        Some(&plan),
+        "PUT",
+        &format!("/flight_plans/{fp_id}"),
+        Some(&upsert("Planned", "Nominal", area(0.01, 100.0, 60, 1800), 0, "IfAllowed")),
+    )
+    .await;
+    assert_eq!((s, r["planning_result"].as_str()), (200, Some("Completed")), "{r}");
+    // Another USS holding the director's scope from the shared issuer: 403 everywhere.
+    let other = cluster.token("gamma", DIRECT).await;
+    let clear = json!({"request_id": "c1", "extent": area(0.0, 5000.0, -60, 7200)[0].clone()});
+    let (s, r) = fp_at(&alpha.url, Some(&other), "POST", "/clear_area_requests", Some(&clear)).await;
+    assert_error_shape(s, &r, 403, "another USS clearing our area");
+    let (s, r) = fp_at(&alpha.url, Some(&other), "GET", "/status", None).await;
+    assert_error_shape(s, &r, 403, "another USS on the interface");
+    let other_plan = cluster.token("gamma", PLAN).await;
+    let (s, r) = fp_at(&alpha.url, Some(&other_plan), "DELETE", &format!("/flight_plans/{fp_id}"), None).await;
+    assert_error_shape(s, &r, 403, "another USS closing a flight plan");
+    // The director clears the area: its own flight goes, the operator's stays.
+    let director = cluster.token("qualifier", DIRECT).await;
+    let (s, r) = fp_at(&alpha.url, Some(&director), "POST", "/clear_area_requests", Some(&clear)).await;
+    assert_eq!((s, r["outcome"]["success"].as_bool()), (200, Some(true)), "{r}");
+    let (s, st) = op(&alpha, "GET", "/operator/status", None).await;
+    assert_eq!(s, 200, "{st}");
+    let own_intents: Vec<&String> = st["own_intents"].as_object().expect("own intents").keys().collect();
+    assert_eq!(own_intents, vec![&own_id], "only the operator's flight remains: {st}");
+}

@@ -60,7 +60,12 @@ fn intent_of(notes: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_participant_and_an_independent_uss_plan_around_each_other() {
     let cluster = Cluster::start();
-    let ours = cluster.participant_with("alpha", &FULL, &cluster.dir.path().join("alpha"), &["--flight-planning"]);
+    let ours = cluster.participant_with(
+        "alpha",
+        &FULL,
+        &cluster.dir.path().join("alpha"),
+        &["--flight-planning", "--flight-planning-subject", "qualifier"],
+    );
     let (_python, py) = start_python(&cluster);
     let plan = cluster.token("qualifier", PLAN).await;
     let put = |who: &'static str, id: String, body: Value| {

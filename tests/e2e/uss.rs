@@ -82,11 +82,16 @@ const DEV_PUBLIC: &str = "src/keys/dev-public.pem";
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    /// A cluster whose DSS gets extra flags.
+    pub fn start_with(dss_flags: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let auth = spawn(&["auth", "--listen", "127.0.0.1:0"]);
         let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
         let data = dir.path().join("dss");
-        let dss = spawn(&[
+        let mut args = vec![
             "dss",
             "--listen",
             "127.0.0.1:0",
@@ -96,7 +101,9 @@ impl Cluster {
             pubkey.to_str().expect("path"),
             "--jwt-audience",
             "127.0.0.1",
-        ]);
+        ];
+        args.extend(dss_flags);
+        let dss = spawn(&args);
         Cluster { auth, dss, dir }
     }
 
@@ -258,8 +265,20 @@ async fn conflict_explanation_proposal_notifications_and_restart() {
     assert_eq!(s, 200);
     let (s, act) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/activate"), None).await;
     assert_eq!(s, 200, "{act}");
-    assert!(act["notified"].as_array().expect("notified").iter().any(|d| d["acknowledged"] == true), "{act}");
-    let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
+    // Notifications go out after the answer: the answer lists them as being sent.
+    assert!(act["notified"].as_array().expect("notified").iter().any(|d| d["sending"] == true), "{act}");
+    let mut st = Value::Null;
+    for _ in 0..100 {
+        let (_, alpha_st) = op(&alpha, "GET", "/operator/status", None).await;
+        let acked = alpha_st["own_intents"][&a_id]["notified"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|d| d["acknowledged"] == true));
+        st = op(&bravo, "GET", "/operator/status", None).await.1;
+        if acked && st["others_intents"][&a_id]["reference"]["state"] == "Activated" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let seen = &st["others_intents"][&a_id];
     assert_eq!(seen["reference"]["state"], "Activated", "bravo's picture of alpha's operation: {st}");
     assert!(st["notifications"].as_array().expect("notifications").iter().any(|n| n["entity_id"] == a_id.as_str()));

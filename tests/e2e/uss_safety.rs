@@ -313,24 +313,24 @@ async fn the_operator_interface_is_separate_and_authenticated() {
     assert_eq!(s, 400, "{r}");
     assert!(r["message"].as_str().is_some_and(|m| m.contains("max-priority")), "{r}");
 
-    // A subscription aimed at the operator interface: the DSS refuses a base URL with a query...
+    // Subscriptions aimed at the operator interface: a query in the base URL is accepted (the
+    // reference DSS accepts one), a fragment is not; either way the participant appends the
+    // peer path to the base URL's path, so none reaches an operator route.
     let mallory = cluster.token("mallory", SC).await;
     let sub = |base: String| {
         json!({"extents": crate::harness::circle(47.0, 8.0, 2000.0, 0, 3600), "uss_base_url": base,
                "notify_for_operational_intents": true})
     };
-    let evil = format!("{}/operator/intents/{b_id}/end?", bravo.operator);
     let (s, r) = call(
         "PUT",
         &format!("{}/dss/v1/subscriptions/{}", cluster.dss.url, new_id()),
         Some(&mallory),
-        Some(&sub(evil)),
+        Some(&sub(format!("{}/operator/intents/{b_id}/end#", bravo.operator))),
     )
     .await;
     assert_eq!(s, 400, "{r}");
-    // ... and without one the appended peer path reaches no operator route.
     for base in [
-        format!("{}/operator/intents/{b_id}/end", bravo.operator),
+        format!("{}/operator/intents/{b_id}/end?", bravo.operator),
         format!("{}/operator/intents/{b_id}/end", bravo.url),
     ] {
         let (s, r) = call(
@@ -345,14 +345,27 @@ async fn the_operator_interface_is_separate_and_authenticated() {
     // An innocent participant's routine notification then changes nothing for bravo.
     let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.01, 8.0, 100.0, 0.0, 50.0, 600, 900))).await;
     assert_eq!(s, 200, "{a}");
-    let evil: Vec<&Value> = a["notified"]
-        .as_array()
-        .expect("notified")
-        .iter()
-        .filter(|d| d["uss_base_url"].as_str().is_some_and(|u| u.contains("/operator/")))
-        .collect();
-    assert_eq!(evil.len(), 2, "both planted subscribers were called at their peer paths: {a}");
-    for d in evil {
+    let a_id = a["operational_intent_id"].as_str().expect("id").to_owned();
+    // Delivered after the answer: wait (bounded) for both outcomes on alpha's status.
+    let mut evil: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        let (_, st) = op(&alpha, "GET", "/operator/status", None).await;
+        evil = st["own_intents"][&a_id]["notified"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter(|d| d["uss_base_url"].as_str().is_some_and(|u| u.contains("/operator/")))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if evil.len() == 2 && evil.iter().all(|d| d["sending"] != true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(evil.len(), 2, "both planted subscribers were called at their peer paths: {evil:?}");
+    for d in &evil {
         assert_eq!((d["status"].clone(), d["acknowledged"].clone()), (json!(404), json!(false)), "{d}");
     }
     assert_eq!(own_ids(&bravo).await, vec![b_id.clone()], "bravo's flight must still be there");
@@ -569,10 +582,25 @@ async fn a_failed_notification_is_retried_and_the_operator_sees_the_outcome() {
     let first =
         a["notified"].as_array().expect("notified").iter().find(|d| d["uss_base_url"] == base.as_str()).cloned();
     let first = first.unwrap_or_else(|| panic!("the subscriber was not notified: {a}"));
+    assert_eq!(first["sending"], json!(true), "delivered after the answer: {a}");
+    // The first attempt fails (503) and a retry is scheduled; the operator's status shows it.
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        let (_, st) = op(&alpha, "GET", "/operator/status", None).await;
+        let d = st["own_intents"][&id]["notified"]
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["uss_base_url"] == base.as_str()).cloned())
+            .unwrap_or(Value::Null);
+        if d["sending"] != true && !d.is_null() {
+            failed = d;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(
-        (first["acknowledged"].clone(), first["status"].clone(), first["retrying"].clone()),
+        (failed["acknowledged"].clone(), failed["status"].clone(), failed["retrying"].clone()),
         (json!(false), json!(503), json!(true)),
-        "{a}"
+        "{failed}"
     );
     // The retry (after about a second) succeeds, and the operator's status shows it.
     let mut last = Value::Null;
@@ -590,4 +618,139 @@ async fn a_failed_notification_is_retried_and_the_operator_sees_the_outcome() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the failed notification was never retried successfully: {last}");
+}
+
+/// A peer sending notifications with fresh ids made the participant ask the DSS under its own
+/// name for each, until the DSS's per-subject limit refused the participant's own plans (2 of
+/// 5 failed with 502). Now look-ups are bounded per peer and overall (the peer gets 429) and
+/// pause when the DSS says 429: with the DSS's limit set low (20/s), the operator's five plans
+/// during the flood all reach the DSS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_flood_cannot_spend_our_dss_budget() {
+    let cluster = Cluster::start_with(&["--rate-limit-per-sub", "20", "--rate-limit-burst", "20"]);
+    let alpha = cluster.participant("alpha", &FULL);
+    let mallory = cluster.token("mallory", SC).await;
+    let url = format!("{}/uss/v1/operational_intents", alpha.url);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flooders = Vec::new();
+    for _ in 0..6 {
+        let (stop, url, tok) = (stop.clone(), url.clone(), mallory.clone());
+        flooders.push(tokio::spawn(async move {
+            let http = crate::harness::client();
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && statuses.len() < 2_000 {
+                let body = json!({"operational_intent_id": new_id(), "subscriptions": []});
+                if let Ok(r) = http.post(&url).bearer_auth(&tok).json(&body).send().await {
+                    statuses.push(r.status().as_u16());
+                }
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut plans = Vec::new();
+    for i in 0..5 {
+        let (s, r) = op(
+            &alpha,
+            "POST",
+            "/operator/plan",
+            Some(&flight(47.0, 8.0 + 0.05 * i as f64, 100.0, 0.0, 120.0, 600, 1200)),
+        )
+        .await;
+        plans.push((s, r));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    for f in flooders {
+        statuses.extend(f.await.expect("flooder"));
+    }
+    for (s, r) in &plans {
+        assert_eq!(*s, 200, "every plan of the operator reaches the DSS during the flood: {r}");
+    }
+    assert!(statuses.contains(&429), "the flooding peer is told to slow down (429): {} requests", statuses.len());
+}
+
+/// A refusal from the DSS reaches the operator as what it is: past the DSS's per-subject limit
+/// the operator gets 503 with `Retry-After` and a message naming the DSS's limit, not a bare 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dss_rate_limit_reaches_the_operator_as_503_with_retry_after() {
+    let cluster = Cluster::start_with(&["--rate-limit-per-sub", "1", "--rate-limit-burst", "1"]);
+    let alpha = cluster.participant("alpha", &FULL);
+    let mut refused = None;
+    for i in 0..10 {
+        let http = crate::harness::client();
+        let r = http
+            .post(format!("{}/operator/plan", alpha.operator))
+            .bearer_auth(&alpha.token)
+            .json(&flight(47.0, 8.0 + 0.05 * i as f64, 100.0, 0.0, 120.0, 600, 1200))
+            .send()
+            .await
+            .expect("answered");
+        let status = r.status().as_u16();
+        let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_ne!(status, 502, "a DSS 429 is not a bare 502: {body}");
+        if status == 503 {
+            refused = Some((retry, body));
+            break;
+        }
+    }
+    let (retry, body) = refused.expect("the DSS's limit of 1/s must refuse one of ten quick plans");
+    assert!(retry.and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| r >= 1), "Retry-After is given");
+    let m = body["message"].as_str().unwrap_or_default();
+    assert!(m.contains("rate limit") && m.contains("429"), "the message names the DSS's limit: {body}");
+}
+
+/// With 20 subscribers that hang, a plan in their area took 6 s to answer (the first delivery
+/// attempt was awaited). Now the answer comes once the plan is durable and accepted by the DSS,
+/// notifications go out after it, and the next plan is not delayed either. The participant's
+/// peer timeout is a minute here, so waiting for any subscriber would exceed the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_subscribers_cannot_slow_planning() {
+    let cluster = Cluster::start();
+    let alpha =
+        cluster.participant_with("alpha", &FULL, &cluster.dir.path().join("alpha"), &["--peer-timeout-secs", "60"]);
+    for i in 0..20 {
+        let (base, _) = fake_peer(Behaviour::Hang).await;
+        let tok = cluster.token(&format!("hung-{i}"), SC).await;
+        let sub = json!({"extents": crate::harness::circle(47.0, 8.0, 3000.0, 0, 3600), "uss_base_url": base,
+                         "notify_for_operational_intents": true});
+        let (s, r) =
+            call("PUT", &format!("{}/dss/v1/subscriptions/{}", cluster.dss.url, new_id()), Some(&tok), Some(&sub))
+                .await;
+        assert_eq!(s, 200, "{r}");
+    }
+    for i in 0..2 {
+        let body = flight(47.0 + 0.005 * i as f64, 8.0, 100.0, 0.0, 120.0, 600, 1200);
+        let plan = op(&alpha, "POST", "/operator/plan", Some(&body));
+        let (s, r) = tokio::time::timeout(std::time::Duration::from_secs(30), plan)
+            .await
+            .unwrap_or_else(|_| panic!("plan {i} was held by hung subscribers"));
+        assert_eq!(s, 200, "{r}");
+        let sending = r["notified"].as_array().map_or(0, |l| l.iter().filter(|d| d["sending"] == true).count());
+        assert_eq!(sending, 20, "all 20 subscribers are notified after the answer: {r}");
+    }
+}
+
+/// A `null` operational intent in a notification is malformed (a deletion omits it, per
+/// utm.yaml) and is a 400, never taken for a deletion.
+#[tokio::test]
+async fn a_null_entity_in_a_notification_is_a_400_not_a_deletion() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let tok = cluster.token("mallory", SC).await;
+    let id = new_id();
+    for (path, body) in [
+        ("operational_intents", json!({"operational_intent_id": id, "operational_intent": null, "subscriptions": []})),
+        ("constraints", json!({"constraint_id": id, "constraint": null, "subscriptions": []})),
+    ] {
+        let tok = if path == "constraints" {
+            cluster.token("mallory", "utm.constraint_management").await
+        } else {
+            tok.clone()
+        };
+        let (s, r) = call("POST", &format!("{}/uss/v1/{path}", alpha.url), Some(&tok), Some(&body)).await;
+        crate::harness::assert_error_shape(s, &r, 400, &format!("a null entity in a {path} notification"));
+    }
 }

@@ -65,3 +65,22 @@ pub fn parse_uuid_v4(s: &str, what: &str) -> Result<uuid::Uuid, WireError> {
         ))),
     }
 }
+
+/// A report (`ErrorReport`, for `POST /dss/v1/reports` and `POST /uss/v1/reports`) as the
+/// schema defines it, validated: `exchange` with its required fields, `recorder_role` `Client`
+/// or `Server`, readable times. Unknown fields are dropped here (the caller may archive the body
+/// as sent); the answer carries only the schema's fields.
+pub fn parse_error_report(body: &[u8]) -> Result<ErrorReport, WireError> {
+    let mut report: ErrorReport = parse_json(body)?;
+    if report.exchange.request_source.is_null() {
+        report.exchange.request_source = serde_json::Value::String(String::new());
+    }
+    if !matches!(report.exchange.recorder_role.as_str(), "Client" | "Server") {
+        return Err(WireError::bad("exchange.recorder_role must be Client or Server"));
+    }
+    time_from_wire(&report.exchange.request_time, "exchange.request_time")?;
+    if let Some(t) = &report.exchange.response_time {
+        time_from_wire(t, "exchange.response_time")?;
+    }
+    Ok(report)
+}

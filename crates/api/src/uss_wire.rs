@@ -25,10 +25,16 @@ pub struct GetOperationalIntentDetailsResponse {
     pub operational_intent: OperationalIntent,
 }
 
+/// A field that may be omitted (it means something: a notification without the entity is a
+/// deletion, per `utm.yaml`) but may not be `null`: a `null` is a 400, never read as "absent".
+fn present_not_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PutOperationalIntentDetailsParameters {
     pub operational_intent_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present_not_null", skip_serializing_if = "Option::is_none")]
     pub operational_intent: Option<OperationalIntent>,
     pub subscriptions: Vec<SubscriptionState>,
 }
@@ -55,7 +61,7 @@ pub struct GetConstraintDetailsResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PutConstraintDetailsParameters {
     pub constraint_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present_not_null", skip_serializing_if = "Option::is_none")]
     pub constraint: Option<Constraint>,
     pub subscriptions: Vec<SubscriptionState>,
 }

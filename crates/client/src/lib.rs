@@ -15,6 +15,9 @@ pub enum ClientError {
     Conflict(AirspaceConflictResponse),
     #[error("HTTP {status}: {message}")]
     Status { status: u16, message: String },
+    /// 429 (or 503) with the wait the DSS asked for (`Retry-After`, seconds), if it gave one.
+    #[error("HTTP {status}: {message}")]
+    Busy { status: u16, message: String, retry_after_s: Option<u64> },
     #[error("transport: {0}")]
     Transport(String),
 }
@@ -23,7 +26,7 @@ impl ClientError {
     pub fn status(&self) -> u16 {
         match self {
             ClientError::Conflict(_) => 409,
-            ClientError::Status { status, .. } => *status,
+            ClientError::Status { status, .. } | ClientError::Busy { status, .. } => *status,
             ClientError::Transport(_) => 0,
         }
     }
@@ -90,8 +93,18 @@ impl DssClient {
         }
         let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
+        let retry_after_s = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let bytes = resp.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
-        decode_response(status, &bytes)
+        match decode_response(status, &bytes) {
+            Err(ClientError::Status { status, message }) if status == 429 || status == 503 => {
+                Err(ClientError::Busy { status, message, retry_after_s })
+            }
+            other => other,
+        }
     }
 
     pub async fn query_intents(&self, area: &Volume4D) -> Result<QueryOperationalIntentReferenceResponse> {

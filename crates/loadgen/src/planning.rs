@@ -139,6 +139,8 @@ pub async fn planning(ctx: &Ctx, slow: bool) -> Result<WorkloadReport> {
             "--scope",
             "utm.conformance_monitoring_sa",
             "--flight-planning",
+            "--flight-planning-subject",
+            "planning-bench",
         ];
         if slow {
             args.extend(["--slow-answers", slow_spec.as_str()]);

@@ -616,17 +616,7 @@ async fn make_report<S: Store>(State(st): St<S>, Authed(c): Authed, body: Body) 
     }
     // Archive what was sent (unknown fields included); answer with the report as the schema
     // defines it.
-    let mut typed: api::ErrorReport = parse_json(&bytes)?;
-    if typed.exchange.request_source.is_null() {
-        typed.exchange.request_source = serde_json::Value::String(String::new());
-    }
-    if !matches!(typed.exchange.recorder_role.as_str(), "Client" | "Server") {
-        return Err(api::WireError::bad("exchange.recorder_role must be Client or Server").into());
-    }
-    api::time_from_wire(&typed.exchange.request_time, "exchange.request_time")?;
-    if let Some(t) = &typed.exchange.response_time {
-        api::time_from_wire(t, "exchange.response_time")?;
-    }
+    let mut typed = api::parse_error_report(&bytes)?;
     let receipt = st.dss.make_report(&c)?;
     let sent: serde_json::Value = parse_json(&bytes)?;
     let (archive, id, reporter) = (st.reports.clone(), receipt.report_id.clone(), c.manager.clone());

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UssError {
     /// No valid bearer token (401).
     #[error("{0}")]
@@ -44,6 +44,40 @@ pub enum UssError {
     /// The DSS or a peer failed or refused (502).
     #[error("{0}")]
     Upstream(String),
+    /// The caller (a peer) asks for more work than it may cause for now (429, `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_s: u64 },
+    /// The DSS refused what was asked as invalid (its 400 or 413), with its reason (400).
+    #[error("{0}")]
+    DssRefused(String),
+    /// The DSS is refusing our requests for now: its rate limit for us (429) or it is
+    /// unavailable (503). Answered 503 with the DSS's `Retry-After`: try again later.
+    #[error("{message}")]
+    DssBusy { message: String, retry_after_s: u64 },
+}
+
+impl UssError {
+    /// What a failed DSS call means to our caller, keeping the DSS's meaning: its rate limit or
+    /// its unavailability is a 503 with `Retry-After` (not a bare 502), a refusal of what the
+    /// caller asked for (400, 413) stays a 400 with the DSS's reason, anything else is a 502.
+    pub fn from_dss(what: &str, e: client::ClientError) -> Self {
+        use client::ClientError;
+        match e {
+            ClientError::Busy { status, message, retry_after_s } => {
+                let why = if status == 429 {
+                    format!("the DSS's rate limit for this participant's requests was reached (HTTP 429: {message})")
+                } else {
+                    format!("the DSS is unavailable (HTTP 503: {message})")
+                };
+                let retry_after_s = retry_after_s.unwrap_or(1).clamp(1, 300);
+                UssError::DssBusy { message: format!("{what}: {why}; try again in {retry_after_s} s"), retry_after_s }
+            }
+            ClientError::Status { status: 400 | 413, message } => {
+                UssError::DssRefused(format!("{what}: the DSS refused the request: {message}"))
+            }
+            other => UssError::Upstream(format!("{what}: {other}")),
+        }
+    }
 }
 
 impl From<auth::AuthError> for UssError {
@@ -66,7 +100,7 @@ impl UssError {
         match self {
             UssError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             UssError::Forbidden(_) => StatusCode::FORBIDDEN,
-            UssError::BadRequest(_) | UssError::InvalidPlan(_) => StatusCode::BAD_REQUEST,
+            UssError::BadRequest(_) | UssError::InvalidPlan(_) | UssError::DssRefused(_) => StatusCode::BAD_REQUEST,
             UssError::NotFound(_) => StatusCode::NOT_FOUND,
             UssError::Busy(_) => StatusCode::CONFLICT,
             UssError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -75,6 +109,8 @@ impl UssError {
             UssError::WrongState(_) => StatusCode::CONFLICT,
             UssError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             UssError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            UssError::DssBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UssError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -85,7 +121,16 @@ impl IntoResponse for UssError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "operator or peer request failed");
         }
+        let retry_after = match &self {
+            UssError::DssBusy { retry_after_s, .. } | UssError::TooManyRequests { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
+            _ => None,
+        };
         let mut response = (status, Json(api::ErrorResponse { message: self.to_string() })).into_response();
+        if let Some(s) = retry_after.and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok()) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, s);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

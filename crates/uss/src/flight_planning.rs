@@ -1,8 +1,10 @@
 //! InterUSS's flight_planning v1 automated-testing interface (`flight_planning.yaml`), served on
 //! the peer listener at `/flight_planning/v1` when `--flight-planning` is given. Qualification
 //! tools act through it as a virtual user (scope `interuss.flight_planning.plan`) and as the
-//! test director (`interuss.flight_planning.direct_automated_test`); a peer's `utm.*` token never
-//! suffices. Every action goes through the same workflows as the operator interface.
+//! test director (`interuss.flight_planning.direct_automated_test`); only the subjects listed
+//! with `--flight-planning-subject` (or tokens of `--flight-planning-jwt-public-key`) are
+//! heard, and a peer's `utm.*` token never suffices. Clearing an area ends only the flights this
+//! interface created, never the operator's. Every action goes through the same workflows as the operator interface.
 //!
 //! Mapping of the user's states to F3548 (as the standard's tools expect): `Planned` ->
 //! Accepted; `InUse` + `Nominal` (or `NotSpecified`) -> Activated; `InUse` + `OffNominal` ->
@@ -213,7 +215,7 @@ impl Uss {
 }
 
 async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError> {
-    uss.peer(&headers, &[auth::Scope::FlightPlanningDirect])?;
+    uss.flight_planner(&headers, &[auth::Scope::FlightPlanningDirect])?;
     Ok(Json(json!({"status": "Ready", "api_name": API_NAME, "api_version": API_VERSION})).into_response())
 }
 
@@ -288,6 +290,7 @@ fn from_outcome(o: &PlanOutcome, before: &str) -> PlanningResponse {
 fn from_error(e: UssError, before: &str) -> Result<PlanningResponse, UssError> {
     match e {
         UssError::InvalidPlan(why) => Ok(answer("Rejected", before, Some(why.to_string()))),
+        UssError::DssRefused(why) => Ok(answer("Rejected", before, Some(why))),
         UssError::BadRequest(m) if m.starts_with("priority:") => Ok(answer("NotSupported", before, Some(m))),
         UssError::BadRequest(_) | UssError::Unauthenticated(_) => Err(e),
         UssError::Forbidden(m) => Ok(answer("NotSupported", before, Some(m))),
@@ -301,7 +304,7 @@ async fn upsert(
     Path(fp_id): Path<String>,
     body: Body,
 ) -> Result<Response, UssError> {
-    uss.peer(&headers, &[auth::Scope::FlightPlanningPlan])?;
+    uss.flight_planner(&headers, &[auth::Scope::FlightPlanningPlan])?;
     flight_plan_id(&fp_id)?;
     let req: UpsertRequest = parse(&crate::error::body_bytes(body)?)?;
     let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
@@ -383,7 +386,7 @@ async fn upsert(
 async fn close(State(uss): St, headers: HeaderMap, Path(fp_id): Path<String>) -> Result<Response, UssError> {
     // InterUSS's interface puts deletion under the planning scope, like creating and changing a
     // plan; the test director's scope is accepted too.
-    uss.peer(&headers, &[auth::Scope::FlightPlanningPlan, auth::Scope::FlightPlanningDirect])?;
+    uss.flight_planner(&headers, &[auth::Scope::FlightPlanningPlan, auth::Scope::FlightPlanningDirect])?;
     flight_plan_id(&fp_id)?;
     let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
     let record =
@@ -419,7 +422,7 @@ async fn user_notifications(
     headers: HeaderMap,
     query: Result<Query<NoticeWindow>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UssError> {
-    uss.peer(&headers, &[auth::Scope::FlightPlanningPlan])?;
+    uss.flight_planner(&headers, &[auth::Scope::FlightPlanningPlan])?;
     let Query(w) = query.map_err(|e| UssError::BadRequest(format!("query parameters: {e}")))?;
     let after = time_param(
         w.after.as_deref().ok_or_else(|| UssError::BadRequest("the `after` query parameter is required".into()))?,
@@ -457,17 +460,20 @@ struct ClearAreaRequest {
     extent: api::Volume4D,
 }
 
-/// Ends every intent of ours that meets the extent, then removes any DSS reference of ours
-/// there that no record of ours explains.
+/// Ends every intent this interface created that meets the extent (never one the operator
+/// planned), then removes any DSS reference of ours there that no record of ours explains.
 async fn clear_area(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
-    uss.peer(&headers, &[auth::Scope::FlightPlanningDirect])?;
+    uss.flight_planner(&headers, &[auth::Scope::FlightPlanningDirect])?;
     let req: ClearAreaRequest = parse(&crate::error::body_bytes(body)?)?;
     let extent = api::volume_from_wire(&req.extent, "extent").map_err(|e| UssError::BadRequest(e.message))?;
+    let ours: std::collections::HashSet<String> =
+        uss.db.load_all::<FlightPlanRecord>(Table::FlightPlans)?.into_iter().map(|(_, r)| r.intent_id).collect();
     let doomed: Vec<String> = uss
         .mem
         .read()
         .own_intents
         .values()
+        .filter(|o| ours.contains(&o.reference.id))
         .filter(|o| o.volumes.iter().chain(&o.off_nominal_volumes).any(|v| v.intersects(&extent)))
         .map(|o| o.reference.id.clone())
         .collect();

@@ -13,6 +13,7 @@
 pub mod db;
 pub mod error;
 pub mod flight_planning;
+mod lookups;
 mod map_view;
 pub mod operator;
 mod operator_api;
@@ -83,6 +84,8 @@ pub struct UssConfig {
     pub crash_at: Option<CrashPoint>,
     /// Serve InterUSS's flight_planning v1 interface on the peer listener (`--flight-planning`).
     pub flight_planning: bool,
+    /// Token subjects allowed on the flight_planning interface (`--flight-planning-subject`).
+    pub flight_planning_subjects: Vec<String>,
     /// Testing only: answer every `n`-th request for details after this delay (`--slow-answers`),
     /// to measure how a slow peer affects others' plans.
     pub slow_answers: Option<(u64, Duration)>,
@@ -98,12 +101,21 @@ pub(crate) struct Memory {
     pub pending: HashMap<String, Pending>,
 }
 
+/// Who may call what: peers (the ecosystem's issuers), the operator, and, when given, the
+/// issuer whose tokens may drive the flight_planning interface whatever their subject.
+pub struct Verifiers {
+    pub peer: Verifier,
+    pub operator: Verifier,
+    pub flight_planning: Option<Verifier>,
+}
+
 pub struct Uss {
     pub config: UssConfig,
     pub(crate) tokens: TokenSource,
     pub(crate) http: reqwest::Client,
     peer_verifier: Verifier,
     operator_verifier: Verifier,
+    flight_planning_verifier: Option<Verifier>,
     pub(crate) db: Db,
     pub(crate) mem: RwLock<Memory>,
     /// One change at a time per entity; changes of different entities run in parallel.
@@ -112,6 +124,9 @@ pub struct Uss {
     pub(crate) details_served: std::sync::atomic::AtomicU64,
     /// The live feed of the operator's map (`/operator/events`).
     pub(crate) events: tokio::sync::broadcast::Sender<map_view::FeedEvent>,
+    /// DSS look-ups peers' notifications make us do: coalesced and bounded.
+    pub(crate) intent_lookups: lookups::PeerLookups<Option<api::OperationalIntentReference>>,
+    pub(crate) constraint_lookups: lookups::PeerLookups<Option<api::ConstraintReference>>,
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -123,15 +138,16 @@ pub(crate) fn now_text() -> String {
 }
 
 impl Uss {
-    /// Opens the participant's data directory and loads its records. `operator_verifier`
+    /// Opens the participant's data directory and loads its records. The operator's verifier
     /// checks operator tokens (often the same issuers as peers').
     pub fn open(
         config: UssConfig,
         tokens: TokenSource,
-        peer_verifier: Verifier,
-        operator_verifier: Verifier,
+        verifiers: Verifiers,
         data_dir: &std::path::Path,
     ) -> Result<Arc<Uss>, String> {
+        let Verifiers { peer: peer_verifier, operator: operator_verifier, flight_planning: flight_planning_verifier } =
+            verifiers;
         let db = Db::open(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
         let mut mem = Memory::default();
         for (id, r) in db.load_all::<records::OwnIntentRecord>(Table::OwnIntents).map_err(|e| e.to_string())? {
@@ -168,11 +184,14 @@ impl Uss {
             http,
             peer_verifier,
             operator_verifier,
+            flight_planning_verifier,
             db,
             mem: RwLock::new(mem),
             entity_locks: Mutex::new(HashMap::new()),
             details_served: std::sync::atomic::AtomicU64::new(0),
             events: map_view::channel(),
+            intent_lookups: lookups::PeerLookups::new(),
+            constraint_lookups: lookups::PeerLookups::new(),
         }))
     }
 
@@ -188,6 +207,29 @@ impl Uss {
     pub(crate) fn peer(&self, headers: &HeaderMap, any_of: &[Scope]) -> Result<Caller, UssError> {
         let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let caller = self.peer_verifier.verify(header)?;
+        caller.require_any(any_of)?;
+        Ok(caller)
+    }
+
+    /// The test director calling the flight_planning interface: a token from the
+    /// flight_planning issuer (`--flight-planning-jwt-public-key`), or a peer token whose
+    /// subject is listed (`--flight-planning-subject`); with one of `any_of`. Any other subject,
+    /// another USS holding the interface's scopes from the shared issuer included, gets 403: it
+    /// could otherwise clear our area and end our operator's flights.
+    pub(crate) fn flight_planner(&self, headers: &HeaderMap, any_of: &[Scope]) -> Result<Caller, UssError> {
+        let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if let Some(caller) = self.flight_planning_verifier.as_ref().and_then(|v| v.verify(header).ok()) {
+            caller.require_any(any_of)?;
+            return Ok(caller);
+        }
+        let caller = self.peer_verifier.verify(header)?;
+        if !self.config.flight_planning_subjects.contains(&caller.manager) {
+            return Err(UssError::Forbidden(format!(
+                "`{}` may not drive this participant's flight_planning interface (not among its \
+                 --flight-planning-subject)",
+                caller.manager
+            )));
+        }
         caller.require_any(any_of)?;
         Ok(caller)
     }

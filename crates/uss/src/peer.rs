@@ -105,21 +105,31 @@ impl Uss {
         }
     }
 
-    /// The manager the DSS records for an intent (`None` when it holds no such intent).
-    async fn dss_intent(&self, id: &str) -> Result<Option<api::OperationalIntentReference>, UssError> {
-        match self.dss().await?.get_intent(id).await {
-            Ok(r) => Ok(Some(r.operational_intent_reference)),
-            Err(e) if e.status() == 404 => Ok(None),
-            Err(e) => Err(UssError::Upstream(format!("the DSS could not confirm the sender: {e}"))),
-        }
+    /// The DSS's reference of an intent a peer notified us of (`None` when it holds no such
+    /// intent): one look-up per entity in flight, within the peer's and everyone's budget
+    /// (`lookups`).
+    async fn dss_intent(&self, peer: &str, id: &str) -> Result<Option<api::OperationalIntentReference>, UssError> {
+        self.intent_lookups
+            .run(peer, id, || async {
+                match self.dss().await?.get_intent(id).await {
+                    Ok(r) => Ok(Some(r.operational_intent_reference)),
+                    Err(e) if e.status() == 404 => Ok(None),
+                    Err(e) => Err(UssError::from_dss("the DSS could not confirm the sender", e)),
+                }
+            })
+            .await
     }
 
-    async fn dss_constraint(&self, id: &str) -> Result<Option<api::ConstraintReference>, UssError> {
-        match self.dss().await?.get_constraint(id).await {
-            Ok(r) => Ok(Some(r.constraint_reference)),
-            Err(e) if e.status() == 404 => Ok(None),
-            Err(e) => Err(UssError::Upstream(format!("the DSS could not confirm the sender: {e}"))),
-        }
+    async fn dss_constraint(&self, peer: &str, id: &str) -> Result<Option<api::ConstraintReference>, UssError> {
+        self.constraint_lookups
+            .run(peer, id, || async {
+                match self.dss().await?.get_constraint(id).await {
+                    Ok(r) => Ok(Some(r.constraint_reference)),
+                    Err(e) if e.status() == 404 => Ok(None),
+                    Err(e) => Err(UssError::from_dss("the DSS could not confirm the sender", e)),
+                }
+            })
+            .await
     }
 }
 
@@ -163,7 +173,7 @@ async fn notify_intent(State(uss): St, headers: HeaderMap, body: Body) -> Result
                 )));
             }
             let dss_ref = uss
-                .dss_intent(&id)
+                .dss_intent(&caller.manager, &id)
                 .await?
                 .ok_or_else(|| UssError::Forbidden(format!("the DSS holds no operational intent {id}")))?;
             if dss_ref.manager != caller.manager {
@@ -194,7 +204,7 @@ async fn notify_intent(State(uss): St, headers: HeaderMap, body: Body) -> Result
                     received.accepted = true;
                 }
                 None => {
-                    if let Some(r) = uss.dss_intent(&id).await? {
+                    if let Some(r) = uss.dss_intent(&caller.manager, &id).await? {
                         if r.manager != caller.manager {
                             return Err(not_manager(&caller.manager, &id, &r.manager));
                         }
@@ -239,7 +249,7 @@ async fn notify_constraint(State(uss): St, headers: HeaderMap, body: Body) -> Re
                 )));
             }
             let dss_ref = uss
-                .dss_constraint(&id)
+                .dss_constraint(&caller.manager, &id)
                 .await?
                 .ok_or_else(|| UssError::Forbidden(format!("the DSS holds no constraint {id}")))?;
             if dss_ref.manager != caller.manager {
@@ -264,7 +274,7 @@ async fn notify_constraint(State(uss): St, headers: HeaderMap, body: Body) -> Re
                     received.accepted = true;
                 }
                 None => {
-                    if let Some(r) = uss.dss_constraint(&id).await? {
+                    if let Some(r) = uss.dss_constraint(&caller.manager, &id).await? {
                         if r.manager != caller.manager {
                             return Err(not_manager(&caller.manager, &id, &r.manager));
                         }
@@ -293,12 +303,16 @@ async fn report(State(uss): St, headers: HeaderMap, body: Body) -> Result<Respon
     if bytes.len() > MAX_REPORT_BYTES {
         return Err(UssError::PayloadTooLarge(format!("a report may be at most {MAX_REPORT_BYTES} bytes")));
     }
-    let mut report: serde_json::Map<String, serde_json::Value> = parse(&bytes)?;
+    // Validated against the schema's `ErrorReport`; answered in its shape (report_id and
+    // exchange), never echoing fields the schema does not have.
+    let mut report = api::parse_error_report(&bytes).map_err(|e| UssError::BadRequest(e.message))?;
+    let sent: serde_json::Value = parse(&bytes)?;
     let id = uuid::Uuid::new_v4().to_string();
-    report.insert("report_id".into(), serde_json::Value::String(id.clone()));
-    // Kept durably (the reporter from the token, never from the body), bounded in number.
+    report.report_id = Some(id.clone());
+    // Kept durably as sent (the reporter from the token, never from the body), bounded in number.
     let at = now().micros();
-    let stored = serde_json::json!({"reporter": caller.manager, "received_at": now_text(), "report": report});
+    let stored =
+        serde_json::json!({"reporter": caller.manager, "received_at": now_text(), "report_id": id, "report": sent});
     uss.db.put(Table::Reports, &format!("{at:020}-{id}"), &stored)?;
     uss.db.keep_newest(Table::Reports, MAX_REPORTS)?;
     tracing::info!(from = %caller.manager, report_id = %id, bytes = bytes.len(), "report stored");

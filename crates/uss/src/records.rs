@@ -24,6 +24,24 @@ pub struct Delivery {
     /// Whether another attempt is scheduled.
     #[serde(default)]
     pub retrying: bool,
+    /// The first attempt is under way (notifications go out after the change is answered).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sending: bool,
+}
+
+impl Delivery {
+    /// A delivery just started: no attempt finished yet.
+    pub fn sending(uss_base_url: &str) -> Self {
+        Self {
+            uss_base_url: uss_base_url.to_owned(),
+            status: 0,
+            acknowledged: false,
+            detail: "being sent".into(),
+            attempts: 0,
+            retrying: false,
+            sending: true,
+        }
+    }
 }
 
 fn one() -> u32 {

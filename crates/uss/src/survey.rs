@@ -73,7 +73,7 @@ impl Uss {
         let mut crefs: BTreeMap<String, ConstraintReference> = BTreeMap::new();
         for v in area {
             let wire = api::volume_to_wire(v);
-            let q = dss.query_intents(&wire).await.map_err(|e| UssError::Upstream(format!("DSS query failed: {e}")))?;
+            let q = dss.query_intents(&wire).await.map_err(|e| UssError::from_dss("DSS query failed", e))?;
             for r in q.operational_intent_references {
                 refs.insert(r.id.clone(), r);
             }
@@ -81,7 +81,7 @@ impl Uss {
                 let q = dss
                     .query_constraints(&wire)
                     .await
-                    .map_err(|e| UssError::Upstream(format!("DSS constraint query failed: {e}")))?;
+                    .map_err(|e| UssError::from_dss("DSS constraint query failed", e))?;
                 for r in q.constraint_references {
                     crefs.insert(r.id.clone(), r);
                 }

@@ -44,7 +44,7 @@ fn widened(volumes: &[Volume4D]) -> Vec<Volume4D> {
 }
 
 fn dss_error(what: &str, e: ClientError) -> UssError {
-    UssError::Upstream(format!("{what}: {e}"))
+    UssError::from_dss(what, e)
 }
 
 /// What a plan asks for.
@@ -582,10 +582,11 @@ impl Uss {
         self.deliver(Subject::Constraint { id: id.to_owned(), version }, "/uss/v1/constraints", targets).await
     }
 
-    /// Posts each body to `path` under its subscriber's base URL (never to ourselves, never to
-    /// a base URL the DSS should have refused), in parallel; failures are retried in the
-    /// background with backoff for `notify_retry_for`, and each outcome is recorded on the
-    /// entity so the operator sees it.
+    /// Sends each body to `path` under its subscriber's base URL (never to ourselves) *after*
+    /// the caller has its answer: the change is durable and accepted by the DSS, and no
+    /// subscriber, hung or slow, delays it or the next plan. Returns the deliveries as started
+    /// (`sending`); their outcomes are recorded on the entity as they come (the operator's
+    /// status and the map's feed show them).
     async fn deliver(
         self: &Arc<Self>,
         subject: Subject,
@@ -594,6 +595,25 @@ impl Uss {
     ) -> Vec<Delivery> {
         let targets: Vec<_> =
             targets.into_iter().filter(|(base, _)| base.trim_end_matches('/') != self.config.base_url).collect();
+        let started: Vec<Delivery> = targets.iter().map(|(base, _)| Delivery::sending(base)).collect();
+        if targets.is_empty() {
+            return started;
+        }
+        self.set_deliveries(&subject, |_| started.clone());
+        let uss = self.clone();
+        tokio::spawn(async move { uss.deliver_now(subject, path, targets).await });
+        started
+    }
+
+    /// The first attempt at every delivery, in parallel (each bounded by the peer timeout);
+    /// failures are retried in the background with backoff for `notify_retry_for`, and each
+    /// outcome is recorded on the entity.
+    async fn deliver_now(
+        self: Arc<Self>,
+        subject: Subject,
+        path: &'static str,
+        targets: Vec<(String, serde_json::Value)>,
+    ) {
         let first = join_all(targets.iter().map(|(base, body)| self.post_notification(base, path, body))).await;
         let mut deliveries = Vec::new();
         for ((base, body), mut d) in targets.into_iter().zip(first) {
@@ -607,7 +627,6 @@ impl Uss {
             deliveries.push(d);
         }
         self.set_deliveries(&subject, |_| deliveries.clone());
-        deliveries
     }
 
     async fn retry_notification(
@@ -710,6 +729,7 @@ impl Uss {
             detail,
             attempts: 1,
             retrying: false,
+            sending: false,
         };
         let url = match model::peer_url(base, path) {
             Ok(url) => url,
@@ -728,6 +748,7 @@ impl Uss {
                 detail: String::new(),
                 attempts: 1,
                 retrying: false,
+                sending: false,
             },
             Ok(Ok(r)) => failed(r.status().as_u16(), format!("answered HTTP {}", r.status().as_u16())),
             Ok(Err(e)) => failed(0, format!("unreachable: {e}")),

@@ -44,9 +44,11 @@ fn participant(dir: &std::path::Path) -> Arc<uss::Uss> {
         notify_retry_for: Duration::ZERO,
         crash_at: None,
         flight_planning: true,
+        flight_planning_subjects: vec!["qualifier".into()],
         slow_answers: None,
     };
-    uss::Uss::open(config, tokens, verifier(), verifier(), dir).expect("open")
+    let verifiers = uss::Verifiers { peer: verifier(), operator: verifier(), flight_planning: None };
+    uss::Uss::open(config, tokens, verifiers, dir).expect("open")
 }
 
 async fn send(app: axum::Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -174,18 +176,25 @@ async fn the_peer_router_has_no_operator_route_and_checks_its_input() {
     assert_error(send(app, get).await, StatusCode::NOT_FOUND, "not managed here");
 }
 
-/// `POST /uss/v1/reports` answers 201 with a report id and keeps the report in the
-/// participant's database with the reporter taken from the token; too large a report is 413.
+/// `POST /uss/v1/reports` answers 201 with the report in the schema's `ErrorReport` shape (a
+/// report id and the exchange, nothing else echoed) and keeps the report in the participant's
+/// database with the reporter taken from the token; a report not in that shape is 400, too
+/// large a report 413.
 #[tokio::test]
 async fn peer_reports_are_stored_with_the_token_subject() {
     let dir = tempfile::tempdir().expect("tempdir");
     let peer = token("alpha", "utm.strategic_coordination");
-    let body =
-        r#"{"reporter": "forged", "exchange": {"url": "http://x.test/a", "method": "GET", "problem": "timeout"}}"#;
+    let body = r#"{"reporter": "forged", "exchange": {"url": "http://x.test/a", "method": "GET", "problem": "timeout",
+        "recorder_role": "Client", "request_time": {"value": "2026-12-07T10:00:00Z", "format": "RFC3339"}}}"#;
     let id = {
         let app = uss::peer_app(participant(dir.path()));
         let (s, r) = send(app.clone(), post("/uss/v1/reports", Some(&peer), "application/json", body)).await;
         assert_eq!(s, StatusCode::CREATED, "{r}");
+        assert!(r.get("reporter").is_none(), "only the schema's fields are answered: {r}");
+        assert_eq!(r["exchange"]["url"], "http://x.test/a", "{r}");
+        let partial = r#"{"exchange": {"url": "http://x.test/a", "method": "GET"}}"#;
+        let (s, r2) = send(app.clone(), post("/uss/v1/reports", Some(&peer), "application/json", partial)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "an exchange without its required fields: {r2}");
         let big = format!(r#"{{"exchange": {{"problem": "{}"}}}}"#, "x".repeat(300 * 1024));
         let (s, _) = send(app, post("/uss/v1/reports", Some(&peer), "application/json", &big)).await;
         assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);

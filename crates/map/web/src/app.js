@@ -450,7 +450,8 @@ function showOutcome(result) {
     const id = result.operational_intent_id ?? '';
     out.append(el('p', `${result.outcome === 'planned' ? 'Planned' : result.outcome}: ${id} ${result.state ?? ''} (version ${result.version ?? '-'})`, { class: 'planned' }));
     for (const d of result.notified ?? []) {
-      out.append(el('p', `notified ${d.uss_base_url}: ${d.acknowledged ? 'acknowledged' : `FAILED ${d.detail}`}`, { class: 'muted' }));
+      const outcome = d.sending ? 'being sent (outcomes arrive on the live feed)' : d.acknowledged ? 'acknowledged' : `FAILED ${d.detail}`;
+      out.append(el('p', `notifying ${d.uss_base_url}: ${outcome}`, { class: 'muted' }));
     }
     if (id) state.selected = id;
     state.drawing = null;
