@@ -242,6 +242,10 @@ struct PoolArgs {
     /// leases instead of a quorum read per request).
     #[arg(long)]
     etcd_read_leases: bool,
+    /// Testing only: put a proxy on every link between members, so that a member can be cut
+    /// off by writing its id (hex) to DIR/isolate-member, and healed by removing the file.
+    #[arg(long, hide = true)]
+    peer_proxies: bool,
 }
 
 #[derive(Args)]
@@ -557,6 +561,7 @@ fn main() -> Result<()> {
             jwt_public_keys: a.jwt_public_keys,
             jwt_audiences: a.jwt_audiences,
             read_leases: a.etcd_read_leases,
+            peer_proxies: a.peer_proxies,
         }),
         Command::Token(args) => {
             println!("{}", mint_token(&args)?);

@@ -1,6 +1,17 @@
 //! A local etcd cluster of the system's `etcd` binary on free loopback ports, for trying a pool
 //! on one machine (`deconflict pool`), the benchmark and tests. Members are stopped when the
 //! cluster is dropped.
+//!
+//! Members run with `--pre-vote`: a member cut off from the others asks whether it could win
+//! before it raises its election term, so when the link heals it does not depose the working
+//! leader (without it, a member isolated for 20 s came back with a higher term and stalled the
+//! whole pool for ~2.5 s while a new leader was elected).
+//!
+//! With proxies between the members (`start_with` and a [`PeerDelay`]), a member can also be
+//! isolated for tests: [`LocalCluster::isolate`], or the file [`ISOLATE_FILE`] in the cluster's
+//! directory holding the member's index. Every peer connection to it (through the proxy in front
+//! of it) or from it (naming it as sender, `X-Server-From`) is then dropped, both ways, until the
+//! cut is lifted.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +25,17 @@ pub struct LocalCluster {
     /// The thread running the proxies between members (its own runtime, so that a caller
     /// blocking its own threads never stalls the links), stopped when the cluster is dropped.
     proxies: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
+    /// The member cut off from the others (only with proxies).
+    isolated: Isolated,
 }
+
+/// A file in the cluster's directory: while it holds a member's index, that member is cut off
+/// from the others (see [`LocalCluster::isolate`]).
+pub const ISOLATE_FILE: &str = "isolate-member";
+
+/// The member cut off from the others, if any (its index, and its id in hex as etcd sends it),
+/// shared by every proxy.
+type Isolated = std::sync::Arc<parking_lot::Mutex<Option<(usize, String)>>>;
 
 /// One-way delay injected on every link between members: `mean_ms` +/- `jitter_ms` (uniform),
 /// order preserved. There is no netem on the machines this runs on, so the delay is a userspace
@@ -38,12 +59,40 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Copies `from` to `to`, delivering each chunk `delay` after it was read (FIFO).
+/// A peer connection: the member it reaches (by index) and the sender its first request names
+/// (`X-Server-From`, hex).
+#[derive(Clone)]
+struct Link {
+    to: usize,
+    from: Option<String>,
+}
+
+fn sender_of(head: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("X-Server-From").then(|| v.trim().to_ascii_lowercase())
+    })
+}
+
+/// Is this link cut now?
+fn cut(isolated: &Isolated, link: &Link) -> bool {
+    match &*isolated.lock() {
+        Some((index, id)) => link.to == *index || link.from.as_deref() == Some(id.as_str()),
+        None => false,
+    }
+}
+
+/// Copies `from` to `to`, delivering each chunk `delay` after it was read (FIFO); stops (the
+/// connection drops) while the link is cut.
 async fn delayed_pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: PeerDelay,
     seed: u64,
+    link: Link,
+    isolated: Isolated,
+    first: Vec<u8>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
@@ -59,11 +108,21 @@ async fn delayed_pump(
     let mut state = seed | 1;
     let mut last = tokio::time::Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut pending = Some(first).filter(|f| !f.is_empty());
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = match pending.take() {
+            Some(f) => {
+                buf[..f.len()].copy_from_slice(&f);
+                f.len()
+            }
+            None => match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
         };
+        if cut(&isolated, &link) {
+            break;
+        }
         // xorshift: a uniform sample in [-1, 1) for the jitter.
         state ^= state << 13;
         state ^= state >> 7;
@@ -80,18 +139,78 @@ async fn delayed_pump(
     let _ = writer.await;
 }
 
-/// Listens on `listen` and forwards every connection to `target` with `delay` each way.
-async fn delaying_proxy(listener: tokio::net::TcpListener, target: u16, delay: PeerDelay) {
+/// Listens on `listen` and forwards every connection to `target` with `delay` each way,
+/// dropping it while it links the isolated member.
+async fn delaying_proxy(
+    listener: tokio::net::TcpListener,
+    target: u16,
+    target_index: usize,
+    delay: PeerDelay,
+    isolated: Isolated,
+) {
+    use tokio::io::AsyncReadExt;
     let mut k = 0u64;
-    while let Ok((inbound, _)) = listener.accept().await {
+    while let Ok((mut inbound, _)) = listener.accept().await {
         k += 1;
+        // The first request's head names the sender and the recipient.
+        let mut first = vec![0u8; 16 * 1024];
+        let n = match tokio::time::timeout(Duration::from_secs(5), inbound.read(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => continue,
+        };
+        first.truncate(n);
+        let link = Link { to: target_index, from: sender_of(&first) };
+        if cut(&isolated, &link) {
+            continue;
+        }
         let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { continue };
         let _ = inbound.set_nodelay(true);
         let _ = outbound.set_nodelay(true);
         let (ir, iw) = inbound.into_split();
         let (or, ow) = outbound.into_split();
-        tokio::spawn(delayed_pump(ir, ow, delay, k * 2));
-        tokio::spawn(delayed_pump(or, iw, delay, k * 2 + 1));
+        tokio::spawn(delayed_pump(ir, ow, delay, k * 2, link.clone(), isolated.clone(), first));
+        tokio::spawn(delayed_pump(or, iw, delay, k * 2 + 1, link, isolated.clone(), Vec::new()));
+    }
+}
+
+/// The member id (hex, as etcd sends it in `X-Server-From`) of the member at `client_url`.
+async fn member_id_hex(client_url: &str) -> Result<String, String> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| e.to_string())?;
+    let status: serde_json::Value = http
+        .post(format!("{client_url}/v3/maintenance/status"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let id: u64 = status["header"]["member_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no member id in {status}"))?;
+    Ok(format!("{id:x}"))
+}
+
+/// Follows changes of [`ISOLATE_FILE`] in `dir` (checked every 100 ms) into `isolated`.
+async fn watch_isolate_file(dir: std::path::PathBuf, client_urls: Vec<String>, isolated: Isolated) {
+    let mut seen: Option<usize> = None;
+    loop {
+        let wanted = std::fs::read_to_string(dir.join(ISOLATE_FILE)).ok().and_then(|s| s.trim().parse::<usize>().ok());
+        if wanted != seen {
+            match wanted {
+                None => *isolated.lock() = None,
+                Some(i) => match client_urls.get(i) {
+                    Some(url) => match member_id_hex(url).await {
+                        Ok(id) => *isolated.lock() = Some((i, id)),
+                        Err(e) => tracing::warn!(member = i, error = %e, "cannot isolate: no member id"),
+                    },
+                    None => tracing::warn!(member = i, "cannot isolate: no such member"),
+                },
+            }
+            seen = wanted;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -156,18 +275,23 @@ impl LocalCluster {
 
     /// Starts the members (and the proxies between them) without waiting for them.
     fn spawn(dir: &Path, delay: Option<PeerDelay>, ports: &[(u16, u16)]) -> Result<LocalCluster, String> {
-        let mut me = LocalCluster { children: Vec::new(), client_urls: Vec::new(), proxies: None };
+        let mut me = LocalCluster {
+            children: Vec::new(),
+            client_urls: Vec::new(),
+            proxies: None,
+            isolated: Isolated::default(),
+        };
         // Members advertise the proxy in front of their peer port: every link between two
         // members then crosses a proxy.
         let mut advertised = Vec::new();
         let mut listeners = Vec::new();
-        for (_, peer) in ports {
+        for (index, (_, peer)) in ports.iter().enumerate() {
             match delay {
                 Some(_) => {
                     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
                     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
                     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-                    listeners.push((listener, *peer));
+                    listeners.push((listener, *peer, index));
                     advertised.push(format!("http://127.0.0.1:{port}"));
                 }
                 None => advertised.push(format!("http://127.0.0.1:{peer}")),
@@ -175,14 +299,21 @@ impl LocalCluster {
         }
         if let Some(d) = delay {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let isolated = me.isolated.clone();
+            let watched = dir.to_path_buf();
+            let client_urls: Vec<String> = ports.iter().map(|(c, _)| format!("http://127.0.0.1:{c}")).collect();
             let thread = std::thread::spawn(move || {
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
                 rt.block_on(async move {
-                    for (listener, peer) in listeners {
+                    for (listener, peer, index) in listeners {
                         if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
-                            tokio::spawn(delaying_proxy(l, peer, d));
+                            tokio::spawn(delaying_proxy(l, peer, index, d, isolated.clone()));
                         }
                     }
+                    if std::fs::metadata(watched.join(ISOLATE_FILE)).is_ok() {
+                        let _ = std::fs::remove_file(watched.join(ISOLATE_FILE));
+                    }
+                    tokio::spawn(watch_isolate_file(watched, client_urls, isolated));
                     let _ = stopped.await;
                 });
             });
@@ -208,7 +339,7 @@ impl LocalCluster {
                 .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
                 // A token of its own: a member of another local cluster that took a port meant
                 // for this one cannot join it.
-                .args(["--initial-cluster-token", &token, "--max-txn-ops", "10000"])
+                .args(["--initial-cluster-token", &token, "--max-txn-ops", "10000", "--pre-vote"])
                 // Area keys are rewritten by every commit: without compaction their history
                 // grows until etcd's space quota stops all writes. An instance whose watch falls
                 // further behind than this reloads everything.
@@ -264,6 +395,21 @@ impl LocalCluster {
                 )))
             }
         }
+    }
+
+    /// Cuts member `member` off from the others, or lifts the cut (`None`). Only with proxies
+    /// between members (`start_with` and a delay); the file [`ISOLATE_FILE`] in the cluster's
+    /// directory does the same from outside the process.
+    pub async fn isolate(&self, member: Option<usize>) -> Result<(), String> {
+        let target = match member {
+            None => None,
+            Some(i) => {
+                let url = self.client_urls.get(i).ok_or_else(|| format!("no member {i}"))?;
+                Some((i, member_id_hex(url).await?))
+            }
+        };
+        *self.isolated.lock() = target;
+        Ok(())
     }
 
     /// Endpoints for the DSS instance of member `i`: its own member first, then the others.
