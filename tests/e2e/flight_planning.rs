@@ -317,6 +317,15 @@ async fn invalid_flights_are_rejected_plans_come_back_as_planned_and_the_planner
         );
         assert!(r["notes"].as_str().is_some_and(|n| n.contains(needle)), "{what}: the note says why: {r}");
     }
+    // A plan that is not in use cannot be off-nominal (an Accepted intent has no off-nominal
+    // volumes, OPIN0015): rejected, not planned as nominal.
+    for uas in ["OffNominal", "Contingent"] {
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = upsert("Planned", uas, area(0.0, 100.0, 60, 600), 0, "IfAllowed");
+        let (s, r) = fp(&alpha, Some(&plan), "PUT", &format!("/flight_plans/{id}"), Some(&body)).await;
+        assert_eq!((s, r["planning_result"].as_str()), (200, Some("Rejected")), "Planned + {uas}: {r}");
+        assert!(r["notes"].as_str().is_some_and(|n| n.contains("OPIN0015")), "{r}");
+    }
     assert!(dss_intents_any_time(&cluster, "alpha").await.is_empty(), "nothing was created in the DSS");
     // The operator API refuses the same plan with a 400 that says why.
     let far = crate::uss::flight(47.5, 8.5, 100.0, 0.0, 120.0, 31 * day, 31 * day + 600);

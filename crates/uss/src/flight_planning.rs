@@ -8,7 +8,8 @@
 //!
 //! Mapping of the user's states to F3548 (as the standard's tools expect): `Planned` ->
 //! Accepted; `InUse` + `Nominal` (or `NotSpecified`) -> Activated; `InUse` + `OffNominal` ->
-//! Nonconforming; `InUse` + `Contingent` -> Contingent; `Closed` -> removed.
+//! Nonconforming; `InUse` + `Contingent` -> Contingent; `Closed` -> removed; `Planned` with an
+//! off-nominal or contingent UAS is rejected (OPIN0015).
 //! Results: a plan refused for a conflict is `Rejected` with the reason in `notes`; a failure of
 //! ours, the DSS's or a peer's is `Failed`; `Hypothetical` execution and priorities beyond
 //! `--max-priority` are `NotSupported`.
@@ -249,17 +250,25 @@ fn area(info: &BasicInformation) -> Result<Vec<geo4d::Volume4D>, UssError> {
     Ok(out)
 }
 
-/// What the user asks for: a state of the intent, or closing it.
+/// What the user asks for: a state of the intent, closing it, or something the standard does
+/// not allow (refused with the reason).
 enum Wanted {
     State(OperationalIntentState),
     Closed,
+    Invalid(String),
 }
 
 fn wanted(info: &BasicInformation) -> Result<Wanted, UssError> {
     use OperationalIntentState as S;
     Ok(match (info.usage_state.as_str(), info.uas_state.as_str()) {
         ("Closed", _) => Wanted::Closed,
-        ("Planned", "Nominal" | "NotSpecified" | "OffNominal" | "Contingent") => Wanted::State(S::Accepted),
+        ("Planned", "Nominal" | "NotSpecified") => Wanted::State(S::Accepted),
+        // An Accepted operational intent has no off-nominal volumes (ASTM F3548-21 OPIN0015):
+        // a flight that is not in use cannot be off-nominal or contingent.
+        ("Planned", s @ ("OffNominal" | "Contingent")) => Wanted::Invalid(format!(
+            "a flight plan that is Planned (not in use) cannot have uas_state {s}: an Accepted operational intent has \
+             no off-nominal volumes (ASTM F3548-21 OPIN0015)"
+        )),
         ("InUse", "Nominal" | "NotSpecified") => Wanted::State(S::Activated),
         ("InUse", "OffNominal") => Wanted::State(S::Nonconforming),
         ("InUse", "Contingent") => Wanted::State(S::Contingent),
@@ -321,6 +330,7 @@ async fn upsert(
             answer("NotSupported", before, Some("this participant does not evaluate hypothetical flight plans".into()))
         }
         "IfAllowed" | "InReality" => match wanted {
+            Wanted::Invalid(why) => answer("Rejected", before, Some(why)),
             Wanted::Closed => match &own {
                 Some(o) => match uss.end(&o.reference.id).await {
                     Ok(out) => answer("Completed", "Closed", Some(out.message)),
