@@ -64,6 +64,8 @@ const MAX_FINE_KEYS: usize = 512;
 const MAX_COARSE_KEYS: i64 = 1024;
 /// Time allowed to etcd for one request, and to the watch to reach a revision.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Time one member has to answer before the next is tried (see `Inner::on_member`).
+const TRY_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Keys per page when loading everything.
 const LOAD_PAGE: i64 = 5000;
 
@@ -264,14 +266,21 @@ impl Inner {
         let mut last = String::new();
         for k in 0..n {
             let i = (start + k) % n;
-            match f(self.channels[i].clone()).await {
-                Ok(v) => {
+            // A member gets TRY_TIMEOUT, not the whole TIMEOUT: a request it forwarded to a
+            // leader that died is never answered (etcd 3.4 drops the proposal at the leader
+            // change), and the next member, under the new leader, answers at once. A transaction
+            // sent again this way is disambiguated by `commit`.
+            match tokio::time::timeout(TRY_TIMEOUT, f(self.channels[i].clone())).await {
+                Ok(Ok(v)) => {
                     self.current.store(i, Ordering::Relaxed);
                     return Ok(v);
                 }
                 // Unreachable, no leader, too many requests...: another member may do better
                 // when it is about quorum.
-                Err(e) => last = status(&self.endpoints[i], &e),
+                Ok(Err(e)) => last = status(&self.endpoints[i], &e),
+                Err(_) => {
+                    last = format!("etcd: {}: no answer within {} s", self.endpoints[i], TRY_TIMEOUT.as_secs_f64())
+                }
             }
         }
         Err(unavailable(last))
@@ -955,6 +964,10 @@ impl Store for EtcdStore {
         }
         let mut ops: Vec<pb::RequestOp> = Vec::new();
         let mut marks: BTreeSet<String> = BTreeSet::new();
+        // The first entity this transaction writes, and the bytes it writes there: if the
+        // transaction is sent again after an attempt that got no answer, and loses its compares,
+        // this tells whether the unanswered attempt committed.
+        let mut witness: Option<(Vec<u8>, Vec<u8>)> = None;
         let mut bumps: Vec<(Uuid, usize)> = Vec::new();
         {
             let index = inner.index.read();
@@ -985,7 +998,13 @@ impl Store for EtcdStore {
                 }
                 let k = inner.key_of(&key).into_bytes();
                 match extents.is_some() || matches!(w, Write::PutAvailability(_)) {
-                    true => ops.push(put(k, encode_write(w), false)),
+                    true => {
+                        let value = encode_write(w);
+                        if witness.is_none() {
+                            witness = Some((k.clone(), value.clone()));
+                        }
+                        ops.push(put(k, value, false))
+                    }
                     false => {
                         ops.push(delete(k));
                         if let Write::DeleteSubscription(id) = w {
@@ -1009,13 +1028,55 @@ impl Store for EtcdStore {
                 ..Default::default()
             })),
         };
-        let request = pb::TxnRequest { compare: compares, success: ops, failure: vec![latest] };
+        let mut failure = vec![latest];
+        if let Some((key, _)) = &witness {
+            failure.push(pb::RequestOp {
+                request: Some(Request::RequestRange(pb::RangeRequest { key: key.clone(), ..Default::default() })),
+            });
+        }
+        let request = pb::TxnRequest { compare: compares, success: ops, failure };
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
         let resp = inner
             .on_member(|ch| {
+                attempts.fetch_add(1, Ordering::Relaxed);
                 let request = request.clone();
                 async move { pb::txn(&ch, request).await }
             })
             .await?;
+        if !resp.succeeded && attempts.load(Ordering::Relaxed) > 1 {
+            // An earlier attempt got no answer (a member gone, a leader lost with the proposal
+            // in flight) and this one lost its compares: perhaps to that very attempt.
+            let found = match resp.responses.get(1).and_then(|r| r.response.as_ref()) {
+                Some(pb::response_op::Response::ResponseRange(r)) => r.kvs.first().cloned(),
+                _ => None,
+            };
+            let committed = match (&witness, found) {
+                (Some((_, ours)), Some(kv)) if kv.value == *ours => Some(rev(kv.mod_revision)),
+                _ => None,
+            };
+            if let Some(revision) = committed {
+                metrics::counter!("dss_etcd_transactions_total", "outcome" => "committed_unanswered").increment(1);
+                // The notification indexes it set: each counter's version as of that revision
+                // (etcd keeps the history until compaction, minutes away).
+                let mut notification_indexes = Vec::with_capacity(bumps.len());
+                for (id, _) in &bumps {
+                    let key = inner.counter_key(*id).into_bytes();
+                    let at = inner
+                        .on_member(|ch| {
+                            let request =
+                                pb::RangeRequest { key: key.clone(), revision: revision as i64, ..Default::default() };
+                            async move { pb::range(&ch, request).await }
+                        })
+                        .await?;
+                    let version = at.kvs.first().map_or(1, |kv| kv.version);
+                    notification_indexes.push((*id, i32::try_from(version).unwrap_or(i32::MAX)));
+                }
+                let (own, readers) = tokio::join!(inner.reach(revision), inner.wait_for_readers(revision));
+                own?;
+                readers?;
+                return Ok(Committed { revision, notification_indexes });
+            }
+        }
         metrics::counter!("dss_etcd_transactions_total", "outcome" => if resp.succeeded { "committed" } else { "lost_race" })
             .increment(1);
         if !resp.succeeded {
