@@ -412,6 +412,11 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// The process ids of the members, in order (for tests that pause one).
+    pub fn member_pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
     /// Endpoints for the DSS instance of member `i`: its own member first, then the others.
     pub fn endpoints_for(&self, i: usize) -> Vec<String> {
         let mut out = vec![self.client_urls[i].clone()];
