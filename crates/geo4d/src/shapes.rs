@@ -413,7 +413,7 @@ impl Polygon {
         if area_m2 < 1.0e-4 {
             return Err(GeoError::Degenerate);
         }
-        let mut bbox = polygon_box(&vertices, mean, corner_box);
+        let mut bbox = polygon_box(&vertices, &projected, mean, corner_box);
         // A polygon around a pole covers every longitude up to it.
         for pole in [90.0, -90.0] {
             let inside = gnomonic(center, LatLng { lat: pole, lng: 0.0 })
@@ -514,6 +514,11 @@ fn vertex_box(vertices: &[LatLng], mean: LatLng) -> GeoBox {
 /// WGS84's flattening (GeographicLib's value).
 const WGS84_FLATTENING: f64 = 1.0 / 298.257_223_563;
 
+/// Edges shorter than this (in the gnomonic plane) get the cheap bulge bound in `polygon_box`.
+const SHORT_EDGE_M: f64 = 50_000.0;
+/// Mean earth radius, for the short-edge bulge bound only.
+const SHORT_EDGE_EARTH_RADIUS_M: f64 = 6_371_008.8;
+
 /// Latitudes closer to a pole than this have no useful longitude: a box reaching them covers
 /// every longitude.
 const NEAR_POLE_LAT: f64 = 89.9;
@@ -534,13 +539,27 @@ const NEAR_POLE_LAT: f64 = 89.9;
 ///
 /// A polygon with a vertex at or near a pole, or with an edge over one, covers every longitude
 /// up to it (the pole-inside case is added by the caller).
-fn polygon_box(vertices: &[LatLng], mean: LatLng, mut b: GeoBox) -> GeoBox {
+fn polygon_box(vertices: &[LatLng], projected: &[P], mean: LatLng, mut b: GeoBox) -> GeoBox {
     let n = vertices.len();
     let one_minus_f = 1.0 - WGS84_FLATTENING;
     let continuous = |v: LatLng| mean.lng + wrap180(v.lng - mean.lng);
     let mut all_longitudes = false;
+    let mut short_bulge_deg: f64 = 0.0;
     for i in 0..n {
         let (p, q) = (vertices[i], vertices[(i + 1) % n]);
+        // A short edge (most of them) is bounded cheaply: it bows poleward by at most
+        // (L/R)²/8 · tan|φ| radians, doubled for safety, where its chord in the plane bounds L
+        // (the projection only stretches; 1% covers the ellipsoid), and it stays between its
+        // ends' longitudes unless it runs near a pole. Only long edges, or edges near a pole,
+        // pay for the geodesic solution below.
+        let (pp, pq) = (projected[i], projected[(i + 1) % n]);
+        let length_m = 1.01 * ((pp.0 - pq.0).powi(2) + (pp.1 - pq.1).powi(2)).sqrt();
+        let lat = p.lat.abs().max(q.lat.abs());
+        if length_m < SHORT_EDGE_M && lat < 85.0 {
+            let bulge_rad = (length_m / SHORT_EDGE_EARTH_RADIUS_M).powi(2) / 8.0 * lat.to_radians().tan() * 2.0;
+            short_bulge_deg = short_bulge_deg.max(bulge_rad.to_degrees());
+            continue;
+        }
         let (_s12, azi1, azi2, _a12): (f64, f64, f64, f64) = WGS84.inverse(p.lat, p.lng, q.lat, q.lng);
         let (a1, a2) = (azi1.to_radians(), azi2.to_radians());
         let (north, south) = (a1.cos() > 0.0 && a2.cos() < 0.0, a1.cos() < 0.0 && a2.cos() > 0.0);
@@ -563,7 +582,7 @@ fn polygon_box(vertices: &[LatLng], mean: LatLng, mut b: GeoBox) -> GeoBox {
         }
     }
     // Rounding in the geodesic solution is far below a micro-degree.
-    let margin = BOX_MARGIN_DEG + 1.0e-9 * (b.max_lat - b.min_lat);
+    let margin = BOX_MARGIN_DEG + short_bulge_deg + 1.0e-9 * (b.max_lat - b.min_lat);
     b.min_lat = (b.min_lat - margin).max(-90.0);
     b.max_lat = (b.max_lat + margin).min(90.0);
     b.min_lng -= BOX_MARGIN_DEG;

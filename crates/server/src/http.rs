@@ -211,7 +211,11 @@ struct BodyState {
 /// connection as waiting on its client while it arrives and hands itself back if dropped unread.
 struct TimedBody {
     inner: Option<hyper::body::Incoming>,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// When the body must have arrived.
+    due: tokio::time::Instant,
+    /// The timer, armed only once the body makes the app wait (most bodies arrive with their
+    /// head, and a timer per request costs more than the rest of this wrapper).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     state: Arc<BodyState>,
     conn: Arc<Conn>,
 }
@@ -221,7 +225,13 @@ impl TimedBody {
         use hyper::body::Body as _;
         let done = inner.is_end_stream();
         conn.body_pending.store(!done, Ordering::Release);
-        Self { inner: (!done).then_some(inner), deadline: Box::pin(tokio::time::sleep(timeout)), state, conn }
+        Self {
+            inner: (!done).then_some(inner),
+            due: tokio::time::Instant::now() + timeout,
+            deadline: None,
+            state,
+            conn,
+        }
     }
 
     fn finished(&mut self) {
@@ -255,7 +265,9 @@ impl hyper::body::Body for TimedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => {
-                if self.deadline.as_mut().poll(cx).is_ready() {
+                let due = self.due;
+                let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if deadline.as_mut().poll(cx).is_ready() {
                     self.state.timed_out.store(true, Ordering::Release);
                     self.finished();
                     return Poll::Ready(Some(Err("the request body did not arrive within the body timeout".into())));

@@ -12,7 +12,7 @@ use geo4d::{Match, Volume4D};
 use store::Stored;
 use tokio::sync::Semaphore;
 
-use crate::state::{exact_matches, search_cost, HasExtents};
+use crate::state::{exact_matches, Found, HasExtents};
 
 /// Estimated vertex visits above which a search's exact tests leave the request's thread
 /// (about a millisecond of work).
@@ -25,24 +25,32 @@ pub fn heavy_permits() -> usize {
 
 static HEAVY: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(heavy_permits())));
 
-/// The candidates matching `area` as `how` says; heavy work on the bounded pool.
+/// What a search found, decided: hits as they are, heavy candidates on the bounded pool.
 pub async fn matches<T: HasExtents + Send + Sync + 'static>(
     area: &[Volume4D],
     how: Match,
-    candidates: Vec<Stored<T>>,
+    found: Found<T>,
 ) -> Vec<Stored<T>> {
-    if search_cost(area, &candidates) < HEAVY_SEARCH_COST || tokio::runtime::Handle::try_current().is_err() {
-        return exact_matches(area, how, candidates);
+    let candidates = match found {
+        Found::Hits(hits) => return hits,
+        Found::Heavy(candidates) => candidates,
+    };
+    let decide = move |area: &[Volume4D], candidates: &[Stored<T>]| -> Vec<Stored<T>> {
+        let refs: Vec<&Stored<T>> = candidates.iter().collect();
+        exact_matches(area, how, &refs).into_iter().cloned().collect()
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return decide(area, &candidates);
     }
     let permit = match HEAVY.clone().acquire_owned().await {
         Ok(p) => p,
         // The semaphore is never closed; if it were, the work still has to be done.
-        Err(_) => return exact_matches(area, how, candidates),
+        Err(_) => return decide(area, &candidates),
     };
     let area = area.to_vec();
     let work = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        exact_matches(&area, how, candidates)
+        decide(&area, &candidates)
     });
     match work.await {
         Ok(found) => found,

@@ -675,8 +675,8 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
-        let candidates = self.read(|s| s.intents.candidates(area, how)).await?;
-        Ok(heavy::matches(area, how, candidates).await)
+        let found = self.read(|s| s.intents.find(area, how)).await?;
+        Ok(heavy::matches(area, how, found).await)
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
@@ -688,8 +688,8 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<Constraint>>, StoreError> {
-        let candidates = self.read(|s| s.constraints.candidates(area, how)).await?;
-        Ok(heavy::matches(area, how, candidates).await)
+        let found = self.read(|s| s.constraints.find(area, how)).await?;
+        Ok(heavy::matches(area, how, found).await)
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
@@ -701,8 +701,8 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<Subscription>>, StoreError> {
-        let candidates = self.read(|s| s.subscriptions.candidates(area, how)).await?;
-        Ok(heavy::matches(area, how, candidates).await)
+        let found = self.read(|s| s.subscriptions.find(area, how)).await?;
+        Ok(heavy::matches(area, how, found).await)
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {

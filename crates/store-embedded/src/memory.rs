@@ -10,6 +10,8 @@ use store::{Key, Revision, StoreError, Stored, Write};
 
 use crate::state::State;
 
+pub use crate::state::Found;
+
 /// Entities and their indexes, changed only by [`MemoryIndex::apply`].
 #[derive(Default)]
 pub struct MemoryIndex {
@@ -63,16 +65,16 @@ impl MemoryIndex {
     pub fn availability(&self, uss: &str) -> Option<Stored<AvailabilityRecord>> {
         self.state.availability.get(uss).cloned()
     }
-    /// Index candidates only (cheap; take them under the lock), to be decided by
-    /// [`crate::heavy::matches`] outside it.
-    pub fn candidate_intents(&self, area: &[Volume4D], how: Match) -> Vec<Stored<OperationalIntent>> {
-        self.state.intents.candidates(area, how)
+    /// A search decided here when cheap, else its candidates, to be decided by
+    /// [`crate::heavy::matches`] outside the caller's lock.
+    pub fn find_intents(&self, area: &[Volume4D], how: Match) -> Found<OperationalIntent> {
+        self.state.intents.find(area, how)
     }
-    pub fn candidate_constraints(&self, area: &[Volume4D], how: Match) -> Vec<Stored<Constraint>> {
-        self.state.constraints.candidates(area, how)
+    pub fn find_constraints(&self, area: &[Volume4D], how: Match) -> Found<Constraint> {
+        self.state.constraints.find(area, how)
     }
-    pub fn candidate_subscriptions(&self, area: &[Volume4D], how: Match) -> Vec<Stored<Subscription>> {
-        self.state.subscriptions.candidates(area, how)
+    pub fn find_subscriptions(&self, area: &[Volume4D], how: Match) -> Found<Subscription> {
+        self.state.subscriptions.find(area, how)
     }
     pub fn search_intents(&self, area: &[Volume4D], how: Match) -> Vec<Stored<OperationalIntent>> {
         self.state.intents.search(area, how)

@@ -278,13 +278,26 @@ impl<T: HasExtents> Table<T> {
     /// Rows with a volume matching a volume of `area` (exactly, or by relevance: the query's
     /// envelopes are then widened by its reach); each row once.
     pub(crate) fn search(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<Stored<T>> {
-        exact_matches(area, how, self.candidates(area, how))
+        let candidates = self.candidate_refs(area, how);
+        exact_matches(area, how, &candidates).into_iter().cloned().collect()
+    }
+
+    /// A search as the store serves it: decided here, under the store's read lock, when its
+    /// exact tests are cheap ([`Found::Hits`], the usual case: nothing is cloned but the hits);
+    /// else the candidates, to be decided on the bounded pool for heavy work outside the lock
+    /// ([`Found::Heavy`], see `heavy`).
+    pub(crate) fn find(&self, area: &[Volume4D], how: geo4d::Match) -> Found<T> {
+        let candidates = self.candidate_refs(area, how);
+        if search_cost(area, &candidates) < crate::heavy::HEAVY_SEARCH_COST {
+            Found::Hits(exact_matches(area, how, &candidates).into_iter().cloned().collect())
+        } else {
+            Found::Heavy(candidates.into_iter().cloned().collect())
+        }
     }
 
     /// Rows whose index entries meet the envelopes of `area` (as [`Self::search`] widens them),
-    /// each once, before any exact test: the cheap part of a search, done under the store's
-    /// read lock; [`exact_matches`] decides, outside it.
-    pub(crate) fn candidates(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<Stored<T>> {
+    /// each once, before any exact test.
+    fn candidate_refs(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<&Stored<T>> {
         // Hits are few (a handful per query): a sorted vector dedups them cheaper than a set.
         let mut candidates: Vec<&Stored<T>> = Vec::new();
         for e in area.iter().flat_map(|v| v.envelopes_for(how)) {
@@ -293,13 +306,19 @@ impl<T: HasExtents> Table<T> {
         }
         candidates.sort_unstable_by_key(|c| Arc::as_ptr(&c.value));
         candidates.dedup_by(|a, b| Arc::ptr_eq(&a.value, &b.value));
-        candidates.into_iter().cloned().collect()
+        candidates
     }
+}
+
+/// What a search found: its hits, or candidates too costly to decide where it ran.
+pub enum Found<T> {
+    Hits(Vec<Stored<T>>),
+    Heavy(Vec<Stored<T>>),
 }
 
 /// The work an exact search of `candidates` against `area` costs, in vertex visits: each
 /// candidate volume is tested against the prepared area (its vertices and the area's).
-pub fn search_cost<T: HasExtents>(area: &[Volume4D], candidates: &[Stored<T>]) -> u64 {
+pub fn search_cost<T: HasExtents>(area: &[Volume4D], candidates: &[&Stored<T>]) -> u64 {
     let area_vertices = model::vertex_count(area) as u64 + 8;
     candidates
         .iter()
@@ -308,32 +327,35 @@ pub fn search_cost<T: HasExtents>(area: &[Volume4D], candidates: &[Stored<T>]) -
 }
 
 /// The candidates that match `area` exactly, or by relevance (`how`).
-pub fn exact_matches<T: HasExtents>(
+pub fn exact_matches<'a, T: HasExtents>(
     area: &[Volume4D],
     how: geo4d::Match,
-    candidates: Vec<Stored<T>>,
-) -> Vec<Stored<T>> {
+    candidates: &[&'a Stored<T>],
+) -> Vec<&'a Stored<T>> {
     // Each candidate is a chain of cache misses (row, its volumes, their plane points) on a
     // loaded server. Touch every candidate's next link before testing any, so the misses of
     // independent candidates overlap instead of waiting one behind the other.
     let mut sink = 0.0;
-    for c in &candidates {
+    for c in candidates {
         sink += c.value.extents().len() as f64;
     }
-    for c in &candidates {
+    for c in candidates {
         sink += c.value.extents().first().map_or(0.0, |v| v.altitude.lower_m().unwrap_or(0.0));
     }
-    for c in &candidates {
+    for c in candidates {
         sink += c.value.extents().iter().map(|v| v.footprint.touch_plane()).sum::<f64>();
     }
     std::hint::black_box(sink);
     let prepared = geo4d::PreparedArea::new(area);
     match how {
-        geo4d::Match::Exact => candidates.into_iter().filter(|r| prepared.intersects_any(r.value.extents())).collect(),
+        geo4d::Match::Exact => {
+            candidates.iter().copied().filter(|r| prepared.intersects_any(r.value.extents())).collect()
+        }
         // What intersects is relevant (the cheap prepared test first); the rest is decided by
         // the hulls.
         geo4d::Match::Relevant { margin_m } => candidates
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|r| {
                 let extents = r.value.extents();
                 prepared.intersects_any(extents)

@@ -875,8 +875,8 @@ impl Store for EtcdStore {
         area: &[Volume4D],
         how: Match,
     ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
-        let candidates = self.read(|i| i.candidate_intents(area, how));
-        Ok(store_embedded::heavy::matches(area, how, candidates).await)
+        let found = self.read(|i| i.find_intents(area, how));
+        Ok(store_embedded::heavy::matches(area, how, found).await)
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
@@ -884,8 +884,8 @@ impl Store for EtcdStore {
     }
 
     async fn search_constraints(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<Constraint>>, StoreError> {
-        let candidates = self.read(|i| i.candidate_constraints(area, how));
-        Ok(store_embedded::heavy::matches(area, how, candidates).await)
+        let found = self.read(|i| i.find_constraints(area, how));
+        Ok(store_embedded::heavy::matches(area, how, found).await)
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
@@ -897,8 +897,8 @@ impl Store for EtcdStore {
         area: &[Volume4D],
         how: Match,
     ) -> Result<Vec<Stored<Subscription>>, StoreError> {
-        let candidates = self.read(|i| i.candidate_subscriptions(area, how));
-        Ok(store_embedded::heavy::matches(area, how, candidates).await)
+        let found = self.read(|i| i.find_subscriptions(area, how));
+        Ok(store_embedded::heavy::matches(area, how, found).await)
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {
