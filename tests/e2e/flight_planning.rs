@@ -56,8 +56,13 @@ pub(crate) fn upsert(usage: &str, uas: &str, area: Value, priority: i32, style: 
 }
 
 async fn dss_intents(cluster: &Cluster, manager: &str) -> Vec<Value> {
+    dss_intents_in(cluster, manager, area(0.0, 3000.0, -30, 7200)).await
+}
+
+/// References of `manager` the DSS holds in the first volume of `area`.
+async fn dss_intents_in(cluster: &Cluster, manager: &str, area: Value) -> Vec<Value> {
     let tok = cluster.token("observer", "utm.strategic_coordination").await;
-    let body = json!({"area_of_interest": area(0.0, 3000.0, -30, 7200)[0].clone()});
+    let body = json!({"area_of_interest": area[0].clone()});
     let (s, r) = crate::harness::call(
         "POST",
         &format!("{}/dss/v1/operational_intent_references/query", cluster.dss.url),
@@ -260,23 +265,7 @@ async fn qualification_interface_plans_activates_conflicts_and_clears() {
 /// References of `manager` the DSS holds around the test area at any time from an hour ago to
 /// 40 days ahead.
 async fn dss_intents_any_time(cluster: &Cluster, manager: &str) -> Vec<Value> {
-    let tok = cluster.token("observer", "utm.strategic_coordination").await;
-    let body = json!({"area_of_interest": area(0.0, 5000.0, -3600, 40 * 86_400)[0].clone()});
-    let (s, r) = crate::harness::call(
-        "POST",
-        &format!("{}/dss/v1/operational_intent_references/query", cluster.dss.url),
-        Some(&tok),
-        Some(&body),
-    )
-    .await;
-    assert_eq!(s, 200, "{r}");
-    r["operational_intent_references"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|i| i["manager"] == manager)
-        .cloned()
-        .collect()
+    dss_intents_in(cluster, manager, area(0.0, 5000.0, -3600, 40 * 86_400)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

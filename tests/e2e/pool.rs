@@ -68,30 +68,26 @@ impl Pool {
 
     /// The process id of etcd member `i` (found by its data directory).
     fn member_pid(&self, i: usize) -> u32 {
-        let needle = self.dir.path().join(format!("etcd-{i}")).to_string_lossy().to_string();
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.starts_with("etcd ") && cmdline.contains(&needle) {
-                return pid;
-            }
-        }
-        panic!("no process for etcd member {i}");
+        self.pid_of(&format!("etcd-{i}"), |cmdline| cmdline.starts_with("etcd "))
     }
 
     /// The process id of DSS instance `i` (found by its data directory).
     fn instance_pid(&self, i: usize) -> u32 {
-        let needle = self.dir.path().join(format!("dss-{i}")).to_string_lossy().to_string();
+        self.pid_of(&format!("dss-{i}"), |cmdline| cmdline.contains(" dss "))
+    }
+
+    /// The process whose command line names `DIR/sub` and passes `is`.
+    fn pid_of(&self, sub: &str, is: impl Fn(&str) -> bool) -> u32 {
+        let needle = self.dir.path().join(sub).to_string_lossy().to_string();
         for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(" dss ") && cmdline.contains(&needle) {
+            if is(&cmdline) && cmdline.contains(&needle) {
                 return pid;
             }
         }
-        panic!("no process for DSS instance {i}");
+        panic!("no process for {sub}");
     }
 
     /// The index of the member that is the Raft leader now (waiting for an election, bounded).

@@ -76,15 +76,6 @@ impl MemoryIndex {
     pub fn find_subscriptions(&self, area: &[Volume4D], how: Match) -> Found<Subscription> {
         self.state.subscriptions.find(area, how)
     }
-    pub fn search_intents(&self, area: &[Volume4D], how: Match) -> Vec<Stored<OperationalIntent>> {
-        self.state.intents.search(area, how)
-    }
-    pub fn search_constraints(&self, area: &[Volume4D], how: Match) -> Vec<Stored<Constraint>> {
-        self.state.constraints.search(area, how)
-    }
-    pub fn search_subscriptions(&self, area: &[Volume4D], how: Match) -> Vec<Stored<Subscription>> {
-        self.state.subscriptions.search(area, how)
-    }
     pub fn dependents(&self, subscription: Uuid) -> Vec<Uuid> {
         self.state.dependents.get(&subscription).map(|d| d.iter().copied().collect()).unwrap_or_default()
     }

@@ -276,13 +276,7 @@ impl<T: HasExtents> Table<T> {
     }
 
     /// Rows with a volume matching a volume of `area` (exactly, or by relevance: the query's
-    /// envelopes are then widened by its reach); each row once.
-    pub(crate) fn search(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<Stored<T>> {
-        let candidates = self.candidate_refs(area, how);
-        exact_matches(area, how, &candidates).into_iter().cloned().collect()
-    }
-
-    /// A search as the store serves it: decided here, under the store's read lock, when its
+    /// envelopes are then widened by its reach), each row once, as the store serves them: decided here, under the store's read lock, when its
     /// exact tests are cheap ([`Found::Hits`], the usual case: nothing is cloned but the hits);
     /// else the candidates, to be decided on the bounded pool for heavy work outside the lock
     /// ([`Found::Heavy`], see `heavy`).
@@ -295,7 +289,19 @@ impl<T: HasExtents> Table<T> {
         }
     }
 
-    /// Rows whose index entries meet the envelopes of `area` (as [`Self::search`] widens them),
+    /// [`Self::find`], decided in place whatever its cost (the tests' view of a search).
+    #[cfg(test)]
+    pub(crate) fn search(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<Stored<T>> {
+        match self.find(area, how) {
+            Found::Hits(hits) => hits,
+            Found::Heavy(candidates) => {
+                let refs: Vec<&Stored<T>> = candidates.iter().collect();
+                exact_matches(area, how, &refs).into_iter().cloned().collect()
+            }
+        }
+    }
+
+    /// Rows whose index entries meet the envelopes of `area` (as [`Self::find`] widens them),
     /// each once, before any exact test.
     fn candidate_refs(&self, area: &[Volume4D], how: geo4d::Match) -> Vec<&Stored<T>> {
         // Hits are few (a handful per query): a sorted vector dedups them cheaper than a set.
