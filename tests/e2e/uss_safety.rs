@@ -115,24 +115,32 @@ async fn fake_peer(behaviour: Behaviour) -> (String, Arc<tokio::sync::Notify>) {
 
 /// Well-formed details of `id` that claim `alpha` as manager (the DSS records `mallory`).
 fn impostor_details(id: &str) -> Value {
-    let t = |s: i64| crate::harness::rfc3339(s);
-    json!({"operational_intent": {
-        "reference": {"id": id, "manager": "alpha", "uss_availability": "Unknown", "version": 1, "state": "Accepted",
-                      "ovn": "forged-ovn-forged-ovn", "time_start": t(0), "time_end": t(3600),
-                      "uss_base_url": "http://127.0.0.1:9", "subscription_id": new_id()},
-        "details": {"volumes": [crate::harness::circle(10.0, 10.0, 50.0, 0, 3600)], "off_nominal_volumes": [], "priority": 0}
-    }})
+    details(id, "alpha", "forged-ovn-forged-ovn", (10.0, 10.0, 50.0), (0, 3600), (0, 3600))
 }
 
 /// Valid details of `id` as `gamma` (the manager the DSS records) would serve them: a 300 m
 /// circle at (47, 8.2) within the reference's times (600 s to 1800 s from when it was written).
 fn gamma_details(id: &str) -> Value {
+    details(id, "gamma", "gamma-ovn-gamma-ovn-gamma", (47.0, 8.2, 300.0), (600, 1790), (610, 1790))
+}
+
+/// Details of `id` naming `manager`, with one circle (lat, lng, radius) over `volume` seconds
+/// from now and a reference over `reference` seconds.
+fn details(
+    id: &str,
+    manager: &str,
+    ovn: &str,
+    circle: (f64, f64, f64),
+    reference: (i64, i64),
+    volume: (i64, i64),
+) -> Value {
     let t = |s: i64| crate::harness::rfc3339(s);
+    let (lat, lng, r) = circle;
     json!({"operational_intent": {
-        "reference": {"id": id, "manager": "gamma", "uss_availability": "Unknown", "version": 1, "state": "Accepted",
-                      "ovn": "gamma-ovn-gamma-ovn-gamma", "time_start": t(600), "time_end": t(1790),
+        "reference": {"id": id, "manager": manager, "uss_availability": "Unknown", "version": 1, "state": "Accepted",
+                      "ovn": ovn, "time_start": t(reference.0), "time_end": t(reference.1),
                       "uss_base_url": "http://127.0.0.1:9", "subscription_id": new_id()},
-        "details": {"volumes": [crate::harness::circle(47.0, 8.2, 300.0, 610, 1790)], "off_nominal_volumes": [], "priority": 0}
+        "details": {"volumes": [crate::harness::circle(lat, lng, r, volume.0, volume.1)], "off_nominal_volumes": [], "priority": 0}
     }})
 }
 
