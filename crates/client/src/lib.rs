@@ -161,6 +161,10 @@ impl DssClient {
         self.send(reqwest::Method::PUT, &paths::entity(paths::SUBSCRIPTIONS, id, version), Some(body)).await
     }
 
+    pub async fn get_subscription(&self, id: &str) -> Result<GetSubscriptionResponse> {
+        self.send::<(), _>(reqwest::Method::GET, &paths::entity(paths::SUBSCRIPTIONS, id, None), None).await
+    }
+
     pub async fn delete_subscription(&self, id: &str, version: &str) -> Result<DeleteSubscriptionResponse> {
         self.send::<(), _>(reqwest::Method::DELETE, &format!("/dss/v1/subscriptions/{id}/{version}"), None).await
     }

@@ -151,8 +151,15 @@ impl OperationalIntent {
     /// Accepted intents of a USS marked Down (the reference DSS's `RequiresKey`, per F3548 SCD0100
     /// family: a Down USS's not-yet-flying plans must not block the airspace).
     pub fn must_appear_in_keys(&self, manager_availability: UssAvailability) -> bool {
-        !(manager_availability == UssAvailability::Down && self.state == OperationalIntentState::Accepted)
+        intent_must_appear_in_keys(self.state, manager_availability)
     }
+}
+
+/// The rule of [`OperationalIntent::must_appear_in_keys`] on its two inputs, for those who hold
+/// a reference rather than the DSS's entity (a participant deciding which intents it must
+/// deconflict with: the same set).
+pub fn intent_must_appear_in_keys(state: OperationalIntentState, manager_availability: UssAvailability) -> bool {
+    !(manager_availability == UssAvailability::Down && state == OperationalIntentState::Accepted)
 }
 
 /// A reference to a constraint held by its manager's USS.

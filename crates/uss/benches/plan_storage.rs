@@ -36,7 +36,8 @@ fn per_entity(n: usize) -> f64 {
     let bodies: Vec<(String, String)> =
         (0..n).map(|i| (format!("{i:08}"), serde_json::to_string(&record(i)).expect("json"))).collect();
     for chunk in bodies.chunks(10_000) {
-        let writes: Vec<Write<'_>> = chunk.iter().map(|(id, b)| Write::Put(Table::OwnIntents, id, b.clone())).collect();
+        let writes: Vec<Write> =
+            chunk.iter().map(|(id, b)| Write::Put(Table::OwnIntents, id.clone(), b.clone())).collect();
         db.apply(&writes).expect("preload");
     }
     let started = Instant::now();
@@ -44,7 +45,8 @@ fn per_entity(n: usize) -> f64 {
         let id = format!("plan-{p}");
         let body = serde_json::to_string(&record(n + p)).expect("json");
         db.put(Table::Pending, &id, &serde_json::json!({"id": id, "change": {"kind": "delete_intent"}})).expect("wal");
-        db.apply(&[Write::Put(Table::OwnIntents, &id, body), Write::Delete(Table::Pending, &id)]).expect("outcome");
+        db.apply(&[Write::Put(Table::OwnIntents, id.clone(), body), Write::Delete(Table::Pending, id.clone())])
+            .expect("outcome");
     }
     started.elapsed().as_secs_f64() * 1e6 / PLANS as f64
 }

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::records::Received;
+use crate::entities::Received;
 
 /// Most notifications kept in the history, and most bytes of them.
 pub const MAX_NOTIFICATIONS: i64 = 10_000;
@@ -23,6 +23,12 @@ pub const MAX_NOTIFICATION_BYTES: i64 = 8 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct DbError(String);
+
+impl DbError {
+    pub fn new(message: impl Into<String>) -> Self {
+        DbError(message.into())
+    }
+}
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
@@ -82,9 +88,17 @@ impl Table {
 }
 
 /// One write of a transaction.
-pub enum Write<'a> {
-    Put(Table, &'a str, String),
-    Delete(Table, &'a str),
+#[derive(Debug, Clone)]
+pub enum Write {
+    Put(Table, String, String),
+    Delete(Table, String),
+    /// Deletes all but the `keep` rows with the greatest ids.
+    KeepNewest(Table, usize),
+    /// Appends a notification to the history (JSON body), trimming it to its bounds.
+    Notification {
+        at_us: i64,
+        body: String,
+    },
 }
 
 pub struct Db {
@@ -138,80 +152,48 @@ impl Db {
     }
 
     pub fn put(&self, table: Table, id: &str, value: &impl Serialize) -> Result<(), DbError> {
-        self.apply(&[Write::Put(table, id, serde_json::to_string(value)?)])
-    }
-
-    /// Deletes all but the `keep` rows with the greatest ids.
-    pub fn keep_newest(&self, table: Table, keep: usize) -> Result<(), DbError> {
-        let conn = self.conn.lock();
-        let n = i64::try_from(keep).unwrap_or(i64::MAX);
-        conn.execute(
-            &format!(
-                "DELETE FROM {t} WHERE id NOT IN (SELECT id FROM {t} ORDER BY id DESC LIMIT ?1)",
-                t = table.name()
-            ),
-            params![n],
-        )?;
-        Ok(())
+        self.apply(&[Write::Put(table, id.to_owned(), serde_json::to_string(value)?)])
     }
 
     pub fn delete(&self, table: Table, id: &str) -> Result<(), DbError> {
-        self.apply(&[Write::Delete(table, id)])
+        self.apply(&[Write::Delete(table, id.to_owned())])
     }
 
     /// Applies `writes` atomically and durably.
-    pub fn apply(&self, writes: &[Write<'_>]) -> Result<(), DbError> {
+    pub fn apply(&self, writes: &[Write]) -> Result<(), DbError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         for w in writes {
-            match w {
-                Write::Put(t, id, body) => {
-                    tx.execute(
-                        &format!("INSERT INTO {} (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body", t.name()),
-                        params![id, body],
-                    )?;
-                }
-                Write::Delete(t, id) => {
-                    tx.execute(&format!("DELETE FROM {} WHERE id = ?1", t.name()), params![id])?;
-                }
-            }
+            apply_one(&tx, w)?;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Applies several independent groups of writes, in order, each atomically and durably:
+    /// all in one transaction (one sync) when that succeeds, else each group in its own, so one
+    /// failing group costs only its own writes.
+    pub fn apply_groups(&self, groups: &[&[Write]]) -> Vec<Result<(), DbError>> {
+        if groups.len() > 1 {
+            let together = (|| {
+                let mut conn = self.conn.lock();
+                let tx = conn.transaction()?;
+                for w in groups.iter().flat_map(|g| g.iter()) {
+                    apply_one(&tx, w)?;
+                }
+                tx.commit()?;
+                Ok::<(), DbError>(())
+            })();
+            if together.is_ok() {
+                return groups.iter().map(|_| Ok(())).collect();
+            }
+        }
+        groups.iter().map(|g| self.apply(g)).collect()
     }
 
     pub fn count(&self, table: Table) -> Result<i64, DbError> {
         let conn = self.conn.lock();
         Ok(conn.query_row(&format!("SELECT COUNT(*) FROM {}", table.name()), [], |r| r.get(0))?)
-    }
-
-    /// Appends a notification and trims the history to its bounds (count and bytes), oldest
-    /// first, in the same transaction.
-    pub fn add_notification(&self, at_us: i64, n: &Received) -> Result<(), DbError> {
-        let body = serde_json::to_string(n)?;
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO notifications (at_us, bytes, body) VALUES (?1, ?2, ?3)",
-            params![at_us, body.len() as i64, body],
-        )?;
-        tx.execute(
-            "DELETE FROM notifications WHERE seq <= (SELECT seq FROM notifications ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
-            params![MAX_NOTIFICATIONS],
-        )?;
-        let total: i64 = tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM notifications", [], |r| r.get(0))?;
-        if total > MAX_NOTIFICATION_BYTES {
-            // Remove the oldest rows, up to and including the one that brings the total under
-            // the bound (each row whose predecessors' sum is still short of the excess).
-            tx.execute(
-                "DELETE FROM notifications WHERE seq IN (
-                     SELECT seq FROM (SELECT seq, bytes, SUM(bytes) OVER (ORDER BY seq) AS running FROM notifications)
-                     WHERE running - bytes < ?1)",
-                params![total - MAX_NOTIFICATION_BYTES],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
     }
 
     /// Notifications received in `[after_us, before_us)`, oldest first, at most `limit`;
@@ -247,6 +229,60 @@ impl Db {
     }
 }
 
+fn apply_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<(), DbError> {
+    match w {
+        Write::Put(t, id, body) => {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                    t.name()
+                ),
+                params![id, body],
+            )?;
+        }
+        Write::Delete(t, id) => {
+            tx.execute(&format!("DELETE FROM {} WHERE id = ?1", t.name()), params![id])?;
+        }
+        Write::KeepNewest(t, keep) => {
+            let n = i64::try_from(*keep).unwrap_or(i64::MAX);
+            tx.execute(
+                &format!(
+                    "DELETE FROM {t} WHERE id NOT IN (SELECT id FROM {t} ORDER BY id DESC LIMIT ?1)",
+                    t = t.name()
+                ),
+                params![n],
+            )?;
+        }
+        Write::Notification { at_us, body } => {
+            tx.execute(
+                "INSERT INTO notifications (at_us, bytes, body) VALUES (?1, ?2, ?3)",
+                params![at_us, body.len() as i64, body],
+            )?;
+            tx.execute(
+                "DELETE FROM notifications WHERE seq <= (SELECT seq FROM notifications ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+                params![MAX_NOTIFICATIONS],
+            )?;
+            let total: i64 = tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM notifications", [], |r| r.get(0))?;
+            if total > MAX_NOTIFICATION_BYTES {
+                // Remove the oldest rows, up to and including the one that brings the total
+                // under the bound (each row whose predecessors' sum is still short of the excess).
+                tx.execute(
+                    "DELETE FROM notifications WHERE seq IN (
+                         SELECT seq FROM (SELECT seq, bytes, SUM(bytes) OVER (ORDER BY seq) AS running FROM notifications)
+                         WHERE running - bytes < ?1)",
+                    params![total - MAX_NOTIFICATION_BYTES],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A notification as a history write.
+pub fn notification_write(at_us: i64, n: &Received) -> Result<Write, DbError> {
+    Ok(Write::Notification { at_us, body: serde_json::to_string(n)? })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,8 +308,11 @@ mod tests {
             db.put(Table::OwnIntents, "a", &serde_json::json!({"v": 1})).expect("put");
             db.put(Table::OwnIntents, "b", &serde_json::json!({"v": 2})).expect("put");
             db.put(Table::OwnIntents, "a", &serde_json::json!({"v": 3})).expect("overwrite");
-            db.apply(&[Write::Delete(Table::OwnIntents, "b"), Write::Put(Table::Pending, "p", "{}".into())])
-                .expect("transaction");
+            db.apply(&[
+                Write::Delete(Table::OwnIntents, "b".into()),
+                Write::Put(Table::Pending, "p".into(), "{}".into()),
+            ])
+            .expect("transaction");
         }
         let db = Db::open(dir.path()).expect("reopen");
         let rows: Vec<(String, serde_json::Value)> = db.load_all(Table::OwnIntents).expect("load");
@@ -286,7 +325,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).expect("open");
         for i in 0..(MAX_NOTIFICATIONS as usize + 50) {
-            db.add_notification(i as i64, &received(i, 0)).expect("add");
+            db.apply(&[notification_write(i as i64, &received(i, 0)).expect("encode")]).expect("add");
         }
         let (count, _) = db.notification_stats().expect("stats");
         assert_eq!(count, MAX_NOTIFICATIONS);
@@ -305,7 +344,8 @@ mod tests {
         );
         // Large notifications are bounded by bytes.
         for i in 0..200 {
-            db.add_notification(1_000_000 + i, &received(i as usize, 100_000)).expect("add large");
+            db.apply(&[notification_write(1_000_000 + i, &received(i as usize, 100_000)).expect("encode")])
+                .expect("add large");
         }
         let (_, bytes) = db.notification_stats().expect("stats");
         assert!(bytes <= MAX_NOTIFICATION_BYTES, "{bytes} bytes kept");

@@ -16,6 +16,10 @@ pub enum UssError {
     /// Bad input: the message names the field (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A priority this participant does not grant (`--max-priority`; 400, `NotSupported` on the
+    /// flight_planning interface).
+    #[error("{0}")]
+    PriorityNotAllowed(String),
     /// A plan whose times make it unplannable (the planner's rule; 400, `Rejected` on the
     /// flight_planning interface). Nothing was asked of the DSS.
     #[error("{0}")]
@@ -60,10 +64,10 @@ impl UssError {
     /// What a failed DSS call means to our caller, keeping the DSS's meaning: its rate limit or
     /// its unavailability is a 503 with `Retry-After` (not a bare 502), a refusal of what the
     /// caller asked for (400, 413) stays a 400 with the DSS's reason, anything else is a 502.
-    pub fn from_dss(what: &str, e: client::ClientError) -> Self {
-        use client::ClientError;
+    pub fn from_dss(what: &str, e: crate::ports::DssFailure) -> Self {
+        use crate::ports::DssFailure;
         match e {
-            ClientError::Busy { status, message, retry_after_s } => {
+            DssFailure::Busy { status, message, retry_after_s } => {
                 let why = if status == 429 {
                     format!("the DSS's rate limit for this participant's requests was reached (HTTP 429: {message})")
                 } else {
@@ -72,7 +76,7 @@ impl UssError {
                 let retry_after_s = retry_after_s.unwrap_or(1).clamp(1, 300);
                 UssError::DssBusy { message: format!("{what}: {why}; try again in {retry_after_s} s"), retry_after_s }
             }
-            ClientError::Status { status: 400 | 413, message } => {
+            DssFailure::Refused { message, .. } => {
                 UssError::DssRefused(format!("{what}: the DSS refused the request: {message}"))
             }
             other => UssError::Upstream(format!("{what}: {other}")),
@@ -100,7 +104,10 @@ impl UssError {
         match self {
             UssError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             UssError::Forbidden(_) => StatusCode::FORBIDDEN,
-            UssError::BadRequest(_) | UssError::InvalidPlan(_) | UssError::DssRefused(_) => StatusCode::BAD_REQUEST,
+            UssError::BadRequest(_)
+            | UssError::PriorityNotAllowed(_)
+            | UssError::InvalidPlan(_)
+            | UssError::DssRefused(_) => StatusCode::BAD_REQUEST,
             UssError::NotFound(_) => StatusCode::NOT_FOUND,
             UssError::Busy(_) => StatusCode::CONFLICT,
             UssError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -25,10 +25,11 @@ use model::OperationalIntentState;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::db::Table;
+use crate::db::{Table, Write};
+use crate::entities::OwnIntent;
 use crate::error::UssError;
-use crate::operator::PlanOutcome;
-use crate::{now, Uss};
+use crate::operator::{Outcome, PlanOutcome};
+use crate::Uss;
 
 type St = State<Arc<Uss>>;
 type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
@@ -116,7 +117,7 @@ fn answer(result: &str, status: &str, notes: Option<String>) -> PlanningResponse
 
 /// The user's flight plan with its area replaced by what was planned (the wire form served to
 /// peers, from the same conversion).
-fn as_planned(request: &FlightPlanIn, own: &crate::records::OwnIntent) -> serde_json::Value {
+fn as_planned(request: &FlightPlanIn, own: &OwnIntent) -> serde_json::Value {
     let mut plan = request.raw.clone();
     let area = serde_json::to_value(api::extents_to_wire(&own.volumes)).unwrap_or_default();
     if let Some(info) = plan.get_mut("basic_information").and_then(|b| b.as_object_mut()) {
@@ -161,42 +162,113 @@ fn flight_plan_id(id: &str) -> Result<(), UssError> {
 }
 
 impl Uss {
-    fn flight_plan(&self, id: &str) -> Result<Option<FlightPlanRecord>, UssError> {
-        Ok(self.db.get(Table::FlightPlans, id)?)
+    pub(crate) fn own_intent(&self, id: &str) -> Option<OwnIntent> {
+        self.records.own::<OwnIntent>(id)
+    }
+
+    async fn flight_plan(&self, id: &str) -> Result<Option<FlightPlanRecord>, UssError> {
+        Ok(self.records.get(Table::FlightPlans, id).await?)
+    }
+
+    async fn keep_flight_plan(&self, id: &str, record: &FlightPlanRecord) -> Result<(), UssError> {
+        Ok(self.records.put(Table::FlightPlans, id, record).await?)
+    }
+
+    async fn forget_flight_plan(&self, id: &str) -> Result<(), UssError> {
+        Ok(self.records.delete(Table::FlightPlans, id).await?)
+    }
+
+    /// What the user was told in `[after, before]` (microseconds), oldest first.
+    async fn user_notices(&self, after: i64, before: i64) -> Result<Vec<UserNotice>, UssError> {
+        let mut notices: Vec<UserNotice> = self
+            .records
+            .load_all::<UserNotice>(Table::UserNotifications)
+            .await?
+            .into_iter()
+            .map(|(_, n)| n)
+            .filter(|n| (after..=before).contains(&n.at_us))
+            .collect();
+        notices.sort_by_key(|n| n.at_us);
+        Ok(notices)
+    }
+
+    /// Ends every intent this interface created that meets `extent` (never one the operator
+    /// planned), removes any DSS reference of ours there that no record of ours explains, and
+    /// closes the flight plans whose intent is gone. Returns how many intents were ended and
+    /// what could not be.
+    async fn clear_area(self: &Arc<Self>, extent: &geo4d::Volume4D) -> Result<(usize, Vec<String>), UssError> {
+        let ours: std::collections::HashSet<String> = self
+            .records
+            .load_all::<FlightPlanRecord>(Table::FlightPlans)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r.intent_id)
+            .collect();
+        let doomed: Vec<String> = self.records.read(|m| {
+            m.own_intents
+                .values()
+                .filter(|o| ours.contains(&o.reference.id))
+                .filter(|o| o.all_volumes().any(|v| v.intersects(extent)))
+                .map(|o| o.reference.id.clone())
+                .collect()
+        });
+        let mut failures = Vec::new();
+        for id in &doomed {
+            if let Err(e) = self.end(id).await {
+                failures.push(format!("{id}: {e}"));
+            }
+        }
+        self.remove_orphans(std::slice::from_ref(extent)).await;
+        let plans = self.records.load_all::<FlightPlanRecord>(Table::FlightPlans).await?;
+        for (fp, r) in plans {
+            if self.own_intent(&r.intent_id).is_none() {
+                self.forget_flight_plan(&fp).await?;
+            }
+        }
+        Ok((doomed.len(), failures))
     }
 
     /// Records something the user is told; bounded.
-    pub(crate) fn notify_user(&self, conflicts: &str, message: String) {
-        let at = now();
+    pub(crate) async fn notify_user(&self, conflicts: &str, message: String) {
+        let at = self.now();
         let notice = UserNotice {
             at_us: at.micros(),
-            observed_at: crate::now_text(),
+            observed_at: self.now_text(),
             conflicts: conflicts.into(),
             message: message.clone(),
         };
-        let key = format!("{:020}-{}", at.micros(), uuid::Uuid::new_v4());
+        let key = format!("{:020}-{}", at.micros(), self.ids.new_id());
         tracing::info!(conflicts, %message, "user notification");
         self.feed("user", None, message.clone());
-        if let Err(e) = self.db.put(Table::UserNotifications, &key, &notice) {
+        let saved = match serde_json::to_string(&notice) {
+            Ok(body) => {
+                self.records
+                    .apply(vec![
+                        Write::Put(Table::UserNotifications, key, body),
+                        Write::KeepNewest(Table::UserNotifications, MAX_USER_NOTIFICATIONS),
+                    ])
+                    .await
+            }
+            Err(e) => Err(crate::db::DbError::new(e.to_string())),
+        };
+        if let Err(e) = saved {
             tracing::warn!(error = %e, "could not record a user notification");
-        }
-        if let Err(e) = self.db.keep_newest(Table::UserNotifications, MAX_USER_NOTIFICATIONS) {
-            tracing::warn!(error = %e, "could not trim the user notifications");
         }
     }
 
     /// Tells the user about own intents that `theirs` (another USS's, just learned) conflicts
-    /// with at an equal or higher priority.
-    pub(crate) fn notice_conflicts_with(&self, theirs: &planner::KnownIntent) {
-        let mine: Vec<String> = {
-            let mem = self.mem.read();
-            mem.own_intents
+    /// with: the planner's rule, called on each of our intents.
+    pub(crate) async fn notice_conflicts_with(&self, theirs: &planner::KnownIntent) {
+        let airspace = planner::Airspace { intents: vec![theirs.clone()], ..Default::default() };
+        let mine: Vec<String> = self.records.read(|m| {
+            m.own_intents
                 .values()
-                .filter(|own| theirs.priority >= own.priority)
-                .filter(|own| own.volumes.iter().any(|v| theirs.volumes.iter().any(|t| v.intersects(t))))
+                .filter(|own| {
+                    !planner::assess(&own.volumes, own.priority, &airspace, Some(&own.reference.id)).is_empty()
+                })
                 .map(|own| own.reference.id.clone())
                 .collect()
-        };
+        });
         if mine.is_empty() {
             return;
         }
@@ -211,7 +283,8 @@ impl Uss {
                 theirs.state.as_str(),
                 mine.join(", ")
             ),
-        );
+        )
+        .await;
     }
 }
 
@@ -224,14 +297,13 @@ async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError
 /// slightly in the past).
 /// An empty area is left to the planner's rule (`Rejected`, like every plan invalid by its
 /// times).
-fn area(info: &BasicInformation) -> Result<Vec<geo4d::Volume4D>, UssError> {
+fn area(info: &BasicInformation, t: geo4d::Timestamp) -> Result<Vec<geo4d::Volume4D>, UssError> {
     if info.area.len() > crate::operator::MAX_VOLUMES {
         return Err(UssError::BadRequest(format!(
             "flight_plan.basic_information.area: at most {} volumes",
             crate::operator::MAX_VOLUMES
         )));
     }
-    let t = now();
     let mut out = Vec::new();
     for (i, v) in info.area.iter().enumerate() {
         let field = format!("flight_plan.basic_information.area[{i}]");
@@ -283,7 +355,7 @@ fn wanted(info: &BasicInformation) -> Result<Wanted, UssError> {
 
 /// The answer for a workflow's outcome.
 fn from_outcome(o: &PlanOutcome, before: &str) -> PlanningResponse {
-    if o.outcome == "refused" {
+    if o.outcome == Outcome::Refused {
         let mut notes = o.message.clone();
         if let Some(p) = &o.proposal {
             notes.push_str(&format!("; proposal: {}", serde_json::to_string(p).unwrap_or_default()));
@@ -300,7 +372,7 @@ fn from_error(e: UssError, before: &str) -> Result<PlanningResponse, UssError> {
     match e {
         UssError::InvalidPlan(why) => Ok(answer("Rejected", before, Some(why.to_string()))),
         UssError::DssRefused(why) => Ok(answer("Rejected", before, Some(why))),
-        UssError::BadRequest(m) if m.starts_with("priority:") => Ok(answer("NotSupported", before, Some(m))),
+        UssError::PriorityNotAllowed(m) => Ok(answer("NotSupported", before, Some(m))),
         UssError::BadRequest(_) | UssError::Unauthenticated(_) => Err(e),
         UssError::Forbidden(m) => Ok(answer("NotSupported", before, Some(m))),
         other => Ok(answer("Failed", before, Some(other.to_string()))),
@@ -317,11 +389,11 @@ async fn upsert(
     flight_plan_id(&fp_id)?;
     let req: UpsertRequest = parse(&crate::error::body_bytes(body)?)?;
     let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
-    let record = uss.flight_plan(&fp_id)?;
+    let record = uss.flight_plan(&fp_id).await?;
     if let Some(r) = record.as_ref().filter(|r| r.request_id == req.request_id) {
         return Ok(Json(r.response.clone()).into_response());
     }
-    let own = record.as_ref().and_then(|r| uss.mem.read().own_intents.get(&r.intent_id).cloned());
+    let own = record.as_ref().and_then(|r| uss.own_intent(&r.intent_id));
     let before = own.as_ref().map_or("NotPlanned", |o| status_of(o.state));
     let info = &req.flight_plan.plan.basic_information;
     let wanted = wanted(info)?;
@@ -339,7 +411,7 @@ async fn upsert(
                 None => answer("Completed", "Closed", Some("no flight was planned for this flight plan".into())),
             },
             Wanted::State(state) => {
-                let volumes = area(info)?;
+                let volumes = area(info, uss.now())?;
                 let priority = req.flight_plan.plan.astm_f3548_21.as_ref().map_or(0, |a| a.priority);
                 let off_nominal = state.requires_conformance_monitoring();
                 if own.is_none() && off_nominal {
@@ -352,7 +424,7 @@ async fn upsert(
                     let intent_id = record
                         .as_ref()
                         .filter(|_| own.is_some())
-                        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |r| r.intent_id.clone());
+                        .map_or_else(|| uss.ids.new_id(), |r| r.intent_id.clone());
                     // Activation of an unchanged plan is not re-judged (a conflict created
                     // since by a higher priority is theirs to resolve); a new or changed area
                     // is, except for off-nominal states, which report reality.
@@ -362,7 +434,7 @@ async fn upsert(
                         Ok(out) => {
                             let mut r = from_outcome(&out, before);
                             if r.planning_result == "Completed" {
-                                let planned = uss.mem.read().own_intents.get(&intent_id).cloned();
+                                let planned = uss.own_intent(&intent_id);
                                 r.as_planned = planned.map(|o| as_planned(&req.flight_plan, &o));
                             }
                             if r.planning_result == "Completed" || own.is_some() {
@@ -372,7 +444,7 @@ async fn upsert(
                                     request_id: req.request_id.clone(),
                                     response: r.clone(),
                                 };
-                                uss.db.put(Table::FlightPlans, &fp_id, &keep)?;
+                                uss.keep_flight_plan(&fp_id, &keep).await?;
                             }
                             r
                         }
@@ -388,7 +460,7 @@ async fn upsert(
         }
     };
     if matches!(response.flight_plan_status.as_str(), "Closed") {
-        uss.db.delete(Table::FlightPlans, &fp_id)?;
+        uss.forget_flight_plan(&fp_id).await?;
     }
     Ok(Json(response).into_response())
 }
@@ -399,9 +471,11 @@ async fn close(State(uss): St, headers: HeaderMap, Path(fp_id): Path<String>) ->
     uss.flight_planner(&headers, &[auth::Scope::FlightPlanningPlan, auth::Scope::FlightPlanningDirect])?;
     flight_plan_id(&fp_id)?;
     let _guard = uss.lock_entity(&format!("flight-plan/{fp_id}")).await;
-    let record =
-        uss.flight_plan(&fp_id)?.ok_or_else(|| UssError::NotFound(format!("flight plan {fp_id} is not known here")))?;
-    let own = uss.mem.read().own_intents.get(&record.intent_id).cloned();
+    let record = uss
+        .flight_plan(&fp_id)
+        .await?
+        .ok_or_else(|| UssError::NotFound(format!("flight plan {fp_id} is not known here")))?;
+    let own = uss.own_intent(&record.intent_id);
     let response = match own {
         Some(o) => match uss.end(&o.reference.id).await {
             Ok(out) => answer("Completed", "Closed", Some(out.message)),
@@ -410,7 +484,7 @@ async fn close(State(uss): St, headers: HeaderMap, Path(fp_id): Path<String>) ->
         None => answer("Completed", "Closed", Some("the flight was no longer planned".into())),
     };
     if response.planning_result == "Completed" {
-        uss.db.delete(Table::FlightPlans, &fp_id)?;
+        uss.forget_flight_plan(&fp_id).await?;
     }
     Ok(Json(response).into_response())
 }
@@ -440,19 +514,12 @@ async fn user_notifications(
     )?;
     let before = match w.before.as_deref() {
         Some(b) => time_param(b, "before")?,
-        None => now().micros(),
+        None => uss.now().micros(),
     };
     if before < after {
         return Err(UssError::BadRequest("`before` must be after `after`".into()));
     }
-    let mut notices: Vec<UserNotice> = uss
-        .db
-        .load_all::<UserNotice>(Table::UserNotifications)?
-        .into_iter()
-        .map(|(_, n)| n)
-        .filter(|n| (after..=before).contains(&n.at_us))
-        .collect();
-    notices.sort_by_key(|n| n.at_us);
+    let notices = uss.user_notices(after, before).await?;
     let list: Vec<serde_json::Value> = notices
         .iter()
         .map(|n| {
@@ -476,33 +543,9 @@ async fn clear_area(State(uss): St, headers: HeaderMap, body: Body) -> Result<Re
     uss.flight_planner(&headers, &[auth::Scope::FlightPlanningDirect])?;
     let req: ClearAreaRequest = parse(&crate::error::body_bytes(body)?)?;
     let extent = api::volume_from_wire(&req.extent, "extent").map_err(|e| UssError::BadRequest(e.message))?;
-    let ours: std::collections::HashSet<String> =
-        uss.db.load_all::<FlightPlanRecord>(Table::FlightPlans)?.into_iter().map(|(_, r)| r.intent_id).collect();
-    let doomed: Vec<String> = uss
-        .mem
-        .read()
-        .own_intents
-        .values()
-        .filter(|o| ours.contains(&o.reference.id))
-        .filter(|o| o.volumes.iter().chain(&o.off_nominal_volumes).any(|v| v.intersects(&extent)))
-        .map(|o| o.reference.id.clone())
-        .collect();
-    let mut failures = Vec::new();
-    for id in &doomed {
-        if let Err(e) = uss.end(id).await {
-            failures.push(format!("{id}: {e}"));
-        }
-    }
-    uss.remove_orphans(std::slice::from_ref(&req.extent)).await;
-    // Flight plans whose intent is gone are closed.
-    let plans = uss.db.load_all::<FlightPlanRecord>(Table::FlightPlans)?;
-    for (fp, r) in plans {
-        if !uss.mem.read().own_intents.contains_key(&r.intent_id) {
-            uss.db.delete(Table::FlightPlans, &fp)?;
-        }
-    }
+    let (removed, failures) = uss.clear_area(&extent).await?;
     let outcome = if failures.is_empty() {
-        json!({"success": true, "message": format!("{} operational intents removed", doomed.len())})
+        json!({"success": true, "message": format!("{removed} operational intents removed")})
     } else {
         json!({"success": false, "message": format!("could not remove: {}", failures.join("; "))})
     };

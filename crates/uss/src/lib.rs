@@ -11,30 +11,40 @@
 //! it, so a crash at any point is finished or undone on restart.
 
 pub mod db;
+pub mod domain;
+pub mod entities;
 pub mod error;
 pub mod flight_planning;
+mod http_ports;
 mod lookups;
 mod map_view;
+mod notify;
 pub mod operator;
 mod operator_api;
 mod peer;
+mod plan;
+pub mod ports;
+mod reconcile;
 pub mod records;
 mod survey;
+#[cfg(test)]
+mod tests;
 pub mod tokens;
-mod workflows;
+mod views;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use auth::{Caller, Scope, Verifier};
 use axum::http::HeaderMap;
 use geo4d::Timestamp;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
-use crate::db::{Db, Table};
+use crate::domain::Reference;
 use crate::error::UssError;
-use crate::records::{KnownConstraint, KnownIntent, OwnConstraint, OwnIntent, Pending};
+use crate::ports::{Clock, Dss, Ids, Peers};
+use crate::records::Records;
 use crate::tokens::TokenSource;
 
 pub use operator_api::app as operator_app;
@@ -91,16 +101,6 @@ pub struct UssConfig {
     pub slow_answers: Option<(u64, Duration)>,
 }
 
-/// What the participant holds in memory: the serving copy of its durable records.
-#[derive(Default)]
-pub(crate) struct Memory {
-    pub own_intents: BTreeMap<String, OwnIntent>,
-    pub own_constraints: BTreeMap<String, OwnConstraint>,
-    pub others_intents: HashMap<String, KnownIntent>,
-    pub others_constraints: HashMap<String, KnownConstraint>,
-    pub pending: HashMap<String, Pending>,
-}
-
 /// Who may call what: peers (the ecosystem's issuers), the operator, and, when given, the
 /// issuer whose tokens may drive the flight_planning interface whatever their subject.
 pub struct Verifiers {
@@ -109,15 +109,26 @@ pub struct Verifiers {
     pub flight_planning: Option<Verifier>,
 }
 
+/// The world as the participant's workflows see it (see [`ports`]).
+pub struct Ports {
+    pub dss: Arc<dyn Dss>,
+    pub peers: Arc<dyn Peers>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn Ids>,
+}
+
 pub struct Uss {
     pub config: UssConfig,
-    pub(crate) tokens: TokenSource,
-    pub(crate) http: reqwest::Client,
+    /// Our identity: the subject of our tokens, the manager the DSS records for our entities.
+    client_id: String,
+    pub(crate) records: Records,
+    pub(crate) dss: Arc<dyn Dss>,
+    pub(crate) peers: Arc<dyn Peers>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn Ids>,
     peer_verifier: Verifier,
     operator_verifier: Verifier,
     flight_planning_verifier: Option<Verifier>,
-    pub(crate) db: Db,
-    pub(crate) mem: RwLock<Memory>,
     /// One change at a time per entity; changes of different entities run in parallel.
     entity_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Requests for details served, for `slow_answers`.
@@ -125,68 +136,65 @@ pub struct Uss {
     /// The live feed of the operator's map (`/operator/events`).
     pub(crate) events: tokio::sync::broadcast::Sender<map_view::FeedEvent>,
     /// DSS look-ups peers' notifications make us do: coalesced and bounded.
-    pub(crate) intent_lookups: lookups::PeerLookups<Option<api::OperationalIntentReference>>,
-    pub(crate) constraint_lookups: lookups::PeerLookups<Option<api::ConstraintReference>>,
+    pub(crate) intent_lookups: lookups::PeerLookups<Option<Reference>>,
+    pub(crate) constraint_lookups: lookups::PeerLookups<Option<Reference>>,
 }
 
-pub(crate) fn now() -> Timestamp {
-    Timestamp(chrono::Utc::now().timestamp_micros())
-}
-
-pub(crate) fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// An instant as the participant writes it in records and feeds (RFC 3339, milliseconds).
+pub(crate) fn time_text(t: Timestamp) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(t.micros())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 impl Uss {
-    /// Opens the participant's data directory and loads its records. The operator's verifier
-    /// checks operator tokens (often the same issuers as peers').
+    /// Opens the participant's data directory and loads its records, with the real ports: the
+    /// DSS and peers over HTTP with our tokens, the system clock, random ids.
     pub fn open(
         config: UssConfig,
         tokens: TokenSource,
         verifiers: Verifiers,
         data_dir: &std::path::Path,
     ) -> Result<Arc<Uss>, String> {
-        let Verifiers { peer: peer_verifier, operator: operator_verifier, flight_planning: flight_planning_verifier } =
-            verifiers;
-        let db = Db::open(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-        let mut mem = Memory::default();
-        for (id, r) in db.load_all::<records::OwnIntentRecord>(Table::OwnIntents).map_err(|e| e.to_string())? {
-            let own = OwnIntent::from_record(r).map_err(|e| format!("own intent {id}: {e}"))?;
-            mem.own_intents.insert(id, own);
-        }
-        for (id, r) in db.load_all::<records::OwnConstraintRecord>(Table::OwnConstraints).map_err(|e| e.to_string())? {
-            let own = OwnConstraint::from_record(r).map_err(|e| format!("own constraint {id}: {e}"))?;
-            mem.own_constraints.insert(id, own);
-        }
-        // The caches were verified when written; one that no longer reads is simply dropped.
-        for (id, oi) in db.load_all::<api::OperationalIntent>(Table::OthersIntents).map_err(|e| e.to_string())? {
-            if let Ok(k) = records::verify_intent(&oi.reference.clone(), oi) {
-                mem.others_intents.insert(id, k);
-            }
-        }
-        for (id, c) in db.load_all::<api::Constraint>(Table::OthersConstraints).map_err(|e| e.to_string())? {
-            if let Ok(k) = records::verify_constraint(&c.reference.clone(), c) {
-                mem.others_constraints.insert(id, k);
-            }
-        }
-        for (id, p) in db.load_all::<Pending>(Table::Pending).map_err(|e| e.to_string())? {
-            mem.pending.insert(id, p);
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(config.peer_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
+        let client_id = tokens.client_id().to_owned();
+        let tokens = Arc::new(tokens);
+        let ports = Ports {
+            dss: Arc::new(http_ports::HttpDss::new(http.clone(), &config.dss_url, tokens.clone())),
+            peers: Arc::new(http_ports::HttpPeers::new(http, tokens, config.peer_timeout)),
+            clock: Arc::new(http_ports::SystemClock),
+            ids: Arc::new(http_ports::RandomIds),
+        };
+        Self::with_ports(config, client_id, ports, verifiers, data_dir)
+    }
+
+    /// Opens the participant on the given ports (the unit tests' fakes, or the real ones).
+    pub fn with_ports(
+        config: UssConfig,
+        client_id: String,
+        ports: Ports,
+        verifiers: Verifiers,
+        data_dir: &std::path::Path,
+    ) -> Result<Arc<Uss>, String> {
+        let Verifiers { peer: peer_verifier, operator: operator_verifier, flight_planning: flight_planning_verifier } =
+            verifiers;
+        let records = Records::open(data_dir)?;
         Ok(Arc::new(Uss {
             config,
-            tokens,
-            http,
+            client_id,
+            records,
+            dss: ports.dss,
+            peers: ports.peers,
+            clock: ports.clock,
+            ids: ports.ids,
             peer_verifier,
             operator_verifier,
             flight_planning_verifier,
-            db,
-            mem: RwLock::new(mem),
             entity_locks: Mutex::new(HashMap::new()),
             details_served: std::sync::atomic::AtomicU64::new(0),
             events: map_view::channel(),
@@ -195,8 +203,16 @@ impl Uss {
         }))
     }
 
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn now_text(&self) -> String {
+        time_text(self.now())
+    }
+
     pub fn client_id(&self) -> &str {
-        self.tokens.client_id()
+        &self.client_id
     }
 
     pub(crate) fn has_scope(&self, scope: &str) -> bool {

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::db::Table;
 use crate::error::UssError;
-use crate::{now_text, Uss};
+use crate::Uss;
 
 /// Events kept for a slow page before it is told it missed some.
 pub(crate) const FEED_CAPACITY: usize = 1024;
@@ -45,9 +45,9 @@ pub(crate) struct SubscriptionRecord {
 impl Uss {
     /// Drops the map's records of subscriptions whose time has ended (the DSS has let them go
     /// too), so the table stays as small as what is live.
-    pub(crate) fn forget_ended_subscriptions(&self) {
-        let now = crate::now();
-        let records: Vec<(String, SubscriptionRecord)> = match self.db.load_all(Table::Subscriptions) {
+    pub(crate) async fn forget_ended_subscriptions(&self) {
+        let now = self.now();
+        let records: Vec<(String, SubscriptionRecord)> = match self.records.load_all(Table::Subscriptions).await {
             Ok(r) => r,
             Err(e) => return tracing::warn!(error = %e, "could not read the subscriptions kept for the map"),
         };
@@ -55,7 +55,7 @@ impl Uss {
             let ended = api::volume_from_wire(&s.extents, "extents")
                 .map_or(true, |v| v.time.end().is_some_and(|end| end < now));
             if ended {
-                if let Err(e) = self.db.delete(Table::Subscriptions, &id) {
+                if let Err(e) = self.records.delete(Table::Subscriptions, &id).await {
                     tracing::warn!(error = %e, %id, "could not forget an ended subscription");
                 }
             }
@@ -64,49 +64,12 @@ impl Uss {
 
     /// Tells every open map. Nobody listening is not an error.
     pub(crate) fn feed(&self, kind: &'static str, entity: Option<&str>, text: String) {
-        let _ = self.events.send(FeedEvent { at: now_text(), kind, entity: entity.map(str::to_owned), text });
+        let _ = self.events.send(FeedEvent { at: self.now_text(), kind, entity: entity.map(str::to_owned), text });
     }
 
-    fn map_view(&self) -> Result<MapView, UssError> {
-        let subscriptions: Vec<(String, SubscriptionRecord)> = self.db.load_all(Table::Subscriptions)?;
-        let mem = self.mem.read();
-        let mut entities = Vec::new();
-        for o in mem.own_intents.values() {
-            entities.push(MapEntity {
-                kind: EntityKind::OwnIntent,
-                id: o.reference.id.clone(),
-                manager: o.reference.manager.clone(),
-                state: Some(o.state.as_str().to_owned()),
-                priority: Some(o.priority),
-                version: Some(o.reference.version),
-                ovn: o.reference.ovn.clone(),
-                uss_base_url: Some(o.reference.uss_base_url.clone()),
-                details: true,
-                volumes: MapVolume::list(&o.volumes, &o.off_nominal_volumes),
-            });
-        }
-        for k in mem.others_intents.values() {
-            let r = k.reference();
-            let n_nominal = k.wire.details.volumes.len().min(k.volumes.len());
-            entities.push(MapEntity {
-                kind: EntityKind::OtherIntent,
-                id: r.id.clone(),
-                manager: r.manager.clone(),
-                state: Some(k.state.as_str().to_owned()),
-                priority: Some(k.wire.details.priority),
-                version: Some(r.version),
-                ovn: None,
-                uss_base_url: Some(r.uss_base_url.clone()),
-                details: true,
-                volumes: MapVolume::list(&k.volumes[..n_nominal], &k.volumes[n_nominal..]),
-            });
-        }
-        for c in mem.own_constraints.values() {
-            entities.push(constraint(EntityKind::OwnConstraint, &c.reference, c.reference.ovn.clone(), &c.volumes));
-        }
-        for k in mem.others_constraints.values() {
-            entities.push(constraint(EntityKind::Constraint, &k.wire.reference, None, &k.volumes));
-        }
+    async fn map_view(&self) -> Result<MapView, UssError> {
+        let subscriptions: Vec<(String, SubscriptionRecord)> = self.records.load_all(Table::Subscriptions).await?;
+        let mut entities = self.records.read(|mem| self.entities_on_map(mem));
         for (id, s) in subscriptions {
             // Written by us after the DSS accepted it; one that no longer reads is not drawn.
             let Ok(v) = api::volume_from_wire(&s.extents, "extents") else { continue };
@@ -125,11 +88,51 @@ impl Uss {
         }
         Ok(MapView::new("participant", self.client_id().to_owned(), entities, false))
     }
+
+    fn entities_on_map(&self, mem: &crate::records::Memory) -> Vec<MapEntity> {
+        let mut entities = Vec::new();
+        for o in mem.own_intents.values() {
+            entities.push(MapEntity {
+                kind: EntityKind::OwnIntent,
+                id: o.reference.id.clone(),
+                manager: o.reference.manager.clone(),
+                state: Some(o.state.as_str().to_owned()),
+                priority: Some(o.priority),
+                version: Some(o.reference.version),
+                ovn: o.reference.ovn.clone(),
+                uss_base_url: Some(o.reference.base_url.clone()),
+                details: true,
+                volumes: MapVolume::list(&o.volumes, &o.off_nominal_volumes),
+            });
+        }
+        for k in mem.others_intents.values() {
+            let r = &k.reference;
+            entities.push(MapEntity {
+                kind: EntityKind::OtherIntent,
+                id: r.id.clone(),
+                manager: r.manager.clone(),
+                state: Some(k.state.as_str().to_owned()),
+                priority: Some(k.priority),
+                version: Some(r.version),
+                ovn: None,
+                uss_base_url: Some(r.base_url.clone()),
+                details: true,
+                volumes: MapVolume::list(&k.volumes, &k.off_nominal_volumes),
+            });
+        }
+        for c in mem.own_constraints.values() {
+            entities.push(constraint(EntityKind::OwnConstraint, &c.reference, c.reference.ovn.clone(), &c.volumes));
+        }
+        for k in mem.others_constraints.values() {
+            entities.push(constraint(EntityKind::Constraint, &k.reference, None, &k.volumes));
+        }
+        entities
+    }
 }
 
 fn constraint(
     kind: EntityKind,
-    r: &api::ConstraintReference,
+    r: &crate::domain::Reference,
     ovn: Option<String>,
     volumes: &[geo4d::Volume4D],
 ) -> MapEntity {
@@ -141,7 +144,7 @@ fn constraint(
         priority: None,
         version: Some(r.version),
         ovn,
-        uss_base_url: Some(r.uss_base_url.clone()),
+        uss_base_url: Some(r.base_url.clone()),
         details: true,
         volumes: MapVolume::list(volumes, &[]),
     }
@@ -149,7 +152,7 @@ fn constraint(
 
 pub(crate) async fn view(State(uss): State<Arc<Uss>>, headers: HeaderMap) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    Ok(Json(uss.map_view()?).into_response())
+    Ok(Json(uss.map_view().await?).into_response())
 }
 
 /// The live feed: one `data:` line of JSON per event, a comment every 15 s to keep proxies
@@ -158,7 +161,7 @@ pub(crate) async fn events(State(uss): State<Arc<Uss>>, headers: HeaderMap) -> R
     uss.operator(&headers)?;
     let receiver = uss.events.subscribe();
     let hello = FeedEvent {
-        at: now_text(),
+        at: uss.now_text(),
         kind: "connected",
         entity: None,
         text: format!("live feed of {} connected", uss.client_id()),
@@ -168,7 +171,7 @@ pub(crate) async fn events(State(uss): State<Arc<Uss>>, headers: HeaderMap) -> R
         let event = match receiver.recv().await {
             Ok(e) => e,
             Err(broadcast::error::RecvError::Lagged(n)) => FeedEvent {
-                at: now_text(),
+                at: crate::time_text(geo4d::Timestamp(chrono::Utc::now().timestamp_micros())),
                 kind: "missed",
                 entity: None,
                 text: format!("{n} events were missed (the page fell behind); the map was reloaded"),

@@ -6,8 +6,8 @@ use api::{Altitude, Circle, LatLngPoint, Polygon, Radius, Volume3D, Volume4D};
 use geo4d::{TimeWindow, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::entities::Delivery;
 use crate::error::UssError;
-use crate::records::Delivery;
 
 /// Most volumes in one request (the DSS's limit for extents).
 pub const MAX_VOLUMES: usize = 100;
@@ -228,10 +228,27 @@ impl Proposal {
     }
 }
 
+/// What became of an operator's request (failures are errors with a status and a message).
+/// The map's JavaScript mirrors these names once (`OUTCOME` in `view.js`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The change was made (a plan, a new state, an end).
+    #[default]
+    Planned,
+    /// The plan conflicts: nothing was written; the conflicts and a proposal say why.
+    Refused,
+    /// A constraint was published.
+    Published,
+    /// A constraint was lifted.
+    Ended,
+    /// Subscriptions were made.
+    Subscribed,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PlanOutcome {
-    /// `planned` or `refused` (failures are errors with a status and a message).
-    pub outcome: String,
+    pub outcome: Outcome,
     pub message: String,
     pub operational_intent_id: Option<String>,
     pub state: Option<String>,
@@ -242,6 +259,21 @@ pub struct PlanOutcome {
     pub proposal: Option<Proposal>,
     /// Attempts made against the DSS (more than one when the airspace changed meanwhile).
     pub attempts: usize,
+}
+
+/// A constraint published or lifted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConstraintOutcome {
+    pub outcome: Outcome,
+    pub constraint_id: String,
+    pub notified: Vec<Delivery>,
+}
+
+/// Subscriptions made over the operator's areas of interest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionOutcome {
+    pub outcome: Outcome,
+    pub subscription_ids: Vec<String>,
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use model::OperationalIntentState;
 use serde::Deserialize;
 
 use crate::error::UssError;
-use crate::operator::{FlightRequest, PlanOutcome};
-use crate::{now, Uss, MAX_REQUEST_BYTES};
+use crate::operator::{FlightRequest, Outcome, PlanOutcome};
+use crate::{Uss, MAX_REQUEST_BYTES};
 
 type St = State<Arc<Uss>>;
 type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
@@ -54,25 +54,25 @@ fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -
     api::parse_json(body).map_err(|e| UssError::BadRequest(e.message))
 }
 
-fn flight(headers: &HeaderMap, body: &[u8]) -> Result<(Vec<geo4d::Volume4D>, i32), UssError> {
+fn flight(uss: &Uss, headers: &HeaderMap, body: &[u8]) -> Result<(Vec<geo4d::Volume4D>, i32), UssError> {
     let req: FlightRequest = json_body(headers, body)?;
-    Ok((req.to_domain(now())?, req.priority))
+    Ok((req.to_domain(uss.now())?, req.priority))
 }
 
 fn outcome(o: PlanOutcome) -> Response {
-    let status = if o.outcome == "refused" { StatusCode::CONFLICT } else { StatusCode::OK };
+    let status = if o.outcome == Outcome::Refused { StatusCode::CONFLICT } else { StatusCode::OK };
     (status, Json(o)).into_response()
 }
 
 async fn plan(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let (volumes, priority) = flight(&headers, &crate::error::body_bytes(body)?)?;
+    let (volumes, priority) = flight(&uss, &headers, &crate::error::body_bytes(body)?)?;
     Ok(outcome(uss.plan_new(volumes, priority).await?))
 }
 
 async fn modify(State(uss): St, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let (volumes, priority) = flight(&headers, &crate::error::body_bytes(body)?)?;
+    let (volumes, priority) = flight(&uss, &headers, &crate::error::body_bytes(body)?)?;
     Ok(outcome(uss.modify(&id, volumes, priority).await?))
 }
 
@@ -98,7 +98,7 @@ async fn end(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Resu
 
 async fn publish_constraint(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let (volumes, _) = flight(&headers, &crate::error::body_bytes(body)?)?;
+    let (volumes, _) = flight(&uss, &headers, &crate::error::body_bytes(body)?)?;
     Ok(Json(uss.publish_constraint(volumes).await?).into_response())
 }
 
@@ -109,54 +109,13 @@ async fn end_constraint(State(uss): St, headers: HeaderMap, Path(id): Path<Strin
 
 async fn subscribe(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let (volumes, _) = flight(&headers, &crate::error::body_bytes(body)?)?;
+    let (volumes, _) = flight(&uss, &headers, &crate::error::body_bytes(body)?)?;
     Ok(Json(uss.subscribe(volumes).await?).into_response())
 }
 
-/// Newest notifications shown by `status`.
-const STATUS_NOTIFICATIONS: i64 = 200;
-
 async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError> {
     uss.operator(&headers)?;
-    let notifications = uss.db.notifications(i64::MIN, i64::MAX, STATUS_NOTIFICATIONS, true)?;
-    let (n_notifications, notification_bytes) = uss.db.notification_stats()?;
-    let mem = uss.mem.read();
-    let own_intents: serde_json::Map<String, serde_json::Value> = mem
-        .own_intents
-        .iter()
-        .map(|(id, o)| (id.clone(), serde_json::to_value(o.to_record()).unwrap_or_default()))
-        .collect();
-    let own_constraints: serde_json::Map<String, serde_json::Value> = mem
-        .own_constraints
-        .iter()
-        .map(|(id, c)| (id.clone(), serde_json::to_value(c.to_record()).unwrap_or_default()))
-        .collect();
-    let others_intents: serde_json::Map<String, serde_json::Value> = mem
-        .others_intents
-        .iter()
-        .map(|(id, k)| (id.clone(), serde_json::to_value(&k.wire).unwrap_or_default()))
-        .collect();
-    let others_constraints: serde_json::Map<String, serde_json::Value> = mem
-        .others_constraints
-        .iter()
-        .map(|(id, k)| (id.clone(), serde_json::to_value(&k.wire).unwrap_or_default()))
-        .collect();
-    let pending: Vec<&String> = mem.pending.keys().collect();
-    Ok(Json(serde_json::json!({
-        "participant": uss.client_id(),
-        "base_url": uss.config.base_url,
-        "own_intents": own_intents,
-        "own_constraints": own_constraints,
-        "others_intents": others_intents,
-        "others_constraints": others_constraints,
-        "in_flight": pending,
-        "notifications": notifications,
-        "notifications_stored": n_notifications,
-        "notification_bytes_stored": notification_bytes,
-        // Requests for our operations' details answered to peers since start.
-        "details_served": uss.details_served.load(std::sync::atomic::Ordering::Relaxed),
-    }))
-    .into_response())
+    Ok(Json(uss.status().await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -188,5 +147,6 @@ async fn notifications(
     let after = micros(&w.after, "after", i64::MIN)?;
     let before = micros(&w.before, "before", i64::MAX)?;
     let limit = w.limit.unwrap_or(1000).clamp(1, 10_000);
-    Ok(Json(serde_json::json!({"notifications": uss.db.notifications(after, before, limit, false)?})).into_response())
+    Ok(Json(serde_json::json!({"notifications": uss.notifications(after, before, limit, false).await?}))
+        .into_response())
 }

@@ -11,10 +11,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use model::OperationalIntentState;
 
-use crate::db::Table;
+use crate::db::{notification_write, Table, Write};
+use crate::domain::{Kind, Reference};
+use crate::entities::{verify_constraint, verify_intent, Received};
 use crate::error::UssError;
-use crate::records::{verify_constraint, verify_intent, Received};
-use crate::{now, now_text, Uss, MAX_REQUEST_BYTES};
+use crate::{Uss, MAX_REQUEST_BYTES};
 
 type St = State<Arc<Uss>>;
 type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
@@ -48,45 +49,77 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, UssError> {
 
 async fn get_details(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
     uss.peer(&headers, &[Scope::StrategicCoordination])?;
-    let n = uss.details_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if let Some((every, delay)) = uss.config.slow_answers {
-        if every > 0 && n % every == every - 1 {
-            tokio::time::sleep(delay).await;
-        }
-    }
-    let found = uss.mem.read().own_intents.get(&id).map(|o| o.to_wire());
-    let oi = found.ok_or_else(|| UssError::NotFound(format!("operational intent {id} is not managed here")))?;
+    let oi = uss.serve_intent(&id).await?;
     Ok(Json(api::GetOperationalIntentDetailsResponse { operational_intent: oi }).into_response())
 }
 
 async fn get_telemetry(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
     uss.peer(&headers, &[Scope::ConformanceMonitoringSa])?;
-    let state = uss.mem.read().own_intents.get(&id).map(|o| o.state);
-    match state {
-        None => Err(UssError::NotFound(format!("operational intent {id} is not managed here"))),
-        // The standard asks for telemetry of off-nominal operations only (409 otherwise), and
-        // lets a USS answer 412 when it has none: this participant receives no vehicle positions.
-        Some(s @ (OperationalIntentState::Accepted | OperationalIntentState::Activated)) => {
-            Err(UssError::WrongState(format!(
-                "operational intent {id} is {}: telemetry is provided only for Nonconforming or Contingent operations",
-                s.as_str()
-            )))
-        }
-        Some(_) => Err(UssError::NotProvided(format!(
-            "no telemetry data is available for operational intent {id}: this participant receives no vehicle positions"
-        ))),
-    }
+    Err(uss.telemetry(&id))
 }
 
 async fn get_constraint(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
     uss.peer(&headers, &[Scope::ConstraintProcessing])?;
-    let found = uss.mem.read().own_constraints.get(&id).map(|c| c.to_wire());
-    let c = found.ok_or_else(|| UssError::NotFound(format!("constraint {id} is not managed here")))?;
+    let c = uss.serve_constraint(&id)?;
     Ok(Json(api::GetConstraintDetailsResponse { constraint: c }).into_response())
 }
 
+/// A peer tells us an operational intent changed. Accepted only from the authenticated sender
+/// that the DSS records as its manager, with details matching the DSS's reference; otherwise
+/// 403 (or 400 for details that do not match) and nothing we know changes.
+async fn notify_intent(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
+    let caller = uss.peer(&headers, &[Scope::StrategicCoordination])?;
+    let p: api::PutOperationalIntentDetailsParameters = parse(&crate::error::body_bytes(body)?)?;
+    uss.intent_notified(&caller.manager, p).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A peer tells us a constraint changed; the same rules as for intents.
+async fn notify_constraint(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
+    let caller = uss.peer(&headers, &[Scope::ConstraintManagement])?;
+    let p: api::PutConstraintDetailsParameters = parse(&crate::error::body_bytes(body)?)?;
+    uss.constraint_notified(&caller.manager, p).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 impl Uss {
-    fn record_received(&self, n: Received) {
+    /// Our intent's details as peers are served them.
+    async fn serve_intent(&self, id: &str) -> Result<api::OperationalIntent, UssError> {
+        let n = self.details_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some((every, delay)) = self.config.slow_answers {
+            if every > 0 && n % every == every - 1 {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let found = self.records.read(|m| m.own_intents.get(id).map(|o| o.to_wire()));
+        found.ok_or_else(|| UssError::NotFound(format!("operational intent {id} is not managed here")))
+    }
+
+    fn serve_constraint(&self, id: &str) -> Result<api::Constraint, UssError> {
+        let found = self.records.read(|m| m.own_constraints.get(id).map(|c| c.to_wire()));
+        found.ok_or_else(|| UssError::NotFound(format!("constraint {id} is not managed here")))
+    }
+
+    /// Why telemetry of our intent `id` cannot be served.
+    fn telemetry(&self, id: &str) -> UssError {
+        match self.records.read(|m| m.own_intents.get(id).map(|o| o.state)) {
+            None => UssError::NotFound(format!("operational intent {id} is not managed here")),
+            // The standard asks for telemetry of off-nominal operations only (409 otherwise),
+            // and lets a USS answer 412 when it has none: this participant receives no
+            // vehicle positions.
+            Some(s @ (OperationalIntentState::Accepted | OperationalIntentState::Activated)) => {
+                UssError::WrongState(format!(
+                    "operational intent {id} is {}: telemetry is provided only for Nonconforming or Contingent operations",
+                    s.as_str()
+                ))
+            }
+            Some(_) => UssError::NotProvided(format!(
+                "no telemetry data is available for operational intent {id}: this participant receives no vehicle positions"
+            )),
+        }
+    }
+
+    async fn record_received(&self, n: Received) {
         tracing::info!(from = %n.from, id = %n.entity_id, accepted = n.accepted, "notification received");
         let what = n.kind.replace('_', " ");
         let change = match (&n.version, &n.state) {
@@ -100,192 +133,202 @@ impl Uss {
             Some(&n.entity_id),
             format!("{} notified: {what} {} {change}{verdict}", n.from, n.entity_id),
         );
-        if let Err(e) = self.db.add_notification(now().micros(), &n) {
+        let saved = match notification_write(self.now().micros(), &n) {
+            Ok(w) => self.records.apply(vec![w]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
             tracing::warn!(error = %e, "could not record a received notification");
         }
     }
 
-    /// The DSS's reference of an intent a peer notified us of (`None` when it holds no such
-    /// intent): one look-up per entity in flight, within the peer's and everyone's budget
+    /// The DSS's reference of an entity a peer notified us of (`None` when it holds no such
+    /// entity): one look-up per entity in flight, within the peer's and everyone's budget
     /// (`lookups`).
-    async fn dss_intent(&self, peer: &str, id: &str) -> Result<Option<api::OperationalIntentReference>, UssError> {
-        self.intent_lookups
+    async fn dss_reference(&self, kind: Kind, peer: &str, id: &str) -> Result<Option<Reference>, UssError> {
+        let lookups = match kind {
+            Kind::Intent => &self.intent_lookups,
+            Kind::Constraint => &self.constraint_lookups,
+        };
+        lookups
             .run(peer, id, || async {
-                match self.dss().await?.get_intent(id).await {
-                    Ok(r) => Ok(Some(r.operational_intent_reference)),
-                    Err(e) if e.status() == 404 => Ok(None),
-                    Err(e) => Err(UssError::from_dss("the DSS could not confirm the sender", e)),
-                }
+                self.dss.get(kind, id).await.map_err(|e| UssError::from_dss("the DSS could not confirm the sender", e))
             })
             .await
     }
 
-    async fn dss_constraint(&self, peer: &str, id: &str) -> Result<Option<api::ConstraintReference>, UssError> {
-        self.constraint_lookups
-            .run(peer, id, || async {
-                match self.dss().await?.get_constraint(id).await {
-                    Ok(r) => Ok(Some(r.constraint_reference)),
-                    Err(e) if e.status() == 404 => Ok(None),
-                    Err(e) => Err(UssError::from_dss("the DSS could not confirm the sender", e)),
-                }
+    /// The sender's claim about entity `id`: only its manager as the DSS records it may
+    /// notify; details must name it and the sender, and be at least the DSS's version.
+    /// Returns the DSS's reference for details to be verified against, or `None` when the
+    /// notification is stale (recorded as such).
+    async fn check_sender(
+        &self,
+        kind: Kind,
+        sender: &str,
+        id: &str,
+        claimed: (&str, &str, i32),
+        received: &mut Received,
+    ) -> Result<Option<Reference>, UssError> {
+        let (claimed_id, claimed_manager, claimed_version) = claimed;
+        let what = match kind {
+            Kind::Intent => "operational_intent",
+            Kind::Constraint => "constraint",
+        };
+        if claimed_id != id {
+            return Err(UssError::BadRequest(format!(
+                "{what}.reference.id `{claimed_id}` differs from {what}_id `{id}`"
+            )));
+        }
+        if claimed_manager != sender {
+            let noun = match kind {
+                Kind::Intent => "an intent",
+                Kind::Constraint => "a constraint",
+            };
+            return Err(UssError::Forbidden(format!(
+                "the sender {sender} may not notify {noun} naming {claimed_manager} as its manager"
+            )));
+        }
+        let dss_ref = self.dss_reference(kind, sender, id).await?.ok_or_else(|| {
+            UssError::Forbidden(match kind {
+                Kind::Intent => format!("the DSS holds no operational intent {id}"),
+                Kind::Constraint => format!("the DSS holds no constraint {id}"),
             })
-            .await
+        })?;
+        if dss_ref.manager != sender {
+            return Err(not_manager(sender, id, &dss_ref.manager));
+        }
+        if dss_ref.manager == self.client_id() {
+            return Err(UssError::Forbidden("this participant manages that intent itself".into()));
+        }
+        if claimed_version < dss_ref.version {
+            // Stale: a newer version exists; keep nothing from this one.
+            received.note = format!("stale: the DSS holds version {}", dss_ref.version);
+            return Ok(None);
+        }
+        Ok(Some(dss_ref))
+    }
+
+    /// A removal notified by `sender`: forgotten if we knew it from that sender; refused if
+    /// another manager is recorded for it.
+    async fn removal_notified(
+        &self,
+        kind: Kind,
+        sender: &str,
+        id: &str,
+        received: &mut Received,
+    ) -> Result<(), UssError> {
+        let cached_manager = self.records.read(|m| match kind {
+            Kind::Intent => m.others_intents.get(id).map(|k| k.reference.manager.clone()),
+            Kind::Constraint => m.others_constraints.get(id).map(|k| k.reference.manager.clone()),
+        });
+        match cached_manager {
+            Some(m) if m != sender => Err(not_manager(sender, id, &m)),
+            Some(_) => {
+                self.records.forget_known(kind, id).await?;
+                received.accepted = true;
+                Ok(())
+            }
+            None => {
+                if let Some(r) = self.dss_reference(kind, sender, id).await? {
+                    if r.manager != sender {
+                        return Err(not_manager(sender, id, &r.manager));
+                    }
+                }
+                received.note = "nothing was known of it here".into();
+                Ok(())
+            }
+        }
+    }
+
+    async fn intent_notified(
+        &self,
+        sender: &str,
+        p: api::PutOperationalIntentDetailsParameters,
+    ) -> Result<(), UssError> {
+        let id = p.operational_intent_id.clone();
+        api::parse_uuid_v4(&id, "operational_intent_id").map_err(|e| UssError::BadRequest(e.message))?;
+        let mut received = Received {
+            received_at: self.now_text(),
+            from: sender.to_owned(),
+            kind: Kind::Intent.as_str().into(),
+            entity_id: id.clone(),
+            version: p.operational_intent.as_ref().map(|o| o.reference.version),
+            state: p.operational_intent.as_ref().map(|o| o.reference.state.clone()),
+            accepted: false,
+            note: String::new(),
+        };
+        if id == self.client_id() {
+            return Err(UssError::BadRequest("operational_intent_id is not an entity id".into()));
+        }
+        match p.operational_intent {
+            Some(oi) => {
+                let claimed = (oi.reference.id.as_str(), oi.reference.manager.as_str(), oi.reference.version);
+                if let Some(dss_ref) = self.check_sender(Kind::Intent, sender, &id, claimed, &mut received).await? {
+                    let known = verify_intent(&dss_ref, oi).map_err(|why| {
+                        UssError::BadRequest(format!("the details do not match the DSS's reference: {why}"))
+                    })?;
+                    let theirs = known.to_planner();
+                    self.remember_intent(known).await;
+                    self.notice_conflicts_with(&theirs).await;
+                    received.accepted = true;
+                }
+            }
+            None => self.removal_notified(Kind::Intent, sender, &id, &mut received).await?,
+        }
+        self.record_received(received).await;
+        Ok(())
+    }
+
+    async fn constraint_notified(&self, sender: &str, p: api::PutConstraintDetailsParameters) -> Result<(), UssError> {
+        let id = p.constraint_id.clone();
+        api::parse_uuid_v4(&id, "constraint_id").map_err(|e| UssError::BadRequest(e.message))?;
+        let mut received = Received {
+            received_at: self.now_text(),
+            from: sender.to_owned(),
+            kind: Kind::Constraint.as_str().into(),
+            entity_id: id.clone(),
+            version: p.constraint.as_ref().map(|c| c.reference.version),
+            state: None,
+            accepted: false,
+            note: String::new(),
+        };
+        match p.constraint {
+            Some(c) => {
+                let claimed = (c.reference.id.as_str(), c.reference.manager.as_str(), c.reference.version);
+                if let Some(dss_ref) = self.check_sender(Kind::Constraint, sender, &id, claimed, &mut received).await? {
+                    let known = verify_constraint(&dss_ref, c).map_err(|why| {
+                        UssError::BadRequest(format!("the details do not match the DSS's reference: {why}"))
+                    })?;
+                    self.remember_constraint(known).await;
+                    received.accepted = true;
+                }
+            }
+            None => self.removal_notified(Kind::Constraint, sender, &id, &mut received).await?,
+        }
+        self.record_received(received).await;
+        Ok(())
+    }
+
+    /// Keeps a peer's report durably as sent (the reporter from the token, never from the
+    /// body), bounded in number; returns its id.
+    async fn keep_report(&self, reporter: &str, sent: serde_json::Value) -> Result<String, UssError> {
+        let id = self.ids.new_id();
+        let at = self.now().micros();
+        let stored =
+            serde_json::json!({"reporter": reporter, "received_at": self.now_text(), "report_id": id, "report": sent});
+        let body = serde_json::to_string(&stored).map_err(|e| UssError::Storage(e.to_string()))?;
+        self.records
+            .apply(vec![
+                Write::Put(Table::Reports, format!("{at:020}-{id}"), body),
+                Write::KeepNewest(Table::Reports, MAX_REPORTS),
+            ])
+            .await?;
+        Ok(id)
     }
 }
 
 fn not_manager(sender: &str, what: &str, manager: &str) -> UssError {
     UssError::Forbidden(format!("{sender} may not notify changes of {what}: the DSS records {manager} as its manager"))
-}
-
-/// A peer tells us an operational intent changed. Accepted only from the authenticated sender
-/// that the DSS records as its manager, with details matching the DSS's reference; otherwise
-/// 403 (or 400 for details that do not match) and nothing we know changes.
-async fn notify_intent(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
-    let caller = uss.peer(&headers, &[Scope::StrategicCoordination])?;
-    let p: api::PutOperationalIntentDetailsParameters = parse(&crate::error::body_bytes(body)?)?;
-    let id = p.operational_intent_id.clone();
-    api::parse_uuid_v4(&id, "operational_intent_id").map_err(|e| UssError::BadRequest(e.message))?;
-    let mut received = Received {
-        received_at: now_text(),
-        from: caller.manager.clone(),
-        kind: "operational_intent".into(),
-        entity_id: id.clone(),
-        version: p.operational_intent.as_ref().map(|o| o.reference.version),
-        state: p.operational_intent.as_ref().map(|o| o.reference.state.clone()),
-        accepted: false,
-        note: String::new(),
-    };
-    if id == uss.client_id() {
-        return Err(UssError::BadRequest("operational_intent_id is not an entity id".into()));
-    }
-    match p.operational_intent {
-        Some(oi) => {
-            if oi.reference.id != id {
-                return Err(UssError::BadRequest(format!(
-                    "operational_intent.reference.id `{}` differs from operational_intent_id `{id}`",
-                    oi.reference.id
-                )));
-            }
-            if oi.reference.manager != caller.manager {
-                return Err(UssError::Forbidden(format!(
-                    "the sender {} may not notify an intent naming {} as its manager",
-                    caller.manager, oi.reference.manager
-                )));
-            }
-            let dss_ref = uss
-                .dss_intent(&caller.manager, &id)
-                .await?
-                .ok_or_else(|| UssError::Forbidden(format!("the DSS holds no operational intent {id}")))?;
-            if dss_ref.manager != caller.manager {
-                return Err(not_manager(&caller.manager, &id, &dss_ref.manager));
-            }
-            if dss_ref.manager == uss.client_id() {
-                return Err(UssError::Forbidden("this participant manages that intent itself".into()));
-            }
-            if oi.reference.version < dss_ref.version {
-                // Stale: a newer version exists; keep nothing from this one.
-                received.note = format!("stale: the DSS holds version {}", dss_ref.version);
-                uss.record_received(received);
-                return Ok(StatusCode::NO_CONTENT.into_response());
-            }
-            let known = verify_intent(&dss_ref, oi)
-                .map_err(|why| UssError::BadRequest(format!("the details do not match the DSS's reference: {why}")))?;
-            let theirs = known.to_planner();
-            uss.remember_intent(known);
-            uss.notice_conflicts_with(&theirs);
-            received.accepted = true;
-        }
-        None => {
-            let cached_manager = uss.mem.read().others_intents.get(&id).map(|k| k.reference().manager.clone());
-            match cached_manager {
-                Some(m) if m != caller.manager => return Err(not_manager(&caller.manager, &id, &m)),
-                Some(_) => {
-                    uss.forget_intent(&id)?;
-                    received.accepted = true;
-                }
-                None => {
-                    if let Some(r) = uss.dss_intent(&caller.manager, &id).await? {
-                        if r.manager != caller.manager {
-                            return Err(not_manager(&caller.manager, &id, &r.manager));
-                        }
-                    }
-                    received.note = "nothing was known of it here".into();
-                }
-            }
-        }
-    }
-    uss.record_received(received);
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// A peer tells us a constraint changed; the same rules as for intents.
-async fn notify_constraint(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
-    let caller = uss.peer(&headers, &[Scope::ConstraintManagement])?;
-    let p: api::PutConstraintDetailsParameters = parse(&crate::error::body_bytes(body)?)?;
-    let id = p.constraint_id.clone();
-    api::parse_uuid_v4(&id, "constraint_id").map_err(|e| UssError::BadRequest(e.message))?;
-    let mut received = Received {
-        received_at: now_text(),
-        from: caller.manager.clone(),
-        kind: "constraint".into(),
-        entity_id: id.clone(),
-        version: p.constraint.as_ref().map(|c| c.reference.version),
-        state: None,
-        accepted: false,
-        note: String::new(),
-    };
-    match p.constraint {
-        Some(c) => {
-            if c.reference.id != id {
-                return Err(UssError::BadRequest(format!(
-                    "constraint.reference.id `{}` differs from constraint_id `{id}`",
-                    c.reference.id
-                )));
-            }
-            if c.reference.manager != caller.manager {
-                return Err(UssError::Forbidden(format!(
-                    "the sender {} may not notify a constraint naming {} as its manager",
-                    caller.manager, c.reference.manager
-                )));
-            }
-            let dss_ref = uss
-                .dss_constraint(&caller.manager, &id)
-                .await?
-                .ok_or_else(|| UssError::Forbidden(format!("the DSS holds no constraint {id}")))?;
-            if dss_ref.manager != caller.manager {
-                return Err(not_manager(&caller.manager, &id, &dss_ref.manager));
-            }
-            if c.reference.version < dss_ref.version {
-                received.note = format!("stale: the DSS holds version {}", dss_ref.version);
-                uss.record_received(received);
-                return Ok(StatusCode::NO_CONTENT.into_response());
-            }
-            let known = verify_constraint(&dss_ref, c)
-                .map_err(|why| UssError::BadRequest(format!("the details do not match the DSS's reference: {why}")))?;
-            uss.remember_constraint(known);
-            received.accepted = true;
-        }
-        None => {
-            let cached_manager = uss.mem.read().others_constraints.get(&id).map(|k| k.wire.reference.manager.clone());
-            match cached_manager {
-                Some(m) if m != caller.manager => return Err(not_manager(&caller.manager, &id, &m)),
-                Some(_) => {
-                    uss.forget_constraint(&id)?;
-                    received.accepted = true;
-                }
-                None => {
-                    if let Some(r) = uss.dss_constraint(&caller.manager, &id).await? {
-                        if r.manager != caller.manager {
-                            return Err(not_manager(&caller.manager, &id, &r.manager));
-                        }
-                    }
-                    received.note = "nothing was known of it here".into();
-                }
-            }
-        }
-    }
-    uss.record_received(received);
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn report(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {
@@ -307,14 +350,8 @@ async fn report(State(uss): St, headers: HeaderMap, body: Body) -> Result<Respon
     // exchange), never echoing fields the schema does not have.
     let mut report = api::parse_error_report(&bytes).map_err(|e| UssError::BadRequest(e.message))?;
     let sent: serde_json::Value = parse(&bytes)?;
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = uss.keep_report(&caller.manager, sent).await?;
     report.report_id = Some(id.clone());
-    // Kept durably as sent (the reporter from the token, never from the body), bounded in number.
-    let at = now().micros();
-    let stored =
-        serde_json::json!({"reporter": caller.manager, "received_at": now_text(), "report_id": id, "report": sent});
-    uss.db.put(Table::Reports, &format!("{at:020}-{id}"), &stored)?;
-    uss.db.keep_newest(Table::Reports, MAX_REPORTS)?;
     tracing::info!(from = %caller.manager, report_id = %id, bytes = bytes.len(), "report stored");
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }

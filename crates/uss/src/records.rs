@@ -1,370 +1,397 @@
-//! What the participant keeps, in domain terms, and the one conversion of each record to and
-//! from the wire form it is stored and served in.
+//! `Records`: the one owner of what the participant keeps, in memory (the serving copy) and in
+//! its database (the durable one), and the only code that writes either.
 //!
-//! Records arrive from three edges (the operator, the DSS, peers) and each is converted and
-//! validated once there; from then on the participant works on these types.
+//! Consistency: every change takes the memory lock, applies itself there and queues its
+//! database writes *before* releasing it, so changes reach the disk in the order they reached
+//! memory. The writes are made by one writer thread, off the async threads, which commits
+//! everything queued since its last commit in one SQLite transaction (one sync for many
+//! changes; a group that fails is retried alone so it fails alone), and acknowledges each
+//! change only once it is durable. A write-ahead record enters memory only once durable (a
+//! change is never visible before it can survive a crash); the serving copy of an entity the
+//! DSS accepted is updated even when the disk fails (peers must be able to fetch what the DSS
+//! references), and the write-ahead record then stays for reconciliation.
 
-use api::{OperationalIntent as WireIntent, OperationalIntentReference};
-use geo4d::Volume4D;
-use model::OperationalIntentState;
-use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+use std::sync::Arc;
 
-/// One delivery of a notification to a subscriber, as the operator sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Delivery {
-    pub uss_base_url: String,
-    /// HTTP status of the last attempt, or 0 when the peer could not be reached.
-    pub status: u16,
-    pub acknowledged: bool,
-    /// Why the last attempt failed, empty when acknowledged.
-    pub detail: String,
-    /// Attempts made so far (failed deliveries are retried with backoff for a bounded time).
-    #[serde(default = "one")]
-    pub attempts: u32,
-    /// Whether another attempt is scheduled.
-    #[serde(default)]
-    pub retrying: bool,
-    /// The first attempt is under way (notifications go out after the change is answered).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sending: bool,
+use parking_lot::RwLock;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::db::{Db, DbError, Table, Write};
+use crate::domain::Kind;
+use crate::entities::{
+    Delivery, KnownConstraint, KnownIntent, OwnConstraint, OwnConstraintRecord, OwnEntity, OwnIntent, OwnIntentRecord,
+    Pending, PendingRecord,
+};
+
+/// What the participant holds in memory: the serving copy of its durable records.
+#[derive(Default)]
+pub struct Memory {
+    pub own_intents: BTreeMap<String, OwnIntent>,
+    pub own_constraints: BTreeMap<String, OwnConstraint>,
+    pub others_intents: HashMap<String, KnownIntent>,
+    pub others_constraints: HashMap<String, KnownConstraint>,
+    pub pending: HashMap<String, Pending>,
 }
 
-impl Delivery {
-    /// A delivery just started: no attempt finished yet.
-    pub fn sending(uss_base_url: &str) -> Self {
-        Self {
-            uss_base_url: uss_base_url.to_owned(),
-            status: 0,
-            acknowledged: false,
-            detail: "being sent".into(),
-            attempts: 0,
-            retrying: false,
-            sending: true,
+/// An own entity kept by [`Records`]: its table and its map in memory.
+pub trait Held: OwnEntity {
+    const TABLE: Table;
+    fn map(mem: &Memory) -> &BTreeMap<String, Self>;
+    fn map_mut(mem: &mut Memory) -> &mut BTreeMap<String, Self>;
+}
+
+impl Held for OwnIntent {
+    const TABLE: Table = Table::OwnIntents;
+    fn map(mem: &Memory) -> &BTreeMap<String, Self> {
+        &mem.own_intents
+    }
+    fn map_mut(mem: &mut Memory) -> &mut BTreeMap<String, Self> {
+        &mut mem.own_intents
+    }
+}
+
+impl Held for OwnConstraint {
+    const TABLE: Table = Table::OwnConstraints;
+    fn map(mem: &Memory) -> &BTreeMap<String, Self> {
+        &mem.own_constraints
+    }
+    fn map_mut(mem: &mut Memory) -> &mut BTreeMap<String, Self> {
+        &mut mem.own_constraints
+    }
+}
+
+fn own_table(kind: Kind) -> Table {
+    match kind {
+        Kind::Intent => Table::OwnIntents,
+        Kind::Constraint => Table::OwnConstraints,
+    }
+}
+
+struct Job {
+    writes: Vec<Write>,
+    done: tokio::sync::oneshot::Sender<Result<(), DbError>>,
+}
+
+/// A change queued for the disk: resolves once it is durable (or failed).
+pub struct Durable(Option<tokio::sync::oneshot::Receiver<Result<(), DbError>>>);
+
+impl Durable {
+    pub async fn wait(self) -> Result<(), DbError> {
+        match self.0 {
+            None => Err(DbError::new("the participant's database writer has stopped")),
+            Some(rx) => rx.await.unwrap_or_else(|_| Err(DbError::new("the participant's database writer has stopped"))),
         }
     }
 }
 
-fn one() -> u32 {
-    1
+pub struct Records {
+    mem: RwLock<Memory>,
+    db: Arc<Db>,
+    writer: parking_lot::Mutex<mpsc::Sender<Job>>,
 }
 
-/// An operational intent this participant manages: the DSS's reference as last written
-/// (with our OVN) and the full details.
-#[derive(Debug, Clone)]
-pub struct OwnIntent {
-    pub reference: OperationalIntentReference,
-    pub state: OperationalIntentState,
-    pub priority: i32,
-    pub volumes: Vec<Volume4D>,
-    pub off_nominal_volumes: Vec<Volume4D>,
-    pub notified: Vec<Delivery>,
+fn encode(e: serde_json::Error) -> DbError {
+    DbError::new(format!("record encoding: {e}"))
 }
 
-/// The stored and served form of an own intent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OwnIntentRecord {
-    pub intent: WireIntent,
-    #[serde(default)]
-    pub notified: Vec<Delivery>,
-}
-
-impl OwnIntent {
-    pub fn id(&self) -> &str {
-        &self.reference.id
+impl Records {
+    /// Opens the database in `dir`, loads every record, and starts the writer thread.
+    pub fn open(dir: &std::path::Path) -> Result<Records, String> {
+        let db = Db::open(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut mem = Memory::default();
+        for (id, r) in db.load_all::<OwnIntentRecord>(Table::OwnIntents).map_err(|e| e.to_string())? {
+            let own = OwnIntent::from_record(r).map_err(|e| format!("own intent {id}: {e}"))?;
+            mem.own_intents.insert(id, own);
+        }
+        for (id, r) in db.load_all::<OwnConstraintRecord>(Table::OwnConstraints).map_err(|e| e.to_string())? {
+            let own = OwnConstraint::from_record(r).map_err(|e| format!("own constraint {id}: {e}"))?;
+            mem.own_constraints.insert(id, own);
+        }
+        // The caches were verified when written; one that no longer reads is simply dropped.
+        for (id, oi) in db.load_all::<api::OperationalIntent>(Table::OthersIntents).map_err(|e| e.to_string())? {
+            if let Ok(k) = KnownIntent::from_record(oi) {
+                mem.others_intents.insert(id, k);
+            }
+        }
+        for (id, c) in db.load_all::<api::Constraint>(Table::OthersConstraints).map_err(|e| e.to_string())? {
+            if let Ok(k) = KnownConstraint::from_record(c) {
+                mem.others_constraints.insert(id, k);
+            }
+        }
+        for (id, p) in db.load_all::<PendingRecord>(Table::Pending).map_err(|e| e.to_string())? {
+            let p = Pending::from_record(p).map_err(|e| format!("write-ahead record {id}: {e}"))?;
+            mem.pending.insert(id, p);
+        }
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("uss-records".into())
+            .spawn(move || write_loop(&writer_db, &rx))
+            .map_err(|e| format!("starting the records writer: {e}"))?;
+        Ok(Records { mem: RwLock::new(mem), db, writer: parking_lot::Mutex::new(tx) })
     }
-    pub fn ovn(&self) -> &str {
-        self.reference.ovn.as_deref().unwrap_or_default()
-    }
-    /// The details as peers are served them.
-    pub fn to_wire(&self) -> WireIntent {
-        WireIntent {
-            reference: self.reference.clone(),
-            details: api::OperationalIntentDetails {
-                volumes: api::extents_to_wire(&self.volumes),
-                off_nominal_volumes: api::extents_to_wire(&self.off_nominal_volumes),
-                priority: self.priority,
-            },
+
+    /// Queues `writes` as one atomic change; call with the memory lock held so that the disk
+    /// sees changes in the order memory did.
+    fn queue(&self, writes: Vec<Write>) -> Durable {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        match self.writer.lock().send(Job { writes, done }) {
+            Ok(()) => Durable(Some(rx)),
+            Err(_) => Durable(None),
         }
     }
-    pub fn to_record(&self) -> OwnIntentRecord {
-        OwnIntentRecord { intent: self.to_wire(), notified: self.notified.clone() }
+
+    // ---- reads (memory) ----
+
+    /// A read of the serving copy.
+    pub fn read<R>(&self, f: impl FnOnce(&Memory) -> R) -> R {
+        f(&self.mem.read())
     }
-    pub fn from_record(r: OwnIntentRecord) -> Result<Self, String> {
-        let state = OperationalIntentState::parse(&r.intent.reference.state)
-            .ok_or_else(|| format!("unknown state `{}`", r.intent.reference.state))?;
-        Ok(OwnIntent {
-            state,
-            priority: r.intent.details.priority,
-            volumes: volumes_from_wire(&r.intent.details.volumes, "volumes")?,
-            off_nominal_volumes: volumes_from_wire(&r.intent.details.off_nominal_volumes, "off_nominal_volumes")?,
-            reference: r.intent.reference,
-            notified: r.notified,
-        })
+
+    pub fn own<E: Held>(&self, id: &str) -> Option<E> {
+        E::map(&self.mem.read()).get(id).cloned()
+    }
+
+    pub fn is_pending(&self, id: &str) -> bool {
+        self.mem.read().pending.contains_key(id)
+    }
+
+    pub fn pendings(&self) -> Vec<Pending> {
+        self.mem.read().pending.values().cloned().collect()
+    }
+
+    // ---- the write-ahead protocol ----
+
+    /// Records a change durably before the DSS is asked to make it.
+    pub async fn write_ahead(&self, pending: Pending) -> Result<(), DbError> {
+        let body = serde_json::to_string(&pending.to_record()).map_err(encode)?;
+        let durable = self.queue(vec![Write::Put(Table::Pending, pending.id.clone(), body)]);
+        durable.wait().await?;
+        self.mem.write().pending.insert(pending.id.clone(), pending);
+        Ok(())
+    }
+
+    /// Drops a write-ahead record (the change was refused, or found not made).
+    pub async fn drop_pending(&self, id: &str) -> Result<(), DbError> {
+        let durable = self.queue(vec![Write::Delete(Table::Pending, id.to_owned())]);
+        durable.wait().await?;
+        self.mem.write().pending.remove(id);
+        Ok(())
+    }
+
+    /// Records an own entity as the DSS now holds it and drops its write-ahead record, in one
+    /// transaction. The serving copy is updated even if the disk fails; the write-ahead record
+    /// then stays (in memory too) for reconciliation.
+    pub async fn settle<E: Held>(&self, own: &E) -> Result<(), DbError> {
+        let id = own.reference().id.clone();
+        let body = own.record_json().map_err(encode)?;
+        let durable = {
+            let mut mem = self.mem.write();
+            E::map_mut(&mut mem).insert(id.clone(), own.clone());
+            self.queue(vec![Write::Put(E::TABLE, id.clone(), body), Write::Delete(Table::Pending, id.clone())])
+        };
+        durable.wait().await?;
+        self.mem.write().pending.remove(&id);
+        Ok(())
+    }
+
+    /// Applies `writes` with the removal of `id`'s write-ahead record, in one transaction (a
+    /// change whose outcome is recorded elsewhere than in an own entity: a subscription).
+    pub async fn settle_with(&self, id: &str, mut writes: Vec<Write>) -> Result<(), DbError> {
+        writes.push(Write::Delete(Table::Pending, id.to_owned()));
+        self.queue(writes).wait().await?;
+        self.mem.write().pending.remove(id);
+        Ok(())
+    }
+
+    /// Removes an own entity the DSS no longer holds, with its write-ahead record.
+    pub async fn settle_removed(&self, kind: Kind, id: &str) -> Result<(), DbError> {
+        let durable = {
+            let mut mem = self.mem.write();
+            match kind {
+                Kind::Intent => mem.own_intents.remove(id).map(|_| ()),
+                Kind::Constraint => mem.own_constraints.remove(id).map(|_| ()),
+            };
+            self.queue(vec![
+                Write::Delete(own_table(kind), id.to_owned()),
+                Write::Delete(Table::Pending, id.to_owned()),
+            ])
+        };
+        durable.wait().await?;
+        self.mem.write().pending.remove(id);
+        Ok(())
+    }
+
+    /// Drops an own entity the DSS no longer holds (no change of it in flight).
+    pub async fn remove_own(&self, kind: Kind, id: &str) -> Result<(), DbError> {
+        let durable = {
+            let mut mem = self.mem.write();
+            match kind {
+                Kind::Intent => mem.own_intents.remove(id).map(|_| ()),
+                Kind::Constraint => mem.own_constraints.remove(id).map(|_| ()),
+            };
+            self.queue(vec![Write::Delete(own_table(kind), id.to_owned())])
+        };
+        durable.wait().await
+    }
+
+    /// Records the deliveries of a notification on the entity, if it is still at `version`.
+    pub async fn set_deliveries<E: Held>(
+        &self,
+        id: &str,
+        version: i32,
+        update: impl FnOnce(&[Delivery]) -> Vec<Delivery>,
+    ) -> Result<(), DbError> {
+        let durable = {
+            let mut mem = self.mem.write();
+            let Some(own) = E::map_mut(&mut mem).get_mut(id).filter(|o| o.reference().version == version) else {
+                return Ok(());
+            };
+            let list = update(own.notified_mut());
+            *own.notified_mut() = list;
+            let body = own.record_json().map_err(encode)?;
+            self.queue(vec![Write::Put(E::TABLE, id.to_owned(), body)])
+        };
+        durable.wait().await
+    }
+
+    /// Whether our entity `id` is still at `version` (a newer change supersedes a delivery).
+    pub fn is_current<E: Held>(&self, id: &str, version: i32) -> bool {
+        E::map(&self.mem.read()).get(id).is_some_and(|o| o.reference().version == version)
+    }
+
+    // ---- others' details (a cache: a failed disk write only costs a refetch) ----
+
+    pub async fn remember_intent(&self, k: KnownIntent) -> Result<(), DbError> {
+        let id = k.reference.id.clone();
+        let body = serde_json::to_string(&k.to_wire()).map_err(encode)?;
+        let durable = {
+            let mut mem = self.mem.write();
+            if mem.others_intents.get(&id).is_some_and(|c| c.reference.version > k.reference.version) {
+                return Ok(());
+            }
+            mem.others_intents.insert(id.clone(), k);
+            self.queue(vec![Write::Put(Table::OthersIntents, id, body)])
+        };
+        durable.wait().await
+    }
+
+    pub async fn remember_constraint(&self, k: KnownConstraint) -> Result<(), DbError> {
+        let id = k.reference.id.clone();
+        let body = serde_json::to_string(&k.to_wire()).map_err(encode)?;
+        let durable = {
+            let mut mem = self.mem.write();
+            mem.others_constraints.insert(id.clone(), k);
+            self.queue(vec![Write::Put(Table::OthersConstraints, id, body)])
+        };
+        durable.wait().await
+    }
+
+    pub async fn forget_known(&self, kind: Kind, id: &str) -> Result<(), DbError> {
+        let durable = {
+            let mut mem = self.mem.write();
+            let table = match kind {
+                Kind::Intent => {
+                    mem.others_intents.remove(id);
+                    Table::OthersIntents
+                }
+                Kind::Constraint => {
+                    mem.others_constraints.remove(id);
+                    Table::OthersConstraints
+                }
+            };
+            self.queue(vec![Write::Delete(table, id.to_owned())])
+        };
+        durable.wait().await
+    }
+
+    // ---- the other tables (flight plans, notices, reports, the map's subscriptions) ----
+
+    /// Writes `writes` atomically and durably.
+    pub async fn apply(&self, writes: Vec<Write>) -> Result<(), DbError> {
+        self.queue(writes).wait().await
+    }
+
+    pub async fn put<T: Serialize>(&self, table: Table, id: &str, value: &T) -> Result<(), DbError> {
+        let body = serde_json::to_string(value).map_err(encode)?;
+        self.apply(vec![Write::Put(table, id.to_owned(), body)]).await
+    }
+
+    pub async fn delete(&self, table: Table, id: &str) -> Result<(), DbError> {
+        self.apply(vec![Write::Delete(table, id.to_owned())]).await
+    }
+
+    /// A query of the database, on a blocking thread.
+    pub async fn query<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R, DbError> + Send + 'static,
+    ) -> Result<R, DbError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .unwrap_or_else(|e| Err(DbError::new(format!("a database read failed: {e}"))))
+    }
+
+    pub async fn get<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: Table,
+        id: &str,
+    ) -> Result<Option<T>, DbError> {
+        let id = id.to_owned();
+        self.query(move |db| db.get(table, &id)).await
+    }
+
+    pub async fn load_all<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: Table,
+    ) -> Result<Vec<(String, T)>, DbError> {
+        self.query(move |db| db.load_all(table)).await
     }
 }
 
-/// A constraint this participant manages.
-#[derive(Debug, Clone)]
-pub struct OwnConstraint {
-    pub reference: api::ConstraintReference,
-    pub volumes: Vec<Volume4D>,
-    pub notified: Vec<Delivery>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OwnConstraintRecord {
-    pub constraint: api::Constraint,
-    #[serde(default)]
-    pub notified: Vec<Delivery>,
-}
-
-impl OwnConstraint {
-    pub fn to_wire(&self) -> api::Constraint {
-        api::Constraint {
-            reference: self.reference.clone(),
-            details: api::ConstraintDetails {
-                volumes: api::extents_to_wire(&self.volumes),
-                constraint_type: Some("Restricted".into()),
-            },
+/// The writer thread: everything queued since the last commit goes in one transaction.
+fn write_loop(db: &Db, rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            jobs.push(more);
+        }
+        let groups: Vec<&[Write]> = jobs.iter().map(|j| j.writes.as_slice()).collect();
+        let results = db.apply_groups(&groups);
+        for (job, result) in jobs.into_iter().zip(results) {
+            let _ = job.done.send(result);
         }
     }
-    pub fn to_record(&self) -> OwnConstraintRecord {
-        OwnConstraintRecord { constraint: self.to_wire(), notified: self.notified.clone() }
-    }
-    pub fn from_record(r: OwnConstraintRecord) -> Result<Self, String> {
-        Ok(OwnConstraint {
-            volumes: volumes_from_wire(&r.constraint.details.volumes, "volumes")?,
-            reference: r.constraint.reference,
-            notified: r.notified,
-        })
-    }
-}
-
-/// Another manager's operational intent, with details verified against the DSS's reference
-/// (same id, manager and version, an OVN, times within the reference's bounds).
-#[derive(Debug, Clone)]
-pub struct KnownIntent {
-    pub wire: WireIntent,
-    pub state: OperationalIntentState,
-    /// Nominal then off-nominal volumes.
-    pub volumes: Vec<Volume4D>,
-}
-
-impl KnownIntent {
-    pub fn reference(&self) -> &OperationalIntentReference {
-        &self.wire.reference
-    }
-    pub fn to_planner(&self) -> planner::KnownIntent {
-        planner::KnownIntent {
-            id: self.wire.reference.id.clone(),
-            manager: self.wire.reference.manager.clone(),
-            state: self.state,
-            priority: self.wire.details.priority,
-            volumes: self.volumes.clone(),
-        }
-    }
-}
-
-/// Another manager's constraint, verified like [`KnownIntent`].
-#[derive(Debug, Clone)]
-pub struct KnownConstraint {
-    pub wire: api::Constraint,
-    pub volumes: Vec<Volume4D>,
-}
-
-fn volumes_from_wire(vols: &[api::Volume4D], field: &str) -> Result<Vec<Volume4D>, String> {
-    vols.iter()
-        .enumerate()
-        .map(|(i, v)| api::volume_from_wire(v, &format!("{field}[{i}]")).map_err(|e| e.message))
-        .collect()
-}
-
-/// A second of slack when comparing details' times with the DSS reference's (the DSS may
-/// round what it stores).
-const TIME_SLACK_US: i64 = 1_000_000;
-
-/// The identity part of verification: details name the entity the DSS references (id, manager,
-/// version) and carry an OVN.
-fn same_entity(got: (&str, &str, i32, Option<&str>), dss: (&str, &str, i32)) -> Result<(), String> {
-    let ((id, manager, version, ovn), (dss_id, dss_manager, dss_version)) = (got, dss);
-    if id != dss_id {
-        return Err(format!("the details served are for `{id}`, not `{dss_id}`"));
-    }
-    if manager != dss_manager {
-        return Err(format!("the details name `{manager}` as manager; the DSS records `{dss_manager}`"));
-    }
-    if version != dss_version {
-        return Err(format!("the details are version {version}; the DSS holds version {dss_version}"));
-    }
-    if ovn.is_none_or(str::is_empty) {
-        return Err("the details carry no OVN".into());
-    }
-    Ok(())
-}
-
-/// Checks that `got`, as served by a peer (or notified by one), is the entity the DSS
-/// references as `dss`: same id, manager and version, with an OVN, readable and valid details
-/// whose times lie within the reference's. Anything else is a reason it is unverifiable.
-pub fn verify_intent(dss: &OperationalIntentReference, got: WireIntent) -> Result<KnownIntent, String> {
-    let r = &got.reference;
-    same_entity((&r.id, &r.manager, r.version, r.ovn.as_deref()), (&dss.id, &dss.manager, dss.version))?;
-    let state = OperationalIntentState::parse(&r.state).ok_or_else(|| format!("unknown state `{}`", r.state))?;
-    if got.details.volumes.is_empty() && got.details.off_nominal_volumes.is_empty() {
-        return Err("the details have no volumes".into());
-    }
-    let mut volumes = volumes_from_wire(&got.details.volumes, "details.volumes")?;
-    let off_nominal = volumes_from_wire(&got.details.off_nominal_volumes, "details.off_nominal_volumes")?;
-    // The DSS's bounds are those of the extents written: the nominal volumes in nominal states;
-    // off-nominal states may register only their off-nominal volumes.
-    match state {
-        OperationalIntentState::Accepted | OperationalIntentState::Activated => {
-            within_reference_times(&volumes, &dss.time_start, &dss.time_end)?
-        }
-        _ if !off_nominal.is_empty() => within_reference_times(&off_nominal, &dss.time_start, &dss.time_end)?,
-        _ => within_reference_times(&volumes, &dss.time_start, &dss.time_end)?,
-    }
-    volumes.extend(off_nominal);
-    Ok(KnownIntent { wire: got, state, volumes })
-}
-
-/// The constraint counterpart of [`verify_intent`].
-pub fn verify_constraint(dss: &api::ConstraintReference, got: api::Constraint) -> Result<KnownConstraint, String> {
-    let r = &got.reference;
-    same_entity((&r.id, &r.manager, r.version, r.ovn.as_deref()), (&dss.id, &dss.manager, dss.version))?;
-    if got.details.volumes.is_empty() {
-        return Err("the details have no volumes".into());
-    }
-    let volumes = volumes_from_wire(&got.details.volumes, "details.volumes")?;
-    within_reference_times(&volumes, &dss.time_start, &dss.time_end)?;
-    Ok(KnownConstraint { wire: got, volumes })
-}
-
-fn within_reference_times(volumes: &[Volume4D], start: &api::Time, end: &api::Time) -> Result<(), String> {
-    let start = api::time_from_wire(start, "time_start").map_err(|e| format!("the DSS reference's {}", e.message))?;
-    let end = api::time_from_wire(end, "time_end").map_err(|e| format!("the DSS reference's {}", e.message))?;
-    let bounds = model::time_bounds(volumes);
-    let early = bounds.start().is_none_or(|s| s.micros() < start.micros() - TIME_SLACK_US);
-    let late = bounds.end().is_none_or(|e| e.micros() > end.micros() + TIME_SLACK_US);
-    if early || late {
-        return Err("the details' volumes reach outside the time bounds of the DSS reference".into());
-    }
-    Ok(())
-}
-
-/// A change in flight, recorded durably before the DSS is asked to make it, and removed once
-/// the outcome is recorded. Found at start-up, it is finished or undone against the DSS.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pending {
-    pub id: String,
-    pub change: PendingChange,
-    /// The version of our record before the change (`None` for a creation).
-    pub previous_version: Option<i32>,
-    pub recorded_at: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PendingChange {
-    /// Create or update an operational intent into this state with these details.
-    PutIntent {
-        state: String,
-        details: api::OperationalIntentDetails,
-    },
-    DeleteIntent,
-    PutConstraint {
-        details: api::ConstraintDetails,
-    },
-    DeleteConstraint,
-}
-
-impl Pending {
-    /// The area the change touches, for the orphan search after a crash.
-    pub fn area(&self) -> Vec<api::Volume4D> {
-        match &self.change {
-            PendingChange::PutIntent { details, .. } => details.volumes.clone(),
-            PendingChange::PutConstraint { details } => details.volumes.clone(),
-            PendingChange::DeleteIntent | PendingChange::DeleteConstraint => vec![],
-        }
-    }
-}
-
-/// A notification received from a peer, as kept in the bounded history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Received {
-    pub received_at: String,
-    /// The authenticated sender (the token's `sub`).
-    pub from: String,
-    /// `operational_intent` or `constraint`.
-    pub kind: String,
-    pub entity_id: String,
-    /// `None` when the entity was deleted.
-    pub version: Option<i32>,
-    pub state: Option<String>,
-    /// Whether the sender was confirmed as the entity's manager and the details cached.
-    #[serde(default)]
-    pub accepted: bool,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub note: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn reference(id: &str, manager: &str, version: i32, ovn: Option<&str>) -> OperationalIntentReference {
-        OperationalIntentReference {
-            id: id.into(),
-            manager: manager.into(),
-            uss_availability: "Normal".into(),
-            version,
-            state: "Accepted".into(),
-            ovn: ovn.map(str::to_owned),
-            time_start: api::Time { value: "2027-01-15T08:00:00Z".into(), format: "RFC3339".into() },
-            time_end: api::Time { value: "2027-01-15T09:00:00Z".into(), format: "RFC3339".into() },
-            uss_base_url: "https://uss.example/utm".into(),
-            subscription_id: "0f3e0e9c-7f0b-4b0e-8f8e-9b1a3c5d7e9f".into(),
-        }
-    }
-
-    fn details(start: &str, end: &str) -> api::OperationalIntentDetails {
-        let v: api::Volume4D = serde_json::from_value(serde_json::json!({
-            "volume": {"outline_circle": {"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 100, "units": "M"}},
-                       "altitude_lower": {"value": 0, "reference": "W84", "units": "M"},
-                       "altitude_upper": {"value": 100, "reference": "W84", "units": "M"}},
-            "time_start": {"value": start, "format": "RFC3339"}, "time_end": {"value": end, "format": "RFC3339"}}))
-        .expect("volume");
-        api::OperationalIntentDetails { volumes: vec![v], off_nominal_volumes: vec![], priority: 3 }
-    }
-
-    #[test]
-    fn details_are_accepted_only_when_they_match_the_dss_reference() {
-        let dss = reference("a", "alpha", 2, None);
-        let good = || WireIntent {
-            reference: reference("a", "alpha", 2, Some("ovn-of-alpha-0001")),
-            details: details("2027-01-15T08:00:00Z", "2027-01-15T09:00:00Z"),
-        };
-        let k = verify_intent(&dss, good()).expect("matching details");
-        assert_eq!((k.wire.details.priority, k.volumes.len()), (3, 1));
-        type Spoil = Box<dyn Fn(&mut WireIntent)>;
-        let cases: Vec<(&str, Spoil)> = vec![
-            ("for `b`", Box::new(|w| w.reference.id = "b".into())),
-            ("manager", Box::new(|w| w.reference.manager = "mallory".into())),
-            ("version", Box::new(|w| w.reference.version = 3)),
-            ("no OVN", Box::new(|w| w.reference.ovn = None)),
-            ("no volumes", Box::new(|w| w.details.volumes.clear())),
-            ("time bounds", Box::new(|w| w.details = details("2027-01-15T08:00:00Z", "2027-01-15T11:00:00Z"))),
-            (
-                "radius",
-                Box::new(|w| w.details.volumes[0].volume.outline_circle.as_mut().expect("circle").radius = None),
-            ),
-        ];
-        for (needle, spoil) in cases {
-            let mut w = good();
-            spoil(&mut w);
-            match verify_intent(&dss, w) {
-                Err(why) => assert!(why.contains(needle), "`{why}` should mention `{needle}`"),
-                Ok(_) => panic!("spoiled details ({needle}) were accepted"),
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_are_all_durable_and_in_memory_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let records = Arc::new(Records::open(dir.path()).expect("open"));
+            let writers = (0..64).map(|i| {
+                let records = records.clone();
+                tokio::spawn(async move {
+                    for round in 0..5 {
+                        records.put(Table::FlightPlans, &format!("fp-{i}"), &round).await.expect("durable");
+                    }
+                })
+            });
+            for w in writers {
+                w.await.expect("writer");
             }
         }
+        let db = Db::open(dir.path()).expect("reopen");
+        let rows: Vec<(String, i32)> = db.load_all(Table::FlightPlans).expect("load");
+        assert_eq!(rows.len(), 64);
+        assert!(rows.iter().all(|(_, round)| *round == 4), "every entity ends at its last write: {rows:?}");
     }
 }

@@ -1,0 +1,300 @@
+//! The real ports: the DSS through `client` (its answers converted to domain references here,
+//! once), peers over HTTP (bounded in time and size, URLs built only by `model::peer_url`), the
+//! system clock and random UUIDv4 ids.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::{ClientError, DssClient};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use geo4d::{Timestamp, Volume4D};
+
+use crate::domain::{Kind, Reference, Subscriber};
+use crate::ports::{Attempt, Clock, Dss, DssFailure, Ids, IntentWrite, Peers, SubscriptionWrite, Written};
+use crate::tokens::TokenSource;
+use crate::MAX_PEER_ANSWER_BYTES;
+
+impl From<ClientError> for DssFailure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Conflict(c)
+                if c.missing_operational_intents.is_empty() && c.missing_constraints.is_empty() =>
+            {
+                DssFailure::StaleOvn(c.message)
+            }
+            ClientError::Conflict(c) => DssFailure::KeyMissing(c.message),
+            ClientError::Status { status: 404, message } => DssFailure::NotFound(message),
+            ClientError::Status { status: status @ (400 | 413), message } => DssFailure::Refused { status, message },
+            ClientError::Busy { status, message, retry_after_s } => DssFailure::Busy { status, message, retry_after_s },
+            other => DssFailure::Failed(other.to_string()),
+        }
+    }
+}
+
+/// The DSS over HTTP, with a token of ours per call.
+pub struct HttpDss {
+    http: reqwest::Client,
+    url: String,
+    tokens: Arc<TokenSource>,
+}
+
+impl HttpDss {
+    pub fn new(http: reqwest::Client, url: &str, tokens: Arc<TokenSource>) -> Self {
+        HttpDss { http, url: url.to_owned(), tokens }
+    }
+
+    async fn client(&self) -> Result<DssClient, DssFailure> {
+        let token = self
+            .tokens
+            .token_for(&self.url)
+            .await
+            .map_err(|e| DssFailure::Failed(format!("no token for the DSS: {e}")))?;
+        Ok(DssClient::new(self.http.clone(), &self.url, token))
+    }
+}
+
+fn not_found_is_none<T>(r: Result<T, ClientError>) -> Result<Option<T>, DssFailure> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(ClientError::Status { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn subscribers(list: &[api::SubscriberToNotify]) -> Vec<Subscriber> {
+    list.iter().map(Subscriber::from_wire).collect()
+}
+
+impl Dss for HttpDss {
+    fn query<'a>(&'a self, kind: Kind, area: &'a Volume4D) -> BoxFuture<'a, Result<Vec<Reference>, DssFailure>> {
+        async move {
+            let dss = self.client().await?;
+            let wire = api::volume_to_wire(area);
+            Ok(match kind {
+                Kind::Intent => dss
+                    .query_intents(&wire)
+                    .await?
+                    .operational_intent_references
+                    .iter()
+                    .map(Reference::from_intent_wire)
+                    .collect(),
+                Kind::Constraint => dss
+                    .query_constraints(&wire)
+                    .await?
+                    .constraint_references
+                    .iter()
+                    .map(Reference::from_constraint_wire)
+                    .collect(),
+            })
+        }
+        .boxed()
+    }
+
+    fn get<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Reference>, DssFailure>> {
+        async move {
+            let dss = self.client().await?;
+            Ok(match kind {
+                Kind::Intent => not_found_is_none(dss.get_intent(id).await)?
+                    .map(|r| Reference::from_intent_wire(&r.operational_intent_reference)),
+                Kind::Constraint => not_found_is_none(dss.get_constraint(id).await)?
+                    .map(|r| Reference::from_constraint_wire(&r.constraint_reference)),
+            })
+        }
+        .boxed()
+    }
+
+    fn put_intent<'a>(
+        &'a self,
+        id: &'a str,
+        ovn: Option<&'a str>,
+        write: IntentWrite<'a>,
+    ) -> BoxFuture<'a, Result<Written, DssFailure>> {
+        async move {
+            let body = api::PutOperationalIntentReferenceParameters {
+                extents: api::extents_to_wire(write.volumes),
+                key: Some(write.key.to_vec()),
+                state: write.state.as_str().to_owned(),
+                uss_base_url: write.base_url.to_owned(),
+                subscription_id: None,
+                new_subscription: Some(api::ImplicitSubscriptionParameters {
+                    uss_base_url: write.base_url.to_owned(),
+                    notify_for_constraints: Some(write.notify_for_constraints),
+                }),
+                requested_ovn_suffix: None,
+            };
+            let resp = self.client().await?.put_intent(id, ovn, &body).await?;
+            Ok(Written {
+                reference: Reference::from_intent_wire(&resp.operational_intent_reference),
+                subscribers: subscribers(&resp.subscribers),
+            })
+        }
+        .boxed()
+    }
+
+    fn put_constraint<'a>(
+        &'a self,
+        id: &'a str,
+        volumes: &'a [Volume4D],
+        base_url: &'a str,
+    ) -> BoxFuture<'a, Result<Written, DssFailure>> {
+        async move {
+            let body = api::PutConstraintReferenceParameters {
+                extents: api::extents_to_wire(volumes),
+                uss_base_url: base_url.to_owned(),
+            };
+            let resp = self.client().await?.put_constraint(id, None, &body).await?;
+            Ok(Written {
+                reference: Reference::from_constraint_wire(&resp.constraint_reference),
+                subscribers: subscribers(&resp.subscribers),
+            })
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        kind: Kind,
+        id: &'a str,
+        ovn: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<Subscriber>>, DssFailure>> {
+        async move {
+            let dss = self.client().await?;
+            Ok(match kind {
+                Kind::Intent => {
+                    not_found_is_none(dss.delete_intent(id, ovn).await)?.map(|r| subscribers(&r.subscribers))
+                }
+                Kind::Constraint => {
+                    not_found_is_none(dss.delete_constraint(id, ovn).await)?.map(|r| subscribers(&r.subscribers))
+                }
+            })
+        }
+        .boxed()
+    }
+
+    fn put_subscription<'a>(
+        &'a self,
+        id: &'a str,
+        write: SubscriptionWrite<'a>,
+    ) -> BoxFuture<'a, Result<(), DssFailure>> {
+        async move {
+            let body = api::PutSubscriptionParameters {
+                extents: api::volume_to_wire(write.volume),
+                uss_base_url: write.base_url.to_owned(),
+                notify_for_operational_intents: Some(write.notify_for_intents),
+                notify_for_constraints: Some(write.notify_for_constraints),
+            };
+            self.client().await?.put_subscription(id, None, &body).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn has_subscription<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, DssFailure>> {
+        async move { Ok(not_found_is_none(self.client().await?.get_subscription(id).await)?.is_some()) }.boxed()
+    }
+}
+
+/// Other participants over HTTP: a token of ours for each, every answer bounded in time
+/// (connect and whole answer) and size.
+pub struct HttpPeers {
+    http: reqwest::Client,
+    tokens: Arc<TokenSource>,
+    timeout: Duration,
+}
+
+impl HttpPeers {
+    pub fn new(http: reqwest::Client, tokens: Arc<TokenSource>, timeout: Duration) -> Self {
+        HttpPeers { http, tokens, timeout }
+    }
+
+    /// GETs `path` under a peer's base URL and reads it as `T`.
+    async fn get<T: serde::de::DeserializeOwned>(&self, base: &str, path: &str) -> Result<T, String> {
+        // Appended to the base URL's path, its query kept; a base URL with a fragment, user
+        // information or another scheme is never called (the entity stays unverifiable).
+        let url = model::peer_url(base, path).map_err(|e| format!("its uss_base_url {e}"))?;
+        let token = self.tokens.token_for(&url).await?;
+        let work = async {
+            let mut resp =
+                self.http.get(&url).bearer_auth(token).send().await.map_err(|e| format!("unreachable: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("its USS answered HTTP {}", resp.status().as_u16()));
+            }
+            if resp.content_length().is_some_and(|n| n > MAX_PEER_ANSWER_BYTES as u64) {
+                return Err(format!("its USS's answer is larger than {MAX_PEER_ANSWER_BYTES} bytes and was refused"));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| format!("its USS's answer broke off: {e}"))? {
+                if body.len() + chunk.len() > MAX_PEER_ANSWER_BYTES {
+                    return Err(format!("its USS's answer exceeded {MAX_PEER_ANSWER_BYTES} bytes and was cut off"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            serde_json::from_slice(&body).map_err(|e| format!("its USS sent details that cannot be read: {e}"))
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| format!("its USS did not answer within {} s", self.timeout.as_secs()))?
+    }
+}
+
+impl Peers for HttpPeers {
+    fn intent_details<'a>(&'a self, r: &'a Reference) -> BoxFuture<'a, Result<api::OperationalIntent, String>> {
+        async move {
+            let got: api::GetOperationalIntentDetailsResponse =
+                self.get(&r.base_url, &format!("{}/{}", Kind::Intent.uss_path(), r.id)).await?;
+            Ok(got.operational_intent)
+        }
+        .boxed()
+    }
+
+    fn constraint_details<'a>(&'a self, r: &'a Reference) -> BoxFuture<'a, Result<api::Constraint, String>> {
+        async move {
+            let got: api::GetConstraintDetailsResponse =
+                self.get(&r.base_url, &format!("{}/{}", Kind::Constraint.uss_path(), r.id)).await?;
+            Ok(got.constraint)
+        }
+        .boxed()
+    }
+
+    fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, body: &'a serde_json::Value) -> BoxFuture<'a, Attempt> {
+        async move {
+            let url = match model::peer_url(base_url, path) {
+                Ok(url) => url,
+                Err(e) => return Attempt::NotSent(format!("the subscriber's uss_base_url {e}")),
+            };
+            let token = match self.tokens.token_for(&url).await {
+                Ok(t) => t,
+                Err(e) => return Attempt::Unreachable(e),
+            };
+            match tokio::time::timeout(self.timeout, self.http.post(&url).bearer_auth(token).json(body).send()).await {
+                Ok(Ok(r)) if r.status().is_success() => Attempt::Acknowledged(r.status().as_u16()),
+                Ok(Ok(r)) => Attempt::Answered(r.status().as_u16()),
+                Ok(Err(e)) => Attempt::Unreachable(format!("unreachable: {e}")),
+                Err(_) => Attempt::TimedOut(self.timeout),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// The system's clock; waits are tokio's.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(chrono::Utc::now().timestamp_micros())
+    }
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        tokio::time::sleep(duration).boxed()
+    }
+}
+
+/// Random UUIDv4 ids.
+pub struct RandomIds;
+
+impl Ids for RandomIds {
+    fn new_id(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}

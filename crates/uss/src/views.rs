@@ -1,0 +1,65 @@
+//! What the operator reads: the participant's status (everything it holds, the changes in
+//! flight, the newest notifications) and the notification history by time. Wire forms are
+//! produced here, where they are served.
+
+use crate::entities::Received;
+use crate::error::UssError;
+use crate::Uss;
+
+/// Newest notifications shown by `status`.
+const STATUS_NOTIFICATIONS: i64 = 200;
+
+impl Uss {
+    pub(crate) async fn status(&self) -> Result<serde_json::Value, UssError> {
+        let (notifications, (n_notifications, notification_bytes)) = self
+            .records
+            .query(|db| {
+                Ok((db.notifications(i64::MIN, i64::MAX, STATUS_NOTIFICATIONS, true)?, db.notification_stats()?))
+            })
+            .await?;
+        let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+        let (own_intents, own_constraints, others_intents, others_constraints, pending) = self.records.read(|m| {
+            let own_intents: serde_json::Map<String, serde_json::Value> =
+                m.own_intents.iter().map(|(id, o)| (id.clone(), json(serde_json::to_value(o.to_record())))).collect();
+            let own_constraints: serde_json::Map<String, serde_json::Value> = m
+                .own_constraints
+                .iter()
+                .map(|(id, c)| (id.clone(), json(serde_json::to_value(c.to_record()))))
+                .collect();
+            let others_intents: serde_json::Map<String, serde_json::Value> =
+                m.others_intents.iter().map(|(id, k)| (id.clone(), json(serde_json::to_value(k.to_wire())))).collect();
+            let others_constraints: serde_json::Map<String, serde_json::Value> = m
+                .others_constraints
+                .iter()
+                .map(|(id, k)| (id.clone(), json(serde_json::to_value(k.to_wire()))))
+                .collect();
+            let pending: Vec<String> = m.pending.keys().cloned().collect();
+            (own_intents, own_constraints, others_intents, others_constraints, pending)
+        });
+        Ok(serde_json::json!({
+            "participant": self.client_id(),
+            "base_url": self.config.base_url,
+            "own_intents": own_intents,
+            "own_constraints": own_constraints,
+            "others_intents": others_intents,
+            "others_constraints": others_constraints,
+            "in_flight": pending,
+            "notifications": notifications,
+            "notifications_stored": n_notifications,
+            "notification_bytes_stored": notification_bytes,
+            // Requests for our operations' details answered to peers since start.
+            "details_served": self.details_served.load(std::sync::atomic::Ordering::Relaxed),
+        }))
+    }
+
+    /// Notifications received in `[after_us, before_us)`, oldest first (or the newest `limit`).
+    pub(crate) async fn notifications(
+        &self,
+        after_us: i64,
+        before_us: i64,
+        limit: i64,
+        newest: bool,
+    ) -> Result<Vec<Received>, UssError> {
+        Ok(self.records.query(move |db| db.notifications(after_us, before_us, limit, newest)).await?)
+    }
+}
