@@ -298,7 +298,7 @@ async fn faults_lose_nothing_and_never_answer_stale() {
         async move {
             let id = new_id();
             let body = intent_body(vec![square(400.0 * k as f64, 100.0, 0.0, 100.0, 60, 900)], &[], "Accepted");
-            let (s, _) = call("PUT", &format!("{url}{OIR}/{id}"), Some(&tok), Some(&body)).await;
+            let (s, _) = call_patiently("PUT", &format!("{url}{OIR}/{id}"), Some(&tok), Some(&body)).await;
             (s, id)
         }
     };
@@ -360,7 +360,7 @@ async fn faults_lose_nothing_and_never_answer_stale() {
     // Nothing acknowledged is lost, through either surviving instance.
     for url in [&pool.dss[survivor], &pool.dss[(leader + 2) % 3]] {
         for id in &acknowledged {
-            let (s, r) = call("GET", &format!("{url}{OIR}/{id}"), Some(&tok), None).await;
+            let (s, r) = call_patiently("GET", &format!("{url}{OIR}/{id}"), Some(&tok), None).await;
             assert_eq!(s, 200, "{url}: acknowledged {id} lost: {r}");
         }
     }
@@ -370,7 +370,7 @@ async fn faults_lose_nothing_and_never_answer_stale() {
     let data = pool.dir.path().join("extra");
     let extra = Dss::start_in(&data, &["--store", "etcd", "--etcd-endpoints", &endpoints.join(",")]);
     for id in &acknowledged {
-        let (s, _) = call("GET", &extra.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
+        let (s, _) = call_patiently("GET", &extra.url(&format!("{OIR}/{id}")), Some(&tok), None).await;
         assert_eq!(s, 200, "a fresh instance must see {id}");
     }
     extra.kill9();

@@ -182,10 +182,8 @@ pub trait OwnEntity: Clone + Send + Sync + 'static {
     fn notified_mut(&mut self) -> &mut Vec<Delivery>;
     /// The stored form, as JSON.
     fn record_json(&self) -> Result<String, serde_json::Error>;
-    /// The body of a notification of this entity's new state to one subscriber.
-    fn notification(&self, subscriptions: Vec<api::SubscriptionState>) -> serde_json::Value;
-    /// The body of a notification of its removal.
-    fn removal(id: &str, subscriptions: Vec<api::SubscriptionState>) -> serde_json::Value;
+    /// The details as peers are served them, as JSON.
+    fn details_json(&self) -> serde_json::Value;
     /// One line for the operator's feed on what it now is.
     fn describe(&self) -> String;
 }
@@ -212,21 +210,8 @@ impl OwnEntity for OwnIntent {
     fn record_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string(&self.to_record())
     }
-    fn notification(&self, subscriptions: Vec<api::SubscriptionState>) -> serde_json::Value {
-        serde_json::to_value(api::PutOperationalIntentDetailsParameters {
-            operational_intent_id: self.reference.id.clone(),
-            operational_intent: Some(self.to_wire()),
-            subscriptions,
-        })
-        .unwrap_or_default()
-    }
-    fn removal(id: &str, subscriptions: Vec<api::SubscriptionState>) -> serde_json::Value {
-        serde_json::to_value(api::PutOperationalIntentDetailsParameters {
-            operational_intent_id: id.to_owned(),
-            operational_intent: None,
-            subscriptions,
-        })
-        .unwrap_or_default()
+    fn details_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.to_wire()).unwrap_or_default()
     }
 }
 
@@ -245,22 +230,31 @@ impl OwnEntity for OwnConstraint {
     fn record_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string(&self.to_record())
     }
-    fn notification(&self, subscriptions: Vec<api::SubscriptionState>) -> serde_json::Value {
-        serde_json::to_value(api::PutConstraintDetailsParameters {
-            constraint_id: self.reference.id.clone(),
-            constraint: Some(self.to_wire()),
-            subscriptions,
-        })
-        .unwrap_or_default()
+    fn details_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.to_wire()).unwrap_or_default()
     }
-    fn removal(id: &str, subscriptions: Vec<api::SubscriptionState>) -> serde_json::Value {
-        serde_json::to_value(api::PutConstraintDetailsParameters {
-            constraint_id: id.to_owned(),
-            constraint: None,
-            subscriptions,
-        })
-        .unwrap_or_default()
+}
+
+/// The body of a notification to one subscriber of `kind` entity `id`: its details as served,
+/// or none for its removal, and the subscriptions it is sent for (the shape of `utm.yaml`'s
+/// `PutOperationalIntentDetailsParameters` and `PutConstraintDetailsParameters`).
+pub fn notification_body(
+    kind: Kind,
+    id: &str,
+    details: Option<serde_json::Value>,
+    subscriptions: Vec<api::SubscriptionState>,
+) -> serde_json::Value {
+    let (id_field, entity_field) = match kind {
+        Kind::Intent => ("operational_intent_id", "operational_intent"),
+        Kind::Constraint => ("constraint_id", "constraint"),
+    };
+    let mut body = serde_json::Map::new();
+    body.insert(id_field.into(), id.into());
+    if let Some(details) = details {
+        body.insert(entity_field.into(), details);
     }
+    body.insert("subscriptions".into(), serde_json::to_value(subscriptions).unwrap_or_default());
+    serde_json::Value::Object(body)
 }
 
 /// Another manager's operational intent, with details verified against the DSS's reference
@@ -604,6 +598,21 @@ mod tests {
 #[cfg(test)]
 mod record_tests {
     use super::*;
+
+    #[test]
+    fn notification_bodies_read_as_the_standard_s_parameters() {
+        let subs = vec![api::SubscriptionState { subscription_id: "s".into(), notification_index: 4 }];
+        let details = serde_json::json!({"reference": {"id": "a"}});
+        let body = notification_body(Kind::Intent, "a", Some(details.clone()), subs.clone());
+        assert_eq!(
+            body,
+            serde_json::json!({"operational_intent_id": "a", "operational_intent": details,
+            "subscriptions": [{"subscription_id": "s", "notification_index": 4}]})
+        );
+        let removal: api::PutConstraintDetailsParameters =
+            serde_json::from_value(notification_body(Kind::Constraint, "c", None, subs)).expect("constraint removal");
+        assert_eq!((removal.constraint_id.as_str(), removal.constraint.is_none()), ("c", true));
+    }
 
     #[test]
     fn write_ahead_records_keep_their_stored_form() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use crate::domain::Subscriber;
-use crate::entities::Delivery;
+use crate::entities::{notification_body, Delivery};
 use crate::ports::Attempt;
 use crate::records::Held;
 use crate::Uss;
@@ -60,16 +60,24 @@ impl Uss {
 
     /// Tells `subscribers` of our entity's new state, after the caller has its answer.
     pub(crate) fn notify_change<E: Held>(self: &Arc<Self>, own: &E, subscribers: &[Subscriber]) {
-        let targets =
-            subscribers.iter().map(|s| (s.base_url.clone(), own.notification(s.subscriptions_wire()))).collect();
-        let subject = Subject { id: own.reference().id.clone(), version: Some(own.reference().version) };
+        let id = &own.reference().id;
+        let details = own.details_json();
+        let targets = subscribers
+            .iter()
+            .map(|s| {
+                (s.base_url.clone(), notification_body(E::KIND, id, Some(details.clone()), s.subscriptions_wire()))
+            })
+            .collect();
+        let subject = Subject { id: id.clone(), version: Some(own.reference().version) };
         self.deliver::<E>(subject, targets);
     }
 
     /// Tells `subscribers` our entity `id` is gone; returns the deliveries as started.
     pub(crate) fn notify_removal<E: Held>(self: &Arc<Self>, id: &str, subscribers: &[Subscriber]) -> Vec<Delivery> {
-        let targets =
-            subscribers.iter().map(|s| (s.base_url.clone(), E::removal(id, s.subscriptions_wire()))).collect();
+        let targets = subscribers
+            .iter()
+            .map(|s| (s.base_url.clone(), notification_body(E::KIND, id, None, s.subscriptions_wire())))
+            .collect();
         self.deliver::<E>(Subject { id: id.to_owned(), version: None }, targets);
         self.starting_deliveries(subscribers)
     }
