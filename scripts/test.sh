@@ -26,6 +26,8 @@ apt_install chromium chromium "the map's browser test"
 web=crates/map/web
 (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
 (cd "$web" && npm run --silent lint)
+# The map's pure functions (src/view.js), under node's own test runner.
+(cd "$web" && npm test --silent)
 # The committed map assets must be exactly what the build script makes from the lock file.
 built=$(mktemp -d)
 (cd "$web" && node build.mjs "$built" >/dev/null)

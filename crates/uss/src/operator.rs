@@ -314,4 +314,26 @@ mod tests {
         let ok = req(serde_json::json!({"volumes": [circle("+1h", "+2h")]})).to_domain(now).expect("valid");
         assert_eq!(ok[0].time.start(), Some(now.plus_seconds(3600)));
     }
+
+    #[test]
+    fn the_map_names_every_outcome_as_serialized() {
+        // The map's JavaScript mirrors `Outcome` once, in `OUTCOME` of view.js: each variant's
+        // wire name must be there, and nothing else.
+        let js = include_str!("../../map/web/src/view.js");
+        let start = js.find("export const OUTCOME = Object.freeze({").expect("OUTCOME in view.js");
+        let block = &js[start..start + js[start..].find("});").expect("end of OUTCOME")];
+        let mut in_js: Vec<String> = block.split('\'').skip(1).step_by(2).map(str::to_owned).collect();
+        // A new variant breaks this match, and so is added to the list below.
+        match Outcome::default() {
+            Outcome::Planned | Outcome::Refused | Outcome::Published | Outcome::Ended | Outcome::Subscribed => {}
+        }
+        let mut in_rust: Vec<String> =
+            [Outcome::Planned, Outcome::Refused, Outcome::Published, Outcome::Ended, Outcome::Subscribed]
+                .iter()
+                .map(|o| serde_json::to_value(o).expect("serializes").as_str().expect("a string").to_owned())
+                .collect();
+        in_js.sort();
+        in_rust.sort();
+        assert_eq!(in_js, in_rust);
+    }
 }

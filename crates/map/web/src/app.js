@@ -4,7 +4,8 @@
 
 import * as maplibregl from '/map/assets/maplibre-gl.mjs';
 import {
-  STYLES, features, bounds, circleRing, distanceM, flightRequest, applyProposal, explain, proposalText, shortTime,
+  OUTCOME, STYLES, features, bounds, circleRing, distanceM, flightRequest, applyProposal, explain, proposalText, shortTime,
+  outcomeTitle,
 } from '/map/assets/view.js';
 
 // The DSS serves the page at /map (read-only); a participant at / on its operator listener.
@@ -50,7 +51,7 @@ async function call(method, path, body) {
     throw new HttpError(401, json?.message ?? 'unauthenticated', json);
   }
   // A refused plan (409) carries its explanation: the caller reads it.
-  if (!resp.ok && !(resp.status === 409 && json?.outcome === 'refused')) {
+  if (!resp.ok && !(resp.status === 409 && json?.outcome === OUTCOME.REFUSED)) {
     throw new HttpError(resp.status, json?.message ?? `${resp.status} ${resp.statusText}`, json);
   }
   return json;
@@ -93,6 +94,7 @@ function logout(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   state.token = null;
   stopEvents();
+  stopTimers();
   showLogin(message);
 }
 
@@ -426,7 +428,7 @@ function showOutcome(result) {
   const out = $('plan-result');
   out.replaceChildren();
   state.highlight = new Set();
-  if (result.outcome === 'refused') {
+  if (result.outcome === OUTCOME.REFUSED) {
     out.append(el('p', `Refused: ${result.message}`, { class: 'refused' }));
     const list = el('ul', null, { class: 'conflicts' });
     for (const c of result.conflicts ?? []) {
@@ -448,7 +450,7 @@ function showOutcome(result) {
     }
   } else {
     const id = result.operational_intent_id ?? '';
-    out.append(el('p', `${result.outcome === 'planned' ? 'Planned' : result.outcome}: ${id} ${result.state ?? ''} (version ${result.version ?? '-'})`, { class: 'planned' }));
+    out.append(el('p', `${outcomeTitle(result.outcome)}: ${id} ${result.state ?? ''} (version ${result.version ?? '-'})`, { class: 'planned' }));
     for (const d of result.notified ?? []) {
       const outcome = d.sending ? 'being sent (outcomes arrive on the live feed)' : d.acknowledged ? 'acknowledged' : `FAILED ${d.detail}`;
       out.append(el('p', `notifying ${d.uss_base_url}: ${outcome}`, { class: 'muted' }));
@@ -571,6 +573,12 @@ function legend() {
 }
 
 let started = false;
+let timers = [];
+function stopTimers() {
+  for (const t of timers) clearInterval(t);
+  timers = [];
+}
+
 async function startApp(view) {
   state.view = view;
   $('viewer').textContent = view.viewer;
@@ -596,9 +604,11 @@ async function startApp(view) {
   if (MODE === 'dss') refresh();
   redraw();
   showDetails();
+  // A new sign-in replaces the timers of the last one (logging out stops them).
+  stopTimers();
   if (API.events) startEvents();
-  else setInterval(refresh, 5000);
-  setInterval(redraw, 30_000);
+  else timers.push(setInterval(refresh, 5000));
+  timers.push(setInterval(redraw, 30_000));
   document.body.dataset.ready = 'true';
 }
 

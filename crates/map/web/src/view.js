@@ -1,6 +1,27 @@
 // Pure functions of the map: no DOM, no network. What the page draws for a view at a time,
 // the colours of each kind and state, and the texts of explanations.
 
+// What became of an operator's request: the participant's `operator::Outcome`, serialized in
+// snake_case. The only place the page names them (a Rust test checks they agree).
+export const OUTCOME = Object.freeze({
+  PLANNED: 'planned',
+  REFUSED: 'refused',
+  PUBLISHED: 'published',
+  ENDED: 'ended',
+  SUBSCRIBED: 'subscribed',
+});
+
+// The sentence opening an outcome that is not a refusal.
+export function outcomeTitle(outcome) {
+  switch (outcome) {
+    case OUTCOME.PLANNED: return 'Planned';
+    case OUTCOME.PUBLISHED: return 'Published';
+    case OUTCOME.ENDED: return 'Ended';
+    case OUTCOME.SUBSCRIBED: return 'Subscribed';
+    default: return String(outcome ?? '');
+  }
+}
+
 // Okabe-Ito colours (distinguishable with the common colour-vision deficiencies); each state
 // also has its own outline pattern, so colour is never the only cue.
 export const STYLES = {

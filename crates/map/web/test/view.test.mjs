@@ -1,0 +1,145 @@
+// Unit tests of the map's pure functions (src/view.js): no browser, no network.
+//
+//   node --test test/view.test.mjs        (npm test)
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import {
+  OUTCOME, STYLES, activeAt, applyProposal, bounds, circleRing, distanceM, explain, features, flightRequest,
+  outcomeTitle, proposalText, shortTime, styleKey,
+} from '../src/view.js';
+
+const square = (west, south, side) => [[west, south], [west + side, south], [west + side, south + side], [west, south + side], [west, south]];
+
+test('outcomes are the participant\'s snake_case names, and only refusals lack a title', () => {
+  assert.deepEqual(Object.values(OUTCOME), ['planned', 'refused', 'published', 'ended', 'subscribed']);
+  assert.ok(Object.isFrozen(OUTCOME));
+  assert.equal(outcomeTitle(OUTCOME.PLANNED), 'Planned');
+  assert.equal(outcomeTitle(OUTCOME.ENDED), 'Ended');
+  assert.equal(outcomeTitle('something_new'), 'something_new');
+  assert.equal(outcomeTitle(undefined), '');
+});
+
+test('each kind and state has its own style; the DSS tells operations apart by state', () => {
+  assert.equal(styleKey({ kind: 'own_intent', state: 'Nonconforming' }), 'Nonconforming');
+  assert.equal(styleKey({ kind: 'own_intent', state: 'Bogus' }), 'Accepted');
+  assert.equal(styleKey({ kind: 'other_intent', details: {} }), 'other');
+  assert.equal(styleKey({ kind: 'other_intent' }), 'reference');
+  assert.equal(styleKey({ kind: 'other_intent', state: 'Activated' }, 'dss'), 'Activated');
+  assert.equal(styleKey({ kind: 'other_intent', state: 'Bogus' }, 'dss'), 'reference');
+  assert.equal(styleKey({ kind: 'own_constraint' }), 'constraint');
+  assert.equal(styleKey({ kind: 'subscription' }), 'subscription');
+  // Colour is never the only cue: no two styles share both colour and dash pattern.
+  const looks = Object.values(STYLES).map((s) => `${s.colour}/${s.dash.join(',')}`);
+  assert.equal(new Set(looks).size, looks.length);
+});
+
+test('a volume is active from its start (included) to its end (excluded); open ends are unbounded', () => {
+  const v = { start: '2026-01-01T00:00:00Z', end: '2026-01-01T01:00:00Z' };
+  const t0 = Date.parse(v.start);
+  const t1 = Date.parse(v.end);
+  assert.equal(activeAt(v, t0 - 1), false);
+  assert.equal(activeAt(v, t0), true);
+  assert.equal(activeAt(v, t1 - 1), true);
+  assert.equal(activeAt(v, t1), false);
+  assert.equal(activeAt({}, 0), true);
+  assert.equal(activeAt({ end: v.end }, -1e15), true);
+});
+
+test('features keep only the volumes active at the time, styled and highlighted', () => {
+  const t = Date.parse('2026-01-01T00:30:00Z');
+  const entities = [
+    {
+      id: 'a',
+      kind: 'own_intent',
+      state: 'Activated',
+      volumes: [
+        { index: 0, outline: square(8, 47, 0.01), start: '2026-01-01T00:00:00Z', end: '2026-01-01T01:00:00Z', lower_m: 10, upper_m: 90 },
+        { index: 1, outline: square(8.1, 47, 0.01), start: '2026-01-01T02:00:00Z', end: '2026-01-01T03:00:00Z' },
+      ],
+    },
+    { id: 's', kind: 'subscription', volumes: [{ index: 0, outline: square(7, 46, 1) }] },
+  ];
+  const fc = features(entities, t, new Set(['a#0']));
+  assert.equal(fc.type, 'FeatureCollection');
+  assert.deepEqual(fc.features.map((f) => [f.properties.entity, f.properties.volume]), [['a', 0], ['s', 0]]);
+  const [a, s] = fc.features;
+  assert.deepEqual([a.properties.style, a.properties.colour, a.properties.lower, a.properties.upper], ['Activated', STYLES.Activated.colour, 10, 90]);
+  assert.equal(a.properties.highlighted, true);
+  assert.deepEqual(a.geometry.coordinates, [square(8, 47, 0.01)]);
+  // Altitudes default to the ground and 600 m; subscriptions are outlines only.
+  assert.deepEqual([s.properties.lower, s.properties.upper, s.properties.outlineOnly, s.properties.highlighted], [0, 600, true, false]);
+  assert.deepEqual(fc.features.map((f) => f.id), [0, 1]);
+});
+
+test('bounds cover every vertex, or are null without volumes', () => {
+  assert.equal(bounds([]), null);
+  assert.equal(bounds([{ volumes: [] }]), null);
+  const b = bounds([{ volumes: [{ outline: square(8, 47, 0.5) }] }, { volumes: [{ outline: [[-1, 50], [2, 51]] }] }]);
+  assert.deepEqual(b, [[-1, 47], [8.5, 51]]);
+});
+
+test('a drawn circle is a closed ring at its radius', () => {
+  const centre = [8, 47];
+  const ring = circleRing(centre, 500, 32);
+  assert.equal(ring.length, 33);
+  assert.deepEqual(ring[0], ring[32]);
+  for (const p of ring) assert.ok(Math.abs(distanceM(centre, p) - 500) < 0.5, `${p} at ${distanceM(centre, p)} m`);
+  // One degree of latitude is about 111 km.
+  assert.ok(Math.abs(distanceM([8, 47], [8, 48]) - 111_320) < 1);
+});
+
+test('a drawn shape becomes the operator interface\'s request, and a proposal moves it', () => {
+  const form = { lowerM: 0, upperM: 120, startMs: Date.parse('2026-01-01T00:00:00Z'), endMs: Date.parse('2026-01-01T00:20:00Z'), priority: 0 };
+  const circle = flightRequest({ type: 'circle', center: [8, 47], radiusM: 300 }, form);
+  assert.deepEqual(circle, {
+    volumes: [{
+      footprint: { type: 'Circle', center: [8, 47], radius_m: 300 },
+      altitude_lower_m: 0,
+      altitude_upper_m: 120,
+      start: '2026-01-01T00:00:00.000Z',
+      end: '2026-01-01T00:20:00.000Z',
+    }],
+    priority: 0,
+  });
+  const polygon = flightRequest({ type: 'polygon', vertices: square(8, 47, 0.01) }, form);
+  assert.deepEqual(polygon.volumes[0].footprint, { type: 'Polygon', coordinates: [square(8, 47, 0.01)] });
+
+  const later = applyProposal(circle, { shift_start_s: 600 });
+  assert.deepEqual([later.volumes[0].start, later.volumes[0].end], ['2026-01-01T00:10:00.000Z', '2026-01-01T00:30:00.000Z']);
+  assert.equal(later.volumes[0].altitude_upper_m, 120);
+  const higher = applyProposal(circle, { altitude_offset_m: 150 });
+  assert.deepEqual([higher.volumes[0].altitude_lower_m, higher.volumes[0].altitude_upper_m], [150, 270]);
+  assert.equal(higher.volumes[0].start, circle.volumes[0].start);
+  // The request given is not changed.
+  assert.equal(circle.volumes[0].altitude_lower_m, 0);
+});
+
+test('conflicts and proposals read as sentences', () => {
+  const conflict = {
+    my_volume: 0,
+    kind: 'operational_intent',
+    id: 'b1',
+    their_volume: 2,
+    manager: 'bravo',
+    priority: 10,
+    overlap_start: '2026-01-01T00:05:00Z',
+    overlap_end: '2026-01-01T00:10:00.500Z',
+    overlap_altitude_m: [50.4, 99.6],
+    reason: 'same priority, not allowed to overlap',
+  };
+  assert.equal(
+    explain(conflict),
+    'Your volume 0 meets operation b1 volume 2 of bravo (priority 10): 00:05:00Z to 00:10:00Z, 50-100 m. same priority, not allowed to overlap.',
+  );
+  assert.equal(
+    explain({ ...conflict, kind: 'constraint', their_volume: null, priority: null, overlap_altitude_m: null }),
+    'Your volume 0 meets restricted zone b1 of bravo: 00:05:00Z to 00:10:00Z. same priority, not allowed to overlap.',
+  );
+  assert.equal(proposalText({ shift_start_s: 900 }), 'Start 15 min (900 s) later');
+  assert.equal(proposalText({ altitude_offset_m: -30.4, altitude_band_m: [10, 40] }), 'Move down 30 m (10-40 m)');
+  assert.equal(proposalText({}), 'No change found within the search horizon');
+  assert.equal(shortTime('not a time'), 'not a time');
+  assert.equal(shortTime(undefined), '');
+});
