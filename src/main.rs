@@ -659,7 +659,7 @@ fn run_dss(args: DssArgs) -> Result<()> {
                 .with_context(|| format!("connecting to etcd at {}", endpoints.join(", ")))?;
             tracing::info!(endpoints = %endpoints.join(","), revision = store.applied_revision(), "etcd store loaded");
             let ack_url = args.etcd_read_leases.then(|| args.etcd_ack_url.clone().unwrap_or_default());
-            let registry = Box::new(EtcdRegistry(store.clone(), ack_url));
+            let registry = Box::new(store_etcd::EtcdRegistry::new(store.clone(), ack_url));
             runtime.block_on(serve_dss(store, verifier, config, registry, &args))
         }
         _ => {
@@ -695,44 +695,6 @@ fn run_dss(args: DssArgs) -> Result<()> {
     }
 }
 
-/// The pool's instance registry in etcd, beside the airspace record.
-struct EtcdRegistry(store_etcd::EtcdStore, Option<String>);
-
-impl server::pool::Registry for EtcdRegistry {
-    fn list(&self) -> server::pool::BoxFuture<'_, Vec<server::pool::DssInstance>> {
-        Box::pin(async move {
-            let rows = self.0.get_raw("pool/instances/").await.map_err(|e| e.to_string())?;
-            Ok(rows.into_iter().filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect())
-        })
-    }
-    fn put(&self, instance: server::pool::DssInstance) -> server::pool::BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let value = serde_json::to_vec(&instance).map_err(|e| e.to_string())?;
-            self.0.put_raw(&format!("pool/instances/{}", instance.id), &value).await.map_err(|e| e.to_string())
-        })
-    }
-    fn started(&self, public_endpoint: &str) {
-        if let Some(url) = &self.1 {
-            let url = if url.is_empty() { public_endpoint.to_owned() } else { url.clone() };
-            tracing::info!(ack_url = %url, "serving reads from the local index under a read lease");
-            self.0.serve_local_reads(url);
-        }
-    }
-    fn confirm_applied(
-        &self,
-        revision: u64,
-        secret: String,
-    ) -> server::pool::BoxFuture<'_, Option<server::pool::Applied>> {
-        Box::pin(async move {
-            Ok(match self.0.confirm_applied(revision, &secret).await {
-                store_etcd::Confirmation::Applied(r) => Some(server::pool::Applied { revision: r, covers: true }),
-                store_etcd::Confirmation::NotYet(r) => Some(server::pool::Applied { revision: r, covers: false }),
-                store_etcd::Confirmation::Forbidden => None,
-            })
-        })
-    }
-}
-
 /// Serves the DSS API over any store, with the expiry sweep.
 async fn serve_dss<S: store::Store>(
     store: S,
@@ -741,18 +703,7 @@ async fn serve_dss<S: store::Store>(
     registry: Box<dyn server::pool::Registry>,
     args: &DssArgs,
 ) -> Result<()> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
-    if let Some(handle) = metrics.clone() {
-        // The recorder keeps every histogram sample until upkeep drains it into its summary:
-        // without this, memory grows with every request (about 0.5 MB/s at 25,000 requests/s,
-        // seen in the soak benchmark) when nobody scrapes /metrics.
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                handle.run_upkeep();
-            }
-        });
-    }
+    let metrics = server::install_metrics();
     let version = format!("deconflict-{}+{}", env!("CARGO_PKG_VERSION"), env!("DECONFLICT_COMMIT"));
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
@@ -797,35 +748,11 @@ async fn serve_dss<S: store::Store>(
         pool,
         limits: limits_rate,
     });
-    // Heartbeats in the pool registry: one at start-up, then every minute.
     let beating = state.clone();
-    tokio::spawn(async move {
-        let mut source = "Startup";
-        loop {
-            let now = chrono::Utc::now();
-            let next = (now + chrono::Duration::seconds(120)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            if let Err(e) = beating.pool.heartbeat(source, "", stamp, Some(next)).await {
-                tracing::warn!(error = %e, "could not record this instance's heartbeat");
-            }
-            source = "Periodic";
-            tokio::time::sleep(Duration::from_secs(60)).await;
-        }
-    });
-    let sweeper_state = state.clone();
+    tokio::spawn(async move { beating.pool.beat_forever().await });
+    let sweeping = state.clone();
     let interval = Duration::from_secs(args.expiry_interval_secs.max(1));
-    // Expiry is idempotent: every deletion is conditional on the revision it read, so sweeps of
-    // several pool instances never delete twice or lose a later change.
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(interval).await;
-            match sweeper_state.dss.expire_once().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "expired entities removed"),
-                Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
-            }
-        }
-    });
+    tokio::spawn(async move { sweeping.dss.expire_forever(interval).await });
     tracing::info!(%local, max_connections = limits.max_connections, "DSS listening");
     serve("dss", listener, server::app(state), limits).await
 }
@@ -1009,14 +936,7 @@ fn run_uss(args: UssArgs) -> Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("opening the participant's data directory {}: {e}", args.data_dir.display()))?;
         let reconciler = participant.clone();
-        tokio::spawn(async move {
-            // Until every change that was in flight at the last stop is finished or undone.
-            let mut delay = Duration::from_secs(1);
-            while reconciler.reconcile().await > 0 {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        });
+        tokio::spawn(async move { reconciler.reconcile_until_done().await });
         tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
         let operator_app = uss::operator_app(participant.clone());
         // The peer line first (tools wait for it), then the operator interface's.

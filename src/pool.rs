@@ -25,7 +25,7 @@ pub struct PoolOptions {
     /// Instances serve reads under read leases (`dss --etcd-read-leases`).
     pub read_leases: bool,
     /// Testing only: a proxy on every link between members, so a member can be isolated by
-    /// writing its id to `DIR/isolate-member` (`store_etcd::cluster::ISOLATE_FILE`).
+    /// writing its id to `DIR/isolate-member` (`etcd_cluster::ISOLATE_FILE`).
     pub peer_proxies: bool,
 }
 
@@ -37,9 +37,9 @@ pub fn run(opts: PoolOptions) -> Result<()> {
     let dir = opts.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let proxies = opts.peer_proxies.then_some(store_etcd::cluster::PeerDelay { mean_ms: 0.0, jitter_ms: 0.0 });
+    let proxies = opts.peer_proxies.then_some(etcd_cluster::PeerDelay { mean_ms: 0.0, jitter_ms: 0.0 });
     let etcd = runtime
-        .block_on(store_etcd::cluster::LocalCluster::start_with(opts.members, &dir, proxies))
+        .block_on(etcd_cluster::LocalCluster::start_with(opts.members, &dir, proxies))
         .map_err(anyhow::Error::msg)?;
     let urls = etcd.client_urls.clone();
     let exe = std::env::current_exe()?;

@@ -366,6 +366,20 @@ impl<S: Store> Dss<S> {
         Ok(())
     }
 
+    /// Sweeps expired records every `interval` for as long as the process runs. Idempotent
+    /// across a pool: every deletion is conditional on the revision it read, so sweeps of
+    /// several instances never delete twice or lose a later change.
+    pub async fn expire_forever(&self, interval: std::time::Duration) {
+        loop {
+            tokio::time::sleep(interval).await;
+            match self.expire_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired entities removed"),
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+            }
+        }
+    }
+
     /// Removes everything that ended more than the retention period ago; returns how many
     /// records were removed. Intents go first so implicit subscriptions lose their dependents.
     pub async fn expire_once(&self) -> Result<usize, DssError> {

@@ -5,6 +5,7 @@
 //! Workloads (see `workloads`): `busy-area`, `city`, `subscriptions`, `restart`. Each prints a
 //! table and adds a section to a JSON report.
 
+mod ceiling;
 mod conn;
 mod planning;
 mod shapes;
@@ -136,7 +137,7 @@ pub struct Server {
     /// The first instance's data directory.
     pub data_dir: PathBuf,
     others: Vec<Server>,
-    cluster: Option<store_etcd::cluster::LocalCluster>,
+    cluster: Option<etcd_cluster::LocalCluster>,
 }
 
 impl Server {
@@ -268,7 +269,7 @@ impl Ctx {
         &self,
         name: &str,
         extra: &[&str],
-        delay: Option<store_etcd::cluster::PeerDelay>,
+        delay: Option<etcd_cluster::PeerDelay>,
     ) -> Result<Server> {
         if self.config.store != "etcd" {
             return self.fresh_server(name, extra);
@@ -276,7 +277,7 @@ impl Ctx {
         let dir = self.work_dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let cluster = store_etcd::cluster::LocalCluster::start_with(self.config.members.max(1), &dir, delay)
+        let cluster = etcd_cluster::LocalCluster::start_with(self.config.members.max(1), &dir, delay)
             .await
             .map_err(anyhow::Error::msg)?;
         let mut servers = Vec::new();
@@ -334,7 +335,7 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                     ours.print();
                     ceiling.print();
                     let (mean_ms, jitter_ms) = ctx.config.peer_delay_ms;
-                    let delay = store_etcd::cluster::PeerDelay { mean_ms, jitter_ms };
+                    let delay = etcd_cluster::PeerDelay { mean_ms, jitter_ms };
                     let mut delayed = workloads::busy_area_with(&ctx, Some(delay)).await?;
                     delayed.workload = format!("busy-area (pool, {mean_ms} +/- {jitter_ms} ms between members)");
                     delayed.baseline_writes_per_s = baseline_writes_per_s;
@@ -364,7 +365,7 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                 vs(&mut pool, &embedded);
                 pool.print();
                 let (mean_ms, jitter_ms) = ctx.config.peer_delay_ms;
-                let delay = store_etcd::cluster::PeerDelay { mean_ms, jitter_ms };
+                let delay = etcd_cluster::PeerDelay { mean_ms, jitter_ms };
                 let mut delayed = workloads::city_with(&ctx, Some(delay)).await?;
                 delayed.workload = format!("city (pool, {mean_ms} +/- {jitter_ms} ms between members)");
                 vs(&mut delayed, &embedded);

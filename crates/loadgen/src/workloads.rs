@@ -224,7 +224,7 @@ pub async fn busy_area(ctx: &Ctx, serial_baseline: bool) -> Result<WorkloadRepor
 }
 
 /// busy-area against a pool with `delay` between its etcd members.
-pub async fn busy_area_with(ctx: &Ctx, delay: Option<store_etcd::cluster::PeerDelay>) -> Result<WorkloadReport> {
+pub async fn busy_area_with(ctx: &Ctx, delay: Option<etcd_cluster::PeerDelay>) -> Result<WorkloadReport> {
     let server = ctx.fresh_pool_with("busy-area-delayed", &[], delay).await?;
     busy_area_on(ctx, server, false).await
 }
@@ -486,7 +486,7 @@ pub async fn city_embedded(ctx: &Ctx) -> Result<WorkloadReport> {
 }
 
 /// The city against a pool with `delay` between its etcd members.
-pub async fn city_with(ctx: &Ctx, delay: Option<store_etcd::cluster::PeerDelay>) -> Result<WorkloadReport> {
+pub async fn city_with(ctx: &Ctx, delay: Option<etcd_cluster::PeerDelay>) -> Result<WorkloadReport> {
     let server = ctx.fresh_pool_with("city-delayed", &[], delay).await?;
     city_on(ctx, server).await
 }
@@ -877,16 +877,15 @@ pub const CEILING_COMPARES: usize = 10;
 pub const CEILING_PUTS: usize = 9;
 
 /// etcd alone, on a fresh cluster of the same members: the ceiling the pool's writes are
-/// measured against in the same run ([`store_etcd::ceiling`]).
+/// measured against in the same run ([`crate::ceiling`]).
 pub async fn etcd_ceiling(ctx: &Ctx) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
     let dir = ctx.work_dir.join("etcd-ceiling");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let cluster =
-        store_etcd::cluster::LocalCluster::start(cfg.members.max(1), &dir).await.map_err(anyhow::Error::msg)?;
+    let cluster = etcd_cluster::LocalCluster::start(cfg.members.max(1), &dir).await.map_err(anyhow::Error::msg)?;
     let duration = Duration::from_secs(cfg.duration_s.max(1));
-    let c = store_etcd::ceiling::run(
+    let c = crate::ceiling::run(
         &cluster.client_urls,
         "/ceiling/",
         cfg.concurrency,

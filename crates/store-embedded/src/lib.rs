@@ -13,7 +13,7 @@
 //! - a commit returns only after its record is synced; `durable_barrier` waits until everything
 //!   readable is synced, and the DSS calls it before showing read data, so nobody ever acts on a
 //!   write a crash could lose;
-//! - the log is replayed through the same `State::apply` as live commits; a torn tail of the
+//! - the log is replayed through the same `MemoryIndex::apply` as live commits; a torn tail of the
 //!   newest segment (an unacknowledged write) is cut off at start-up; the store serves as soon
 //!   as the replay and one bulk index load are done, and compaction (rotate the log, snapshot,
 //!   delete older segments) runs in the background;
@@ -25,11 +25,7 @@
 //! - if writing or syncing into allocated space fails, the disk is lying (or failing): memory
 //!   already shows the write, so the process aborts rather than serve state it cannot keep.
 
-mod cells;
-mod codec;
-pub mod heavy;
-pub mod memory;
-mod state;
+mod record;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write as _};
@@ -42,7 +38,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use store::{Committed, Key, Revision, Store, StoreError, Stored, Txn};
 use tokio::sync::watch;
 
-use crate::state::State;
+use store_index::{heavy, MemoryIndex};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
@@ -155,7 +151,7 @@ struct Inner {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Held from precondition check to durable in `CommitMode::Serial` only.
     serial: Option<tokio::sync::Mutex<()>>,
-    state: RwLock<State>,
+    state: RwLock<MemoryIndex>,
     pending: Mutex<Pending>,
     wake_writer: Condvar,
     durable: watch::Sender<Revision>,
@@ -226,7 +222,7 @@ fn io_err(context: &str, e: std::io::Error) -> StoreError {
 
 /// Replays one file of records into `state`, skipping records at or below `skip_through` (they
 /// are already in the snapshot). Returns (records applied, valid bytes, total bytes).
-fn replay(path: &Path, state: &mut State, skip_through: Revision) -> Result<(usize, usize, usize), StoreError> {
+fn replay(path: &Path, state: &mut MemoryIndex, skip_through: Revision) -> Result<(usize, usize, usize), StoreError> {
     let mut buf = Vec::new();
     match File::open(path) {
         Ok(mut f) => f.read_to_end(&mut buf).map_err(|e| io_err("reading log", e))?,
@@ -234,7 +230,7 @@ fn replay(path: &Path, state: &mut State, skip_through: Revision) -> Result<(usi
         Err(e) => return Err(io_err("opening log", e)),
     };
     let (mut pos, mut n) = (0, 0);
-    while let Some((revision, writes, used)) = codec::decode_record(&buf[pos..])? {
+    while let Some((revision, writes, used)) = record::decode_record(&buf[pos..])? {
         if revision > skip_through || writes.is_empty() {
             state.apply(writes, revision);
             n += 1;
@@ -298,10 +294,10 @@ impl EmbeddedStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("removing the leftover snapshot.tmp", e)),
         }
-        let mut state = State::recovering();
+        let mut state = MemoryIndex::loading();
         let t = std::time::Instant::now();
         let (snap_records, _, _) = replay(&dir.join(SNAPSHOT_FILE), &mut state, 0)?;
-        let snapshot_revision = state.revision;
+        let snapshot_revision = state.revision();
         let segments = log_segments(&dir)?;
         let (mut log_records, mut torn) = (0, 0);
         let mut newest_end = 0u64;
@@ -324,7 +320,7 @@ impl EmbeddedStore {
             }
         }
         let replay_ms = t.elapsed().as_millis() as u64;
-        state.rebuild_indexes();
+        state.finish_loading();
         tracing::info!(
             replay_ms,
             index_ms = t.elapsed().as_millis() as u64 - replay_ms,
@@ -362,14 +358,15 @@ impl EmbeddedStore {
         }
         let snapshot_len = fs::metadata(dir.join(SNAPSHOT_FILE)).map_or(0, |m| m.len());
         let log_len: u64 = log_segments(&dir)?.iter().map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len())).sum();
+        let (intents, constraints, subscriptions) = state.counts();
         let report = RecoveryReport {
             records_replayed: snap_records + log_records,
             torn_tail_bytes: torn,
-            intents: state.intents.rows.len(),
-            constraints: state.constraints.rows.len(),
-            subscriptions: state.subscriptions.rows.len(),
+            intents,
+            constraints,
+            subscriptions,
         };
-        let revision = state.revision;
+        let revision = state.revision();
         let (durable, _) = watch::channel(revision);
         let inner = Arc::new(Inner {
             log: Mutex::new(log),
@@ -431,7 +428,7 @@ impl EmbeddedStore {
     }
 
     /// Runs `f` on the current state. Callers expose results only after `durable_barrier`.
-    async fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T, StoreError> {
+    async fn read<T>(&self, f: impl FnOnce(&MemoryIndex) -> T) -> Result<T, StoreError> {
         Ok(f(&self.inner.state.read()))
     }
 
@@ -597,17 +594,17 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
     // contains it all.
     let (revision, records) = {
         let state = inner.state.read();
-        (state.revision, state.snapshot_records())
+        (state.revision(), state.snapshot_records())
     };
     let tmp = inner.dir.join(SNAPSHOT_TMP);
     let file = File::create(&tmp).map_err(|e| io_err("creating snapshot", e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut buf = Vec::with_capacity(1 << 17);
     // A header record carries the global revision so revisions never go backwards.
-    codec::encode_record(&mut buf, revision, &[]);
+    record::encode_record(&mut buf, revision, &[]);
     let mut unsynced = 0usize;
     for (rev, record) in records {
-        codec::encode_record(&mut buf, rev, &[record.to_write()]);
+        record::encode_record(&mut buf, rev, &[record.to_write()]);
         if buf.len() > (1 << 16) {
             out.write_all(&buf).map_err(|e| io_err("writing snapshot", e))?;
             unsynced += buf.len();
@@ -638,17 +635,13 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn ended_before(extents: &[Volume4D], cutoff: Timestamp) -> bool {
-    model::time_bounds(extents).end().is_some_and(|end| end < cutoff)
-}
-
 impl Store for EmbeddedStore {
     fn degraded(&self) -> Option<String> {
         self.degraded_reason()
     }
 
     async fn durable_barrier(&self) -> Result<(), StoreError> {
-        let seen = self.inner.state.read().revision;
+        let seen = self.inner.state.read().revision();
         self.durable_at(seen).await
     }
 
@@ -663,11 +656,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn read_revision(&self) -> Result<Revision, StoreError> {
-        self.read(|s| s.revision).await
+        self.read(|s| s.revision()).await
     }
 
     async fn get_intent(&self, id: Uuid) -> Result<Option<Stored<OperationalIntent>>, StoreError> {
-        self.read(|s| s.intents.rows.get(&id).cloned()).await
+        self.read(|s| s.intent(id)).await
     }
 
     async fn search_intents(
@@ -675,12 +668,12 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
-        let found = self.read(|s| s.intents.find(area, how)).await?;
+        let found = self.read(|s| s.find_intents(area, how)).await?;
         Ok(heavy::matches(area, how, found).await)
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
-        self.read(|s| s.constraints.rows.get(&id).cloned()).await
+        self.read(|s| s.constraint(id)).await
     }
 
     async fn search_constraints(
@@ -688,12 +681,12 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<Constraint>>, StoreError> {
-        let found = self.read(|s| s.constraints.find(area, how)).await?;
+        let found = self.read(|s| s.find_constraints(area, how)).await?;
         Ok(heavy::matches(area, how, found).await)
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
-        self.read(|s| s.subscriptions.rows.get(&id).cloned()).await
+        self.read(|s| s.subscription(id)).await
     }
 
     async fn search_subscriptions(
@@ -701,16 +694,16 @@ impl Store for EmbeddedStore {
         area: &[Volume4D],
         how: store::Match,
     ) -> Result<Vec<Stored<Subscription>>, StoreError> {
-        let found = self.read(|s| s.subscriptions.find(area, how)).await?;
+        let found = self.read(|s| s.find_subscriptions(area, how)).await?;
         Ok(heavy::matches(area, how, found).await)
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {
-        self.read(|s| s.dependents.get(&subscription).map(|d| d.iter().copied().collect()).unwrap_or_default()).await
+        self.read(|s| s.dependents(subscription)).await
     }
 
     async fn get_availability(&self, uss: &str) -> Result<Option<Stored<AvailabilityRecord>>, StoreError> {
-        self.read(|s| s.availability.get(uss).cloned()).await
+        self.read(|s| s.availability(uss)).await
     }
 
     async fn usage(&self, manager: &str) -> Result<store::Usage, StoreError> {
@@ -718,26 +711,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn expired(&self, cutoff: Timestamp) -> Result<Vec<(Key, Revision)>, StoreError> {
-        self.read(|s| {
-            let mut out = Vec::new();
-            for (id, r) in &s.intents.rows {
-                if ended_before(&r.value.extents, cutoff) {
-                    out.push((Key::OperationalIntent(*id), r.revision));
-                }
-            }
-            for (id, r) in &s.constraints.rows {
-                if ended_before(&r.value.extents, cutoff) {
-                    out.push((Key::Constraint(*id), r.revision));
-                }
-            }
-            for (id, r) in &s.subscriptions.rows {
-                if ended_before(&r.value.extents, cutoff) {
-                    out.push((Key::Subscription(*id), r.revision));
-                }
-            }
-            out
-        })
-        .await
+        self.read(|s| s.expired(cutoff)).await
     }
 
     async fn commit(&self, txn: Txn) -> Result<Committed, StoreError> {
@@ -746,13 +720,13 @@ impl Store for EmbeddedStore {
             None => None,
         };
         // Encoded before the state lock is taken; only the revision is stamped under it.
-        let mut record = codec::PreparedRecord::new(&txn.writes);
+        let mut record = record::PreparedRecord::new(&txn.writes);
         let (revision, notification_indexes) = {
             let mut state = self.inner.state.write();
             if !txn.preconditions.iter().all(|p| state.holds(p)) {
                 return Err(StoreError::Conflict);
             }
-            let revision = state.revision + 1;
+            let revision = state.revision() + 1;
             // Claim log space before anything shows the write: a write that cannot be made
             // durable is refused, not applied.
             let mut p = self.inner.pending.lock();

@@ -4,8 +4,7 @@
 //! `e/r/{name}` holding its acknowledgement URL, attached to an etcd lease of [`LEASE_TTL_S`]
 //! that it keeps alive. Every writer, after its commit at revision `r` is applied locally and
 //! before it answers its client, waits for every registered reader (in its view at `r` or
-//! later) to confirm it has applied `r` (`GET /deconflict/v1/pool/applied?revision=r`, with
-//! the pool's secret), or for that reader's registration to end or change (expiry, a new
+//! later) to confirm it has applied `r` (`store::pool::APPLIED_PATH`, with the pool's secret), or for that reader's registration to end or change (expiry, a new
 //! lease), or, for a reader that keeps its lease alive but does not confirm, revokes the lease
 //! and waits out its term. A reader serves local reads only while it holds a live lease
 //! (renewed at a time it measured, with a 20% margin for clock rate) and only after a quorum
@@ -87,9 +86,6 @@ enum ReaderWait {
     Revoked,
 }
 
-/// The header carrying the pool's secret on acknowledgement requests.
-pub const SECRET_HEADER: &str = "x-deconflict-pool-secret";
-
 impl Inner {
     /// Whether this instance may answer from its index without a quorum read now.
     pub(crate) fn local_reads_allowed(&self) -> bool {
@@ -145,7 +141,7 @@ impl Inner {
         secret: &str,
         revision: u64,
     ) -> Result<ReaderWait, StoreError> {
-        let url = format!("{}/deconflict/v1/pool/applied?revision={revision}", reader.url.trim_end_matches('/'));
+        let url = store::pool::applied_url(&reader.url, revision);
         // Asked until it confirms, or its registration ends or changes (its lease ran out, or
         // it lapsed and registered again, which it does only followed by a quorum read).
         let gone = |inner: &Inner| inner.readers.read().get(name) != Some(reader);
@@ -156,7 +152,8 @@ impl Inner {
                 return Ok(ReaderWait::Gone);
             }
             let asked = Instant::now();
-            let answer = self.acks.get(&url).header(SECRET_HEADER, secret).timeout(ACK_TIMEOUT).send().await;
+            let answer =
+                self.acks.get(&url).header(store::pool::SECRET_HEADER, secret).timeout(ACK_TIMEOUT).send().await;
             // Nothing listens at its address: the process is gone (or a firewall says so; the
             // read window waited out below covers a reader that is in fact alive).
             if answer.as_ref().is_err_and(reqwest::Error::is_connect) {
@@ -166,7 +163,7 @@ impl Inner {
             if let Ok(resp) = answer {
                 if resp.status().is_success() {
                     if let Ok(text) = resp.text().await {
-                        if text.trim().parse::<u64>().is_ok_and(|applied| applied >= revision) {
+                        if store::pool::confirms(&text, revision) {
                             return Ok(ReaderWait::Confirmed);
                         }
                     }

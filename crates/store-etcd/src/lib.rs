@@ -38,14 +38,16 @@ use std::time::Duration;
 use geo4d::{Envelope4, Match, Timestamp, Volume4D};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
 use parking_lot::RwLock;
+use store::pool::Applied;
 use store::{Committed, Key, Kind, Precondition, Revision, Store, StoreError, Stored, Txn, Write};
-use store_embedded::memory::{decode_write, encode_write, MemoryIndex};
+use store_index::{decode_write, encode_write, MemoryIndex};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-pub mod ceiling;
-pub mod cluster;
 mod leases;
-mod pb;
+pub mod pb;
+mod registry;
+
+pub use registry::EtcdRegistry;
 
 /// Fine area cells, in degrees.
 const CELL_DEG: f64 = 0.05;
@@ -87,7 +89,7 @@ impl EtcdConfig {
     /// A gRPC channel to the member at `url`, with the TLS settings; `timeout` bounds each
     /// request (`None` for the watch stream, which lives as long as the connection). HTTP/2
     /// keep-alives notice a member that stopped answering (paused, cut off) within seconds.
-    fn channel(&self, url: &str, timeout: Option<Duration>) -> Result<Channel, StoreError> {
+    pub fn channel(&self, url: &str, timeout: Option<Duration>) -> Result<Channel, StoreError> {
         let mut e = Endpoint::from_shared(url.to_owned())
             .map_err(|e| unavailable(format!("endpoint {url}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
@@ -115,19 +117,6 @@ impl EtcdConfig {
         Ok(e.connect_lazy())
     }
 }
-
-/// What the acknowledgement endpoint answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmation {
-    /// Applied, at this revision or later.
-    Applied(Revision),
-    /// Not applied within the wait (this is the revision applied).
-    NotYet(Revision),
-    /// The request did not carry the pool's secret.
-    Forbidden,
-}
-
-pub use leases::SECRET_HEADER;
 
 #[derive(Clone)]
 pub struct EtcdStore {
@@ -631,7 +620,7 @@ impl Inner {
     }
 
     /// Keys a change of `kind` over `e` marks. Three sizes, as in the embedded store's area
-    /// cells (`store_embedded`'s `cells` module has the proof that no change is missed): a small
+    /// cells (`store_index`'s `cells` module has the proof that no change is missed): a small
     /// envelope marks fine keys and its coarse keys; a middle one (too many fine keys) marks
     /// coarse and "huge" coarse keys; a large one (more than [`MAX_COARSE_KEYS`] coarse cells:
     /// a continent-long sliver, a polar cap) marks one global "huge" key. The work and the
@@ -779,19 +768,17 @@ impl EtcdStore {
         tokio::spawn(Inner::serve_local_reads(Arc::downgrade(&self.inner), url));
     }
 
-    /// For the acknowledgement endpoint: waits (bounded) until `revision` is applied here.
-    pub async fn confirm_applied(&self, revision: Revision, secret: &str) -> Confirmation {
+    /// For the acknowledgement endpoint: waits (bounded) until `revision` is applied here;
+    /// `None` when `secret` is not the pool's.
+    pub async fn confirm_applied(&self, revision: Revision, secret: &str) -> Option<Applied> {
         let ours = self.inner.secret.read().clone();
         if ours.as_deref().is_none_or(|s| s.is_empty() || s != secret) {
-            return Confirmation::Forbidden;
+            return None;
         }
         let timeout = Duration::from_millis(900);
         let mut rx = self.inner.applied.subscribe();
-        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await, Ok(Ok(_)));
-        match reached {
-            true => Confirmation::Applied(self.applied_revision()),
-            false => Confirmation::NotYet(self.applied_revision()),
-        }
+        let covers = matches!(tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await, Ok(Ok(_)));
+        Some(Applied { revision: self.applied_revision(), covers })
     }
 
     /// Whether this instance currently answers reads from its index under a read lease.
@@ -876,7 +863,7 @@ impl Store for EtcdStore {
         how: Match,
     ) -> Result<Vec<Stored<OperationalIntent>>, StoreError> {
         let found = self.read(|i| i.find_intents(area, how));
-        Ok(store_embedded::heavy::matches(area, how, found).await)
+        Ok(store_index::heavy::matches(area, how, found).await)
     }
 
     async fn get_constraint(&self, id: Uuid) -> Result<Option<Stored<Constraint>>, StoreError> {
@@ -885,7 +872,7 @@ impl Store for EtcdStore {
 
     async fn search_constraints(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<Constraint>>, StoreError> {
         let found = self.read(|i| i.find_constraints(area, how));
-        Ok(store_embedded::heavy::matches(area, how, found).await)
+        Ok(store_index::heavy::matches(area, how, found).await)
     }
 
     async fn get_subscription(&self, id: Uuid) -> Result<Option<Stored<Subscription>>, StoreError> {
@@ -898,7 +885,7 @@ impl Store for EtcdStore {
         how: Match,
     ) -> Result<Vec<Stored<Subscription>>, StoreError> {
         let found = self.read(|i| i.find_subscriptions(area, how));
-        Ok(store_embedded::heavy::matches(area, how, found).await)
+        Ok(store_index::heavy::matches(area, how, found).await)
     }
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {

@@ -1,6 +1,7 @@
 //! The part of etcd's v3 gRPC API this store uses: messages of `etcdserverpb` (rpc.proto) and
 //! `mvccpb` (kv.proto), written with prost's derive from those files' field numbers, and the
-//! four calls made through tonic's generic client.
+//! four calls made through tonic's generic client. Public for the benchmark's etcd-alone
+//! baseline (`loadgen`'s `ceiling`), which sends transactions of the pool's shape without a DSS.
 //!
 //! Written by hand rather than generated because generating needs `protoc`, which a fresh
 //! machine lacks (../shared/DEPENDENCIES.md): the subset is small, its field numbers are frozen

@@ -4,8 +4,8 @@
 
 use store::{conformance, Store, StoreError, Txn, Write};
 
-use crate::cluster::LocalCluster;
 use crate::{EtcdConfig, EtcdStore};
+use etcd_cluster::LocalCluster;
 
 /// A single-member etcd for one test; stopped when dropped.
 pub(crate) struct Etcd {

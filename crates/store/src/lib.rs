@@ -20,6 +20,7 @@ use geo4d::{Envelope4, Timestamp, Volume4D};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
 
 pub mod conformance;
+pub mod pool;
 
 /// A monotonically increasing commit number. Every committed write gets a new one.
 pub type Revision = u64;

@@ -15,12 +15,24 @@
 //! A reference naming another manager is refused (nothing here changes); a DSS that cannot be
 //! asked leaves the record for the next round.
 
+use std::time::Duration;
+
 use crate::domain::Kind;
 use crate::entities::{Change, OwnConstraint, OwnIntent, Pending};
 use crate::error::UssError;
 use crate::Uss;
 
 impl Uss {
+    /// Reconciles at start-up until no change that was in flight at the last stop remains,
+    /// waiting 1 s after an attempt that left some (the DSS unreachable), doubling to 30 s.
+    pub async fn reconcile_until_done(&self) {
+        let mut delay = Duration::from_secs(1);
+        while self.reconcile().await > 0 {
+            self.clock.sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
     /// Finishes or undoes every change that was in flight when the participant stopped, removes
     /// references of ours in their areas that nothing here explains, and refreshes our records
     /// from the DSS. Returns how many write-ahead records remain (the DSS could not be asked).

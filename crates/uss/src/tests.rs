@@ -50,6 +50,8 @@ struct DssState {
     subscribers: Vec<Subscriber>,
     /// Keys sent with each intent write.
     keys: Vec<Vec<String>>,
+    /// How many more lookups (`get`) fail as if the DSS were unreachable.
+    unreachable_gets: u32,
     n_ovn: u32,
 }
 
@@ -110,7 +112,12 @@ impl Dss for FakeDss {
         async move { Ok(found) }.boxed()
     }
     fn get<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Reference>, DssFailure>> {
-        let found = self.0.lock().entities.get(id).filter(|h| h.reference.kind == kind).map(|h| as_seen(&h.reference));
+        let mut s = self.0.lock();
+        if s.unreachable_gets > 0 {
+            s.unreachable_gets -= 1;
+            return async { Err(DssFailure::Failed("connection refused".into())) }.boxed();
+        }
+        let found = s.entities.get(id).filter(|h| h.reference.kind == kind).map(|h| as_seen(&h.reference));
         async move { Ok(found) }.boxed()
     }
     fn put_intent<'a>(
@@ -489,6 +496,30 @@ async fn reconciliation_finishes_or_undoes_each_crash_point() {
     let kept: Vec<(String, serde_json::Value)> =
         w.uss.records.load_all(crate::db::Table::Subscriptions).await.expect("read");
     assert!(kept.is_empty());
+}
+
+#[tokio::test]
+async fn reconciliation_at_start_up_waits_out_an_unreachable_dss_with_doubling_pauses() {
+    let id = "00000000-0000-4000-8000-00000000aaaa";
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let records = crate::records::Records::open(dir.path()).expect("open");
+        let change = Change::PutIntent {
+            state: OperationalIntentState::Accepted,
+            priority: 0,
+            volumes: vec![volume(47.0, (0, 20))],
+        };
+        records
+            .write_ahead(Pending { id: id.into(), change, previous_version: None, recorded_at: Timestamp(T0) })
+            .await
+            .expect("write-ahead");
+    }
+    let dss = Arc::new(FakeDss::default());
+    dss.0.lock().unreachable_gets = 3;
+    let w = world_in(dir, dss);
+    w.uss.reconcile_until_done().await;
+    assert!(!w.uss.records.is_pending(id), "reconciled once the DSS answered");
+    assert_eq!(*w.clock.slept.lock(), [1, 2, 4].map(Duration::from_secs));
 }
 
 #[tokio::test]

@@ -552,7 +552,7 @@ impl State {
 }
 
 /// A live record held for a snapshot.
-pub(crate) enum Record {
+pub enum Record {
     Subscription(Arc<Subscription>),
     Intent(Arc<OperationalIntent>),
     Constraint(Arc<Constraint>),
@@ -561,7 +561,7 @@ pub(crate) enum Record {
 
 impl Record {
     /// The write that recreates this record.
-    pub(crate) fn to_write(&self) -> Write {
+    pub fn to_write(&self) -> Write {
         match self {
             Record::Subscription(v) => Write::PutSubscription((**v).clone()),
             Record::Intent(v) => Write::PutIntent((**v).clone()),

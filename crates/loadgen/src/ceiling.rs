@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{pb, EtcdConfig};
+use store_etcd::{pb, EtcdConfig};
 
 /// What a run committed: one latency per transaction.
 pub struct Ceiling {

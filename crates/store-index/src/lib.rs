@@ -1,16 +1,22 @@
-//! The embedded store's in-memory state, offered to other backends: entity maps, the R*-tree
-//! indexes and dependents, fed by writes in revision order. The etcd backend keeps one per DSS
+//! The DSS's record in memory, as both store backends hold it: entity maps, the R*-tree
+//! indexes, dependents and the area cells that decide preconditions, fed by writes in revision
+//! order. The embedded store keeps one behind its log; the etcd backend keeps one per DSS
 //! instance, fed from etcd's watch stream, so every instance searches locally with the same
-//! exact and relevance matching as the embedded store. Also the compact binary encoding of one
-//! write, which that backend stores as etcd values.
+//! exact and relevance matching. Also the compact binary encoding of writes ([`codec`]): the
+//! embedded store's log records, and the values the etcd backend stores.
 
-use geo4d::{Match, Timestamp, Volume4D};
+mod cells;
+pub mod codec;
+pub mod heavy;
+mod state;
+
+use geo4d::{Envelope4, Match, Timestamp, Volume4D};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
-use store::{Key, Revision, StoreError, Stored, Write};
+use store::{Key, Kind, Precondition, Revision, StoreError, Stored, Write};
 
 use crate::state::State;
 
-pub use crate::state::Found;
+pub use crate::state::{Found, HasExtents, Record};
 
 /// Entities and their indexes, changed only by [`MemoryIndex::apply`].
 #[derive(Default)]
@@ -25,6 +31,22 @@ impl MemoryIndex {
     }
     pub fn finish_loading(&mut self) {
         self.state.rebuild_indexes();
+    }
+    /// Whether a transaction's precondition holds against this record.
+    pub fn holds(&self, p: &Precondition) -> bool {
+        self.state.holds(p)
+    }
+    /// The latest revision of any change of `kinds` in the area cells touching `envelopes`.
+    pub fn last_change(&self, kinds: &[Kind], envelopes: &[Envelope4]) -> Revision {
+        self.state.last_change(kinds, envelopes)
+    }
+    /// Every live record with its own revision, as shared handles (see [`Record`]).
+    pub fn snapshot_records(&self) -> Vec<(Revision, Record)> {
+        self.state.snapshot_records()
+    }
+    /// How many intents, constraints and subscriptions are live.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.state.intents.rows.len(), self.state.constraints.rows.len(), self.state.subscriptions.rows.len())
     }
     /// Applies writes committed at `revision`; returns the bumped notification indexes.
     pub fn apply(&mut self, writes: Vec<Write>, revision: Revision) -> Vec<(Uuid, i32)> {
@@ -66,7 +88,7 @@ impl MemoryIndex {
         self.state.availability.get(uss).cloned()
     }
     /// A search decided here when cheap, else its candidates, to be decided by
-    /// [`crate::heavy::matches`] outside the caller's lock.
+    /// [`heavy::matches`] outside the caller's lock.
     pub fn find_intents(&self, area: &[Volume4D], how: Match) -> Found<OperationalIntent> {
         self.state.intents.find(area, how)
     }
@@ -111,6 +133,9 @@ impl MemoryIndex {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// One write in the embedded store's binary record format (without framing).
 pub fn encode_write(w: &Write) -> Vec<u8> {

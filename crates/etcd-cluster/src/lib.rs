@@ -319,7 +319,7 @@ impl LocalCluster {
             });
             me.proxies = Some((stop, thread));
         }
-        let token = format!("deconflict-pool-{}", model::Uuid::new_v4().simple());
+        let token = format!("deconflict-pool-{}", uuid::Uuid::new_v4().simple());
         let cluster: Vec<String> = advertised.iter().enumerate().map(|(i, u)| format!("m{i}={u}")).collect();
         for (i, (client, peer)) in ports.iter().enumerate() {
             let url = format!("http://127.0.0.1:{client}");
