@@ -79,7 +79,7 @@ impl<S: Store> Dss<S> {
             Some(now.plus_seconds(i64::from(hours.clamp(1, 24 * 7)) * 3600)),
         )?;
         let area = cells(bbox, time)?;
-        self.store.fresh().await?;
+        self.fresh().await?;
         let how = store::Match::Exact;
         let mut out = Airspace::default();
         let mut seen = HashSet::new();

@@ -3,7 +3,7 @@
 use model::{AvailabilityRecord, UssAvailability, Uuid};
 use store::{Key, Precondition, Store, Txn, Write};
 
-use crate::{retrying, Caller, Dss, DssError};
+use crate::{Caller, Dss, DssError};
 
 /// The identifier the DSS gives an archived report.
 #[derive(Debug, Clone)]
@@ -14,7 +14,7 @@ pub struct ReportReceipt {
 impl<S: Store> Dss<S> {
     pub async fn get_availability(&self, caller: &Caller, uss: &str) -> Result<AvailabilityRecord, DssError> {
         caller.require_any(crate::scopes::AVAILABILITY_READ)?;
-        self.store.fresh().await?;
+        self.fresh().await?;
         let found = self.store.get_availability(uss).await?;
         Ok(self.shown(found).await?.map(|r| (*r.value).clone()).unwrap_or(AvailabilityRecord {
             uss: uss.to_owned(),
@@ -36,8 +36,7 @@ impl<S: Store> Dss<S> {
         if uss.is_empty() {
             return Err(DssError::BadRequest("uss_id may not be empty".into()));
         }
-        retrying!(self, async {
-            self.store.fresh().await?;
+        self.retrying(|_view| async move {
             let current = self.store.get_availability(uss).await?;
             let current_version = current.as_ref().map_or("", |r| r.value.version.as_str());
             if current_version != old_version {
@@ -56,6 +55,7 @@ impl<S: Store> Dss<S> {
                 .await?;
             Ok(record)
         })
+        .await
     }
 
     /// Accepts a report of a communication problem. Reports are archived in the service log

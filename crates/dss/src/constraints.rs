@@ -7,7 +7,7 @@ use geo4d::Volume4D;
 use model::{Constraint, EntityKind, Ovn, UssAvailability, Uuid};
 use store::{Key, Kind, Precondition, Store, Txn, Write};
 
-use crate::{check_base_url, retrying, Caller, Change, ConstraintView, Dss, DssError};
+use crate::{check_base_url, Caller, Change, ConstraintView, Dss, DssError};
 
 use crate::scopes::CONSTRAINTS_READ as READ_SCOPES;
 
@@ -29,7 +29,7 @@ impl<S: Store> Dss<S> {
     pub async fn query_constraints(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<ConstraintView>, DssError> {
         caller.require_any(READ_SCOPES)?;
         let area = std::slice::from_ref(area);
-        self.store.fresh().await?;
+        self.fresh().await?;
         let how = self.config.discovery();
         let found = self.store.search_constraints(area, how).await?;
         self.store.settle_area(&[store::Kind::Constraint], area, how).await?;
@@ -44,7 +44,7 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_constraint(&self, caller: &Caller, id: Uuid) -> Result<ConstraintView, DssError> {
         caller.require_any(READ_SCOPES)?;
-        self.store.fresh().await?;
+        self.fresh().await?;
         let found = self.store.get_constraint(id).await?;
         let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
         let a = self.availability_of(&mut Vec::new(), &r.value.manager).await?;
@@ -63,18 +63,19 @@ impl<S: Store> Dss<S> {
         caller.require_any(crate::scopes::CONSTRAINTS_WRITE)?;
         check_base_url(&uss_base_url, "uss_base_url")?;
         self.check_entity_extents(&extents, "a constraint")?;
-        retrying!(self, self.try_put_constraint(caller, id, ovn, &extents, &uss_base_url))
+        self.retrying(|view| self.try_put_constraint(view, caller, id, ovn, &extents, &uss_base_url)).await
     }
 
     async fn try_put_constraint(
         &self,
+        view: store::View,
         caller: &Caller,
         id: Uuid,
         ovn: Option<&str>,
         extents: &[Volume4D],
         uss_base_url: &str,
     ) -> Result<Change<ConstraintView>, DssError> {
-        let since = self.decision_revision().await?;
+        let since = view.revision;
         let old = self.store.get_constraint(id).await?;
         match (&old, ovn) {
             (Some(o), _) if o.value.manager != caller.manager => {
@@ -132,16 +133,17 @@ impl<S: Store> Dss<S> {
         ovn: &str,
     ) -> Result<Change<ConstraintView>, DssError> {
         caller.require_any(crate::scopes::CONSTRAINTS_WRITE)?;
-        retrying!(self, self.try_delete_constraint(caller, id, ovn))
+        self.retrying(|view| self.try_delete_constraint(view, caller, id, ovn)).await
     }
 
     async fn try_delete_constraint(
         &self,
+        view: store::View,
         caller: &Caller,
         id: Uuid,
         ovn: &str,
     ) -> Result<Change<ConstraintView>, DssError> {
-        let since = self.decision_revision().await?;
+        let since = view.revision;
         let old = self.store.get_constraint(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("constraint {id} is managed by another USS")));

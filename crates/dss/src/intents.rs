@@ -7,7 +7,7 @@ use geo4d::Volume4D;
 use model::{EntityKind, OperationalIntent, OperationalIntentState, Ovn, Subscription, UssAvailability, Uuid};
 use store::{Key, Kind, Precondition, Store, Stored, Txn, Write};
 
-use crate::{check_base_url, retrying, Caller, Change, ConstraintView, Dss, DssError, IntentView, Scope};
+use crate::{check_base_url, Caller, Change, ConstraintView, Dss, DssError, IntentView, Scope};
 use model::PutIntentRequest;
 
 use crate::scopes::INTENTS as READ_SCOPES;
@@ -34,7 +34,7 @@ impl<S: Store> Dss<S> {
     pub async fn query_intents(&self, caller: &Caller, area: &Volume4D) -> Result<Vec<IntentView>, DssError> {
         caller.require_any(READ_SCOPES)?;
         let area = std::slice::from_ref(area);
-        self.store.fresh().await?;
+        self.fresh().await?;
         // Discovery is generous (relevance); decisions below stay exact.
         let how = self.config.discovery();
         let found = self.store.search_intents(area, how).await?;
@@ -50,7 +50,7 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_intent(&self, caller: &Caller, id: Uuid) -> Result<IntentView, DssError> {
         caller.require_any(READ_SCOPES)?;
-        self.store.fresh().await?;
+        self.fresh().await?;
         let found = self.store.get_intent(id).await?;
         let r = self.shown(found).await?.ok_or_else(|| not_found(id))?;
         let a = self.availability_of(&mut Vec::new(), &r.value.manager).await?;
@@ -103,7 +103,7 @@ impl<S: Store> Dss<S> {
             self.check_requested_ovn_suffix(suffix)?;
         }
         let key: HashSet<&str> = req.key.iter().map(String::as_str).collect();
-        retrying!(self, self.try_put_intent(caller, id, ovn, &req, &key))
+        self.retrying(|view| self.try_put_intent(view, caller, id, ovn, &req, &key)).await
     }
 
     /// The InterUSS requested-OVN extension (the reference DSS and its tools implement it; not
@@ -136,13 +136,14 @@ impl<S: Store> Dss<S> {
 
     async fn try_put_intent(
         &self,
+        view: store::View,
         caller: &Caller,
         id: Uuid,
         ovn: Option<&str>,
         req: &PutIntentRequest,
         key: &HashSet<&str>,
     ) -> Result<Change<IntentView>, DssError> {
-        let since = self.decision_revision().await?;
+        let since = view.revision;
         let old = self.store.get_intent(id).await?;
         check_existing(old.as_ref(), caller, id, ovn)?;
         let mut availability = Vec::new();
@@ -367,11 +368,17 @@ impl<S: Store> Dss<S> {
 
     pub async fn delete_intent(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<IntentView>, DssError> {
         caller.require_any(crate::scopes::INTENTS)?;
-        retrying!(self, self.try_delete_intent(caller, id, ovn))
+        self.retrying(|view| self.try_delete_intent(view, caller, id, ovn)).await
     }
 
-    async fn try_delete_intent(&self, caller: &Caller, id: Uuid, ovn: &str) -> Result<Change<IntentView>, DssError> {
-        let since = self.decision_revision().await?;
+    async fn try_delete_intent(
+        &self,
+        view: store::View,
+        caller: &Caller,
+        id: Uuid,
+        ovn: &str,
+    ) -> Result<Change<IntentView>, DssError> {
+        let since = view.revision;
         let old = self.store.get_intent(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("operational intent {id} is managed by another USS")));

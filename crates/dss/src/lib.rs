@@ -283,21 +283,40 @@ impl<S: Store> Dss<S> {
         Ok(())
     }
 
-    /// The revision a mutation attempt decides at: the local view's on an optimistic attempt,
-    /// else a consistency point's.
-    pub(crate) async fn decision_revision(&self) -> Result<store::Revision, DssError> {
-        if OPTIMISTIC.try_with(|o| *o).unwrap_or(false) {
-            Ok(self.store.local_revision().await?)
-        } else {
-            Ok(self.store.read_revision().await?)
+    /// Runs the mutation `attempt` on a view of the store until it returns something other
+    /// than [`DssError::Contention`], at most [`MAX_ATTEMPTS`] times. A success is durable (its
+    /// commit waited); a refusal may describe what it read, so it waits for that to be durable
+    /// too.
+    ///
+    /// The first attempt decides on the store's local view (free; on a store in one process it
+    /// is already fresh); its commit's preconditions reject it if that view was stale, and any
+    /// other outcome than success on a view that was not fresh is confirmed by an attempt on a
+    /// fresh one, so no answer rests on state older than the request.
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, DssError>
+    where
+        F: FnMut(store::View) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DssError>>,
+    {
+        let mut consistency = store::Consistency::Local;
+        let mut outcome = Err(DssError::Contention);
+        for _ in 0..MAX_ATTEMPTS {
+            let view = self.store.view(consistency).await?;
+            outcome = attempt(view).await;
+            if outcome.is_ok() || (view.fresh && !matches!(outcome, Err(DssError::Contention))) {
+                break;
+            }
+            consistency = store::Consistency::Fresh;
+            tokio::task::yield_now().await;
         }
+        if outcome.is_err() {
+            self.store.durable_barrier().await?;
+        }
+        outcome
     }
 
-    /// A consistency point at the start of a mutation attempt, unless it is optimistic.
-    pub(crate) async fn fresh_for_attempt(&self) -> Result<(), DssError> {
-        if !OPTIMISTIC.try_with(|o| *o).unwrap_or(false) {
-            self.store.fresh().await?;
-        }
+    /// The consistency point at the start of an operation that only reads.
+    pub(crate) async fn fresh(&self) -> Result<(), DssError> {
+        self.store.view(store::Consistency::Fresh).await?;
         Ok(())
     }
 
@@ -412,39 +431,6 @@ impl<S: Store> Dss<S> {
         Ok(removed)
     }
 }
-
-tokio::task_local! {
-    /// Whether the current mutation attempt decides on the local view (see `retrying!`).
-    pub(crate) static OPTIMISTIC: bool;
-}
-
-/// Runs the mutation `attempt` until it returns something other than
-/// [`DssError::Contention`], at most [`MAX_ATTEMPTS`] times. A success is durable (its commit
-/// waited); a refusal may describe what it read, so it waits for that to be durable too.
-///
-/// On a store with [`Store::optimistic_writes`] the first attempt decides on the local view
-/// without a consistency point; its commit's preconditions reject it if that view was stale,
-/// and any other outcome than success is confirmed by an attempt on a fresh view, so no answer
-/// rests on state older than the request.
-macro_rules! retrying {
-    ($self:ident, $attempt:expr) => {{
-        let mut outcome = Err($crate::DssError::Contention);
-        let mut optimistic = $self.store.optimistic_writes();
-        for _ in 0..$crate::MAX_ATTEMPTS {
-            outcome = $crate::OPTIMISTIC.scope(optimistic, $attempt).await;
-            if outcome.is_ok() || (!optimistic && !matches!(outcome, Err($crate::DssError::Contention))) {
-                break;
-            }
-            optimistic = false;
-            tokio::task::yield_now().await;
-        }
-        if outcome.is_err() {
-            $self.store.durable_barrier().await?;
-        }
-        outcome
-    }};
-}
-pub(crate) use retrying;
 
 /// Validates a USS base URL (`model::check_base_url`): absolute http(s), a host, no user
 /// information or fragment; a query is accepted, as the reference DSS does.

@@ -6,7 +6,7 @@ use geo4d::{TimeWindow, Volume4D};
 use model::{Subscription, Uuid};
 use store::{Key, Kind, Precondition, Store, Txn, Write};
 
-use crate::{check_base_url, retrying, Caller, ConstraintView, Dss, DssError, IntentView, Scope, SubscriptionView};
+use crate::{check_base_url, Caller, ConstraintView, Dss, DssError, IntentView, Scope, SubscriptionView};
 
 use crate::scopes::SUBSCRIPTIONS as SCOPES;
 use model::PutSubscriptionRequest;
@@ -37,7 +37,7 @@ impl<S: Store> Dss<S> {
         area: &Volume4D,
     ) -> Result<Vec<SubscriptionView>, DssError> {
         caller.require_any(SCOPES)?;
-        self.store.fresh().await?;
+        self.fresh().await?;
         let area = std::slice::from_ref(area);
         let found = self.store.search_subscriptions(area, self.config.discovery()).await?;
         // Notification indexes move without marking the subscription's area: wait for all.
@@ -55,7 +55,7 @@ impl<S: Store> Dss<S> {
 
     pub async fn get_subscription(&self, caller: &Caller, id: Uuid) -> Result<SubscriptionView, DssError> {
         caller.require_any(SCOPES)?;
-        self.store.fresh().await?;
+        self.fresh().await?;
         let found = self.store.get_subscription(id).await?;
         self.store.durable_barrier().await?;
         let r = found.ok_or_else(|| not_found(id))?;
@@ -105,7 +105,7 @@ impl<S: Store> Dss<S> {
         }
         let extents = Volume4D { time, ..req.extents.clone() };
         self.check_entity_extents_times(&extents)?;
-        retrying!(self, self.try_put_subscription(caller, id, version, &req, &extents))
+        self.retrying(|view| self.try_put_subscription(view, caller, id, version, &req, &extents)).await
     }
 
     fn check_entity_extents_times(&self, v: &Volume4D) -> Result<(), DssError> {
@@ -125,13 +125,13 @@ impl<S: Store> Dss<S> {
 
     async fn try_put_subscription(
         &self,
+        view: store::View,
         caller: &Caller,
         id: Uuid,
         version: Option<&str>,
         req: &PutSubscriptionRequest,
         extents: &Volume4D,
     ) -> Result<SubscriptionChange, DssError> {
-        self.fresh_for_attempt().await?;
         let old = self.store.get_subscription(id).await?;
         match (&old, version) {
             (Some(o), _) if o.value.manager != caller.manager => {
@@ -188,7 +188,7 @@ impl<S: Store> Dss<S> {
         pre.push(Precondition::AreaUnchanged {
             kinds: vec![Kind::OperationalIntent],
             envelopes: extents.envelopes_for(how).collect(),
-            since: self.decision_revision().await?,
+            since: view.revision,
         });
         let area = std::slice::from_ref(extents);
         // The entities listed with a subscription are those relevant to it, as its
@@ -229,16 +229,16 @@ impl<S: Store> Dss<S> {
         version: &str,
     ) -> Result<SubscriptionView, DssError> {
         caller.require_any(SCOPES)?;
-        retrying!(self, self.try_delete_subscription(caller, id, version))
+        self.retrying(|view| self.try_delete_subscription(view, caller, id, version)).await
     }
 
     async fn try_delete_subscription(
         &self,
+        _view: store::View,
         caller: &Caller,
         id: Uuid,
         version: &str,
     ) -> Result<SubscriptionView, DssError> {
-        self.fresh_for_attempt().await?;
         let old = self.store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
         if old.value.manager != caller.manager {
             return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));

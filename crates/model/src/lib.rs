@@ -8,14 +8,13 @@
 use std::sync::Arc;
 
 use geo4d::{AltitudeBand, TimeWindow, Timestamp, Volume4D};
-use serde::{Deserialize, Serialize};
 pub use uuid::Uuid;
 
 /// The identity of a USS: the `sub` claim of its access tokens.
 pub type Manager = String;
 
 /// Opaque version number of an entity; revealed only to the entity's manager.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ovn(String);
 
 impl Ovn {
@@ -33,7 +32,7 @@ impl Ovn {
 }
 
 /// ASTM F3548-21 operational intent states that the DSS stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OperationalIntentState {
     Accepted,
     Activated,
@@ -74,7 +73,7 @@ impl OperationalIntentState {
 }
 
 /// Availability of a USS as arbitrated in the DSS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum UssAvailability {
     #[default]
     Unknown,
@@ -103,7 +102,7 @@ impl UssAvailability {
 }
 
 /// A USS availability record; `version` is empty until first set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AvailabilityRecord {
     pub uss: Manager,
     pub availability: UssAvailability,

@@ -189,7 +189,7 @@ async fn healthy<S: Store>(State(st): St<S>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "degraded", "message": why})))
             .into_response();
     }
-    match st.dss.store().read_revision().await {
+    match st.dss.store().view(store::Consistency::Fresh).await {
         Ok(_) => (StatusCode::OK, "ok").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");

@@ -655,8 +655,9 @@ impl Store for EmbeddedStore {
         self.durable_at(last_change).await
     }
 
-    async fn read_revision(&self) -> Result<Revision, StoreError> {
-        self.read(|s| s.revision()).await
+    /// Every commit is applied here as it is made: the only view there is, always fresh.
+    async fn view(&self, _consistency: store::Consistency) -> Result<store::View, StoreError> {
+        Ok(store::View { revision: self.read(|s| s.revision()).await?, fresh: true })
     }
 
     async fn get_intent(&self, id: Uuid) -> Result<Option<Stored<OperationalIntent>>, StoreError> {

@@ -19,7 +19,7 @@
 //!   precondition also compares. Over-approximation only: a nearby change may cause a retry,
 //!   none is missed. A lost race waits until the instance has applied the change it lost to.
 //! - **Reads are consistent.** Every transaction also writes one clock key; at the start of every
-//!   DSS operation ([`Store::fresh`], [`Store::read_revision`]) the instance reads that key
+//!   DSS operation (a fresh [`Store::view`]) the instance reads that key
 //!   linearizably (a quorum read, shared by concurrent callers) and waits until its watch has
 //!   applied that revision; the operation's reads are then served from the local index. A client that writes through one instance and reads through another sees
 //!   its write. Without a quorum the read fails, and the DSS answers 503, never stale data.
@@ -833,24 +833,17 @@ impl Store for EtcdStore {
         Ok(())
     }
 
-    async fn fresh(&self) -> Result<(), StoreError> {
-        self.inner.sync().await
-    }
-
-    async fn read_revision(&self) -> Result<Revision, StoreError> {
-        self.inner.sync().await?;
-        Ok(self.read(|i| i.revision()))
-    }
-
-    /// Every commit compares the revisions of what its decision read (the entity, and the area
-    /// keys of the airspace it searched, at the revision read), so a decision made on a stale
-    /// local view cannot commit: it loses the race and is retried on a fresh view.
-    fn optimistic_writes(&self) -> bool {
-        true
-    }
-
-    async fn local_revision(&self) -> Result<Revision, StoreError> {
-        Ok(self.read(|i| i.revision()))
+    /// A fresh view costs the consistency point (a quorum read of the clock key, shared by
+    /// concurrent callers, then waiting for the watch to apply it; under a read lease, nothing).
+    /// A local one costs nothing: every commit compares the revisions of what its decision read
+    /// (the entity, and the area keys of the airspace it searched, at the view's revision), so a
+    /// decision made on a stale local view cannot commit: it loses the race and is retried.
+    async fn view(&self, consistency: store::Consistency) -> Result<store::View, StoreError> {
+        let fresh = consistency == store::Consistency::Fresh;
+        if fresh {
+            self.inner.sync().await?;
+        }
+        Ok(store::View { revision: self.read(|i| i.revision()), fresh })
     }
 
     async fn get_intent(&self, id: Uuid) -> Result<Option<Stored<OperationalIntent>>, StoreError> {

@@ -52,7 +52,7 @@ async fn two_instances_share_one_record() {
     // DSS takes before every read: reads of the local index alone may lag the watch).
     let oi = conformance::intent(vec![conformance::square(0.0, 100.0, 0, 60)], None);
     let c = a.commit(Txn { preconditions: vec![], writes: vec![Write::PutIntent(oi.clone())] }).await.expect("commit");
-    b.fresh().await.expect("consistency point");
+    b.view(store::Consistency::Fresh).await.expect("consistency point");
     let seen = b.get_intent(oi.id).await.expect("read").expect("visible through the other instance");
     assert_eq!((*seen.value).clone(), oi);
     assert_eq!(seen.revision, c.revision);
@@ -221,7 +221,7 @@ async fn tls_with_client_certificates() {
     let store = opened.expect("the store connects over TLS with its client certificate");
     let oi = conformance::intent(vec![conformance::square(0.0, 100.0, 0, 60)], None);
     store.commit(Txn { preconditions: vec![], writes: vec![Write::PutIntent(oi.clone())] }).await.expect("commit");
-    store.fresh().await.expect("fresh");
+    store.view(store::Consistency::Fresh).await.expect("fresh");
     assert!(store.get_intent(oi.id).await.expect("get").is_some());
     // Without a client certificate the member refuses the connection.
     let anonymous = EtcdConfig { client_cert_pem: None, client_key_pem: None, ..config };
@@ -333,7 +333,7 @@ async fn an_unanswered_commit_that_happened_is_reported_as_committed() {
         store = back;
         let committed =
             outcome.unwrap_or_else(|e| panic!("round {round}: the write happened, so it is committed, not {e:?}"));
-        store.fresh().await.expect("consistency point");
+        store.view(store::Consistency::Fresh).await.expect("consistency point");
         let seen = store.get_intent(oi.id).await.expect("read").expect("the intent is there");
         assert_eq!((*seen.value).clone(), oi);
         assert_eq!(seen.revision, committed.revision, "round {round}");

@@ -113,7 +113,7 @@ pub async fn revision_preconditions<S: Store>(s: &S) {
 }
 
 pub async fn area_preconditions<S: Store>(s: &S) {
-    let since = s.read_revision().await.expect("revision");
+    let since = s.view(crate::Consistency::Fresh).await.expect("revision").revision;
     let here = square(0.0, 100.0, 0, 60);
     let far = square(50_000.0, 100.0, 0, 60);
     s.commit(put(&intent(vec![far.clone()], None))).await.expect("far write");

@@ -25,6 +25,29 @@ pub mod pool;
 /// A monotonically increasing commit number. Every committed write gets a new one.
 pub type Revision = u64;
 
+/// How current the reads of an operation must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// After a consistency point: reads see at least every change committed (by anyone, through
+    /// any instance sharing the store) before the view was opened.
+    Fresh,
+    /// This instance's view as it stands, without a consistency point: only for a decision whose
+    /// commit's preconditions reject it if the view was stale (a lost race), and whose refusal
+    /// is confirmed on a fresh view before anyone is told.
+    Local,
+}
+
+/// A view opened by [`Store::view`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// The revision reads through the view see at least: every later change to an area is
+    /// detected by [`Precondition::AreaUnchanged`] with `since` set to it.
+    pub revision: Revision,
+    /// Whether the view is fresh in the sense of [`Consistency::Fresh`] (asked for, or the
+    /// store has no other view than its own).
+    pub fresh: bool,
+}
+
 /// A value read from the store with the revision of its last change.
 #[derive(Debug)]
 pub struct Stored<T> {
@@ -137,31 +160,11 @@ pub trait Store: Send + Sync + 'static {
     /// results); cheaper than a full barrier when the area is quiet.
     fn settle_area(&self, kinds: &[Kind], area: &[Volume4D], how: Match) -> impl Future<Output = Result<()>> + Send;
 
-    /// The consistency point of an operation: after it, reads see at least every change
-    /// committed (by anyone, through any instance sharing the store) before it was called. The
-    /// DSS calls it once at the start of every operation and of every attempt of a mutation,
-    /// so a shared backend pays for one quorum read per operation, not one per read. A store in
-    /// one process is always fresh.
-    fn fresh(&self) -> impl Future<Output = Result<()>> + Send {
-        async { Ok(()) }
-    }
-
-    /// A revision to read at: every later change to an area is detected by
-    /// [`Precondition::AreaUnchanged`] with `since` set to it. Includes [`Store::fresh`].
-    fn read_revision(&self) -> impl Future<Output = Result<Revision>> + Send;
-
-    /// Whether a mutation may first be attempted on the local view without a consistency point
-    /// (a backend shared with other writers, whose commit preconditions reject a decision made
-    /// on a stale view). The DSS then confirms any refusal with a fresh attempt.
-    fn optimistic_writes(&self) -> bool {
-        false
-    }
-
-    /// The revision of the local view, without a consistency point (see
-    /// [`Store::optimistic_writes`]).
-    fn local_revision(&self) -> impl Future<Output = Result<Revision>> + Send {
-        self.read_revision()
-    }
+    /// Opens the view an operation reads through, as current as `consistency` asks: its
+    /// revision, and whether it is fresh. The DSS opens one at the start of every operation and
+    /// of every attempt of a mutation, so a shared backend pays for one consistency point (a
+    /// quorum read) per operation, not one per read. A store in one process is always fresh.
+    fn view(&self, consistency: Consistency) -> impl Future<Output = Result<View>> + Send;
 
     fn get_intent(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<OperationalIntent>>>> + Send;
     /// Intents any of whose volumes matches any of `area` as `how` says (exact intersection, or
