@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 /// Calls the operator API; prints the answer; exits 2 when a plan is refused.
-pub fn call(method: &str, conn: &crate::OperatorConn, path: &str, file: Option<&PathBuf>) -> Result<()> {
+pub fn call(method: &str, conn: &crate::cli::OperatorConn, path: &str, file: Option<&PathBuf>) -> Result<()> {
     let uss = conn.uss.as_str();
     let body = match file {
         Some(f) => Some(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?),

@@ -1,0 +1,504 @@
+//! The command line: every subcommand and flag of `deconflict`, with its help text. Names,
+//! flags and defaults here are a contract (tools and acceptance tests rely on them).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "deconflict", version, about = "ASTM F3548-21 strategic coordination: a DSS and its tools")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object per
+    /// line, for log shippers).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub(crate) log_format: String,
+    /// Seconds servers let requests in flight finish after SIGINT/SIGTERM before closing the
+    /// remaining connections (a client stuck halfway through its headers cannot hold the
+    /// process up).
+    #[arg(long, global = true, default_value_t = 10)]
+    pub(crate) shutdown_grace_secs: u64,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run a Discovery and Synchronization Service on the embedded durable store.
+    Dss(Box<DssArgs>),
+    /// Print a development access token signed with the development key (or --key).
+    Token(TokenArgs),
+    /// Run a development OAuth 2.0 token server that the DSS and participants can trust.
+    Auth(AuthArgs),
+    /// Run one organization's participant (USS): peer API, operator API, planner.
+    Uss(Box<UssArgs>),
+    /// Ask a participant to plan an operation described in a flight file (JSON).
+    Plan(OperatorFileArgs),
+    /// Ask a participant to activate one of its planned operations.
+    Activate(OperatorIdArgs),
+    /// Ask a participant to replace an operation's volumes with a flight file's.
+    Modify(OperatorIdFileArgs),
+    /// Declare an operation Nonconforming (off-nominal; needs the conformance monitoring scope).
+    Nonconforming(OperatorIdArgs),
+    /// Ask a participant to end an operation (removes its reference from the DSS).
+    End(OperatorIdArgs),
+    /// Show what a participant knows: its operations, others' it has seen, constraints,
+    /// notifications received.
+    Status(OperatorArgs),
+    /// Publish a restricted zone (constraint) from a participant with the constraint
+    /// management scope; the file has the flight file's shape.
+    Constrain(OperatorFileArgs),
+    /// Run the two-party demonstration on local ports and print its timeline.
+    Demo(DemoArgs),
+    /// Run a pool on this machine: a local etcd cluster and one DSS instance per member.
+    Pool(PoolArgs),
+    /// Benchmark a DSS: start one (this binary, on a fresh data directory, with real JWT
+    /// verification) and drive it over HTTP from this process; print a table, write JSON.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct AuthArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8085")]
+    pub(crate) listen: SocketAddr,
+    /// PEM private key signing the tokens (EC P-256 → ES256, RSA → RS256). Defaults to the
+    /// public development key, which `--insecure-dev-auth` DSSs accept.
+    #[arg(long, value_name = "PEM_FILE")]
+    pub(crate) key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct UssArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub(crate) listen: SocketAddr,
+    /// Base URL peers use to reach this participant (default: http://<listen address>).
+    #[arg(long)]
+    pub(crate) base_url: Option<String>,
+    /// Directory holding this participant's durable state.
+    #[arg(long, default_value = "./deconflict-uss")]
+    pub(crate) data_dir: PathBuf,
+    /// The DSS to use.
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
+    pub(crate) dss_url: String,
+    /// OAuth 2.0 token endpoint (client credentials).
+    #[arg(long, default_value = "http://127.0.0.1:8085/token")]
+    pub(crate) token_url: String,
+    /// Our client id: the `sub` of our tokens, our identity as a manager in the DSS.
+    #[arg(long)]
+    pub(crate) client_id: String,
+    /// Client secret sent to the token endpoint, if it wants one.
+    #[arg(long)]
+    pub(crate) client_secret: Option<String>,
+    /// PEM public key(s) that sign peers' tokens. Repeatable.
+    #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
+    pub(crate) jwt_public_keys: Vec<PathBuf>,
+    /// Audience(s) accepted in peers' tokens (our host name). Repeatable; default localhost.
+    #[arg(long = "jwt-audience")]
+    pub(crate) jwt_audiences: Vec<String>,
+    /// Scopes requested for our tokens. Repeatable. Default: strategic coordination,
+    /// constraint processing, conformance monitoring.
+    #[arg(long = "scope")]
+    pub(crate) scopes: Vec<String>,
+    /// Seconds a peer or the DSS has to answer (connect and whole answer).
+    #[arg(long, default_value_t = 6)]
+    pub(crate) peer_timeout_secs: u64,
+    /// Address of the operator interface (`/operator/...`): never the peer listener. Every
+    /// request needs a bearer token with the `deconflict.operator` scope. Keep it on loopback
+    /// or a private network; `:0` picks a free port (the chosen one is printed).
+    #[arg(long, default_value = "127.0.0.1:9101")]
+    pub(crate) operator_listen: SocketAddr,
+    /// PEM public key(s) that sign operator tokens. Repeatable. Default: the peers' keys
+    /// (--jwt-public-key); give your organization's own issuer so that no token a peer can
+    /// obtain works here.
+    #[arg(long = "operator-jwt-public-key", value_name = "PEM_FILE")]
+    pub(crate) operator_jwt_public_keys: Vec<PathBuf>,
+    /// Token subjects (`sub`) allowed on the operator interface. Repeatable. Default: any
+    /// holder of the `deconflict.operator` scope.
+    #[arg(long = "operator-subject")]
+    pub(crate) operator_subjects: Vec<String>,
+    /// Highest priority an operator may give an operation.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) max_priority: i32,
+    /// Seconds during which failed notifications are retried (exponential backoff from 1 s).
+    #[arg(long, default_value_t = 300)]
+    pub(crate) notify_retry_secs: u64,
+    /// Serve InterUSS's flight_planning v1 automated-testing interface at
+    /// `{base}/flight_planning/v1` on the peer listener, to the test director named by
+    /// `--flight-planning-subject` or `--flight-planning-jwt-public-key` only (one of them is
+    /// required). Off by default.
+    #[arg(long)]
+    pub(crate) flight_planning: bool,
+    /// A token subject allowed to drive the flight_planning interface (with its scopes
+    /// `interuss.flight_planning.plan` / `.direct_automated_test`). Repeatable. Other subjects,
+    /// another USS's included, get 403.
+    #[arg(long = "flight-planning-subject", value_name = "SUB")]
+    pub(crate) flight_planning_subjects: Vec<String>,
+    /// PEM public key of an issuer whose tokens may drive the flight_planning interface
+    /// whatever their subject (a test director's own issuer). Repeatable.
+    #[arg(long = "flight-planning-jwt-public-key", value_name = "PEM")]
+    pub(crate) flight_planning_jwt_public_keys: Vec<PathBuf>,
+    /// Testing only: answer every EVERY-th request for details after MS milliseconds
+    /// (`EVERY:MS`), to measure how a slow peer affects others' plans.
+    #[arg(long, hide = true)]
+    pub(crate) slow_answers: Option<String>,
+    /// Testing only: die as `kill -9` would at this point of the next change
+    /// (`after-write-ahead` or `after-dss-write`).
+    #[arg(long, hide = true)]
+    pub(crate) crash_at: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct OperatorConn {
+    /// The participant's operator interface, e.g. http://127.0.0.1:9101 (its
+    /// --operator-listen address).
+    #[arg(long)]
+    pub(crate) uss: String,
+    /// Bearer token with the `deconflict.operator` scope.
+    #[arg(long, env = "DECONFLICT_TOKEN", hide_env_values = true)]
+    pub(crate) token: String,
+}
+
+#[derive(Args)]
+pub(crate) struct OperatorArgs {
+    #[command(flatten)]
+    pub(crate) conn: OperatorConn,
+}
+
+#[derive(Args)]
+pub(crate) struct OperatorFileArgs {
+    #[command(flatten)]
+    pub(crate) conn: OperatorConn,
+    /// Flight file: {"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat],
+    /// "radius_m": 100} | {"type": "Polygon", "coordinates": [[[lng, lat], ...]]},
+    /// "altitude_lower_m": 0, "altitude_upper_m": 120, "start": "+10m" | RFC 3339,
+    /// "end": "+40m"}], "priority": 0}
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct OperatorIdArgs {
+    #[command(flatten)]
+    pub(crate) conn: OperatorConn,
+    /// The operational intent id the participant returned when planning.
+    pub(crate) id: String,
+}
+
+#[derive(Args)]
+pub(crate) struct OperatorIdFileArgs {
+    #[command(flatten)]
+    pub(crate) conn: OperatorConn,
+    pub(crate) id: String,
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct PoolArgs {
+    /// etcd members (and DSS instances, one per member).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) members: usize,
+    /// Directory for the members' data and logs (a temporary one by default).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// PEM public key(s) the instances trust; without any, they accept the development key.
+    #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
+    pub(crate) jwt_public_keys: Vec<PathBuf>,
+    /// Accepted token audiences (default localhost).
+    #[arg(long = "jwt-audience")]
+    pub(crate) jwt_audiences: Vec<String>,
+    /// Start the instances with --etcd-read-leases (reads from the local index under read
+    /// leases instead of a quorum read per request).
+    #[arg(long)]
+    pub(crate) etcd_read_leases: bool,
+    /// Testing only: put a proxy on every link between members, so that a member can be cut
+    /// off by writing its id (hex) to DIR/isolate-member, and healed by removing the file.
+    #[arg(long, hide = true)]
+    pub(crate) peer_proxies: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// Leave the servers running after the scenario and print their addresses and tokens.
+    #[arg(long)]
+    pub(crate) keep_running: bool,
+    /// With --keep-running: also write the addresses and tokens as JSON to this file once
+    /// everything is up (for scripts and the map's browser tests).
+    #[arg(long)]
+    pub(crate) ready_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, planning, or all.
+    #[arg(long, default_value = "all")]
+    pub(crate) workload: String,
+    /// Seconds of measured load per workload (after its preload).
+    #[arg(long)]
+    pub(crate) duration_secs: Option<u64>,
+    /// Concurrent planners/clients.
+    #[arg(long)]
+    pub(crate) concurrency: Option<usize>,
+    /// Live intents preloaded by `city` (through the API).
+    #[arg(long)]
+    pub(crate) city_intents: Option<usize>,
+    /// Live subscriptions preloaded by `subscriptions`.
+    #[arg(long)]
+    pub(crate) subscriptions: Option<usize>,
+    /// Intents on disk for the `restart` measurement.
+    #[arg(long)]
+    pub(crate) restart_intents: Option<usize>,
+    /// Seconds of the `soak` workload: the city mix with log compactions during the run,
+    /// reporting throughput, p99, log size and RSS per 10-second window (default 60).
+    #[arg(long)]
+    pub(crate) soak_secs: Option<u64>,
+    /// A few seconds at tiny sizes (used by the test suite so the benchmark never rots).
+    #[arg(long)]
+    pub(crate) smoke: bool,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench-report.json")]
+    pub(crate) out: PathBuf,
+    /// Directory for the benchmark's data directories (a fresh temporary one by default).
+    #[arg(long)]
+    pub(crate) work_dir: Option<PathBuf>,
+    /// `etcd`: run busy-area and city against a pool (a local etcd cluster and one DSS instance
+    /// per member, the load spread over them); the serial baseline stays embedded.
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
+    pub(crate) store: String,
+    /// etcd members (and DSS instances) of the benchmarked pool.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) members: usize,
+    /// How the benchmarked pool's instances make reads consistent: `lease` (local reads under
+    /// read leases, as `dss --etcd-read-leases`) or `quorum` (a quorum read per operation).
+    #[arg(long, default_value = "lease", value_parser = ["lease", "quorum"])]
+    pub(crate) pool_reads: String,
+    /// With --store etcd, busy-area runs once more with this one-way delay (ms) between the
+    /// members, injected by a TCP proxy in the bench (the reference's inter-organization figure).
+    #[arg(long, default_value_t = 16.5)]
+    pub(crate) peer_delay_ms: f64,
+    /// +/- jitter (ms, uniform) on that delay.
+    #[arg(long, default_value_t = 7.5)]
+    pub(crate) peer_jitter_ms: f64,
+}
+
+#[derive(Args)]
+pub(crate) struct DssArgs {
+    /// Address to listen on (host:port).
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub(crate) listen: SocketAddr,
+    /// Directory holding the durable store (created if missing).
+    #[arg(long, default_value = "./deconflict-data")]
+    pub(crate) data_dir: PathBuf,
+    /// PEM public key (`BEGIN PUBLIC KEY`, RSA or EC P-256) that signs accepted access tokens.
+    /// Repeat for several issuers.
+    #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
+    pub(crate) jwt_public_keys: Vec<PathBuf>,
+    /// Audience (`aud`) accepted in access tokens; ecosystem clients use the DSS's host name.
+    /// Repeat for several. Defaults to `localhost`.
+    #[arg(long = "jwt-audience", value_name = "AUDIENCE")]
+    pub(crate) jwt_audiences: Vec<String>,
+    /// Accept tokens signed by the public development key that `deconflict token` uses.
+    /// For local development only: anyone can mint such tokens.
+    #[arg(long)]
+    pub(crate) insecure_dev_auth: bool,
+    /// Seconds an entity is kept after its end time before the DSS removes it (default 24 h, so
+    /// an owner can still read, update or delete an intent after its flight).
+    #[arg(long, default_value_t = 86_400)]
+    pub(crate) retention_secs: i64,
+    /// `group` (default) shares disk syncs among concurrent commits; `serial` makes each commit
+    /// hold a global lock through its own sync (a baseline for benchmarks, not for production).
+    #[arg(long, default_value = "group", value_parser = ["group", "serial"])]
+    pub(crate) commit_mode: String,
+    /// The embedded store compacts its log while serving once the log holds this many times
+    /// the live data (the last snapshot)...
+    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().live_factor)]
+    pub(crate) compact_live_factor: u64,
+    /// ...or this many MiB in any case...
+    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().max_log_bytes >> 20)]
+    pub(crate) compact_max_log_mib: u64,
+    /// ...but never for less than this many KiB of log.
+    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().min_log_bytes >> 10)]
+    pub(crate) compact_min_log_kib: u64,
+    /// KiB of log space the embedded store allocates ahead of its records (a full disk is
+    /// noticed, and writes refused, when an allocation fails).
+    #[arg(long, default_value_t = store_embedded::PREALLOCATE_BYTES >> 10, hide = true)]
+    pub(crate) log_preallocate_kib: u64,
+    /// Seconds between two sweeps that remove expired entities.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) expiry_interval_secs: u64,
+    /// Where the airspace record lives: `embedded` (this process's data directory) or `etcd`
+    /// (a cluster shared by a pool of DSS instances, see --etcd-endpoints).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
+    pub(crate) store: String,
+    /// etcd client URLs for --store etcd (comma-separated or repeated), e.g.
+    /// http://127.0.0.1:2379,http://127.0.0.1:22379.
+    #[arg(long = "etcd-endpoints", value_name = "URLS")]
+    pub(crate) etcd_endpoints: Vec<String>,
+    /// Prefix of every key the DSS writes in etcd (one pool per prefix).
+    #[arg(long, default_value = "/deconflict/")]
+    pub(crate) etcd_prefix: String,
+    /// PEM CA certificate that signed the etcd members' client certificates (https endpoints).
+    #[arg(long, value_name = "PEM_FILE")]
+    pub(crate) etcd_ca: Option<PathBuf>,
+    /// PEM client certificate presented to etcd (members started with --client-cert-auth).
+    #[arg(long, value_name = "PEM_FILE")]
+    pub(crate) etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert.
+    #[arg(long, value_name = "PEM_FILE")]
+    pub(crate) etcd_key: Option<PathBuf>,
+    /// With --store etcd: answer reads from the local index under an etcd read lease instead of
+    /// a quorum read per request; every writer of the pool then waits for this instance to
+    /// confirm each write before acknowledging it (docs/POOL.md). The other instances reach this
+    /// one at --etcd-ack-url.
+    #[arg(long)]
+    pub(crate) etcd_read_leases: bool,
+    /// Base URL the pool's other instances reach this one at for write confirmations
+    /// (GET /deconflict/v1/pool/applied); default the --public-endpoint.
+    #[arg(long, value_name = "URL")]
+    pub(crate) etcd_ack_url: Option<String>,
+    /// This instance's id in the pool (`/aux/v1/pool/dss_instances`); default dss-<address>.
+    #[arg(long)]
+    pub(crate) instance_id: Option<String>,
+    /// The URL clients reach this instance at, as the pool reports it; default http://<address>.
+    #[arg(long)]
+    pub(crate) public_endpoint: Option<String>,
+    /// The DSS Airspace Representation id every instance of the pool reports (`/aux/v1/pool`).
+    #[arg(long, default_value = "deconflict")]
+    pub(crate) dar_id: String,
+    /// Longest access-token lifetime accepted (`exp - iat`, or `exp - now` without `iat`); the
+    /// standard's tokens are short lived. Tokens not yet valid (`nbf`), issued in the future
+    /// (`iat`) or naming critical header extensions (`crit`) are always refused.
+    #[arg(long, default_value_t = auth::DEFAULT_MAX_LIFETIME_S)]
+    pub(crate) max_token_lifetime_secs: u64,
+    /// Enforce the spec's text that asking for constraint notifications (`notify_for_constraints`
+    /// in a subscription or an intent's `new_subscription`) needs `utm.constraint_processing`.
+    /// By default the DSS accepts it with `utm.strategic_coordination` alone, as the reference
+    /// DSS does and ecosystem clients expect.
+    #[arg(long)]
+    pub(crate) strict_scopes: bool,
+    /// Discovery's generosity, in metres: area queries and subscriber lists match footprints
+    /// whose convex hulls, each padded by this margin, meet (the standard's qualification tools
+    /// expect interlocking flights to discover each other). Key checks stay exact.
+    #[arg(long, default_value_t = dss::DEFAULT_RELEVANCE_MARGIN_M)]
+    pub(crate) relevance_margin_m: f64,
+    /// The scope a token needs to read the airspace map at `/map` (references only, never an
+    /// OVN): one of the scopes this system knows, e.g. `deconflict.map.read` for an authority,
+    /// or `utm.strategic_coordination` to let every participant look.
+    #[arg(long, default_value = "deconflict.map.read")]
+    pub(crate) map_scope: String,
+    #[command(flatten)]
+    pub(crate) http: HttpLimitArgs,
+    /// Requests per second allowed per token subject (`sub`), 0 for no limit; beyond it and the
+    /// burst, requests get 429 with `Retry-After`.
+    #[arg(long, default_value_t = 1000.0)]
+    pub(crate) rate_limit_per_sub: f64,
+    /// Requests a subject may make at once before `--rate-limit-per-sub` applies (default: two
+    /// seconds' worth).
+    #[arg(long)]
+    pub(crate) rate_limit_burst: Option<f64>,
+    /// Requests per second with an invalid or missing token allowed per client address, 0 for
+    /// no limit; past it (burst 5x) that address's requests get 429 before any token is checked.
+    /// Generous by default (a signature check costs tens of microseconds): it exists so that a
+    /// flood of forged tokens cannot buy signature checks, not to trip clients' negative tests.
+    #[arg(long, default_value_t = 200.0)]
+    pub(crate) rate_limit_failed_auth_per_ip: f64,
+    /// Live operational intents one manager (token `sub`) may hold; past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_intents)]
+    pub(crate) max_intents_per_manager: usize,
+    /// Live constraints one manager may hold; past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_constraints)]
+    pub(crate) max_constraints_per_manager: usize,
+    /// Live subscriptions (implicit ones included) one manager may hold; past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_subscriptions)]
+    pub(crate) max_subscriptions_per_manager: usize,
+    /// Vertices over all of one manager's intents, constraints and subscriptions (a circle
+    /// counts as one); past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_vertices)]
+    pub(crate) max_vertices_per_manager: usize,
+    /// Largest report (`POST /dss/v1/reports`) accepted, in bytes; reports are kept in
+    /// DATA_DIR/reports.
+    #[arg(long, default_value_t = server::reports::Retention::default().max_report_bytes)]
+    pub(crate) max_report_bytes: usize,
+    /// Reports kept per reporter (token subject); a reporter past it loses its own oldest, never
+    /// another's.
+    #[arg(long, default_value_t = server::reports::Retention::default().max_reports)]
+    pub(crate) max_reports: usize,
+    /// Mebibytes of reports kept over all reporters; past it the reporter holding the most
+    /// loses its oldest first.
+    #[arg(long, default_value_t = server::reports::Retention::default().max_total_bytes / (1024 * 1024))]
+    pub(crate) max_report_total_mib: u64,
+    /// Days a report is kept.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) report_retention_days: u64,
+}
+
+/// Connection hygiene of the DSS listener (see `server::http`).
+#[derive(Args, Clone)]
+pub(crate) struct HttpLimitArgs {
+    /// Seconds a client has, from the first byte of a request head, to send the whole head;
+    /// slower clients are disconnected.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) header_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight and nothing received.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) idle_timeout_secs: u64,
+    /// Seconds a request may take before it is answered 503 (the reference DSS uses 10 s).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) request_timeout_secs: u64,
+    /// Seconds a client has, from the end of its request head, to send the whole body; a body
+    /// still arriving then is answered 408 and the connection closed. While its body is
+    /// arriving a connection counts as idle for eviction at the connection cap.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) body_timeout_secs: u64,
+    /// Concurrent client connections; at the cap, the connection idle for longest is closed to
+    /// admit a new one. Defaults to the open-file limit (raised to its hard limit at start-up)
+    /// less 64.
+    #[arg(long)]
+    pub(crate) max_connections: Option<usize>,
+}
+
+impl HttpLimitArgs {
+    pub(crate) fn limits(&self) -> Result<server::http::Limits> {
+        if self.header_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+            || self.request_timeout_secs == 0
+            || self.body_timeout_secs == 0
+        {
+            bail!(
+                "--header-timeout-secs, --idle-timeout-secs, --request-timeout-secs and --body-timeout-secs must be at least 1"
+            );
+        }
+        if self.max_connections == Some(0) {
+            bail!("--max-connections must be at least 1");
+        }
+        Ok(server::http::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            request_timeout: Some(Duration::from_secs(self.request_timeout_secs)),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            max_connections: self.max_connections.unwrap_or_else(server::http::default_max_connections),
+        })
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct TokenArgs {
+    /// The USS identity (`sub` claim).
+    #[arg(long)]
+    pub(crate) sub: String,
+    /// A scope to grant, e.g. utm.strategic_coordination. Repeat for several.
+    #[arg(long = "scope", required = true)]
+    pub(crate) scopes: Vec<String>,
+    /// The audience (`aud` claim): the host name of the server the token is for.
+    #[arg(long, default_value = "localhost")]
+    pub(crate) audience: String,
+    /// Lifetime of the token in seconds (the standard allows at most one hour).
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) ttl_secs: u64,
+    /// Sign with this PEM private key (RSA signs RS256, EC signs ES256) instead of the
+    /// development key.
+    #[arg(long, value_name = "PEM_FILE")]
+    pub(crate) key: Option<PathBuf>,
+}
