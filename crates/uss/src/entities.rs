@@ -533,6 +533,30 @@ pub struct Received {
     pub note: String,
 }
 
+impl Received {
+    /// A notification just heard from `from` about `kind` entity `entity_id` (at `version` and
+    /// in `state`, or deleted), not yet accepted.
+    pub fn heard(
+        received_at: String,
+        from: &str,
+        kind: Kind,
+        entity_id: &str,
+        version: Option<i32>,
+        state: Option<String>,
+    ) -> Self {
+        Received {
+            received_at,
+            from: from.to_owned(),
+            kind: kind.as_str().into(),
+            entity_id: entity_id.to_owned(),
+            version,
+            state,
+            accepted: false,
+            note: String::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,16 +247,15 @@ impl Uss {
     ) -> Result<(), UssError> {
         let id = p.operational_intent_id.clone();
         api::parse_uuid_v4(&id, "operational_intent_id").map_err(|e| UssError::BadRequest(e.message))?;
-        let mut received = Received {
-            received_at: self.now_text(),
-            from: sender.to_owned(),
-            kind: Kind::Intent.as_str().into(),
-            entity_id: id.clone(),
-            version: p.operational_intent.as_ref().map(|o| o.reference.version),
-            state: p.operational_intent.as_ref().map(|o| o.reference.state.clone()),
-            accepted: false,
-            note: String::new(),
-        };
+        let reference = p.operational_intent.as_ref().map(|o| &o.reference);
+        let mut received = Received::heard(
+            self.now_text(),
+            sender,
+            Kind::Intent,
+            &id,
+            reference.map(|r| r.version),
+            reference.map(|r| r.state.clone()),
+        );
         if id == self.client_id() {
             return Err(UssError::BadRequest("operational_intent_id is not an entity id".into()));
         }
@@ -282,16 +281,8 @@ impl Uss {
     async fn constraint_notified(&self, sender: &str, p: api::PutConstraintDetailsParameters) -> Result<(), UssError> {
         let id = p.constraint_id.clone();
         api::parse_uuid_v4(&id, "constraint_id").map_err(|e| UssError::BadRequest(e.message))?;
-        let mut received = Received {
-            received_at: self.now_text(),
-            from: sender.to_owned(),
-            kind: Kind::Constraint.as_str().into(),
-            entity_id: id.clone(),
-            version: p.constraint.as_ref().map(|c| c.reference.version),
-            state: None,
-            accepted: false,
-            note: String::new(),
-        };
+        let version = p.constraint.as_ref().map(|c| c.reference.version);
+        let mut received = Received::heard(self.now_text(), sender, Kind::Constraint, &id, version, None);
         match p.constraint {
             Some(c) => {
                 let claimed = (c.reference.id.as_str(), c.reference.manager.as_str(), c.reference.version);

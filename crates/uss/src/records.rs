@@ -210,33 +210,34 @@ impl Records {
 
     /// Removes an own entity the DSS no longer holds, with its write-ahead record.
     pub async fn settle_removed(&self, kind: Kind, id: &str) -> Result<(), DbError> {
-        let durable = {
-            let mut mem = self.mem.write();
-            match kind {
-                Kind::Intent => mem.own_intents.remove(id).map(|_| ()),
-                Kind::Constraint => mem.own_constraints.remove(id).map(|_| ()),
-            };
-            self.queue(vec![
-                Write::Delete(own_table(kind), id.to_owned()),
-                Write::Delete(Table::Pending, id.to_owned()),
-            ])
-        };
-        durable.wait().await?;
-        self.mem.write().pending.remove(id);
-        Ok(())
+        self.drop_own(kind, id, true).await
     }
 
     /// Drops an own entity the DSS no longer holds (no change of it in flight).
     pub async fn remove_own(&self, kind: Kind, id: &str) -> Result<(), DbError> {
+        self.drop_own(kind, id, false).await
+    }
+
+    /// Drops an own entity, and with it (in the same transaction) its write-ahead record when
+    /// `settling`: the record leaves memory only once the removal is durable.
+    async fn drop_own(&self, kind: Kind, id: &str, settling: bool) -> Result<(), DbError> {
         let durable = {
             let mut mem = self.mem.write();
             match kind {
                 Kind::Intent => mem.own_intents.remove(id).map(|_| ()),
                 Kind::Constraint => mem.own_constraints.remove(id).map(|_| ()),
             };
-            self.queue(vec![Write::Delete(own_table(kind), id.to_owned())])
+            let mut writes = vec![Write::Delete(own_table(kind), id.to_owned())];
+            if settling {
+                writes.push(Write::Delete(Table::Pending, id.to_owned()));
+            }
+            self.queue(writes)
         };
-        durable.wait().await
+        durable.wait().await?;
+        if settling {
+            self.mem.write().pending.remove(id);
+        }
+        Ok(())
     }
 
     /// Records the deliveries of a notification on the entity, if it is still at `version`.

@@ -17,22 +17,11 @@ impl Uss {
                 Ok((db.notifications(i64::MIN, i64::MAX, STATUS_NOTIFICATIONS, true)?, db.notification_stats()?))
             })
             .await?;
-        let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
         let (own_intents, own_constraints, others_intents, others_constraints, pending) = self.records.read(|m| {
-            let own_intents: serde_json::Map<String, serde_json::Value> =
-                m.own_intents.iter().map(|(id, o)| (id.clone(), json(serde_json::to_value(o.to_record())))).collect();
-            let own_constraints: serde_json::Map<String, serde_json::Value> = m
-                .own_constraints
-                .iter()
-                .map(|(id, c)| (id.clone(), json(serde_json::to_value(c.to_record()))))
-                .collect();
-            let others_intents: serde_json::Map<String, serde_json::Value> =
-                m.others_intents.iter().map(|(id, k)| (id.clone(), json(serde_json::to_value(k.to_wire())))).collect();
-            let others_constraints: serde_json::Map<String, serde_json::Value> = m
-                .others_constraints
-                .iter()
-                .map(|(id, k)| (id.clone(), json(serde_json::to_value(k.to_wire()))))
-                .collect();
+            let own_intents = by_id(m.own_intents.iter().map(|(id, o)| (id, o.to_record())));
+            let own_constraints = by_id(m.own_constraints.iter().map(|(id, c)| (id, c.to_record())));
+            let others_intents = by_id(m.others_intents.iter().map(|(id, k)| (id, k.to_wire())));
+            let others_constraints = by_id(m.others_constraints.iter().map(|(id, k)| (id, k.to_wire())));
             let pending: Vec<String> = m.pending.keys().cloned().collect();
             (own_intents, own_constraints, others_intents, others_constraints, pending)
         });
@@ -62,4 +51,11 @@ impl Uss {
     ) -> Result<Vec<Received>, UssError> {
         Ok(self.records.query(move |db| db.notifications(after_us, before_us, limit, newest)).await?)
     }
+}
+
+/// Entities keyed by id, each in the wire form given.
+fn by_id<'a, T: serde::Serialize>(
+    items: impl Iterator<Item = (&'a String, T)>,
+) -> serde_json::Map<String, serde_json::Value> {
+    items.map(|(id, v)| (id.clone(), serde_json::to_value(v).unwrap_or_default())).collect()
 }
