@@ -219,3 +219,112 @@ async fn an_intent_attached_to_an_explicit_subscription_must_lie_within_it() {
     assert!(matches!(&outside, Err(DssError::BadRequest(m)) if m.contains("does not cover")), "{outside:?}");
     dss.put_intent(&a, Uuid::new_v4(), None, req(90.0)).await.expect("within the subscription");
 }
+
+/// The embedded store, with the views it opens recorded, and its local views declared stale
+/// or not (as a shared backend's are), to watch how mutations choose their views.
+struct WatchedViews {
+    inner: store_embedded::EmbeddedStore,
+    local_is_fresh: bool,
+    opened: std::sync::Mutex<Vec<store::Consistency>>,
+}
+
+impl store::Store for WatchedViews {
+    async fn durable_barrier(&self) -> store::Result<()> {
+        self.inner.durable_barrier().await
+    }
+    async fn settle(&self, revision: store::Revision) -> store::Result<()> {
+        self.inner.settle(revision).await
+    }
+    async fn settle_area(
+        &self,
+        kinds: &[store::Kind],
+        area: &[geo4d::Volume4D],
+        how: store::Match,
+    ) -> store::Result<()> {
+        self.inner.settle_area(kinds, area, how).await
+    }
+    async fn view(&self, consistency: store::Consistency) -> store::Result<store::View> {
+        self.opened.lock().expect("lock").push(consistency);
+        let view = self.inner.view(consistency).await?;
+        Ok(store::View { fresh: consistency == store::Consistency::Fresh || self.local_is_fresh, ..view })
+    }
+    async fn get_intent(&self, id: Uuid) -> store::Result<Option<store::Stored<model::OperationalIntent>>> {
+        self.inner.get_intent(id).await
+    }
+    async fn search_intents(
+        &self,
+        area: &[geo4d::Volume4D],
+        how: store::Match,
+    ) -> store::Result<Vec<store::Stored<model::OperationalIntent>>> {
+        self.inner.search_intents(area, how).await
+    }
+    async fn get_constraint(&self, id: Uuid) -> store::Result<Option<store::Stored<model::Constraint>>> {
+        self.inner.get_constraint(id).await
+    }
+    async fn search_constraints(
+        &self,
+        area: &[geo4d::Volume4D],
+        how: store::Match,
+    ) -> store::Result<Vec<store::Stored<model::Constraint>>> {
+        self.inner.search_constraints(area, how).await
+    }
+    async fn get_subscription(&self, id: Uuid) -> store::Result<Option<store::Stored<model::Subscription>>> {
+        self.inner.get_subscription(id).await
+    }
+    async fn search_subscriptions(
+        &self,
+        area: &[geo4d::Volume4D],
+        how: store::Match,
+    ) -> store::Result<Vec<store::Stored<model::Subscription>>> {
+        self.inner.search_subscriptions(area, how).await
+    }
+    async fn dependent_intents(&self, subscription: Uuid) -> store::Result<Vec<Uuid>> {
+        self.inner.dependent_intents(subscription).await
+    }
+    async fn get_availability(&self, uss: &str) -> store::Result<Option<store::Stored<model::AvailabilityRecord>>> {
+        self.inner.get_availability(uss).await
+    }
+    async fn usage(&self, manager: &str) -> store::Result<store::Usage> {
+        self.inner.usage(manager).await
+    }
+    async fn expired(&self, cutoff: Timestamp) -> store::Result<Vec<(store::Key, store::Revision)>> {
+        self.inner.expired(cutoff).await
+    }
+    async fn commit(&self, txn: store::Txn) -> store::Result<store::Committed> {
+        self.inner.commit(txn).await
+    }
+}
+
+#[tokio::test]
+async fn a_mutation_decides_on_the_local_view_and_confirms_a_refusal_on_a_fresh_one() {
+    use store::Consistency::{Fresh, Local};
+    for local_is_fresh in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (inner, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("open");
+        let store = WatchedViews { inner, local_is_fresh, opened: Default::default() };
+        let clock = Arc::new(ManualClock(AtomicI64::new(0)));
+        let dss = Dss::new(store, clock, Config::default());
+        let req = || PutIntentRequest {
+            extents: vec![square(0.0, 100.0, 10, 60)],
+            key: vec![],
+            state: OperationalIntentState::Accepted,
+            uss_base_url: "http://a.test".into(),
+            subscription_id: None,
+            new_subscription: Some(ImplicitSubscriptionRequest {
+                uss_base_url: "http://a.test".into(),
+                notify_for_constraints: false,
+            }),
+            requested_ovn_suffix: None,
+        };
+        let id = Uuid::new_v4();
+        dss.put_intent(&caller("a"), id, None, req()).await.expect("create");
+        let opened = std::mem::take(&mut *dss.store().opened.lock().expect("lock"));
+        assert_eq!(opened, [Local], "a success on the local view needs no consistency point");
+
+        let refused = dss.put_intent(&caller("a"), id, Some("not-the-ovn"), req()).await;
+        assert!(matches!(refused, Err(DssError::Conflict(_))), "{refused:?}");
+        let opened = std::mem::take(&mut *dss.store().opened.lock().expect("lock"));
+        let expected: &[store::Consistency] = if local_is_fresh { &[Local] } else { &[Local, Fresh] };
+        assert_eq!(opened, expected, "a refusal is final only on a fresh view (local_is_fresh {local_is_fresh})");
+    }
+}
