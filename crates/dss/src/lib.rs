@@ -362,6 +362,12 @@ impl<S: Store> Dss<S> {
                     }
                 }
                 Write::BumpNotificationIndex(_) | Write::PutAvailability(_) => {}
+                // F3411 entities have quotas of their own (`Usage::isas`, `rid_subscriptions`).
+                Write::PutIsa(_)
+                | Write::DeleteIsa(_)
+                | Write::PutRidSubscription(_)
+                | Write::DeleteRidSubscription(_)
+                | Write::BumpRidNotificationIndex(_) => {}
             }
         }
         if d.iter().all(|x| *x <= 0) {
@@ -418,6 +424,8 @@ impl<S: Store> Dss<S> {
                     }
                     Write::DeleteSubscription(*id)
                 }
+                Key::Isa(id) => Write::DeleteIsa(*id),
+                Key::RidSubscription(id) => Write::DeleteRidSubscription(*id),
                 Key::Availability(_) => continue,
             };
             let pre = Precondition::Revision { key, revision: Some(revision) };

@@ -281,6 +281,29 @@ impl store::Store for WatchedViews {
     async fn dependent_intents(&self, subscription: Uuid) -> store::Result<Vec<Uuid>> {
         self.inner.dependent_intents(subscription).await
     }
+    async fn get_isa(&self, id: Uuid) -> store::Result<Option<store::Stored<model::rid::Isa>>> {
+        self.inner.get_isa(id).await
+    }
+    async fn search_isas(
+        &self,
+        area: &[geo4d::Volume4D],
+        how: store::Match,
+    ) -> store::Result<Vec<store::Stored<model::rid::Isa>>> {
+        self.inner.search_isas(area, how).await
+    }
+    async fn get_rid_subscription(
+        &self,
+        id: Uuid,
+    ) -> store::Result<Option<store::Stored<model::rid::RidSubscription>>> {
+        self.inner.get_rid_subscription(id).await
+    }
+    async fn search_rid_subscriptions(
+        &self,
+        area: &[geo4d::Volume4D],
+        how: store::Match,
+    ) -> store::Result<Vec<store::Stored<model::rid::RidSubscription>>> {
+        self.inner.search_rid_subscriptions(area, how).await
+    }
     async fn get_availability(&self, uss: &str) -> store::Result<Option<store::Stored<model::AvailabilityRecord>>> {
         self.inner.get_availability(uss).await
     }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use geo4d::{AltitudeBand, TimeWindow, Timestamp, Volume4D};
 pub use uuid::Uuid;
 
+pub mod rid;
+
 /// The identity of a USS: the `sub` claim of its access tokens.
 pub type Manager = String;
 

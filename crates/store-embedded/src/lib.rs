@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use geo4d::{Timestamp, Volume4D};
+use model::rid::{Isa, RidSubscription};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
 use parking_lot::{Condvar, Mutex, RwLock};
 use store::{Committed, Key, Revision, Store, StoreError, Stored, Txn};
@@ -701,6 +702,28 @@ impl Store for EmbeddedStore {
 
     async fn dependent_intents(&self, subscription: Uuid) -> Result<Vec<Uuid>, StoreError> {
         self.read(|s| s.dependents(subscription)).await
+    }
+
+    async fn get_isa(&self, id: Uuid) -> Result<Option<Stored<Isa>>, StoreError> {
+        self.read(|s| s.isa(id)).await
+    }
+
+    async fn search_isas(&self, area: &[Volume4D], how: store::Match) -> Result<Vec<Stored<Isa>>, StoreError> {
+        let found = self.read(|s| s.find_isas(area, how)).await?;
+        Ok(heavy::matches(area, how, found).await)
+    }
+
+    async fn get_rid_subscription(&self, id: Uuid) -> Result<Option<Stored<RidSubscription>>, StoreError> {
+        self.read(|s| s.rid_subscription(id)).await
+    }
+
+    async fn search_rid_subscriptions(
+        &self,
+        area: &[Volume4D],
+        how: store::Match,
+    ) -> Result<Vec<Stored<RidSubscription>>, StoreError> {
+        let found = self.read(|s| s.find_rid_subscriptions(area, how)).await?;
+        Ok(heavy::matches(area, how, found).await)
     }
 
     async fn get_availability(&self, uss: &str) -> Result<Option<Stored<AvailabilityRecord>>, StoreError> {

@@ -56,3 +56,31 @@ async fn restart_recovers_everything_and_cuts_a_torn_tail() {
     assert_eq!(report.intents, 49);
     assert!(s.get_intent(ids[1]).await.expect("get").is_some());
 }
+
+#[tokio::test]
+async fn remote_id_records_survive_a_restart_and_a_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let isa = conformance::isa(conformance::square(0.0, 100.0, 0, 60));
+    let sub = conformance::rid_subscription(conformance::square(0.0, 500.0, 0, 600));
+    {
+        let (s, _) = EmbeddedStore::open(dir.path()).expect("open");
+        let writes = vec![
+            Write::PutIsa(isa.clone()),
+            Write::PutRidSubscription(sub.clone()),
+            Write::BumpRidNotificationIndex(sub.id),
+        ];
+        s.commit(Txn { preconditions: vec![], writes }).await.expect("commit");
+        s.shutdown();
+    }
+    let expected = model::rid::RidSubscription { notification_index: 1, ..sub.clone() };
+    // Replayed from the log, then (after the compaction that replay starts) from the snapshot.
+    for life in ["log", "snapshot"] {
+        let (s, _) = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(*s.get_isa(isa.id).await.expect("get").expect(life).value, isa, "the ISA from the {life}");
+        let got = s.get_rid_subscription(sub.id).await.expect("get").expect(life);
+        assert_eq!(*got.value, expected, "the subscription, with its index, from the {life}");
+        let area = [conformance::square(10.0, 10.0, 10, 20)];
+        assert_eq!(s.search_isas(&area, store::Match::Exact).await.expect("search").len(), 1, "{life}");
+        s.shutdown();
+    }
+}

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use geo4d::{Envelope4, Match, Timestamp, Volume4D};
+use model::rid::{Isa, RidSubscription};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
 use parking_lot::RwLock;
 use store::pool::Applied;
@@ -134,7 +135,7 @@ struct Inner {
     index: RwLock<MemoryIndex>,
     /// Notification counters seen, by subscription (kept apart: a counter may arrive before
     /// its subscription in a bulk load).
-    counters: RwLock<HashMap<Uuid, i32>>,
+    counters: RwLock<HashMap<Counted, i32>>,
     applied: tokio::sync::watch::Sender<Revision>,
     /// Readers holding read leases ([`leases`]), by name, as of the applied revision.
     readers: RwLock<leases::Readers>,
@@ -188,10 +189,50 @@ fn status(endpoint: &str, s: &tonic::Status) -> String {
 /// One change from etcd: the key, its new value (`None`: deleted), its revision.
 type Event = (EntityKey, Option<Vec<u8>>, u64);
 
+/// Whose notification index a counter key counts: an F3548 or an F3411 subscription's (their
+/// ids are separate namespaces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Counted {
+    Subscription(Uuid),
+    RidSubscription(Uuid),
+}
+
+impl Counted {
+    /// The counter a bump write increments.
+    fn of_bump(w: &Write) -> Option<Counted> {
+        match w {
+            Write::BumpNotificationIndex(id) => Some(Counted::Subscription(*id)),
+            Write::BumpRidNotificationIndex(id) => Some(Counted::RidSubscription(*id)),
+            _ => None,
+        }
+    }
+    fn id(self) -> Uuid {
+        match self {
+            Counted::Subscription(id) | Counted::RidSubscription(id) => id,
+        }
+    }
+    /// The record whose index it counts.
+    fn record(self) -> Key {
+        match self {
+            Counted::Subscription(id) => Key::Subscription(id),
+            Counted::RidSubscription(id) => Key::RidSubscription(id),
+        }
+    }
+    /// Whether `w` creates (`true`) or deletes (`false`) that record.
+    fn put_by(self, w: &Write) -> bool {
+        matches!((self, w), (Counted::Subscription(id), Write::PutSubscription(s)) if s.id == id)
+            || matches!((self, w), (Counted::RidSubscription(id), Write::PutRidSubscription(s)) if s.id == id)
+    }
+    fn deleted_by(self, w: &Write) -> bool {
+        matches!((self, w), (Counted::Subscription(id), Write::DeleteSubscription(d)) if *d == id)
+            || matches!((self, w), (Counted::RidSubscription(id), Write::DeleteRidSubscription(d)) if *d == id)
+    }
+}
+
 /// What an entity key names.
 enum EntityKey {
     Record(Key),
-    Counter(Uuid),
+    Counter(Counted),
     Clock,
     /// A reader's registration ([`leases`]).
     Reader(String),
@@ -209,10 +250,15 @@ impl Inner {
             Key::Constraint(id) => format!("{}e/c/{id}", self.prefix),
             Key::Subscription(id) => format!("{}e/s/{id}", self.prefix),
             Key::Availability(uss) => format!("{}e/a/{uss}", self.prefix),
+            Key::Isa(id) => format!("{}e/ia/{id}", self.prefix),
+            Key::RidSubscription(id) => format!("{}e/rs/{id}", self.prefix),
         }
     }
-    fn counter_key(&self, id: Uuid) -> String {
-        format!("{}e/n/{id}", self.prefix)
+    fn counter_key(&self, counted: Counted) -> String {
+        match counted {
+            Counted::Subscription(id) => format!("{}e/n/{id}", self.prefix),
+            Counted::RidSubscription(id) => format!("{}e/rn/{id}", self.prefix),
+        }
     }
     fn clock_key(&self) -> String {
         format!("{}e/~clock", self.prefix)
@@ -238,7 +284,10 @@ impl Inner {
             "c" => EntityKey::Record(Key::Constraint(uuid()?)),
             "s" => EntityKey::Record(Key::Subscription(uuid()?)),
             "a" => EntityKey::Record(Key::Availability(rest.to_owned())),
-            "n" => EntityKey::Counter(uuid()?),
+            "ia" => EntityKey::Record(Key::Isa(uuid()?)),
+            "rs" => EntityKey::Record(Key::RidSubscription(uuid()?)),
+            "n" => EntityKey::Counter(Counted::Subscription(uuid()?)),
+            "rn" => EntityKey::Counter(Counted::RidSubscription(uuid()?)),
             "r" => EntityKey::Reader(rest.to_owned()),
             _ => return None,
         })
@@ -346,33 +395,36 @@ impl Inner {
                         *self.secret.write() = Some(String::from_utf8_lossy(&v).into_owned())
                     }
                     (EntityKey::Secret, None) => *self.secret.write() = None,
-                    (EntityKey::Counter(id), Some(v)) => {
+                    (EntityKey::Counter(counted), Some(v)) => {
                         let version = i32::try_from(u64::from_le_bytes(v.try_into().unwrap_or([0; 8]))).unwrap_or(0);
-                        counters.push((id, version));
+                        counters.push((counted, version));
                     }
-                    (EntityKey::Counter(id), None) => {
-                        self.counters.write().remove(&id);
+                    (EntityKey::Counter(counted), None) => {
+                        self.counters.write().remove(&counted);
                     }
                     (EntityKey::Record(_), Some(v)) => {
                         let mut w = decode_write(&v)?;
-                        if let Write::PutSubscription(s) = &mut w {
-                            s.notification_index = self.counters.read().get(&s.id).copied().unwrap_or(0);
-                        }
+                        with_counted_index(&mut w, &self.counters.read());
                         writes.push(w);
                     }
                     (EntityKey::Record(key), None) => writes.push(match key {
                         Key::OperationalIntent(id) => Write::DeleteIntent(id),
                         Key::Constraint(id) => Write::DeleteConstraint(id),
                         Key::Subscription(id) => Write::DeleteSubscription(id),
+                        Key::Isa(id) => Write::DeleteIsa(id),
+                        Key::RidSubscription(id) => Write::DeleteRidSubscription(id),
                         // Availability records are never deleted.
                         Key::Availability(_) => continue,
                     }),
                 }
             }
             index.apply(writes, revision);
-            for (id, version) in counters {
-                self.counters.write().insert(id, version);
-                index.set_notification_index(id, version);
+            for (counted, version) in counters {
+                self.counters.write().insert(counted, version);
+                match counted {
+                    Counted::Subscription(id) => index.set_notification_index(id, version),
+                    Counted::RidSubscription(id) => index.set_rid_notification_index(id, version),
+                }
             }
             index.advance(revision);
         }
@@ -409,8 +461,8 @@ impl Inner {
             for kv in &resp.kvs {
                 match self.parse_key(&kv.key) {
                     Some(EntityKey::Record(_)) => records.push((rev(kv.mod_revision), decode_write(&kv.value)?)),
-                    Some(EntityKey::Counter(id)) => {
-                        counters.insert(id, i32::try_from(kv.version).unwrap_or(0));
+                    Some(EntityKey::Counter(counted)) => {
+                        counters.insert(counted, i32::try_from(kv.version).unwrap_or(0));
                     }
                     Some(EntityKey::Reader(name)) => {
                         if let Some(r) = leases::Reader::decode(&kv.value) {
@@ -433,9 +485,7 @@ impl Inner {
         let mut fresh = MemoryIndex::loading();
         records.sort_by_key(|(r, _)| *r);
         for (r, mut w) in records {
-            if let Write::PutSubscription(s) = &mut w {
-                s.notification_index = counters.get(&s.id).copied().unwrap_or(0);
-            }
+            with_counted_index(&mut w, &counters);
             fresh.apply(vec![w], r);
         }
         fresh.finish_loading();
@@ -611,6 +661,22 @@ fn kind_tag(k: Kind) -> &'static str {
         Kind::Constraint => "c",
         Kind::Subscription => "s",
         Kind::Availability => "a",
+        Kind::Isa => "ia",
+        Kind::RidSubscription => "rs",
+    }
+}
+
+/// A subscription's record with its notification index as its counter says (the record itself
+/// is not rewritten on a bump).
+fn with_counted_index(w: &mut Write, counters: &HashMap<Counted, i32>) {
+    match w {
+        Write::PutSubscription(s) => {
+            s.notification_index = counters.get(&Counted::Subscription(s.id)).copied().unwrap_or(0)
+        }
+        Write::PutRidSubscription(s) => {
+            s.notification_index = counters.get(&Counted::RidSubscription(s.id)).copied().unwrap_or(0)
+        }
+        _ => {}
     }
 }
 
@@ -687,7 +753,13 @@ fn write_kind_and_extents(w: &Write) -> Option<(Kind, Key, Option<&[Volume4D]>)>
         Write::PutSubscription(v) => (Kind::Subscription, Key::Subscription(v.id), Some(&v.extents[..])),
         Write::DeleteSubscription(id) => (Kind::Subscription, Key::Subscription(*id), None),
         Write::PutAvailability(a) => (Kind::Availability, Key::Availability(a.uss.clone()), None),
-        Write::BumpNotificationIndex(_) => return None,
+        Write::PutIsa(v) => (Kind::Isa, Key::Isa(v.id), Some(std::slice::from_ref(&v.extents))),
+        Write::DeleteIsa(id) => (Kind::Isa, Key::Isa(*id), None),
+        Write::PutRidSubscription(v) => {
+            (Kind::RidSubscription, Key::RidSubscription(v.id), Some(std::slice::from_ref(&v.extents)))
+        }
+        Write::DeleteRidSubscription(id) => (Kind::RidSubscription, Key::RidSubscription(*id), None),
+        Write::BumpNotificationIndex(_) | Write::BumpRidNotificationIndex(_) => return None,
     })
 }
 
@@ -885,6 +957,28 @@ impl Store for EtcdStore {
         Ok(self.read(|i| i.dependents(subscription)))
     }
 
+    async fn get_isa(&self, id: Uuid) -> Result<Option<Stored<Isa>>, StoreError> {
+        Ok(self.read(|i| i.isa(id)))
+    }
+
+    async fn search_isas(&self, area: &[Volume4D], how: Match) -> Result<Vec<Stored<Isa>>, StoreError> {
+        let found = self.read(|i| i.find_isas(area, how));
+        Ok(store_index::heavy::matches(area, how, found).await)
+    }
+
+    async fn get_rid_subscription(&self, id: Uuid) -> Result<Option<Stored<RidSubscription>>, StoreError> {
+        Ok(self.read(|i| i.rid_subscription(id)))
+    }
+
+    async fn search_rid_subscriptions(
+        &self,
+        area: &[Volume4D],
+        how: Match,
+    ) -> Result<Vec<Stored<RidSubscription>>, StoreError> {
+        let found = self.read(|i| i.find_rid_subscriptions(area, how));
+        Ok(store_index::heavy::matches(area, how, found).await)
+    }
+
     async fn get_availability(&self, uss: &str) -> Result<Option<Stored<AvailabilityRecord>>, StoreError> {
         Ok(self.read(|i| i.availability(uss)))
     }
@@ -948,25 +1042,24 @@ impl Store for EtcdStore {
         // transaction is sent again after an attempt that got no answer, and loses its compares,
         // this tells whether the unanswered attempt committed.
         let mut witness: Option<(Vec<u8>, Vec<u8>)> = None;
-        let mut bumps: Vec<(Uuid, usize)> = Vec::new();
+        let mut bumps: Vec<(Counted, usize)> = Vec::new();
         {
             let index = inner.index.read();
             for w in &txn.writes {
-                if let Write::BumpNotificationIndex(id) = w {
+                if let Some(counted) = Counted::of_bump(w) {
                     // A subscription deleted by this very transaction is not notified (as in
                     // the embedded store: the bump finds no row).
-                    if txn.writes.iter().any(|x| matches!(x, Write::DeleteSubscription(d) if d == id)) {
+                    if txn.writes.iter().any(|x| counted.deleted_by(x)) {
                         continue;
                     }
                     // Only while the subscription exists (a deleted one's index means nothing),
                     // unless this very transaction creates it.
-                    let created_here = txn.writes.iter().any(|x| matches!(x, Write::PutSubscription(s) if s.id == *id));
-                    if !created_here {
-                        let k = inner.key_of(&Key::Subscription(*id)).into_bytes();
+                    if !txn.writes.iter().any(|x| counted.put_by(x)) {
+                        let k = inner.key_of(&counted.record()).into_bytes();
                         compares.push(compare(k, ct::VERSION, cr::GREATER, TargetUnion::Version(0)));
                     }
-                    bumps.push((*id, ops.len()));
-                    ops.push(put(inner.counter_key(*id).into_bytes(), Vec::new(), true));
+                    bumps.push((counted, ops.len()));
+                    ops.push(put(inner.counter_key(counted).into_bytes(), Vec::new(), true));
                     continue;
                 }
                 let Some((kind, key, extents)) = write_kind_and_extents(w) else { continue };
@@ -987,8 +1080,14 @@ impl Store for EtcdStore {
                     }
                     false => {
                         ops.push(delete(k));
-                        if let Write::DeleteSubscription(id) = w {
-                            ops.push(delete(inner.counter_key(*id).into_bytes()));
+                        match w {
+                            Write::DeleteSubscription(id) => {
+                                ops.push(delete(inner.counter_key(Counted::Subscription(*id)).into_bytes()))
+                            }
+                            Write::DeleteRidSubscription(id) => {
+                                ops.push(delete(inner.counter_key(Counted::RidSubscription(*id)).into_bytes()))
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -1039,8 +1138,8 @@ impl Store for EtcdStore {
                 // The notification indexes it set: each counter's version as of that revision
                 // (etcd keeps the history until compaction, minutes away).
                 let mut notification_indexes = Vec::with_capacity(bumps.len());
-                for (id, _) in &bumps {
-                    let key = inner.counter_key(*id).into_bytes();
+                for (counted, _) in &bumps {
+                    let key = inner.counter_key(*counted).into_bytes();
                     let at = inner
                         .on_member(|ch| {
                             let request =
@@ -1049,7 +1148,7 @@ impl Store for EtcdStore {
                         })
                         .await?;
                     let version = at.kvs.first().map_or(1, |kv| kv.version);
-                    notification_indexes.push((*id, i32::try_from(version).unwrap_or(i32::MAX)));
+                    notification_indexes.push((counted.id(), i32::try_from(version).unwrap_or(i32::MAX)));
                 }
                 let (own, readers) = tokio::join!(inner.reach(revision), inner.wait_for_readers(revision));
                 own?;
@@ -1071,12 +1170,12 @@ impl Store for EtcdStore {
         let revision = header_revision(&resp.header);
         let notification_indexes = bumps
             .into_iter()
-            .map(|(id, i)| {
+            .map(|(counted, i)| {
                 let prev = match resp.responses.get(i).and_then(|r| r.response.as_ref()) {
                     Some(pb::response_op::Response::ResponsePut(p)) => p.prev_kv.as_ref().map_or(0, |kv| kv.version),
                     _ => 0,
                 };
-                (id, i32::try_from(prev + 1).unwrap_or(i32::MAX))
+                (counted.id(), i32::try_from(prev + 1).unwrap_or(i32::MAX))
             })
             .collect();
         // Visible to this instance's own reads before it answers, and to every reader's.

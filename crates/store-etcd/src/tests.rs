@@ -38,7 +38,7 @@ async fn conformance_suite() {
     let etcd = Etcd::start().await;
     let mut stores = Vec::new();
     // One fresh store (its own key prefix) per conformance case.
-    for i in 0..7 {
+    for i in 0..conformance::CASES {
         stores.push(etcd.store(&format!("/conformance-{i}/")).await);
     }
     conformance::run_all(|| stores.pop().expect("a fresh store")).await;
@@ -95,10 +95,25 @@ async fn two_instances_share_one_record() {
     }
     assert_eq!(indexes, (1..=10).collect::<Vec<_>>());
     assert_eq!(b.get_subscription(sub.id).await.expect("get").expect("sub").value.notification_index, 10);
-    // A third instance opened now loads everything, counters included.
+    // The same for F3411: an ISA and a Remote ID subscription (under the F3548 one's id, a
+    // namespace of its own) bumped through both instances.
+    let isa = conformance::isa(conformance::square(0.0, 100.0, 0, 60));
+    let rid_sub = model::rid::RidSubscription { id: sub.id, ..conformance::rid_subscription(sub.extents[0].clone()) };
+    let writes = vec![Write::PutIsa(isa.clone()), Write::PutRidSubscription(rid_sub.clone())];
+    a.commit(Txn { preconditions: vec![], writes }).await.expect("rid");
+    for k in 0..4 {
+        let s = if k % 2 == 0 { &a } else { &b };
+        let bump = Txn { preconditions: vec![], writes: vec![Write::BumpRidNotificationIndex(rid_sub.id)] };
+        assert_eq!(s.commit(bump).await.expect("bump").notification_indexes, vec![(rid_sub.id, k + 1)]);
+    }
+    b.view(store::Consistency::Fresh).await.expect("consistency point");
+    assert_eq!(*b.get_isa(isa.id).await.expect("get").expect("the ISA through the other instance").value, isa);
+    // A third instance opened now loads everything, counters included, each in its namespace.
     let c3 = etcd.store("/pool/").await;
     assert_eq!(c3.get_subscription(sub.id).await.expect("get").expect("sub").value.notification_index, 10);
+    assert_eq!(c3.get_rid_subscription(sub.id).await.expect("get").expect("rid sub").value.notification_index, 4);
     assert!(c3.get_intent(oi.id).await.expect("get").is_some());
+    assert_eq!(*c3.get_isa(isa.id).await.expect("get").expect("the ISA, loaded").value, isa);
 }
 
 /// Runs `openssl` with `args` in `dir`.

@@ -57,9 +57,12 @@ pub(crate) struct AreaCells {
     /// The same for middle envelopes only (too large for fine cells).
     coarse_big: HashMap<(u8, i32, i32), Revision>,
     /// Per kind tag: last change anywhere, and last change of a large envelope.
-    global: [Revision; 4],
-    global_big: [Revision; 4],
+    global: [Revision; KIND_TAGS],
+    global_big: [Revision; KIND_TAGS],
 }
+
+/// How many kind tags there are (`state::kind_tag`: the four F3548 kinds and the two F3411).
+pub(crate) const KIND_TAGS: usize = 6;
 
 impl AreaCells {
     /// Records a change of kind `tag` over `e` at `revision`.

@@ -4,6 +4,7 @@
 //! geodesic work per vertex and a damaged file still cannot yield an invalid value.
 
 use geo4d::{AltitudeBand, Circle, Footprint, LatLng, Polygon, TimeWindow, Timestamp, Volume4D};
+use model::rid::{Isa, RidApi, RidSubscription};
 use model::{
     AvailabilityRecord, Constraint, OperationalIntent, OperationalIntentState, Ovn, Subscription, UssAvailability, Uuid,
 };
@@ -131,7 +132,45 @@ impl Enc {
                 self.str(a.availability.as_str());
                 self.str(&a.version);
             }
+            Write::PutIsa(isa) => {
+                self.u8(9);
+                self.uuid(isa.id);
+                self.str(&isa.manager);
+                self.u64(isa.version);
+                self.str(&isa.url);
+                self.u8(rid_api_tag(isa.writer));
+                self.volumes(std::slice::from_ref(&isa.extents));
+            }
+            Write::DeleteIsa(id) => {
+                self.u8(10);
+                self.uuid(*id)
+            }
+            Write::PutRidSubscription(sub) => {
+                self.u8(11);
+                self.uuid(sub.id);
+                self.str(&sub.manager);
+                self.u64(sub.version);
+                self.u32(sub.notification_index as u32);
+                self.str(&sub.url);
+                self.u8(rid_api_tag(sub.writer));
+                self.volumes(std::slice::from_ref(&sub.extents));
+            }
+            Write::DeleteRidSubscription(id) => {
+                self.u8(12);
+                self.uuid(*id)
+            }
+            Write::BumpRidNotificationIndex(id) => {
+                self.u8(13);
+                self.uuid(*id)
+            }
         }
+    }
+}
+
+fn rid_api_tag(api: RidApi) -> u8 {
+    match api {
+        RidApi::V19 => 1,
+        RidApi::V22a => 2,
     }
 }
 
@@ -267,7 +306,43 @@ impl<'a> Dec<'a> {
                 availability: UssAvailability::parse(&self.str()?).ok_or_else(|| corrupt("invalid availability"))?,
                 version: self.str()?,
             }),
+            9 => Write::PutIsa(Isa {
+                id: self.uuid()?,
+                manager: self.str()?,
+                version: self.u64()?,
+                url: self.str()?,
+                writer: self.rid_api()?,
+                extents: self.one_volume()?,
+            }),
+            10 => Write::DeleteIsa(self.uuid()?),
+            11 => Write::PutRidSubscription(RidSubscription {
+                id: self.uuid()?,
+                manager: self.str()?,
+                version: self.u64()?,
+                notification_index: self.u32()? as i32,
+                url: self.str()?,
+                writer: self.rid_api()?,
+                extents: self.one_volume()?,
+            }),
+            12 => Write::DeleteRidSubscription(self.uuid()?),
+            13 => Write::BumpRidNotificationIndex(self.uuid()?),
             _ => return Err(corrupt("unknown write tag")),
         })
+    }
+
+    fn rid_api(&mut self) -> Result<RidApi, StoreError> {
+        match self.u8()? {
+            1 => Ok(RidApi::V19),
+            2 => Ok(RidApi::V22a),
+            _ => Err(corrupt("unknown F3411 version")),
+        }
+    }
+
+    fn one_volume(&mut self) -> Result<Volume4D, StoreError> {
+        let mut volumes = self.volumes()?;
+        match (volumes.pop(), volumes.is_empty()) {
+            (Some(v), true) => Ok(v),
+            _ => Err(corrupt("a Remote ID record holds exactly one volume")),
+        }
     }
 }

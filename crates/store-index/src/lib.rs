@@ -11,6 +11,7 @@ pub mod heavy;
 mod state;
 
 use geo4d::{Envelope4, Match, Timestamp, Volume4D};
+use model::rid::{Isa, RidSubscription};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
 use store::{Key, Kind, Precondition, Revision, StoreError, Stored, Write};
 
@@ -44,6 +45,10 @@ impl MemoryIndex {
     pub fn snapshot_records(&self) -> Vec<(Revision, Record)> {
         self.state.snapshot_records()
     }
+    /// How many ISAs and Remote ID subscriptions are live.
+    pub fn rid_counts(&self) -> (usize, usize) {
+        (self.state.isas.rows.len(), self.state.rid_subscriptions.rows.len())
+    }
     /// How many intents, constraints and subscriptions are live.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.state.intents.rows.len(), self.state.constraints.rows.len(), self.state.subscriptions.rows.len())
@@ -51,6 +56,18 @@ impl MemoryIndex {
     /// Applies writes committed at `revision`; returns the bumped notification indexes.
     pub fn apply(&mut self, writes: Vec<Write>, revision: Revision) -> Vec<(Uuid, i32)> {
         self.state.apply(writes, revision)
+    }
+    /// Sets a Remote ID subscription's notification index (as counted by the backend).
+    pub fn set_rid_notification_index(&mut self, id: Uuid, index: i32) {
+        if let Some(row) = self.state.rid_subscriptions.rows.get(&id) {
+            if row.value.notification_index == index {
+                return;
+            }
+            let mut sub = (*row.value).clone();
+            sub.notification_index = index;
+            let revision = row.revision;
+            self.state.apply(vec![Write::PutRidSubscription(sub)], revision);
+        }
     }
     /// Sets a subscription's notification index (as counted by the backend).
     pub fn set_notification_index(&mut self, id: Uuid, index: i32) {
@@ -87,6 +104,12 @@ impl MemoryIndex {
     pub fn availability(&self, uss: &str) -> Option<Stored<AvailabilityRecord>> {
         self.state.availability.get(uss).cloned()
     }
+    pub fn isa(&self, id: Uuid) -> Option<Stored<Isa>> {
+        self.state.isas.rows.get(&id).cloned()
+    }
+    pub fn rid_subscription(&self, id: Uuid) -> Option<Stored<RidSubscription>> {
+        self.state.rid_subscriptions.rows.get(&id).cloned()
+    }
     /// A search decided here when cheap, else its candidates, to be decided by
     /// [`heavy::matches`] outside the caller's lock.
     pub fn find_intents(&self, area: &[Volume4D], how: Match) -> Found<OperationalIntent> {
@@ -98,6 +121,12 @@ impl MemoryIndex {
     pub fn find_subscriptions(&self, area: &[Volume4D], how: Match) -> Found<Subscription> {
         self.state.subscriptions.find(area, how)
     }
+    pub fn find_isas(&self, area: &[Volume4D], how: Match) -> Found<Isa> {
+        self.state.isas.find(area, how)
+    }
+    pub fn find_rid_subscriptions(&self, area: &[Volume4D], how: Match) -> Found<RidSubscription> {
+        self.state.rid_subscriptions.find(area, how)
+    }
     pub fn dependents(&self, subscription: Uuid) -> Vec<Uuid> {
         self.state.dependents.get(&subscription).map(|d| d.iter().copied().collect()).unwrap_or_default()
     }
@@ -107,6 +136,8 @@ impl MemoryIndex {
             Key::OperationalIntent(id) => self.intent(*id).map(|r| r.value.extents.clone()),
             Key::Constraint(id) => self.constraint(*id).map(|r| r.value.extents.clone()),
             Key::Subscription(id) => self.subscription(*id).map(|r| r.value.extents.clone()),
+            Key::Isa(id) => self.isa(*id).map(|r| vec![r.value.extents.clone()]),
+            Key::RidSubscription(id) => self.rid_subscription(*id).map(|r| vec![r.value.extents.clone()]),
             Key::Availability(_) => None,
         }
         .unwrap_or_default()
@@ -128,6 +159,16 @@ impl MemoryIndex {
         for (id, r) in &self.state.subscriptions.rows {
             if ended(&r.value.extents) {
                 out.push((Key::Subscription(*id), r.revision));
+            }
+        }
+        for (id, r) in &self.state.isas.rows {
+            if ended(std::slice::from_ref(&r.value.extents)) {
+                out.push((Key::Isa(*id), r.revision));
+            }
+        }
+        for (id, r) in &self.state.rid_subscriptions.rows {
+            if ended(std::slice::from_ref(&r.value.extents)) {
+                out.push((Key::RidSubscription(*id), r.revision));
             }
         }
         out

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use geo4d::{Envelope4, Volume4D};
+use model::rid::{Isa, RidSubscription};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
 use rstar::{ParentNode, RStarInsertionStrategy, RTree, RTreeNode, RTreeObject, RTreeParams, AABB};
 use store::{Key, Kind, Precondition, Revision, Stored, Write};
@@ -196,6 +197,23 @@ impl HasExtents for Subscription {
     }
 }
 
+impl HasExtents for Isa {
+    fn extents(&self) -> &[Volume4D] {
+        std::slice::from_ref(&self.extents)
+    }
+    fn manager(&self) -> &str {
+        &self.manager
+    }
+}
+impl HasExtents for RidSubscription {
+    fn extents(&self) -> &[Volume4D] {
+        std::slice::from_ref(&self.extents)
+    }
+    fn manager(&self) -> &str {
+        &self.manager
+    }
+}
+
 impl<T: HasExtents> Table<T> {
     /// One entry per envelope of each volume (two for a volume across the antimeridian).
     fn entries(row: &Stored<T>) -> impl Iterator<Item = IndexEntry<T>> + '_ {
@@ -235,6 +253,21 @@ impl<T: HasExtents> Table<T> {
         }
         old.value.extents().iter().flat_map(Volume4D::envelopes).collect()
     }
+    /// Changes row `id` in place with `f`, keeping its geometry and revision (a notification
+    /// index bump): the index shares the row's handle, so this copies the value and points the
+    /// row's index entries at the copy. `None` when there is no such row.
+    fn update_in_place<R>(&mut self, id: Uuid, f: impl FnOnce(&mut T) -> R) -> Option<R>
+    where
+        T: Clone,
+    {
+        let row = self.rows.get_mut(&id)?;
+        let old = row.clone();
+        let result = f(Arc::make_mut(&mut row.value));
+        let new = row.clone();
+        self.refresh_handles(&old, &new);
+        Some(result)
+    }
+
     /// After a row's value was replaced by `new` with the same geometry (a notification index
     /// bump): points the row's index entries, which hold `old`, at `new`.
     fn refresh_handles(&mut self, old: &Stored<T>, new: &Stored<T>) {
@@ -378,6 +411,8 @@ pub(crate) struct State {
     pub(crate) constraints: Table<Constraint>,
     pub(crate) subscriptions: Table<Subscription>,
     pub(crate) availability: HashMap<String, Stored<AvailabilityRecord>>,
+    pub(crate) isas: Table<Isa>,
+    pub(crate) rid_subscriptions: Table<RidSubscription>,
     /// Subscription id -> intents that depend on it.
     pub(crate) dependents: HashMap<Uuid, HashSet<Uuid>>,
     /// Revisions of the last change per area cell, per kind (bounded work at any size).
@@ -390,6 +425,8 @@ fn kind_tag(kind: Kind) -> u8 {
         Kind::Constraint => 1,
         Kind::Subscription => 2,
         Kind::Availability => 3,
+        Kind::Isa => 4,
+        Kind::RidSubscription => 5,
     }
 }
 
@@ -400,6 +437,8 @@ impl State {
             Key::Constraint(id) => self.constraints.rows.get(id).map(|r| r.revision),
             Key::Subscription(id) => self.subscriptions.rows.get(id).map(|r| r.revision),
             Key::Availability(uss) => self.availability.get(uss).map(|r| r.revision),
+            Key::Isa(id) => self.isas.rows.get(id).map(|r| r.revision),
+            Key::RidSubscription(id) => self.rid_subscriptions.rows.get(id).map(|r| r.revision),
         }
     }
 
@@ -479,16 +518,38 @@ impl State {
                 Write::BumpNotificationIndex(id) => {
                     // An index increment is not a change of the subscription: neither its
                     // revision nor its area cells move, so increments never conflict.
-                    if let Some(row) = self.subscriptions.rows.get_mut(&id) {
-                        // The index shares the row's handle, so this copies the subscription;
-                        // the index entries are then pointed at the copy.
-                        let old = row.clone();
-                        let sub = Arc::make_mut(&mut row.value);
-                        sub.notification_index = sub.notification_index.wrapping_add(1).max(0);
-                        bumped.push((id, sub.notification_index));
-                        let new = row.clone();
-                        self.subscriptions.refresh_handles(&old, &new);
+                    let bump = |s: &mut Subscription| {
+                        s.notification_index = s.notification_index.wrapping_add(1).max(0);
+                        s.notification_index
+                    };
+                    if let Some(index) = self.subscriptions.update_in_place(id, bump) {
+                        bumped.push((id, index));
                     }
+                }
+                Write::BumpRidNotificationIndex(id) => {
+                    let bump = |s: &mut RidSubscription| {
+                        s.notification_index = s.notification_index.wrapping_add(1).max(0);
+                        s.notification_index
+                    };
+                    if let Some(index) = self.rid_subscriptions.update_in_place(id, bump) {
+                        bumped.push((id, index));
+                    }
+                }
+                Write::PutIsa(isa) => {
+                    let touched = self.isas.put(isa.id, isa, revision);
+                    self.mark(Kind::Isa, &touched, revision);
+                }
+                Write::DeleteIsa(id) => {
+                    let touched = self.isas.remove(id);
+                    self.mark(Kind::Isa, &touched, revision);
+                }
+                Write::PutRidSubscription(sub) => {
+                    let touched = self.rid_subscriptions.put(sub.id, sub, revision);
+                    self.mark(Kind::RidSubscription, &touched, revision);
+                }
+                Write::DeleteRidSubscription(id) => {
+                    let touched = self.rid_subscriptions.remove(id);
+                    self.mark(Kind::RidSubscription, &touched, revision);
                 }
                 Write::PutAvailability(a) => {
                     self.availability.insert(a.uss.clone(), Stored { value: Arc::new(a), revision });
@@ -502,7 +563,9 @@ impl State {
         let (intents, vi) = self.intents.usage_of(manager);
         let (constraints, vc) = self.constraints.usage_of(manager);
         let (subscriptions, vs) = self.subscriptions.usage_of(manager);
-        store::Usage { intents, constraints, subscriptions, vertices: vi + vc + vs }
+        let (isas, _) = self.isas.usage_of(manager);
+        let (rid_subscriptions, _) = self.rid_subscriptions.usage_of(manager);
+        store::Usage { intents, constraints, subscriptions, vertices: vi + vc + vs, isas, rid_subscriptions }
     }
 
     fn unlink_dependent(&mut self, intent: Uuid) {
@@ -523,6 +586,8 @@ impl State {
         s.intents.indexing = false;
         s.constraints.indexing = false;
         s.subscriptions.indexing = false;
+        s.isas.indexing = false;
+        s.rid_subscriptions.indexing = false;
         s
     }
 
@@ -531,6 +596,8 @@ impl State {
         self.intents.rebuild_index();
         self.constraints.rebuild_index();
         self.subscriptions.rebuild_index();
+        self.isas.rebuild_index();
+        self.rid_subscriptions.rebuild_index();
     }
 
     /// Every live record with its own revision, as shared handles: taking them under the read
@@ -541,12 +608,18 @@ impl State {
             self.subscriptions.rows.len()
                 + self.intents.rows.len()
                 + self.constraints.rows.len()
-                + self.availability.len(),
+                + self.availability.len()
+                + self.isas.rows.len()
+                + self.rid_subscriptions.rows.len(),
         );
         out.extend(self.subscriptions.rows.values().map(|r| (r.revision, Record::Subscription(r.value.clone()))));
         out.extend(self.intents.rows.values().map(|r| (r.revision, Record::Intent(r.value.clone()))));
         out.extend(self.constraints.rows.values().map(|r| (r.revision, Record::Constraint(r.value.clone()))));
         out.extend(self.availability.values().map(|r| (r.revision, Record::Availability(r.value.clone()))));
+        out.extend(self.isas.rows.values().map(|r| (r.revision, Record::Isa(r.value.clone()))));
+        out.extend(
+            self.rid_subscriptions.rows.values().map(|r| (r.revision, Record::RidSubscription(r.value.clone()))),
+        );
         out
     }
 }
@@ -557,6 +630,8 @@ pub enum Record {
     Intent(Arc<OperationalIntent>),
     Constraint(Arc<Constraint>),
     Availability(Arc<AvailabilityRecord>),
+    Isa(Arc<Isa>),
+    RidSubscription(Arc<RidSubscription>),
 }
 
 impl Record {
@@ -567,6 +642,8 @@ impl Record {
             Record::Intent(v) => Write::PutIntent((**v).clone()),
             Record::Constraint(v) => Write::PutConstraint((**v).clone()),
             Record::Availability(v) => Write::PutAvailability((**v).clone()),
+            Record::Isa(v) => Write::PutIsa((**v).clone()),
+            Record::RidSubscription(v) => Write::PutRidSubscription((**v).clone()),
         }
     }
 }

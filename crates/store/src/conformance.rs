@@ -2,6 +2,7 @@
 //! factory of fresh, empty stores.
 
 use geo4d::{AltitudeBand, Circle, Footprint, LatLng, Polygon, TimeWindow, Timestamp, Volume4D};
+use model::rid::{Isa, RidApi, RidSubscription};
 use model::{OperationalIntent, OperationalIntentState, Ovn, Subscription, Uuid};
 
 use crate::{Key, Kind, Match, Precondition, Store, StoreError, Txn, Write};
@@ -54,6 +55,9 @@ fn put(oi: &OperationalIntent) -> Txn {
     Txn { preconditions: vec![], writes: vec![Write::PutIntent(oi.clone())] }
 }
 
+/// How many fresh stores [`run_all`] asks its factory for (one per case).
+pub const CASES: usize = 9;
+
 /// Runs every check on fresh stores from `make`.
 pub async fn run_all<S: Store, F: FnMut() -> S>(mut make: F) {
     put_get_delete(&make()).await;
@@ -63,6 +67,155 @@ pub async fn run_all<S: Store, F: FnMut() -> S>(mut make: F) {
     notification_indexes_and_dependents(&make()).await;
     expiry_listing(&make()).await;
     bump_of_a_subscription_created_in_the_same_commit(&make()).await;
+    remote_id_entities_are_their_own(&make()).await;
+    remote_id_preconditions_and_notification_indexes(&make()).await;
+}
+
+pub fn isa(extents: Volume4D) -> Isa {
+    Isa {
+        id: Uuid::new_v4(),
+        manager: "sp1".into(),
+        version: 1,
+        url: "https://sp1.test/rid/v2".into(),
+        writer: RidApi::V22a,
+        extents,
+    }
+}
+
+pub fn rid_subscription(extents: Volume4D) -> RidSubscription {
+    RidSubscription {
+        id: Uuid::new_v4(),
+        manager: "dp1".into(),
+        version: 1,
+        notification_index: 0,
+        url: "https://dp1.test/v1/isa_callback".into(),
+        writer: RidApi::V19,
+        extents,
+    }
+}
+
+/// ISAs and Remote ID subscriptions are stored, searched exactly and expired, and never mixed
+/// with the F3548 entities: an ISA is not an intent, and an F3411 subscription may share its
+/// id with an F3548 one without either touching the other.
+pub async fn remote_id_entities_are_their_own<S: Store>(s: &S) {
+    let area = isa(square(0.0, 100.0, 0, 60));
+    let later = isa(square(0.0, 100.0, 1000, 2000));
+    let watcher = rid_subscription(square(0.0, 1000.0, 0, 600));
+    let same_id = Subscription { id: watcher.id, ..subscription(vec![square(50_000.0, 100.0, 0, 600)]) };
+    s.commit(Txn {
+        writes: vec![
+            Write::PutIsa(area.clone()),
+            Write::PutIsa(later.clone()),
+            Write::PutRidSubscription(watcher.clone()),
+            Write::PutSubscription(same_id.clone()),
+        ],
+        ..Default::default()
+    })
+    .await
+    .expect("put");
+    let got = s.get_isa(area.id).await.expect("get").expect("present");
+    assert_eq!(*got.value, area, "an ISA reads back as written");
+    let got = s.get_rid_subscription(watcher.id).await.expect("get").expect("present");
+    assert_eq!(*got.value, watcher, "a Remote ID subscription reads back as written");
+    assert_eq!(
+        s.get_subscription(watcher.id).await.expect("get").expect("present").value.uss_base_url,
+        same_id.uss_base_url
+    );
+    // Exact search: a touching-in-time ISA is found, a later one is not; F3548 searches see none.
+    let here = [square(50.0, 10.0, 30, 40)];
+    let found: Vec<Uuid> =
+        s.search_isas(&here, Match::Exact).await.expect("search").iter().map(|r| r.value.id).collect();
+    assert_eq!(found, vec![area.id]);
+    assert!(s.search_intents(&here, Match::Exact).await.expect("search").is_empty());
+    assert!(s.get_intent(area.id).await.expect("get").is_none());
+    let subs = s.search_rid_subscriptions(&here, Match::Exact).await.expect("search");
+    assert_eq!(subs.iter().map(|r| r.value.id).collect::<Vec<_>>(), vec![watcher.id]);
+    assert!(s.search_subscriptions(&here, Match::Exact).await.expect("search").is_empty());
+    // Usage counts them apart from the F3548 quotas.
+    let usage = s.usage("sp1").await.expect("usage");
+    assert_eq!((usage.isas, usage.intents, usage.vertices), (2, 0, 0));
+    assert_eq!(s.usage("dp1").await.expect("usage").rid_subscriptions, 1);
+    // Expiry lists an ended ISA by its own key.
+    let expired = s.expired(Timestamp(500 * 1_000_000)).await.expect("expired");
+    assert_eq!(expired.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![Key::Isa(area.id)]);
+    // Deleting the F3411 subscription leaves the F3548 one of the same id.
+    s.commit(Txn {
+        writes: vec![Write::DeleteRidSubscription(watcher.id), Write::DeleteIsa(area.id)],
+        ..Default::default()
+    })
+    .await
+    .expect("delete");
+    assert!(s.get_rid_subscription(watcher.id).await.expect("get").is_none());
+    assert!(s.get_isa(area.id).await.expect("get").is_none());
+    assert!(s.get_subscription(watcher.id).await.expect("get").is_some());
+    assert_eq!(s.search_isas(&[square(50.0, 10.0, 1500, 1600)], Match::Exact).await.expect("search").len(), 1);
+}
+
+/// An ISA write is decided like any other: at the revision of the record read, and on an
+/// unchanged area of ISAs; F3411 notification indexes count per subscription, apart from the
+/// F3548 ones.
+pub async fn remote_id_preconditions_and_notification_indexes<S: Store>(s: &S) {
+    let first = isa(square(0.0, 100.0, 0, 60));
+    let c = s.commit(Txn { writes: vec![Write::PutIsa(first.clone())], ..Default::default() }).await.expect("put");
+    let at = |revision| Precondition::Revision { key: Key::Isa(first.id), revision };
+    let moved = Isa { version: 2, extents: square(300.0, 100.0, 0, 60), ..first.clone() };
+    s.commit(Txn { preconditions: vec![at(Some(c.revision))], writes: vec![Write::PutIsa(moved.clone())] })
+        .await
+        .expect("update at its revision");
+    let stale =
+        s.commit(Txn { preconditions: vec![at(Some(c.revision))], writes: vec![Write::PutIsa(first.clone())] }).await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "a stale ISA revision must conflict");
+    let create_again = s.commit(Txn { preconditions: vec![at(None)], writes: vec![Write::PutIsa(first)] }).await;
+    assert!(matches!(create_again, Err(StoreError::Conflict)), "an existing ISA is not created again");
+
+    // Area preconditions on ISAs see ISA changes, and only those.
+    let since = s.view(crate::Consistency::Fresh).await.expect("view").revision;
+    let unchanged = |kind: Kind| Precondition::AreaUnchanged {
+        kinds: vec![kind],
+        envelopes: square(300.0, 100.0, 0, 60).envelopes().collect(),
+        since,
+    };
+    s.commit(put(&intent(vec![square(300.0, 100.0, 0, 60)], None))).await.expect("an intent there");
+    s.commit(Txn { preconditions: vec![unchanged(Kind::Isa)], writes: vec![] })
+        .await
+        .expect("an intent is no ISA change");
+    s.commit(Txn { writes: vec![Write::DeleteIsa(moved.id)], ..Default::default() }).await.expect("delete");
+    let after = s.commit(Txn { preconditions: vec![unchanged(Kind::Isa)], writes: vec![] }).await;
+    assert!(matches!(after, Err(StoreError::Conflict)), "an ISA removed from the area is a change there");
+    let rid_subs = s.commit(Txn { preconditions: vec![unchanged(Kind::RidSubscription)], writes: vec![] }).await;
+    assert!(rid_subs.is_ok(), "nor is it a change of Remote ID subscriptions");
+
+    // Notification indexes: one per subscription, F3411 and F3548 apart, even under one id.
+    let watcher = rid_subscription(square(0.0, 1000.0, 0, 600));
+    let twin = Subscription { id: watcher.id, ..subscription(vec![square(0.0, 1000.0, 0, 600)]) };
+    let created = s
+        .commit(Txn {
+            writes: vec![
+                Write::PutRidSubscription(watcher.clone()),
+                Write::PutSubscription(twin),
+                Write::BumpRidNotificationIndex(watcher.id),
+            ],
+            ..Default::default()
+        })
+        .await
+        .expect("create and notify");
+    assert_eq!(created.notification_indexes, vec![(watcher.id, 1)]);
+    let bump = Txn { writes: vec![Write::BumpRidNotificationIndex(watcher.id)], ..Default::default() };
+    assert_eq!(s.commit(bump.clone()).await.expect("bump").notification_indexes, vec![(watcher.id, 2)]);
+    assert_eq!(s.get_rid_subscription(watcher.id).await.expect("get").expect("present").value.notification_index, 2);
+    assert_eq!(s.get_subscription(watcher.id).await.expect("get").expect("present").value.notification_index, 0);
+    let found = s.search_rid_subscriptions(&[square(10.0, 10.0, 10, 20)], Match::Exact).await.expect("search");
+    assert_eq!(found.iter().map(|r| r.value.notification_index).collect::<Vec<_>>(), vec![2]);
+    // Its owner rewriting it (with the index read, as the DSS writes it) keeps the count;
+    // deleting it ends it.
+    let renewed =
+        RidSubscription { version: 2, notification_index: 2, extents: square(0.0, 1000.0, 0, 900), ..watcher.clone() };
+    s.commit(Txn { writes: vec![Write::PutRidSubscription(renewed)], ..Default::default() }).await.expect("renew");
+    assert_eq!(s.commit(bump).await.expect("bump").notification_indexes, vec![(watcher.id, 3)]);
+    s.commit(Txn { writes: vec![Write::DeleteRidSubscription(watcher.id)], ..Default::default() })
+        .await
+        .expect("delete");
+    assert!(s.search_rid_subscriptions(&[square(10.0, 10.0, 10, 20)], Match::Exact).await.expect("search").is_empty());
 }
 
 /// An intent created with its implicit subscription notifies that subscription in the same

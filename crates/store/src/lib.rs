@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 pub use geo4d::Match;
 use geo4d::{Envelope4, Timestamp, Volume4D};
+use model::rid::{Isa, RidSubscription};
 use model::{AvailabilityRecord, Constraint, OperationalIntent, Subscription, Uuid};
 
 pub mod conformance;
@@ -68,6 +69,11 @@ pub enum Kind {
     Constraint,
     Subscription,
     Availability,
+    /// F3411 identification service areas.
+    Isa,
+    /// F3411 subscriptions (a namespace of their own: an id may be both an F3548 and an F3411
+    /// subscription's).
+    RidSubscription,
 }
 
 /// Identifies one stored record.
@@ -77,6 +83,8 @@ pub enum Key {
     Constraint(Uuid),
     Subscription(Uuid),
     Availability(String),
+    Isa(Uuid),
+    RidSubscription(Uuid),
 }
 
 /// What a commit's decision depended on.
@@ -103,6 +111,14 @@ pub enum Write {
     /// carries no precondition. The new index is reported in [`Committed::notification_indexes`].
     BumpNotificationIndex(Uuid),
     PutAvailability(AvailabilityRecord),
+    PutIsa(Isa),
+    DeleteIsa(Uuid),
+    PutRidSubscription(RidSubscription),
+    DeleteRidSubscription(Uuid),
+    /// Increment a Remote ID subscription's notification index, as
+    /// [`Write::BumpNotificationIndex`] does an F3548 subscription's; reported in
+    /// [`Committed::notification_indexes`] too.
+    BumpRidNotificationIndex(Uuid),
 }
 
 /// Writes applied atomically when every precondition holds.
@@ -146,6 +162,10 @@ pub struct Usage {
     pub subscriptions: usize,
     /// Vertices over all of the manager's intents, constraints and subscriptions.
     pub vertices: usize,
+    /// F3411 identification service areas.
+    pub isas: usize,
+    /// F3411 subscriptions.
+    pub rid_subscriptions: usize,
 }
 
 /// The storage contract. A commit returns only once its writes are durable. Reads may observe
@@ -191,6 +211,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Stored<Subscription>>>> + Send;
     /// Ids of the intents whose `subscription_id` is `id`.
     fn dependent_intents(&self, subscription: Uuid) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+
+    fn get_isa(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<Isa>>>> + Send;
+    /// ISAs whose volume matches any of `area` as `how` says.
+    fn search_isas(&self, area: &[Volume4D], how: Match) -> impl Future<Output = Result<Vec<Stored<Isa>>>> + Send;
+    fn get_rid_subscription(&self, id: Uuid) -> impl Future<Output = Result<Option<Stored<RidSubscription>>>> + Send;
+    /// Remote ID subscriptions whose volume matches any of `area` as `how` says.
+    fn search_rid_subscriptions(
+        &self,
+        area: &[Volume4D],
+        how: Match,
+    ) -> impl Future<Output = Result<Vec<Stored<RidSubscription>>>> + Send;
 
     fn get_availability(&self, uss: &str) -> impl Future<Output = Result<Option<Stored<AvailabilityRecord>>>> + Send;
 
