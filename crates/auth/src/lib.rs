@@ -33,8 +33,13 @@ pub enum Scope {
     Operator,
     /// InterUSS's auxiliary API (`aux_.yaml`): the remote-ID scopes `validate_oauth` takes,
     /// and the pool's.
+    /// F3411-19's scopes (`dss.read.identification_service_areas`, `dss.write...`).
     RidRead,
     RidWrite,
+    /// F3411-22a's scopes: a service provider writes ISAs, a display provider searches and
+    /// subscribes.
+    RidServiceProvider,
+    RidDisplayProvider,
     PoolStatusRead,
     PoolHeartbeatWrite,
     /// InterUSS's flight_planning automated-testing interface: plan as a virtual user...
@@ -57,6 +62,8 @@ impl Scope {
             "deconflict.operator" => Scope::Operator,
             "dss.read.identification_service_areas" => Scope::RidRead,
             "dss.write.identification_service_areas" => Scope::RidWrite,
+            "rid.service_provider" => Scope::RidServiceProvider,
+            "rid.display_provider" => Scope::RidDisplayProvider,
             "interuss.pool_status.read" => Scope::PoolStatusRead,
             "interuss.pool_status.heartbeat.write" => Scope::PoolHeartbeatWrite,
             "interuss.flight_planning.plan" => Scope::FlightPlanningPlan,
@@ -75,6 +82,8 @@ impl Scope {
             Scope::Operator => "deconflict.operator",
             Scope::RidRead => "dss.read.identification_service_areas",
             Scope::RidWrite => "dss.write.identification_service_areas",
+            Scope::RidServiceProvider => "rid.service_provider",
+            Scope::RidDisplayProvider => "rid.display_provider",
             Scope::PoolStatusRead => "interuss.pool_status.read",
             Scope::PoolHeartbeatWrite => "interuss.pool_status.heartbeat.write",
             Scope::FlightPlanningPlan => "interuss.flight_planning.plan",

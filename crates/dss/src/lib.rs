@@ -10,6 +10,7 @@ mod airspace;
 mod availability;
 mod constraints;
 mod intents;
+pub mod rid;
 mod subscriptions;
 
 use std::sync::Arc;

@@ -351,3 +351,254 @@ async fn a_mutation_decides_on_the_local_view_and_confirms_a_refusal_on_a_fresh_
         assert_eq!(opened, expected, "a refusal is final only on a fresh view (local_is_fresh {local_is_fresh})");
     }
 }
+
+mod remote_id {
+    use geo4d::{TimeWindow, Timestamp, Volume4D};
+    use model::rid::{RidApi, RidSubscription};
+    use store::conformance::square;
+
+    use super::*;
+    use crate::rid::{RidRequest, RidSubscriber, MAX_SUBSCRIPTIONS_PER_AREA};
+
+    const T: i64 = 1_000_000; // seconds
+
+    fn dss() -> (Dss<store_embedded::EmbeddedStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("open");
+        (Dss::new(store, Arc::new(ManualClock(AtomicI64::new(T * 1_000_000))), Config::default()), dir)
+    }
+
+    fn provider(name: &str) -> Caller {
+        Caller { manager: name.into(), scopes: vec![Scope::RidServiceProvider] }
+    }
+
+    fn display(name: &str) -> Caller {
+        Caller { manager: name.into(), scopes: vec![Scope::RidDisplayProvider] }
+    }
+
+    /// `square`'s volume east of the origin, from `t0` to `t1` seconds after T (ends optional).
+    fn volume(east_m: f64, side_m: f64, t0: Option<i64>, t1: Option<i64>) -> Volume4D {
+        let v = square(east_m, side_m, 0, 1);
+        let at = |s: Option<i64>| s.map(|s| Timestamp((T + s) * 1_000_000));
+        Volume4D { time: TimeWindow::new(at(t0), at(t1)).expect("window"), ..v }
+    }
+
+    fn isa_req(v: Volume4D) -> RidRequest {
+        RidRequest { extents: v, url: "https://sp.test/rid/v2".into(), api: RidApi::V22a }
+    }
+
+    fn sub_req(v: Volume4D, url: &str) -> RidRequest {
+        RidRequest { extents: v, url: url.into(), api: RidApi::V22a }
+    }
+
+    fn version(v: u64) -> String {
+        model::rid::version_text(v)
+    }
+
+    #[tokio::test]
+    async fn isa_versions_owners_and_the_subscribers_of_each_change() {
+        let (dss, _dir) = dss();
+        let near = dss
+            .put_rid_subscription(
+                &display("dp"),
+                Uuid::new_v4(),
+                None,
+                sub_req(volume(0.0, 2000.0, None, Some(3600)), "https://dp.test"),
+            )
+            .await
+            .expect("a subscription");
+        let also_near = dss
+            .put_rid_subscription(
+                &display("dp"),
+                Uuid::new_v4(),
+                None,
+                sub_req(volume(500.0, 500.0, None, Some(3600)), "https://dp.test"),
+            )
+            .await
+            .expect("a second one of the same subscriber");
+        dss.put_rid_subscription(
+            &display("far"),
+            Uuid::new_v4(),
+            None,
+            sub_req(volume(50_000.0, 100.0, None, Some(3600)), "https://far.test"),
+        )
+        .await
+        .expect("a far one");
+        let id = Uuid::new_v4();
+        let created = dss
+            .put_isa(&provider("sp"), id, None, isa_req(volume(100.0, 500.0, Some(0), Some(600))))
+            .await
+            .expect("create");
+        let (a, b) = (near.subscription.id, also_near.subscription.id);
+        assert_eq!(created.subscribers.len(), 1, "one subscriber, both its subscriptions: {:?}", created.subscribers);
+        assert_eq!(created.subscribers[0].url, "https://dp.test");
+        assert_eq!(sorted(&created.subscribers[0].subscriptions), sorted(&[(a, 1), (b, 1)]));
+        assert_eq!(created.isa.manager, "sp");
+
+        // Versions and owners, in the reference DSS's order.
+        let again = dss.put_isa(&provider("sp"), id, None, isa_req(volume(100.0, 500.0, Some(0), Some(600)))).await;
+        assert!(matches!(again, Err(DssError::Conflict(_))), "{again:?}");
+        let stale =
+            dss.put_isa(&provider("sp"), id, Some("0"), isa_req(volume(100.0, 500.0, Some(0), Some(600)))).await;
+        assert!(matches!(stale, Err(DssError::Conflict(_))), "{stale:?}");
+        let v1 = version(created.isa.version);
+        let theirs =
+            dss.put_isa(&provider("other"), id, Some(&v1), isa_req(volume(100.0, 500.0, Some(0), Some(600)))).await;
+        assert!(matches!(theirs, Err(DssError::Forbidden(_))), "{theirs:?}");
+        let missing = dss
+            .put_isa(&provider("sp"), Uuid::new_v4(), Some(&v1), isa_req(volume(0.0, 10.0, Some(0), Some(60))))
+            .await;
+        assert!(matches!(missing, Err(DssError::NotFound(_))), "{missing:?}");
+
+        // Moving away out of `b`'s area notifies both (the area left and the area entered).
+        let moved = dss
+            .put_isa(&provider("sp"), id, Some(&v1), isa_req(volume(1500.0, 100.0, None, None)))
+            .await
+            .expect("update");
+        assert_ne!(moved.isa.version, created.isa.version, "a new version on every write");
+        assert_eq!(moved.isa.extents.time, created.isa.extents.time, "omitted times keep the current ones");
+        assert_eq!(sorted(&moved.subscribers[0].subscriptions), sorted(&[(a, 2), (b, 2)]));
+        // Deleting notifies the area it leaves: only `a` now.
+        let wrong = dss.delete_isa(&provider("sp"), RidApi::V22a, id, &v1).await;
+        assert!(matches!(wrong, Err(DssError::Conflict(_))), "{wrong:?}");
+        let deleted =
+            dss.delete_isa(&provider("sp"), RidApi::V22a, id, &version(moved.isa.version)).await.expect("delete");
+        assert_eq!(
+            deleted.subscribers,
+            vec![RidSubscriber { url: "https://dp.test".into(), subscriptions: vec![(a, 3)] }]
+        );
+        let gone = dss.get_isa(&display("dp"), RidApi::V22a, id).await;
+        assert!(matches!(gone, Err(DssError::NotFound(_))), "{gone:?}");
+    }
+
+    fn sorted(s: &[(Uuid, i32)]) -> Vec<(Uuid, i32)> {
+        let mut s = s.to_vec();
+        s.sort();
+        s
+    }
+
+    #[tokio::test]
+    async fn times_are_completed_and_bounded_as_the_reference_dss_does() {
+        let (dss, _dir) = dss();
+        let no_end =
+            dss.put_isa(&provider("sp"), Uuid::new_v4(), None, isa_req(volume(0.0, 100.0, Some(0), None))).await;
+        assert!(matches!(no_end, Err(DssError::BadRequest(ref m)) if m.contains("time_end")), "{no_end:?}");
+        let long_ago =
+            dss.put_isa(&provider("sp"), Uuid::new_v4(), None, isa_req(volume(0.0, 100.0, Some(-600), Some(60)))).await;
+        assert!(matches!(long_ago, Err(DssError::BadRequest(ref m)) if m.contains("past")), "{long_ago:?}");
+        let skewed =
+            dss.put_isa(&provider("sp"), Uuid::new_v4(), None, isa_req(volume(0.0, 100.0, Some(-200), Some(60)))).await;
+        assert!(skewed.is_ok(), "a start within the 5 min clock skew is accepted: {skewed:?}");
+        // An update whose new start falls after the end it keeps.
+        let made = skewed.expect("made");
+        let update = isa_req(volume(0.0, 100.0, Some(120), None));
+        let backwards = dss.put_isa(&provider("sp"), made.isa.id, Some(&version(made.isa.version)), update).await;
+        assert!(
+            matches!(backwards, Err(DssError::BadRequest(ref m)) if m.contains("after time_start")),
+            "{backwards:?}"
+        );
+
+        let sub = dss
+            .put_rid_subscription(
+                &display("dp"),
+                Uuid::new_v4(),
+                None,
+                sub_req(volume(0.0, 100.0, None, None), "https://dp.test"),
+            )
+            .await
+            .expect("a subscription without times");
+        let t = sub.subscription.extents.time;
+        assert_eq!((t.start(), t.end()), (Some(Timestamp(T * 1_000_000)), Some(Timestamp((T + 86_400) * 1_000_000))));
+        let too_long = dss
+            .put_rid_subscription(
+                &display("dp"),
+                Uuid::new_v4(),
+                None,
+                sub_req(volume(0.0, 100.0, Some(0), Some(86_401)), "https://dp.test"),
+            )
+            .await;
+        assert!(matches!(too_long, Err(DssError::BadRequest(ref m)) if m.contains("24 hours")), "{too_long:?}");
+        assert_eq!(sub.service_areas.len(), 1, "the ISA made above is listed with the subscription");
+    }
+
+    #[tokio::test]
+    async fn a_manager_holds_at_most_ten_subscriptions_over_an_area() {
+        let (dss, _dir) = dss();
+        let req = || sub_req(volume(0.0, 100.0, None, Some(600)), "https://dp.test");
+        let mut ids = Vec::new();
+        for _ in 0..MAX_SUBSCRIPTIONS_PER_AREA {
+            ids.push(
+                dss.put_rid_subscription(&display("dp"), Uuid::new_v4(), None, req())
+                    .await
+                    .expect("within the limit")
+                    .subscription,
+            );
+        }
+        let over = dss.put_rid_subscription(&display("dp"), Uuid::new_v4(), None, req()).await;
+        assert!(matches!(over, Err(DssError::QuotaExceeded(_))), "{over:?}");
+        // Another manager, another area, and an update of one of the ten are not refused.
+        dss.put_rid_subscription(&display("other"), Uuid::new_v4(), None, req()).await.expect("another manager");
+        dss.put_rid_subscription(
+            &display("dp"),
+            Uuid::new_v4(),
+            None,
+            sub_req(volume(9000.0, 100.0, None, Some(600)), "https://dp.test"),
+        )
+        .await
+        .expect("elsewhere");
+        let first: &RidSubscription = &ids[0];
+        dss.put_rid_subscription(&display("dp"), first.id, Some(&version(first.version)), req())
+            .await
+            .expect("an update");
+        // Only the caller's own subscriptions are searched and read.
+        let mine = dss
+            .search_rid_subscriptions(&display("dp"), RidApi::V22a, volume(0.0, 100.0, None, None).footprint)
+            .await
+            .expect("search");
+        assert_eq!(mine.len(), MAX_SUBSCRIPTIONS_PER_AREA);
+        let theirs = dss.get_rid_subscription(&display("other"), RidApi::V22a, first.id).await;
+        assert!(matches!(theirs, Err(DssError::Forbidden(_))), "{theirs:?}");
+        // Deletion needs the current version and the owner.
+        let stale = dss.delete_rid_subscription(&display("dp"), RidApi::V22a, first.id, &version(first.version)).await;
+        assert!(matches!(stale, Err(DssError::Conflict(_))), "{stale:?}");
+    }
+
+    #[tokio::test]
+    async fn each_version_asks_for_its_own_scopes_and_searches_see_only_live_isas_in_time() {
+        let (dss, _dir) = dss();
+        let v19_writer = Caller { manager: "sp".into(), scopes: vec![Scope::RidWrite] };
+        let refused =
+            dss.put_isa(&v19_writer, Uuid::new_v4(), None, isa_req(volume(0.0, 100.0, Some(0), Some(600)))).await;
+        assert!(
+            matches!(refused, Err(DssError::Forbidden(_))),
+            "an F3411-19 scope does not write through F3411-22a: {refused:?}"
+        );
+        let v19 = RidRequest {
+            api: RidApi::V19,
+            url: "https://sp.test/v1/uss/flights".into(),
+            ..isa_req(volume(0.0, 100.0, Some(0), Some(600)))
+        };
+        let made = dss.put_isa(&v19_writer, Uuid::new_v4(), None, v19).await.expect("through F3411-19");
+        assert_eq!(made.isa.writer, RidApi::V19);
+        let cannot_read = dss.get_isa(&provider("sp"), RidApi::V22a, made.isa.id).await;
+        assert!(matches!(cannot_read, Err(DssError::Forbidden(_))), "{cannot_read:?}");
+
+        let at = |s: i64| Some(Timestamp((T + s) * 1_000_000));
+        let area = volume(0.0, 100.0, None, None).footprint;
+        let found = dss.search_isas(&display("dp"), RidApi::V22a, area.clone(), None, at(60)).await.expect("search");
+        assert_eq!(
+            found.iter().map(|i| i.id).collect::<Vec<_>>(),
+            vec![made.isa.id],
+            "both versions' ISAs are one set"
+        );
+        let later =
+            dss.search_isas(&display("dp"), RidApi::V22a, area.clone(), at(700), at(800)).await.expect("search");
+        assert!(later.is_empty(), "an ISA that ended before earliest_time is not found");
+        let elsewhere = dss
+            .search_isas(&display("dp"), RidApi::V22a, volume(20_000.0, 100.0, None, None).footprint, None, None)
+            .await;
+        assert!(elsewhere.expect("search").is_empty());
+        let backwards = dss.search_isas(&display("dp"), RidApi::V22a, area, at(100), at(50)).await;
+        assert!(matches!(backwards, Err(DssError::BadRequest(_))), "{backwards:?}");
+    }
+}
