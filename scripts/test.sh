@@ -43,10 +43,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
-# The API, bad-input and conformance end-to-end tests once more against a DSS whose record is in
+# The API, bad-input, conformance and Remote ID end-to-end tests once more against a DSS whose record is in
 # etcd (a pool instance must behave exactly as the embedded store).
 if [ "$#" -eq 0 ]; then
-    DECONFLICT_E2E_STORE=etcd cargo test --locked --test e2e -- input:: api:: conformance:: 2>&1 | tee -a "$log" || status=$?
+    DECONFLICT_E2E_STORE=etcd cargo test --locked --test e2e -- input:: api:: conformance:: rid:: 2>&1 | tee -a "$log" || status=$?
 fi
 passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i } END { print n + 0 }' "$log")
 failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i } END { print n + 0 }' "$log")

@@ -13,5 +13,6 @@ mod input;
 mod interop;
 mod map;
 mod pool;
+mod rid;
 mod uss;
 mod uss_safety;

@@ -10,6 +10,7 @@ mod map_view;
 pub mod pool;
 pub mod ratelimit;
 pub mod reports;
+mod rid;
 pub mod token_server;
 
 use std::sync::Arc;
@@ -133,6 +134,7 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route("/map", get(map::page))
         .route("/map/data", get(map_data::<S>))
         .merge(map::assets_router())
+        .merge(rid::routes::<S>())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see the ASTM F3548-21 DSS API".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
