@@ -183,3 +183,96 @@ async fn bad_remote_id_input_is_a_clear_4xx() {
     let (s, r) = call("PUT", &dss.url(&format!("{SUB}/{}", new_id())), Some(&dp), Some(&sub)).await;
     assert_error_shape(s, &r, 429, "an eleventh subscription over the area");
 }
+
+/// An F3411-19 volume like `square`'s: its own field names, times as plain strings.
+fn square_v1(east_m: f64, side_m: f64, t0: i64, t1: i64) -> Value {
+    let v = square(east_m, side_m, 0.0, 120.0, t0, t1);
+    json!({
+        "spatial_volume": {
+            "footprint": {"vertices": v["volume"]["outline_polygon"]["vertices"].clone()},
+            "altitude_lo": 0.0, "altitude_hi": 120.0
+        },
+        "time_start": v["time_start"]["value"].clone(), "time_end": v["time_end"]["value"].clone()
+    })
+}
+
+#[tokio::test]
+async fn both_versions_share_one_set_of_entities_each_with_its_own_scopes_and_shapes() {
+    let dss = Dss::start();
+    let v1_read = token("dp19", &["dss.read.identification_service_areas"]);
+    let v1_write = token("sp19", &["dss.write.identification_service_areas"]);
+    let sp = token("sp", &[SP]);
+
+    // An F3411-19 display provider subscribes with its ISA callback.
+    let sub_id = new_id();
+    let body = json!({"extents": square_v1(0.0, 2000.0, 0, 3600), "callbacks": {"identification_service_area_url": "https://dp19.test/v1/isa"}});
+    let (s, r) = call("PUT", &dss.url(&format!("/v1/dss/subscriptions/{sub_id}")), Some(&v1_read), Some(&body)).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["subscription"]["callbacks"]["identification_service_area_url"], "https://dp19.test/v1/isa");
+    let (s, r) = call("PUT", &dss.url(&format!("{SUB}/{}", new_id())), Some(&v1_read), Some(&sub_body_v2())).await;
+    assert_error_shape(s, &r, 403, "an F3411-19 scope through F3411-22a");
+
+    // An F3411-22a ISA names the F3411-19 subscriber at its callback.
+    let isa_v2 = new_id();
+    let isa_body = json!({"extents": square(100.0, 200.0, 0.0, 120.0, 0, 600), "uss_base_url": "https://sp.test/rid"});
+    let (s, r) = call("PUT", &dss.url(&format!("{ISA}/{isa_v2}")), Some(&sp), Some(&isa_body)).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["subscribers"][0]["url"], "https://dp19.test/v1/isa");
+    assert_eq!(states(&r["subscribers"][0]), vec![(sub_id.clone(), 1)]);
+
+    // An F3411-19 ISA: its own shape in, its own shape out, and found through both versions.
+    let isa_v1 = new_id();
+    let v1_body =
+        json!({"extents": square_v1(300.0, 200.0, 0, 600), "flights_url": "https://sp19.test/v1/uss/flights"});
+    let (s, r) = call(
+        "PUT",
+        &dss.url(&format!("/v1/dss/identification_service_areas/{isa_v1}")),
+        Some(&v1_write),
+        Some(&v1_body),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["service_area"]["flights_url"], "https://sp19.test/v1/uss/flights");
+    assert!(r["service_area"]["time_end"].is_string(), "F3411-19 times are plain strings: {r}");
+    assert_eq!(states(&r["subscribers"][0]), vec![(sub_id.clone(), 2)]);
+    let (s, r) =
+        call("PUT", &dss.url(&format!("/v1/dss/identification_service_areas/{}", new_id())), Some(&sp), Some(&v1_body))
+            .await;
+    assert_error_shape(s, &r, 403, "an F3411-22a scope through F3411-19");
+
+    let v1_search = format!(
+        "/v1/dss/identification_service_areas?area={}&earliest_time={}&latest_time={}",
+        area(0.0, 1000.0),
+        time_text(0),
+        time_text(300)
+    );
+    let (s, r) = call("GET", &dss.url(&v1_search), Some(&v1_read), None).await;
+    assert_eq!(s, 200, "{r}");
+    let mut ids: Vec<&str> =
+        r["service_areas"].as_array().expect("list").iter().filter_map(|i| i["id"].as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![isa_v1.as_str(), isa_v2.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "F3411-19 sees both versions' ISAs");
+    let dp = token("dp", &[DP]);
+    let v2_search =
+        format!("{ISA}?area={}&earliest_time={}&latest_time={}", area(0.0, 1000.0), time_text(0), time_text(300));
+    let (s, r) = call("GET", &dss.url(&v2_search), Some(&dp), None).await;
+    assert_eq!((s, r["service_areas"].as_array().map(Vec::len)), (200, Some(2)), "{r}");
+
+    // The subscription, read and deleted through F3411-19.
+    let (s, r) = call("GET", &dss.url(&format!("/v1/dss/subscriptions/{sub_id}")), Some(&v1_read), None).await;
+    assert_eq!((s, r["subscription"]["notification_index"].as_i64()), (200, Some(2)), "{r}");
+    let version = r["subscription"]["version"].as_str().expect("version").to_owned();
+    let (s, r) =
+        call("DELETE", &dss.url(&format!("/v1/dss/subscriptions/{sub_id}/{version}")), Some(&v1_read), None).await;
+    assert_eq!(s, 200, "{r}");
+    let no_callback = json!({"extents": square_v1(0.0, 100.0, 0, 600), "callbacks": {}});
+    let (s, r) =
+        call("PUT", &dss.url(&format!("/v1/dss/subscriptions/{}", new_id())), Some(&v1_read), Some(&no_callback)).await;
+    assert_error_shape(s, &r, 400, "a subscription without its ISA callback");
+}
+
+fn sub_body_v2() -> Value {
+    json!({"extents": square(0.0, 200.0, 0.0, 120.0, 0, 600), "uss_base_url": "https://dp.test"})
+}

@@ -7,12 +7,14 @@
 
 mod convert;
 mod out;
+mod rid_v1;
 mod rid_v2;
 mod uss_wire;
 mod wire;
 
 pub use convert::*;
 pub use out::{ConflictOut, ConstraintsOut, IntentsOut, JsonOut};
+pub use rid_v1::*;
 pub use rid_v2::*;
 pub use uss_wire::*;
 pub use wire::*;
