@@ -223,6 +223,52 @@ async fn one_record(pool: Pool) {
     assert_eq!(indexes, vec![1, 2, 3]);
     let (_, got) = call("GET", &format!("{}{SUBS}/{sub_id}", pool.dss[2]), Some(&sub_tok), None).await;
     assert_eq!(got["subscription"]["notification_index"], 3, "{got}");
+
+    remote_id_through_every_instance(&pool).await;
+}
+
+/// F3411 in the pool: an ISA written through one instance is seen through the others, a
+/// subscription made through one is named (with its index) for changes made through another,
+/// and 32 racing updates of one ISA version spread over the instances make exactly one winner.
+async fn remote_id_through_every_instance(pool: &Pool) {
+    const ISA: &str = "/rid/v2/dss/identification_service_areas";
+    let sp = token("sp", &["rid.service_provider"]);
+    let dp = token("dp", &["rid.display_provider"]);
+    let sub_id = new_id();
+    let sub = json!({"extents": square(20_000.0, 1000.0, 0.0, 400.0, 0, 3600), "uss_base_url": "https://dp.test"});
+    let (s, r) =
+        call("PUT", &format!("{}/rid/v2/dss/subscriptions/{sub_id}", pool.dss[1]), Some(&dp), Some(&sub)).await;
+    assert_eq!(s, 200, "{r}");
+    let id = new_id();
+    let isa = json!({"extents": square(20_100.0, 200.0, 0.0, 100.0, 0, 900), "uss_base_url": "https://sp.test"});
+    let (s, r) = call("PUT", &format!("{}{ISA}/{id}", pool.dss[0]), Some(&sp), Some(&isa)).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["subscribers"][0]["subscriptions"][0]["notification_index"], 1, "{r}");
+    let version = r["service_area"]["version"].as_str().expect("version").to_owned();
+    for url in &pool.dss[1..] {
+        let (s, got) = call("GET", &format!("{url}{ISA}/{id}"), Some(&dp), None).await;
+        assert_eq!((s, got["service_area"]["version"].as_str()), (200, Some(version.as_str())), "{url}: {got}");
+    }
+    let mut tasks = Vec::new();
+    for k in 0..32 {
+        let url = format!("{}{ISA}/{id}/{version}", pool.dss[k % 3]);
+        let (sp, body) = (sp.clone(), isa.clone());
+        tasks.push(tokio::spawn(async move { call("PUT", &url, Some(&sp), Some(&body)).await }));
+    }
+    let mut winners = Vec::new();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (s, r) = t.await.expect("task");
+        if s == 200 {
+            winners.push(r);
+        }
+        statuses.push(s);
+    }
+    assert_eq!(winners.len(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    assert_eq!(winners[0]["subscribers"][0]["subscriptions"][0]["notification_index"], 2, "{}", winners[0]);
+    let (_, got) = call("GET", &format!("{}/rid/v2/dss/subscriptions/{sub_id}", pool.dss[2]), Some(&dp), None).await;
+    assert_eq!(got["subscription"]["notification_index"], 2, "{got}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

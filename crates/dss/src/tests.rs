@@ -522,6 +522,31 @@ mod remote_id {
     }
 
     #[tokio::test]
+    async fn ended_isas_and_subscriptions_are_swept_after_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("open");
+        let clock = Arc::new(ManualClock(AtomicI64::new(T * 1_000_000)));
+        let dss = Dss::new(store, clock.clone(), Config { retention_s: 100, ..Config::default() });
+        let isa = dss
+            .put_isa(&provider("sp"), Uuid::new_v4(), None, isa_req(volume(0.0, 100.0, None, Some(60))))
+            .await
+            .expect("isa");
+        let sub_req = sub_req(volume(0.0, 100.0, None, Some(120)), "https://dp.test");
+        let sub = dss.put_rid_subscription(&display("dp"), Uuid::new_v4(), None, sub_req).await.expect("sub");
+        // Ended, within retention: kept.
+        clock.0.store((T + 150) * 1_000_000, Ordering::SeqCst);
+        assert_eq!(dss.expire_once().await.expect("sweep"), 0);
+        // The ISA (ended at +60) is past retention at +161; the subscription (ended at +120) at +221.
+        clock.0.store((T + 161) * 1_000_000, Ordering::SeqCst);
+        assert_eq!(dss.expire_once().await.expect("sweep"), 1);
+        assert!(matches!(dss.get_isa(&display("dp"), RidApi::V22a, isa.isa.id).await, Err(DssError::NotFound(_))));
+        clock.0.store((T + 221) * 1_000_000, Ordering::SeqCst);
+        assert_eq!(dss.expire_once().await.expect("sweep"), 1);
+        let gone = dss.get_rid_subscription(&display("dp"), RidApi::V22a, sub.subscription.id).await;
+        assert!(matches!(gone, Err(DssError::NotFound(_))), "{gone:?}");
+    }
+
+    #[tokio::test]
     async fn a_manager_holds_at_most_ten_subscriptions_over_an_area() {
         let (dss, _dir) = dss();
         let req = || sub_req(volume(0.0, 100.0, None, Some(600)), "https://dp.test");
