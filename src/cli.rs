@@ -417,6 +417,13 @@ pub(crate) struct DssArgs {
     /// counts as one); past it, 429.
     #[arg(long, default_value_t = dss::Quotas::default().max_vertices)]
     pub(crate) max_vertices_per_manager: usize,
+    /// Live Remote ID identification service areas one manager may hold; past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_isas)]
+    pub(crate) max_isas_per_manager: usize,
+    /// Live Remote ID subscriptions one manager may hold (besides the ten over any one area
+    /// that F3411 allows); past it, 429.
+    #[arg(long, default_value_t = dss::Quotas::default().max_rid_subscriptions)]
+    pub(crate) max_rid_subscriptions_per_manager: usize,
     /// Largest report (`POST /dss/v1/reports`) accepted, in bytes; reports are kept in
     /// DATA_DIR/reports.
     #[arg(long, default_value_t = server::reports::Retention::default().max_report_bytes)]

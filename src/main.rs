@@ -134,6 +134,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
             max_constraints: args.max_constraints_per_manager,
             max_subscriptions: args.max_subscriptions_per_manager,
             max_vertices: args.max_vertices_per_manager,
+            max_isas: args.max_isas_per_manager,
+            max_rid_subscriptions: args.max_rid_subscriptions_per_manager,
         },
         ..Config::default()
     };

@@ -178,13 +178,22 @@ pub struct Quotas {
     pub max_constraints: usize,
     pub max_subscriptions: usize,
     pub max_vertices: usize,
+    pub max_isas: usize,
+    pub max_rid_subscriptions: usize,
 }
 
 impl Default for Quotas {
     /// Generous: a busy USS plans tens of thousands of flights a day, and the retention keeps
     /// a day of them; 5 million vertices are a few hundred MB of memory.
     fn default() -> Self {
-        Self { max_intents: 100_000, max_constraints: 10_000, max_subscriptions: 100_000, max_vertices: 5_000_000 }
+        Self {
+            max_intents: 100_000,
+            max_constraints: 10_000,
+            max_subscriptions: 100_000,
+            max_vertices: 5_000_000,
+            max_isas: 100_000,
+            max_rid_subscriptions: 100_000,
+        }
     }
 }
 
@@ -325,8 +334,9 @@ impl<S: Store> Dss<S> {
     pub(crate) async fn check_quota(&self, manager: &str, writes: &[store::Write]) -> Result<(), DssError> {
         use store::Write;
         let count = |e: &[geo4d::Volume4D]| model::vertex_count(e) as i64;
-        // Net change per kind: (intents, constraints, subscriptions, vertices).
-        let mut d = [0i64; 4];
+        // Net change per kind: (intents, constraints, subscriptions, vertices, ISAs, Remote ID
+        // subscriptions).
+        let mut d = [0i64; 6];
         for w in writes {
             match w {
                 Write::PutIntent(n) => {
@@ -363,12 +373,16 @@ impl<S: Store> Dss<S> {
                     }
                 }
                 Write::BumpNotificationIndex(_) | Write::PutAvailability(_) => {}
-                // F3411 entities have quotas of their own (`Usage::isas`, `rid_subscriptions`).
-                Write::PutIsa(_)
-                | Write::DeleteIsa(_)
-                | Write::PutRidSubscription(_)
-                | Write::DeleteRidSubscription(_)
-                | Write::BumpRidNotificationIndex(_) => {}
+                // F3411 entities count apart from the F3548 ones (their vertices included).
+                Write::PutIsa(n) => d[4] += i64::from(self.store.get_isa(n.id).await?.is_none()),
+                Write::DeleteIsa(id) => d[4] -= i64::from(self.store.get_isa(*id).await?.is_some()),
+                Write::PutRidSubscription(n) => {
+                    d[5] += i64::from(self.store.get_rid_subscription(n.id).await?.is_none())
+                }
+                Write::DeleteRidSubscription(id) => {
+                    d[5] -= i64::from(self.store.get_rid_subscription(*id).await?.is_some())
+                }
+                Write::BumpRidNotificationIndex(_) => {}
             }
         }
         if d.iter().all(|x| *x <= 0) {
@@ -381,6 +395,14 @@ impl<S: Store> Dss<S> {
             (d[1], u.constraints, q.max_constraints, "live constraints", "--max-constraints-per-manager"),
             (d[2], u.subscriptions, q.max_subscriptions, "live subscriptions", "--max-subscriptions-per-manager"),
             (d[3], u.vertices, q.max_vertices, "vertices", "--max-vertices-per-manager"),
+            (d[4], u.isas, q.max_isas, "live identification service areas", "--max-isas-per-manager"),
+            (
+                d[5],
+                u.rid_subscriptions,
+                q.max_rid_subscriptions,
+                "live Remote ID subscriptions",
+                "--max-rid-subscriptions-per-manager",
+            ),
         ];
         for (delta, held, max, what, flag) in checks {
             if delta > 0 && held as i64 + delta > max as i64 {

@@ -182,8 +182,10 @@ impl<S: Store> Dss<S> {
         };
         let mut area = vec![isa.extents.clone()];
         area.extend(old.as_ref().map(|o| o.value.extents.clone()));
+        let write = Write::PutIsa(isa.clone());
+        self.check_quota(&caller.manager, std::slice::from_ref(&write)).await?;
         let pre = Precondition::Revision { key: Key::Isa(id), revision: old.as_ref().map(|o| o.revision) };
-        self.commit_isa_change(view, Write::PutIsa(isa.clone()), pre, &area, isa).await
+        self.commit_isa_change(view, write, pre, &area, isa).await
     }
 
     /// Deletes ISA `id` at `version`; returns it as it was with the subscribers of its area.
@@ -352,7 +354,9 @@ impl<S: Store> Dss<S> {
                 since: view.revision,
             },
         ];
-        self.store.commit(Txn { preconditions, writes: vec![Write::PutRidSubscription(subscription.clone())] }).await?;
+        let writes = vec![Write::PutRidSubscription(subscription.clone())];
+        self.check_quota(&caller.manager, &writes).await?;
+        self.store.commit(Txn { preconditions, writes }).await?;
         Ok(RidSubscriptionChange {
             subscription,
             service_areas: service_areas.into_iter().map(|r| (*r.value).clone()).collect(),

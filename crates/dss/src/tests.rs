@@ -547,6 +547,34 @@ mod remote_id {
     }
 
     #[tokio::test]
+    async fn isas_and_subscriptions_have_quotas_per_manager() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("open");
+        let quotas = crate::Quotas { max_isas: 2, max_rid_subscriptions: 1, ..crate::Quotas::default() };
+        let clock = Arc::new(ManualClock(AtomicI64::new(T * 1_000_000)));
+        let dss = Dss::new(store, clock, Config { quotas, ..Config::default() });
+        let isa = |east| isa_req(volume(east, 100.0, None, Some(600)));
+        let first = dss.put_isa(&provider("sp"), Uuid::new_v4(), None, isa(0.0)).await.expect("first");
+        dss.put_isa(&provider("sp"), Uuid::new_v4(), None, isa(1000.0)).await.expect("second");
+        let third = dss.put_isa(&provider("sp"), Uuid::new_v4(), None, isa(2000.0)).await;
+        assert!(
+            matches!(third, Err(DssError::QuotaExceeded(ref m)) if m.contains("--max-isas-per-manager")),
+            "{third:?}"
+        );
+        // An update adds nothing; another manager has its own count.
+        let v = version(first.isa.version);
+        dss.put_isa(&provider("sp"), first.isa.id, Some(&v), isa(0.0)).await.expect("an update within the quota");
+        dss.put_isa(&provider("other"), Uuid::new_v4(), None, isa(2000.0)).await.expect("another manager");
+        let sub = || sub_req(volume(0.0, 100.0, None, Some(600)), "https://dp.test");
+        dss.put_rid_subscription(&display("dp"), Uuid::new_v4(), None, sub()).await.expect("first subscription");
+        let second = dss.put_rid_subscription(&display("dp"), Uuid::new_v4(), None, sub()).await;
+        assert!(
+            matches!(second, Err(DssError::QuotaExceeded(ref m)) if m.contains("--max-rid-subscriptions-per-manager")),
+            "{second:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_manager_holds_at_most_ten_subscriptions_over_an_area() {
         let (dss, _dir) = dss();
         let req = || sub_req(volume(0.0, 100.0, None, Some(600)), "https://dp.test");
