@@ -133,6 +133,44 @@ fn not_found(what: &str, id: Uuid) -> DssError {
     DssError::NotFound(format!("{what} {id} not found"))
 }
 
+/// Which the reference DSS checks first when both the owner and the version are wrong.
+#[derive(Clone, Copy)]
+enum First {
+    Owner,
+    Version,
+}
+
+/// A write or deletion of `what` `id` by `caller` at `version` (`None`: a creation), against the
+/// entity as stored (`current`: its manager and version): 409 for a creation of an existing
+/// one or a stale version, 404 for an update of a missing one, 403 for another manager's.
+fn check_named_version(
+    what: &str,
+    id: Uuid,
+    caller: &Caller,
+    current: Option<(&str, u64)>,
+    version: Option<&str>,
+    first: First,
+) -> Result<(), DssError> {
+    let ((manager, stored), version) = match (current, version) {
+        (Some(_), None) => return Err(DssError::Conflict(format!("{what} {id} already exists"))),
+        (None, Some(_)) => return Err(not_found(what, id)),
+        (None, None) => return Ok(()),
+        (Some(current), Some(version)) => (current, version),
+    };
+    let owner = || match manager == caller.manager {
+        true => Ok(()),
+        false => Err(DssError::Forbidden(format!("{what} {id} is managed by another USS"))),
+    };
+    let current_version = || match model::rid::version_text(stored) == version {
+        true => Ok(()),
+        false => Err(DssError::Conflict(format!("`{version}` is not the current version of {what} {id}"))),
+    };
+    match first {
+        First::Owner => owner().and_then(|()| current_version()),
+        First::Version => current_version().and_then(|()| owner()),
+    }
+}
+
 impl<S: Store> Dss<S> {
     /// Creates ISA `id` (`version` `None`) or updates it at `version`; returns it with the
     /// subscribers of the area it leaves and enters, their indexes bumped in the same commit.
@@ -157,20 +195,9 @@ impl<S: Store> Dss<S> {
         req: &RidRequest,
     ) -> Result<IsaChange, DssError> {
         let old = self.store.get_isa(id).await?;
-        // The reference DSS's order: existence, then owner, then version.
-        match (&old, version) {
-            (Some(_), None) => return Err(DssError::Conflict(format!("ISA {id} already exists"))),
-            (None, Some(_)) => return Err(not_found("ISA", id)),
-            (Some(o), Some(v)) => {
-                if o.value.manager != caller.manager {
-                    return Err(DssError::Forbidden(format!("ISA {id} is managed by another USS")));
-                }
-                if model::rid::version_text(o.value.version) != v {
-                    return Err(DssError::Conflict(format!("`{v}` is not the current version of ISA {id}")));
-                }
-            }
-            (None, None) => {}
-        }
+        // The reference DSS's order for an ISA write: existence, then owner, then version.
+        let current = old.as_ref().map(|o| (o.value.manager.as_str(), o.value.version));
+        check_named_version("ISA", id, caller, current, version, First::Owner)?;
         let time = adjust_time(&req.extents.time, old.as_ref().map(|o| &o.value.extents), self.now(), "ISA", None)?;
         let isa = Isa {
             id,
@@ -200,12 +227,8 @@ impl<S: Store> Dss<S> {
         self.retrying(|view| async move {
             let old = self.store.get_isa(id).await?.ok_or_else(|| not_found("ISA", id))?;
             // The reference DSS's order for a deletion: version, then owner.
-            if model::rid::version_text(old.value.version) != version {
-                return Err(DssError::Conflict(format!("`{version}` is not the current version of ISA {id}")));
-            }
-            if old.value.manager != caller.manager {
-                return Err(DssError::Forbidden(format!("ISA {id} is managed by another USS")));
-            }
+            let current = Some((old.value.manager.as_str(), old.value.version));
+            check_named_version("ISA", id, caller, current, Some(version), First::Version)?;
             let pre = Precondition::Revision { key: Key::Isa(id), revision: Some(old.revision) };
             let area = [old.value.extents.clone()];
             self.commit_isa_change(view, Write::DeleteIsa(id), pre, &area, (*old.value).clone()).await
@@ -304,19 +327,9 @@ impl<S: Store> Dss<S> {
         req: &RidRequest,
     ) -> Result<RidSubscriptionChange, DssError> {
         let old = self.store.get_rid_subscription(id).await?;
-        match (&old, version) {
-            (Some(_), None) => return Err(DssError::Conflict(format!("subscription {id} already exists"))),
-            (None, Some(_)) => return Err(not_found("subscription", id)),
-            (Some(o), Some(v)) => {
-                if model::rid::version_text(o.value.version) != v {
-                    return Err(DssError::Conflict(format!("`{v}` is not the current version of subscription {id}")));
-                }
-                if o.value.manager != caller.manager {
-                    return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));
-                }
-            }
-            (None, None) => {}
-        }
+        // The reference DSS's order for a subscription: existence, then version, then owner.
+        let current = old.as_ref().map(|o| (o.value.manager.as_str(), o.value.version));
+        check_named_version("subscription", id, caller, current, version, First::Version)?;
         let now = self.now();
         let old_extents = old.as_ref().map(|o| &o.value.extents);
         let time = adjust_time(&req.extents.time, old_extents, now, "subscription", Some(MAX_RID_DURATION_S))?;
@@ -374,12 +387,8 @@ impl<S: Store> Dss<S> {
         caller.require_any(read_scopes(api))?;
         self.retrying(|_view| async move {
             let old = self.store.get_rid_subscription(id).await?.ok_or_else(|| not_found("subscription", id))?;
-            if model::rid::version_text(old.value.version) != version {
-                return Err(DssError::Conflict(format!("`{version}` is not the current version of subscription {id}")));
-            }
-            if old.value.manager != caller.manager {
-                return Err(DssError::Forbidden(format!("subscription {id} is managed by another USS")));
-            }
+            let current = Some((old.value.manager.as_str(), old.value.version));
+            check_named_version("subscription", id, caller, current, Some(version), First::Version)?;
             let pre = Precondition::Revision { key: Key::RidSubscription(id), revision: Some(old.revision) };
             self.store.commit(Txn { preconditions: vec![pre], writes: vec![Write::DeleteRidSubscription(id)] }).await?;
             Ok((*old.value).clone())
