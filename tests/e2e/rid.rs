@@ -113,6 +113,31 @@ async fn isas_and_subscriptions_over_http_with_versions_scopes_and_subscribers()
     let v2 = r["service_area"]["version"].as_str().expect("version").to_owned();
     assert_ne!(v1, v2, "every write changes the version");
 
+    // The DSS's map draws the ISA as a layer of its own; /metrics counts the live Remote ID
+    // entities apart from the F3548 ones.
+    let viewer = token("authority", &["deconflict.map.read"]);
+    let (s, view) = call("GET", &dss.url("/map/data?bbox=7.99,46.99,8.03,47.02"), Some(&viewer), None).await;
+    assert_eq!(s, 200, "{view}");
+    let drawn = view["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .find(|e| e["id"] == isa_id.as_str())
+        .unwrap_or_else(|| panic!("the ISA {isa_id} is not on the map: {view}"));
+    assert_eq!(
+        (drawn["kind"].as_str(), drawn["manager"].as_str(), drawn["uss_base_url"].as_str()),
+        (Some("identification_service_area"), Some("sp"), Some("https://sp.test/rid"))
+    );
+    assert_eq!(drawn["volumes"].as_array().map(Vec::len), Some(1), "{drawn}");
+    let text = client().get(dss.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    for line in [
+        "dss_live_entities{kind=\"identification_service_area\"} 1",
+        "dss_live_entities{kind=\"rid_subscription\"} 1",
+        "dss_live_entities{kind=\"operational_intent\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in /metrics:\n{text}");
+    }
+
     // The subscription is its owner's alone; its index counts every change.
     let (s, r) = call("GET", &dss.url(&format!("{SUB}/{sub_id}")), Some(&other_dp), None).await;
     assert_error_shape(s, &r, 403, "another display provider's subscription");

@@ -23,6 +23,8 @@ pub const MAX_MAP_CELLS: usize = 100;
 pub struct Airspace {
     pub intents: Vec<Arc<OperationalIntent>>,
     pub constraints: Vec<Arc<Constraint>>,
+    /// F3411 identification service areas (Remote ID), drawn as their own layer.
+    pub isas: Vec<Arc<model::rid::Isa>>,
 }
 
 /// The cells covering `[west, south, east, north]` over `time`.
@@ -69,7 +71,7 @@ fn cells(bbox: [f64; 4], time: TimeWindow) -> Result<Vec<Volume4D>, DssError> {
 }
 
 impl<S: Store> Dss<S> {
-    /// Every intent and constraint reference in `bbox` live between an hour ago and `hours`
+    /// Every intent and constraint reference and every Remote ID ISA in `bbox` live between an hour ago and `hours`
     /// hours from now (what the map's time slider can show).
     pub async fn airspace(&self, caller: &auth::Caller, bbox: [f64; 4], hours: u32) -> Result<Airspace, DssError> {
         caller.require_any(&[self.config.map_scope])?;
@@ -91,6 +93,13 @@ impl<S: Store> Dss<S> {
         for r in self.store.search_constraints(&area, how).await? {
             if seen.insert(r.value.id) {
                 out.constraints.push(r.value);
+            }
+        }
+        // ISAs are their own entities (an ISA may share an id with an intent): deduplicated apart.
+        let mut seen_isas = HashSet::new();
+        for r in self.store.search_isas(&area, how).await? {
+            if seen_isas.insert(r.value.id) {
+                out.isas.push(r.value);
             }
         }
         Ok(out)

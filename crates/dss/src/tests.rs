@@ -310,6 +310,9 @@ impl store::Store for WatchedViews {
     async fn usage(&self, manager: &str) -> store::Result<store::Usage> {
         self.inner.usage(manager).await
     }
+    fn live(&self) -> store::Usage {
+        self.inner.live()
+    }
     async fn expired(&self, cutoff: Timestamp) -> store::Result<Vec<(store::Key, store::Revision)>> {
         self.inner.expired(cutoff).await
     }

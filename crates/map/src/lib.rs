@@ -142,6 +142,9 @@ pub enum EntityKind {
     Constraint,
     /// A subscription (the viewer's own, on a participant's map).
     Subscription,
+    /// A network Remote ID identification service area (ASTM F3411): where a service provider
+    /// has flights now; a layer of its own on the DSS's map.
+    IdentificationServiceArea,
 }
 
 /// One operation, zone or subscription.

@@ -200,9 +200,24 @@ async fn healthy<S: Store>(State(st): St<S>) -> Response {
     }
 }
 
+/// The Prometheus text; the live-entity gauges are read from this instance's index as it is
+/// rendered (`dss_live_entities{kind=...}`: F3548 intents, constraints and subscriptions, and
+/// F3411 ISAs and subscriptions, each kind apart).
 async fn metrics<S: Store>(State(st): St<S>) -> Response {
     match &st.metrics {
-        Some(h) => h.render().into_response(),
+        Some(h) => {
+            let live = st.dss.store().live();
+            for (kind, n) in [
+                ("operational_intent", live.intents),
+                ("constraint", live.constraints),
+                ("subscription", live.subscriptions),
+                ("identification_service_area", live.isas),
+                ("rid_subscription", live.rid_subscriptions),
+            ] {
+                metrics::gauge!("dss_live_entities", "kind" => kind).set(n as f64);
+            }
+            h.render().into_response()
+        }
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
     }
 }

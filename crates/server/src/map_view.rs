@@ -1,5 +1,5 @@
 //! The DSS's read-only airspace map (`GET /map`, data at `GET /map/data?bbox=w,s,e,n`): the
-//! references the DSS holds in a box, drawn by the `map` crate's page. No OVN is ever shown
+//! references the DSS holds in a box (F3548 intents and constraints, F3411 ISAs), drawn by the `map` crate's page. No OVN is ever shown
 //! (`MapEntity::ovn` stays empty) and there are no details: the DSS holds none.
 
 use map::{EntityKind, MapEntity, MapView, MapVolume};
@@ -49,6 +49,21 @@ pub(crate) fn view(viewer: &str, airspace: &dss::Airspace) -> MapView {
             uss_base_url: Some(c.uss_base_url.clone()),
             details: false,
             volumes: MapVolume::list(&c.extents, &[]),
+        });
+    }
+    for isa in &airspace.isas {
+        entities.push(MapEntity {
+            kind: EntityKind::IdentificationServiceArea,
+            id: isa.id.to_string(),
+            manager: isa.manager.as_str().to_owned(),
+            state: None,
+            priority: None,
+            // An ISA's version is an opaque string on the wire, not a number.
+            version: None,
+            ovn: None,
+            uss_base_url: Some(isa.url.clone()),
+            details: false,
+            volumes: MapVolume::list(std::slice::from_ref(&isa.extents), &[]),
         });
     }
     let truncated = entities.len() > MAX_ENTITIES;

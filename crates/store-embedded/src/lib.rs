@@ -734,6 +734,10 @@ impl Store for EmbeddedStore {
         self.read(|s| s.usage(manager)).await
     }
 
+    fn live(&self) -> store::Usage {
+        self.inner.state.read().live()
+    }
+
     async fn expired(&self, cutoff: Timestamp) -> Result<Vec<(Key, Revision)>, StoreError> {
         self.read(|s| s.expired(cutoff)).await
     }

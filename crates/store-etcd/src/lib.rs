@@ -987,6 +987,10 @@ impl Store for EtcdStore {
         Ok(self.read(|i| i.usage(manager)))
     }
 
+    fn live(&self) -> store::Usage {
+        self.read(|i| i.live())
+    }
+
     async fn expired(&self, cutoff: Timestamp) -> Result<Vec<(Key, Revision)>, StoreError> {
         self.inner.sync().await?;
         Ok(self.read(|i| i.expired(cutoff)))

@@ -92,6 +92,10 @@ impl MemoryIndex {
     pub fn usage(&self, manager: &str) -> store::Usage {
         self.state.usage(manager)
     }
+    /// Live records of each kind, over every manager.
+    pub fn live(&self) -> store::Usage {
+        self.state.live()
+    }
     pub fn intent(&self, id: Uuid) -> Option<Stored<OperationalIntent>> {
         self.state.intents.rows.get(&id).cloned()
     }

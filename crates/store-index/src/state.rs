@@ -568,6 +568,18 @@ impl State {
         store::Usage { intents, constraints, subscriptions, vertices: vi + vc + vs, isas, rid_subscriptions }
     }
 
+    /// Live records of each kind, over every manager (`vertices` left at zero).
+    pub(crate) fn live(&self) -> store::Usage {
+        store::Usage {
+            intents: self.intents.rows.len(),
+            constraints: self.constraints.rows.len(),
+            subscriptions: self.subscriptions.rows.len(),
+            vertices: 0,
+            isas: self.isas.rows.len(),
+            rid_subscriptions: self.rid_subscriptions.rows.len(),
+        }
+    }
+
     fn unlink_dependent(&mut self, intent: Uuid) {
         if let Some(sub) = self.intents.rows.get(&intent).and_then(|r| r.value.subscription_id) {
             if let Some(set) = self.dependents.get_mut(&sub) {

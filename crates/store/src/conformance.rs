@@ -135,6 +135,12 @@ pub async fn remote_id_entities_are_their_own<S: Store>(s: &S) {
     let usage = s.usage("sp1").await.expect("usage");
     assert_eq!((usage.isas, usage.intents, usage.vertices), (2, 0, 0));
     assert_eq!(s.usage("dp1").await.expect("usage").rid_subscriptions, 1);
+    // The live totals (the DSS's gauges) count each kind apart too.
+    let live = s.live();
+    assert_eq!(
+        (live.isas, live.rid_subscriptions, live.subscriptions, live.intents, live.constraints),
+        (2, 1, 1, 0, 0)
+    );
     // Expiry lists an ended ISA by its own key.
     let expired = s.expired(Timestamp(500 * 1_000_000)).await.expect("expired");
     assert_eq!(expired.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![Key::Isa(area.id)]);
@@ -148,6 +154,8 @@ pub async fn remote_id_entities_are_their_own<S: Store>(s: &S) {
     assert!(s.get_rid_subscription(watcher.id).await.expect("get").is_none());
     assert!(s.get_isa(area.id).await.expect("get").is_none());
     assert!(s.get_subscription(watcher.id).await.expect("get").is_some());
+    let live = s.live();
+    assert_eq!((live.isas, live.rid_subscriptions, live.subscriptions), (1, 0, 1));
     assert_eq!(s.search_isas(&[square(50.0, 10.0, 1500, 1600)], Match::Exact).await.expect("search").len(), 1);
 }
 

@@ -232,6 +232,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// What `manager` holds now (as of the latest revision read).
     fn usage(&self, manager: &str) -> impl Future<Output = Result<Usage>> + Send;
+    /// Live records of each kind over every manager, as this instance's index holds them now
+    /// (for gauges: no consistency point is paid; `vertices` is left at zero).
+    fn live(&self) -> Usage;
 
     /// Records whose whole time extent ended before `cutoff`, for expiry.
     fn expired(&self, cutoff: Timestamp) -> impl Future<Output = Result<Vec<(Key, Revision)>>> + Send;

@@ -26,7 +26,7 @@ const state = {
   drawMode: null, // 'polygon' | 'circle' | null
   lastRequest: null,
   lastProposal: null,
-  layers: { own: true, others: true, constraints: true, subscriptions: true },
+  layers: { own: true, others: true, constraints: true, subscriptions: true, isas: true },
 };
 let map = null;
 
@@ -122,6 +122,7 @@ function entitiesShown() {
     if (e.kind === 'own_intent') return state.layers.own;
     if (e.kind === 'other_intent') return state.layers.others;
     if (e.kind === 'constraint' || e.kind === 'own_constraint') return state.layers.constraints;
+    if (e.kind === 'identification_service_area') return state.layers.isas;
     return state.layers.subscriptions;
   });
 }
@@ -275,6 +276,7 @@ const KIND_TEXT = {
   own_constraint: 'Our restricted zone',
   constraint: 'Restricted zone',
   subscription: 'Subscription',
+  identification_service_area: 'Remote ID service area (ISA)',
 };
 
 function showDetails() {
@@ -559,7 +561,10 @@ function legend() {
   const list = $('legend');
   list.replaceChildren();
   // The DSS holds references only: every operation there is drawn as one.
-  const keys = MODE === 'dss' ? ['Accepted', 'Activated', 'Nonconforming', 'Contingent', 'constraint'] : Object.keys(STYLES);
+  // ISAs are the DSS's alone (a participant's map shows no Remote ID areas yet).
+  const keys = MODE === 'dss'
+    ? ['Accepted', 'Activated', 'Nonconforming', 'Contingent', 'constraint', 'isa']
+    : Object.keys(STYLES).filter((k) => k !== 'isa');
   for (const key of keys) {
     const s = STYLES[key];
     const swatch = el('span', null, { class: `swatch swatch-${key}` });
@@ -586,9 +591,12 @@ async function startApp(view) {
   if (MODE === 'dss') {
     $('plan').hidden = true;
     $('feed-section').hidden = true;
-    // Only others' references and zones exist there.
+    // Only others' references, zones and Remote ID areas exist there.
     for (const layer of ['own', 'subscriptions']) document.querySelector(`#layers [data-layer="${layer}"]`).parentElement.hidden = true;
     document.querySelector('#layers [data-layer="others"]').nextSibling.textContent = ' Operations';
+  } else {
+    // A participant's map holds no Remote ID areas.
+    document.querySelector('#layers [data-layer="isas"]').parentElement.hidden = true;
   }
   legend();
   // A position in the address (a reload, a shared link) wins over fitting everything.

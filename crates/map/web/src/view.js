@@ -33,6 +33,7 @@ export const STYLES = {
   reference: { colour: '#999999', dash: [1, 2], label: "Others' operations (DSS reference only)" },
   constraint: { colour: '#000000', dash: [2, 1], label: 'Restricted zones (constraints)' },
   subscription: { colour: '#56B4E9', dash: [0.5, 1.5], label: 'Our subscriptions' },
+  isa: { colour: '#F0E442', dash: [2, 2], label: 'Remote ID service areas (ISAs)' },
 };
 
 // The style key of an entity. On the DSS's map every operation is someone else's reference,
@@ -47,6 +48,8 @@ export function styleKey(entity, mode = 'participant') {
     case 'own_constraint':
     case 'constraint':
       return 'constraint';
+    case 'identification_service_area':
+      return 'isa';
     default:
       return 'subscription';
   }

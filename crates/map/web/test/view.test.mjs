@@ -30,6 +30,7 @@ test('each kind and state has its own style; the DSS tells operations apart by s
   assert.equal(styleKey({ kind: 'other_intent', state: 'Bogus' }, 'dss'), 'reference');
   assert.equal(styleKey({ kind: 'own_constraint' }), 'constraint');
   assert.equal(styleKey({ kind: 'subscription' }), 'subscription');
+  assert.equal(styleKey({ kind: 'identification_service_area' }, 'dss'), 'isa');
   // Colour is never the only cue: no two styles share both colour and dash pattern.
   const looks = Object.values(STYLES).map((s) => `${s.colour}/${s.dash.join(',')}`);
   assert.equal(new Set(looks).size, looks.length);
