@@ -232,7 +232,8 @@ pub(crate) struct DemoArgs {
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
-    /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, planning, or all.
+    /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, planning,
+    /// rid (network Remote ID: ISA writes and searches in a busy area and a city), or all.
     #[arg(long, default_value = "all")]
     pub(crate) workload: String,
     /// Seconds of measured load per workload (after its preload).
@@ -254,6 +255,9 @@ pub(crate) struct BenchArgs {
     /// reporting throughput, p99, log size and RSS per 10-second window (default 60).
     #[arg(long)]
     pub(crate) soak_secs: Option<u64>,
+    /// Live ISAs preloaded by `rid`'s city (default 100,000; one subscription per hundred).
+    #[arg(long)]
+    pub(crate) rid_isas: Option<usize>,
     /// A few seconds at tiny sizes (used by the test suite so the benchmark never rots).
     #[arg(long)]
     pub(crate) smoke: bool,

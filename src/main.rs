@@ -469,6 +469,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     config.subscriptions = args.subscriptions.unwrap_or(config.subscriptions);
     config.restart_intents = args.restart_intents.unwrap_or(config.restart_intents);
     config.soak_s = args.soak_secs.unwrap_or(config.soak_s).max(1);
+    config.rid_isas = args.rid_isas.unwrap_or(config.rid_isas).max(1);
     config.store = args.store.clone();
     config.members = args.members.max(1);
     config.pool_reads = args.pool_reads.clone();

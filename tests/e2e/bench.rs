@@ -50,7 +50,14 @@ fn bench_smoke_run_is_correct() {
             "restart",
             "soak",
             "planning",
-            "planning (every 10th peer answer after 2 s)"
+            "planning (every 10th peer answer after 2 s)",
+            "rid busy-area (baseline: serial commits, ISA writes only)",
+            "rid busy-area (ISA writes only)",
+            "rid busy-area (searches only)",
+            "rid busy-area (half writers, half searchers)",
+            "rid city (ISA writes only)",
+            "rid city (searches only)",
+            "rid city (half writers, half searchers)"
         ]
     );
     for w in workloads {
@@ -73,13 +80,28 @@ fn bench_smoke_run_is_correct() {
     let subs = &workloads[3];
     assert!(subs["subscriber_lists_checked"].as_u64().expect("checked") > 0, "{subs}");
     assert!(workloads[4]["restart_seconds"].as_f64().expect("restart") > 0.0);
+    // Remote ID: every busy-area ISA write named exactly the area's ten subscriptions, the
+    // writes are read against the serial baseline of the run, and searches found ISAs.
+    let rid_writes = &workloads[9];
+    assert!(rid_writes["subscriber_lists_checked"].as_u64().expect("checked") > 0, "{rid_writes}");
+    assert!(rid_writes["baseline_writes_per_s"].as_f64().expect("baseline") > 0.0, "{rid_writes}");
+    assert_eq!(workloads[12]["preload_count"], 400, "the city's ISAs: {}", workloads[12]);
+    for w in [&workloads[10], &workloads[13]] {
+        let notes = w["notes"].as_array().expect("notes").iter().filter_map(Value::as_str).collect::<Vec<_>>();
+        let found = notes
+            .iter()
+            .find_map(|n| n.strip_prefix("a search found ").and_then(|r| r.split(' ').next()))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no search figure in {notes:?}"));
+        assert!(found > 0.0, "searches found nothing: {w}");
+    }
 }
 
 /// The pool's benchmark (busy-area and city against a local etcd cluster, with and without the
 /// injected delay between members, and the city's embedded baseline): correctness only.
 #[test]
 fn bench_smoke_run_on_a_pool_is_correct() {
-    let report = smoke(&["--store", "etcd", "--members", "3", "--workload", "busy-area,city"]);
+    let report = smoke(&["--store", "etcd", "--members", "3", "--workload", "busy-area,city,rid"]);
     let workloads = report["workloads"].as_array().expect("workloads");
     let names: Vec<&str> = workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
     assert_eq!(
@@ -91,7 +113,14 @@ fn bench_smoke_run_on_a_pool_is_correct() {
             "busy-area (pool, 16.5 +/- 7.5 ms between members)",
             "city (embedded store, the pool's baseline)",
             "city (pool)",
-            "city (pool, 16.5 +/- 7.5 ms between members)"
+            "city (pool, 16.5 +/- 7.5 ms between members)",
+            "rid busy-area (ISA writes only) (pool)",
+            "rid busy-area (searches only) (pool)",
+            "rid busy-area (half writers, half searchers) (pool)",
+            "etcd alone (the pool's transaction shape)",
+            "rid city (ISA writes only) (pool)",
+            "rid city (searches only) (pool)",
+            "rid city (half writers, half searchers) (pool)"
         ]
     );
     for w in workloads {
@@ -107,4 +136,12 @@ fn bench_smoke_run_on_a_pool_is_correct() {
     assert!(workloads[2]["successful_writes_per_s"].as_f64().expect("ceiling") > 0.0);
     // ...and its city figures against the embedded run of the same invocation.
     assert!(workloads[5]["baseline_writes_per_s"].as_f64().expect("baseline") > 0.0);
+    // Remote ID through the pool: the subscriber lists hold, and the writes are read against
+    // etcd alone sending their own transaction shape.
+    let rid_writes = &workloads[7];
+    assert!(rid_writes["subscriber_lists_checked"].as_u64().expect("checked") > 0, "{rid_writes}");
+    assert_eq!(rid_writes["subscriber_list_mismatches"], 0, "{rid_writes}");
+    let note = rid_writes["notes"].as_array().expect("notes").iter().filter_map(Value::as_str).collect::<Vec<_>>();
+    assert!(note.iter().any(|n| n.contains("of etcd alone in this run")), "{note:?}");
+    assert!(workloads[10]["parameters"]["compares"].as_u64().expect("compares") > 0, "{}", workloads[10]);
 }

@@ -2,12 +2,13 @@
 //! drives it over HTTP from this process, as several participants would. Every run is bounded in
 //! requests and time and talks only to 127.0.0.1.
 //!
-//! Workloads (see `workloads`): `busy-area`, `city`, `subscriptions`, `restart`. Each prints a
-//! table and adds a section to a JSON report.
+//! Workloads (see `workloads`, `planning` and `rid`): `busy-area`, `city`, `subscriptions`,
+//! `restart`, `soak`, `planning`, `rid`. Each prints a table and adds a section to a JSON report.
 
 mod ceiling;
 mod conn;
 mod planning;
+mod rid;
 mod shapes;
 mod stats;
 mod workloads;
@@ -56,6 +57,13 @@ pub struct BenchConfig {
     /// Seconds of the `soak` workload (the city mix with compactions during the run).
     #[serde(default = "default_soak")]
     pub soak_s: u64,
+    /// Live ISAs preloaded by `rid`'s city.
+    #[serde(default = "default_rid_isas")]
+    pub rid_isas: usize,
+}
+
+fn default_rid_isas() -> usize {
+    100_000
 }
 
 fn default_soak() -> u64 {
@@ -89,6 +97,7 @@ impl BenchConfig {
                 "restart".into(),
                 "soak".into(),
                 "planning".into(),
+                "rid".into(),
             ],
             duration_s: 20,
             concurrency: 16,
@@ -102,6 +111,7 @@ impl BenchConfig {
             pool_reads: lease(),
             peer_delay_ms: default_delay(),
             soak_s: default_soak(),
+            rid_isas: default_rid_isas(),
         }
     }
     /// A few seconds of everything at tiny sizes: keeps the benchmark from rotting.
@@ -114,6 +124,7 @@ impl BenchConfig {
             restart_intents: 2_000,
             max_requests: 20_000,
             soak_s: 4,
+            rid_isas: 400,
             ..Self::full()
         }
     }
@@ -394,7 +405,12 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                 slow.baseline_writes_per_s = dss_only.successful_writes_per_s;
                 slow
             }
-            other => bail!("unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning)"),
+            "rid" => {
+                // Several reports (two scales, three phases each), printed as they come.
+                reports.extend(rid::rid(&ctx).await?);
+                continue;
+            }
+            other => bail!("unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning, rid)"),
         };
         report.print();
         reports.push(report);

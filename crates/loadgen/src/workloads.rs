@@ -32,16 +32,16 @@ const QUERY_BODIES_PER_CLIENT: usize = 2048;
 type OvnBook = Arc<RwLock<HashMap<String, String>>>;
 
 /// Stops a phase at its deadline or request budget, whichever comes first.
-struct Budget {
+pub(crate) struct Budget {
     deadline: Instant,
     left: AtomicU64,
 }
 
 impl Budget {
-    fn new(seconds: u64, requests: u64) -> Arc<Self> {
+    pub(crate) fn new(seconds: u64, requests: u64) -> Arc<Self> {
         Arc::new(Self { deadline: Instant::now() + Duration::from_secs(seconds), left: AtomicU64::new(requests) })
     }
-    fn go(&self) -> bool {
+    pub(crate) fn go(&self) -> bool {
         Instant::now() < self.deadline
             && self.left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1)).is_ok()
     }
@@ -185,17 +185,17 @@ fn client_for(ctx: &Ctx, base: &str, sub: &str) -> Result<GenClient> {
 }
 
 /// CPU time of the server and of this generator over a measured window.
-struct CpuMeter {
+pub(crate) struct CpuMeter {
     server: f64,
     generator: f64,
 }
 
 impl CpuMeter {
-    fn start(server: &crate::Server) -> Self {
+    pub(crate) fn start(server: &crate::Server) -> Self {
         Self { server: server.cpu_seconds(), generator: crate::cpu_seconds_of("self") }
     }
     /// Microseconds of server and generator CPU per request since `start`.
-    fn per_request(&self, server: &crate::Server, requests: u64) -> (f64, f64) {
+    pub(crate) fn per_request(&self, server: &crate::Server, requests: u64) -> (f64, f64) {
         let per = |secs: f64| secs * 1e6 / requests.max(1) as f64;
         (per(server.cpu_seconds() - self.server), per(crate::cpu_seconds_of("self") - self.generator))
     }
@@ -879,6 +879,11 @@ pub const CEILING_PUTS: usize = 9;
 /// etcd alone, on a fresh cluster of the same members: the ceiling the pool's writes are
 /// measured against in the same run ([`crate::ceiling`]).
 pub async fn etcd_ceiling(ctx: &Ctx) -> Result<WorkloadReport> {
+    etcd_ceiling_with(ctx, CEILING_COMPARES, CEILING_PUTS).await
+}
+
+/// [`etcd_ceiling`] with transactions of `compares` compares and `puts` puts.
+pub async fn etcd_ceiling_with(ctx: &Ctx, compares: usize, puts: usize) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
     let dir = ctx.work_dir.join("etcd-ceiling");
     let _ = std::fs::remove_dir_all(&dir);
@@ -890,8 +895,8 @@ pub async fn etcd_ceiling(ctx: &Ctx) -> Result<WorkloadReport> {
         "/ceiling/",
         cfg.concurrency,
         duration,
-        CEILING_COMPARES,
-        CEILING_PUTS,
+        compares,
+        puts,
     )
     .await
     .map_err(anyhow::Error::msg)?;
@@ -902,8 +907,8 @@ pub async fn etcd_ceiling(ctx: &Ctx) -> Result<WorkloadReport> {
     }
     let mut report = WorkloadReport {
         workload: "etcd alone (the pool's transaction shape)".into(),
-        parameters: json!({"members": cfg.members, "clients": cfg.concurrency, "compares": CEILING_COMPARES,
-                           "puts": CEILING_PUTS, "watches": cfg.members, "duration_s": cfg.duration_s}),
+        parameters: json!({"members": cfg.members, "clients": cfg.concurrency, "compares": compares,
+                           "puts": puts, "watches": cfg.members, "duration_s": cfg.duration_s}),
         ..Default::default()
     };
     if c.retried > 0 {

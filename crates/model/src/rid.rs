@@ -58,9 +58,11 @@ pub struct RidSubscription {
     pub extents: Volume4D,
 }
 
-/// Opaque version text as both APIs send it.
+/// Opaque version text as both APIs send it: always 16 lower-case hexadecimal digits (the
+/// qualifier's DSS scenarios require a lower-case alphanumeric string of 10 characters or more,
+/// which an unpadded small number would not be).
 pub fn version_text(version: u64) -> String {
-    format!("{version:x}")
+    format!("{version:016x}")
 }
 
 impl Isa {
@@ -74,5 +76,17 @@ impl RidSubscription {
     /// The end of its time window, after which the DSS removes it.
     pub fn end(&self) -> Option<Timestamp> {
         self.extents.time.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_version_is_sixteen_lower_case_alphanumerics_whatever_its_value() {
+        for v in [1u64, 0xabc, u64::MAX, 1 << 36] {
+            let text = super::version_text(v);
+            assert_eq!(text.len(), 16, "{text}");
+            assert!(text.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()), "{text}");
+        }
     }
 }
