@@ -192,6 +192,18 @@ async fn bad_remote_id_input_is_a_clear_4xx() {
     let no_end = json!({"extents": {"volume": good()["extents"]["volume"].clone(), "time_start": rfc3339(0)}, "uss_base_url": "https://sp.test"});
     let (s, r) = call("PUT", &url(&new_id()), Some(&sp), Some(&no_end)).await;
     assert_error_shape(s, &r, 400, "an ISA without an end");
+    // Too large to write: 400 as the reference DSS answers (the qualifier's "ISA huge area").
+    let huge = json!({"extents": square(0.0, 60_000.0, 0.0, 120.0, 0, 600), "uss_base_url": "https://sp.test"});
+    let (s, r) = call("PUT", &url(&new_id()), Some(&sp), Some(&huge)).await;
+    assert_error_shape(s, &r, 400, "an ISA of 3,600 km2");
+    let (s, r) = call("PUT", &dss.url(&format!("{SUB}/{}", new_id())), Some(&dp), Some(&huge)).await;
+    assert_error_shape(s, &r, 400, "a subscription of 3,600 km2");
+    // An update of an ISA that does not exist: 400 (the APIs list no 404 for it).
+    let (s, r) = call("PUT", &dss.url(&format!("{ISA}/{}/00000000000000ab", new_id())), Some(&sp), Some(&good())).await;
+    assert_error_shape(s, &r, 400, "an update of a missing ISA");
+    let sub = json!({"extents": square(0.0, 200.0, 0.0, 120.0, 0, 600), "uss_base_url": "https://dp.test"});
+    let (s, r) = call("PUT", &dss.url(&format!("{SUB}/{}/00000000000000ab", new_id())), Some(&dp), Some(&sub)).await;
+    assert_error_shape(s, &r, 400, "an update of a missing subscription");
     let long = json!({"extents": square(0.0, 200.0, 0.0, 120.0, 0, 2 * 86_400), "uss_base_url": "https://dp.test"});
     let (s, r) = call("PUT", &dss.url(&format!("{SUB}/{}", new_id())), Some(&dp), Some(&long)).await;
     assert_error_shape(s, &r, 400, "a subscription over 24 hours");

@@ -33,6 +33,11 @@ impl WireError {
     pub(crate) fn at(field: &str, e: geo4d::GeoError) -> Self {
         Self { message: format!("{field}: {e}"), too_large: e.is_too_large() }
     }
+    /// The same error answered 400 whatever it is (where the reference DSS makes a too-large
+    /// area a bad request rather than a 413).
+    pub fn as_bad_request(self) -> Self {
+        Self { too_large: false, ..self }
+    }
 }
 
 /// Parses a JSON body, naming the path of the first field that does not fit.

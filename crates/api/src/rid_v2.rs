@@ -88,9 +88,11 @@ pub struct SearchRidSubscriptionsResponse {
 }
 
 /// A written ISA's or subscription's volume: one `Volume4D`, times optional (the DSS completes
-/// them).
+/// them). An area too large to write is a 400 here, not a 413: the reference DSS refuses such
+/// extents as invalid (`SetExtents` fails, "Invalid extents", 400), and the qualifier's ISA
+/// validation expects 400; only a too-large *search* is a 413.
 pub fn rid_volume_from_wire(v: &Volume4D) -> Result<geo4d::Volume4D, WireError> {
-    volume_from_wire(v, "extents")
+    volume_from_wire(v, "extents").map_err(WireError::as_bad_request)
 }
 
 /// `GeoPolygonString`: `lat1,lng1,lat2,lng2,...`, at least three points, no repeated closing

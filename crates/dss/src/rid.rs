@@ -142,7 +142,7 @@ enum First {
 
 /// A write or deletion of `what` `id` by `caller` at `version` (`None`: a creation), against the
 /// entity as stored (`current`: its manager and version): 409 for a creation of an existing
-/// one or a stale version, 404 for an update of a missing one, 403 for another manager's.
+/// one or a stale version, 400 for an update of a missing one, 403 for another manager's.
 fn check_named_version(
     what: &str,
     id: Uuid,
@@ -153,7 +153,12 @@ fn check_named_version(
 ) -> Result<(), DssError> {
     let ((manager, stored), version) = match (current, version) {
         (Some(_), None) => return Err(DssError::Conflict(format!("{what} {id} already exists"))),
-        (None, Some(_)) => return Err(not_found(what, id)),
+        // An update of a missing entity: 400, not 404. Neither F3411 API lists a 404 for
+        // these PUTs, and the reference DSS answers 400 (its update handlers map NotFound
+        // to 400).
+        (None, Some(v)) => {
+            return Err(DssError::BadRequest(format!("{what} {id} does not exist: there is nothing to update at version `{v}`")))
+        }
         (None, None) => return Ok(()),
         (Some(current), Some(version)) => (current, version),
     };

@@ -451,7 +451,8 @@ mod remote_id {
         let missing = dss
             .put_isa(&provider("sp"), Uuid::new_v4(), Some(&v1), isa_req(volume(0.0, 10.0, Some(0), Some(60))))
             .await;
-        assert!(matches!(missing, Err(DssError::NotFound(_))), "{missing:?}");
+        // An update of a missing ISA is a bad request (the APIs list no 404 for it).
+        assert!(matches!(missing, Err(DssError::BadRequest(ref m)) if m.contains("does not exist")), "{missing:?}");
 
         // Moving away out of `b`'s area notifies both (the area left and the area entered).
         let moved = dss
