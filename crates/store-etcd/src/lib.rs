@@ -143,6 +143,8 @@ struct Inner {
     secret: RwLock<Option<String>>,
     /// This instance as a reader.
     local_reads: parking_lot::Mutex<leases::LocalReads>,
+    /// What each reader registration has confirmed, shared by this instance's writers.
+    ack_slots: leases::AckSlots,
     /// Client for acknowledgement requests to other instances.
     acks: reqwest::Client,
     /// Quorum reads are shared: one issued after a caller arrived serves it.
@@ -787,6 +789,7 @@ impl EtcdStore {
             readers: RwLock::new(leases::Readers::new()),
             secret: RwLock::new(None),
             local_reads: parking_lot::Mutex::new(leases::LocalReads::default()),
+            ack_slots: leases::AckSlots::default(),
             acks: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
                 .build()

@@ -26,7 +26,12 @@ pub fn applied_url(base_url: &str, revision: u64) -> String {
 
 /// Whether a 200 answer's body from [`APPLIED_PATH`] confirms `revision`.
 pub fn confirms(body: &str, revision: u64) -> bool {
-    body.trim().parse::<u64>().is_ok_and(|applied| applied >= revision)
+    applied_in(body).is_some_and(|applied| applied >= revision)
+}
+
+/// The revision a 200 answer's body from [`APPLIED_PATH`] says the instance has applied.
+pub fn applied_in(body: &str) -> Option<u64> {
+    body.trim().parse::<u64>().ok()
 }
 
 /// `Heartbeat` of `aux_.yaml`.
