@@ -557,10 +557,44 @@ async fn lost_isas(ctx: &Ctx, server: &crate::Server, live: &[Flight], sample: u
     Ok(lost)
 }
 
-/// The etcd transaction shape the pool sent (compares and operations per commit, summed over
-/// every instance's `/metrics`), or `None` when the server is not a pool.
-pub async fn pool_txn_shape(server: &crate::Server) -> Result<Option<(u64, u64, u64)>> {
-    let mut total = (0u64, 0u64, 0u64);
+/// What the pool's instances have counted so far, summed over every instance's `/metrics`:
+/// commits and their compares and operations (the transactions' shape), and the time spent in
+/// etcd transactions, waiting for the own watch and waiting for each reader's confirmation.
+#[derive(Clone, Copy, Default)]
+pub struct PoolCounts {
+    commits: f64,
+    compares: f64,
+    ops: f64,
+    txn_s: (f64, f64),
+    apply_s: (f64, f64),
+    reader_s: (f64, f64),
+}
+
+impl PoolCounts {
+    /// Per commit since `before`: (compares, operations), rounded.
+    fn shape_since(&self, before: &PoolCounts) -> (usize, usize) {
+        let commits = (self.commits - before.commits).max(1.0);
+        (
+            ((self.compares - before.compares) / commits).round() as usize,
+            ((self.ops - before.ops) / commits).round() as usize,
+        )
+    }
+    /// Where a write's time went since `before`, as a sentence.
+    fn times_since(&self, before: &PoolCounts) -> String {
+        let mean = |now: (f64, f64), then: (f64, f64)| 1000.0 * (now.0 - then.0) / (now.1 - then.1).max(1.0);
+        format!(
+            "per commit on average: {:.1} ms in the etcd transaction, then {:.1} ms until this instance's watch applied it \
+             and {:.1} ms until each other instance confirmed it (the two waits overlap)",
+            mean(self.txn_s, before.txn_s),
+            mean(self.apply_s, before.apply_s),
+            mean(self.reader_s, before.reader_s)
+        )
+    }
+}
+
+/// [`PoolCounts`] now, or `None` when the server is not a pool.
+pub async fn pool_counts(server: &crate::Server) -> Result<Option<PoolCounts>> {
+    let mut total = PoolCounts::default();
     for k in 0..server.instances() {
         let c = GenClient::new(server.base_for(k), "none")?;
         let (status, bytes) = c.raw(Method::GET, "/metrics", None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -570,13 +604,18 @@ pub async fn pool_txn_shape(server: &crate::Server) -> Result<Option<(u64, u64, 
             text.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0) as u64
+                .unwrap_or(0.0)
         };
-        total.0 += value("dss_etcd_commits_total");
-        total.1 += value("dss_etcd_commit_compares_total");
-        total.2 += value("dss_etcd_commit_ops_total");
+        let timing = |name: &str| (value(&format!("{name}_sum")), value(&format!("{name}_count")));
+        let add = |a: (f64, f64), b: (f64, f64)| (a.0 + b.0, a.1 + b.1);
+        total.commits += value("dss_etcd_commits_total");
+        total.compares += value("dss_etcd_commit_compares_total");
+        total.ops += value("dss_etcd_commit_ops_total");
+        total.txn_s = add(total.txn_s, timing("dss_etcd_commit_seconds"));
+        total.apply_s = add(total.apply_s, timing("dss_etcd_apply_wait_seconds"));
+        total.reader_s = add(total.reader_s, timing("dss_etcd_reader_wait_seconds"));
     }
-    Ok((total.0 > 0).then_some(total))
+    Ok((total.commits > 0.0).then_some(total))
 }
 
 fn rec_searches(report: &WorkloadReport) -> u64 {
@@ -606,18 +645,15 @@ pub async fn rid(ctx: &Ctx) -> Result<Vec<WorkloadReport>> {
         let name = if scale == Scale::BusyArea { "rid-busy-area" } else { "rid-city" };
         let server = ctx.fresh_pool_or_server(name, &[]).await?;
         let mut start = rid_start(ctx, &server, scale).await?;
-        let before = pool_txn_shape(&server).await?;
+        let before = pool_counts(&server).await?;
         let mut shape = None;
         let mut mine = Vec::new();
         for p in [Phase::Writes, Phase::Searches, Phase::Mixed] {
             let mut r = phase(ctx, &server, scale, p, &mut start).await?;
             if p == Phase::Writes && scale == Scale::BusyArea {
-                if let (Some(b), Some(a)) = (before, pool_txn_shape(&server).await?) {
-                    let commits = (a.0 - b.0).max(1) as f64;
-                    shape = Some((
-                        ((a.1 - b.1) as f64 / commits).round() as usize,
-                        ((a.2 - b.2) as f64 / commits).round() as usize,
-                    ));
+                if let (Some(b), Some(a)) = (before, pool_counts(&server).await?) {
+                    shape = Some(a.shape_since(&b));
+                    r.notes.push(a.times_since(&b));
                 }
                 if let Some(base) = baseline {
                     r.baseline_writes_per_s = base;

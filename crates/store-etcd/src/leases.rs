@@ -282,8 +282,11 @@ impl Inner {
         } else {
             tracing::warn!(reader = %name, url = %reader.url, "a reader neither confirms nor lets its lease lapse: revoking it");
         }
-        let id = reader.lease;
-        self.on_member(|ch| async move { pb::lease_revoke(&ch, pb::LeaseRevokeRequest { id }).await }).await?;
+        // Another writer may have revoked it already: then only the window is left to wait.
+        if !gone(self) {
+            let id = reader.lease;
+            self.on_member(|ch| async move { pb::lease_revoke(&ch, pb::LeaseRevokeRequest { id }).await }).await?;
+        }
         tokio::time::sleep(READ_WINDOW).await;
         Ok(ReaderWait::Revoked)
     }

@@ -1127,6 +1127,7 @@ impl Store for EtcdStore {
         metrics::counter!("dss_etcd_commit_compares_total").increment(request.compare.len() as u64);
         metrics::counter!("dss_etcd_commit_ops_total").increment(request.success.len() as u64);
         let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let sent = std::time::Instant::now();
         let resp = inner
             .on_member(|ch| {
                 attempts.fetch_add(1, Ordering::Relaxed);
@@ -1134,6 +1135,7 @@ impl Store for EtcdStore {
                 async move { pb::txn(&ch, request).await }
             })
             .await?;
+        metrics::histogram!("dss_etcd_commit_seconds").record(sent.elapsed().as_secs_f64());
         if !resp.succeeded && attempts.load(Ordering::Relaxed) > 1 {
             // An earlier attempt got no answer (a member gone, a leader lost with the proposal
             // in flight) and this one lost its compares: perhaps to that very attempt.
@@ -1191,7 +1193,13 @@ impl Store for EtcdStore {
             })
             .collect();
         // Visible to this instance's own reads before it answers, and to every reader's.
-        let (own, readers) = tokio::join!(inner.reach(revision), inner.wait_for_readers(revision));
+        let own = async {
+            let t = std::time::Instant::now();
+            let r = inner.reach(revision).await;
+            metrics::histogram!("dss_etcd_apply_wait_seconds").record(t.elapsed().as_secs_f64());
+            r
+        };
+        let (own, readers) = tokio::join!(own, inner.wait_for_readers(revision));
         own?;
         readers?;
         Ok(Committed { revision, notification_indexes })
