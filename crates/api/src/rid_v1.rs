@@ -131,8 +131,8 @@ pub fn volume_from_v1(v: &Volume4DV1) -> Result<geo4d::Volume4D, WireError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     // Too large to write is a 400, as in F3411-22a (`rid_volume_from_wire`).
-    let polygon = Polygon::new(vertices)
-        .map_err(|e| WireError::at("extents.spatial_volume.footprint", e).as_bad_request())?;
+    let polygon =
+        Polygon::new(vertices).map_err(|e| WireError::at("extents.spatial_volume.footprint", e).as_bad_request())?;
     let altitude = AltitudeBand::new(spatial.altitude_lo, spatial.altitude_hi)
         .map_err(|e| WireError::at("extents.spatial_volume", e))?;
     let start = time_v1(&v.time_start, "extents.time_start")?;

@@ -157,7 +157,9 @@ fn check_named_version(
         // these PUTs, and the reference DSS answers 400 (its update handlers map NotFound
         // to 400).
         (None, Some(v)) => {
-            return Err(DssError::BadRequest(format!("{what} {id} does not exist: there is nothing to update at version `{v}`")))
+            return Err(DssError::BadRequest(format!(
+                "{what} {id} does not exist: there is nothing to update at version `{v}`"
+            )))
         }
         (None, None) => return Ok(()),
         (Some(current), Some(version)) => (current, version),

@@ -281,7 +281,9 @@ async fn subscribe(ctx: &Ctx, server: &crate::Server, scale: Scale) -> Result<Ha
     for i in 0..count {
         let area = match scale {
             Scale::BusyArea => shapes::square(-100.0, -100.0, BUSY_M + 200.0),
-            Scale::City => shapes::square(rng.random_range(0.0..CITY_M - 2000.0), rng.random_range(0.0..CITY_M - 2000.0), 2000.0),
+            Scale::City => {
+                shapes::square(rng.random_range(0.0..CITY_M - 2000.0), rng.random_range(0.0..CITY_M - 2000.0), 2000.0)
+            }
         };
         let body = json!({
             // The DSS's limit: 24 hours at most.
@@ -372,7 +374,13 @@ type WriterDone = (usize, Recorder, Vec<Flight>, u64, u64);
 /// Runs one phase on `server`: writers moving their flights (busy area: each flies one flight
 /// at a time, ten updates, then ends it and starts another; city: 90% moves of one of its
 /// flights, 5% ends, 5% starts), searchers cycling through their areas.
-async fn phase(ctx: &Ctx, server: &crate::Server, scale: Scale, phase: Phase, start: &mut RidStart) -> Result<WorkloadReport> {
+async fn phase(
+    ctx: &Ctx,
+    server: &crate::Server,
+    scale: Scale,
+    phase: Phase,
+    start: &mut RidStart,
+) -> Result<WorkloadReport> {
     let cfg = &ctx.config;
     let n = cfg.concurrency.max(1);
     let budget = crate::workloads::Budget::new(cfg.duration_s, cfg.max_requests);

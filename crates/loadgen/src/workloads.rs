@@ -890,16 +890,9 @@ pub async fn etcd_ceiling_with(ctx: &Ctx, compares: usize, puts: usize) -> Resul
     std::fs::create_dir_all(&dir)?;
     let cluster = etcd_cluster::LocalCluster::start(cfg.members.max(1), &dir).await.map_err(anyhow::Error::msg)?;
     let duration = Duration::from_secs(cfg.duration_s.max(1));
-    let c = crate::ceiling::run(
-        &cluster.client_urls,
-        "/ceiling/",
-        cfg.concurrency,
-        duration,
-        compares,
-        puts,
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
+    let c = crate::ceiling::run(&cluster.client_urls, "/ceiling/", cfg.concurrency, duration, compares, puts)
+        .await
+        .map_err(anyhow::Error::msg)?;
     drop(cluster);
     let mut rec = Recorder::default();
     for l in &c.latencies_us {
