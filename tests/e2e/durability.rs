@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::harness::*;
 
@@ -150,6 +150,28 @@ async fn expired_entities_are_removed_by_the_service() {
             break;
         }
         assert!(Instant::now() < deadline, "intent not expired 15 s after its end");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Remote ID entities expire the same way: an ISA and a subscription ending in 2 s are gone
+    // once the sweep has run.
+    let sp = token("sp", &["rid.service_provider"]);
+    let dp = token("dp", &["rid.display_provider"]);
+    let isa_path = format!("/rid/v2/dss/identification_service_areas/{}", new_id());
+    let sub_path = format!("/rid/v2/dss/subscriptions/{}", new_id());
+    let body = |url: &str| json!({"extents": square(0.0, 100.0, 0.0, 100.0, 0, 2), "uss_base_url": url});
+    let (s, r) = call("PUT", &dss.url(&isa_path), Some(&sp), Some(&body("https://sp.test"))).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = call("PUT", &dss.url(&sub_path), Some(&dp), Some(&body("https://dp.test"))).await;
+    assert_eq!(s, 200, "{r}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (isa, _) = call("GET", &dss.url(&isa_path), Some(&dp), None).await;
+        let (sub, _) = call("GET", &dss.url(&sub_path), Some(&dp), None).await;
+        if (isa, sub) == (404, 404) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ISA ({isa}) or subscription ({sub}) not expired 15 s after its end");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
