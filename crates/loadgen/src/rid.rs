@@ -115,8 +115,8 @@ struct Flight {
 /// busy area (the oracle of its subscriber lists), the windows.
 struct RidStart {
     owned: Vec<Vec<Flight>>,
-    subscriptions: usize,
-    busy_subscriptions: HashSet<String>,
+    /// The display providers' subscriptions (in the busy area, each covers all of it).
+    subscriptions: HashSet<String>,
     preload_seconds: f64,
     preloaded: u64,
 }
@@ -180,6 +180,25 @@ struct Writer {
 }
 
 impl Writer {
+    /// Service provider `subject`'s client on instance `k` of `server`.
+    fn new(
+        ctx: &Ctx,
+        server: &crate::Server,
+        k: usize,
+        subject: &str,
+        scale: Scale,
+        busy: Option<Arc<HashSet<String>>>,
+    ) -> Result<Self> {
+        Ok(Writer {
+            c: GenClient::new(server.base_for(k), &mint(&ctx.keys, subject, &[SP])?)?,
+            url: format!("http://127.0.0.1:9/{subject}"),
+            scale,
+            busy,
+            checked: 0,
+            mismatches: 0,
+        })
+    }
+
     fn check(&mut self, r: &IsaChangeResponse) {
         if let Some(expected) = &self.busy {
             self.checked += 1;
@@ -265,7 +284,7 @@ impl Writer {
 }
 
 /// Creates the display providers' subscriptions: ten over the whole busy area, or one per
-/// hundred ISAs over the city. Returns the busy area's subscription ids.
+/// hundred ISAs over the city. Returns their ids.
 async fn subscribe(ctx: &Ctx, server: &crate::Server, scale: Scale) -> Result<HashSet<String>> {
     let start = now();
     let count = match scale {
@@ -305,11 +324,7 @@ async fn subscribe(ctx: &Ctx, server: &crate::Server, scale: Scale) -> Result<Ha
 /// Subscriptions, then (city) the preload of live ISAs, each owned by one writer client.
 async fn rid_start(ctx: &Ctx, server: &crate::Server, scale: Scale) -> Result<RidStart> {
     let cfg = &ctx.config;
-    let busy_subscriptions = subscribe(ctx, server, scale).await?;
-    let subscriptions = match scale {
-        Scale::BusyArea => busy_subscriptions.len(),
-        Scale::City => (cfg.rid_isas / 100).max(1),
-    };
+    let subscriptions = subscribe(ctx, server, scale).await?;
     let mut owned: Vec<Vec<Flight>> = vec![Vec::new(); cfg.concurrency.max(1)];
     let t = Instant::now();
     if scale == Scale::City {
@@ -319,15 +334,7 @@ async fn rid_start(ctx: &Ctx, server: &crate::Server, scale: Scale) -> Result<Ri
         let next = Arc::new(AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for w in 0..32 {
-            let c = GenClient::new(server.base_for(w), &mint(&ctx.keys, &format!("sp{}", w % subjects), &[SP])?)?;
-            let mut writer = Writer {
-                c,
-                url: format!("http://127.0.0.1:9/sp{}", w % subjects),
-                scale,
-                busy: None,
-                checked: 0,
-                mismatches: 0,
-            };
+            let mut writer = Writer::new(ctx, server, w, &format!("sp{}", w % subjects), scale, None)?;
             let (next, count) = (next.clone(), cfg.rid_isas);
             let seed = cfg.seed * 7 + w as u64;
             tasks.spawn(async move {
@@ -364,7 +371,7 @@ async fn rid_start(ctx: &Ctx, server: &crate::Server, scale: Scale) -> Result<Ri
         "only {preloaded} of {} ISAs could be preloaded",
         cfg.rid_isas
     );
-    Ok(RidStart { owned, subscriptions, busy_subscriptions, preload_seconds: t.elapsed().as_secs_f64(), preloaded })
+    Ok(RidStart { owned, subscriptions, preload_seconds: t.elapsed().as_secs_f64(), preloaded })
 }
 
 /// What writer client `k` did in a phase: its recorder, its flights, its checks of subscriber
@@ -384,7 +391,7 @@ async fn phase(
     let cfg = &ctx.config;
     let n = cfg.concurrency.max(1);
     let budget = crate::workloads::Budget::new(cfg.duration_s, cfg.max_requests);
-    let busy = (scale == Scale::BusyArea).then(|| Arc::new(start.busy_subscriptions.clone()));
+    let busy = (scale == Scale::BusyArea).then(|| Arc::new(start.subscriptions.clone()));
     let origin = now();
     let started = Instant::now();
     let cpu = crate::workloads::CpuMeter::start(server);
@@ -394,16 +401,7 @@ async fn phase(
         let seed = cfg.seed * 7717 + k as u64 + 100 * phase as u64;
         let budget = budget.clone();
         if phase.writes(k, n) {
-            let subject = format!("sp{}", k % 16);
-            let c = GenClient::new(server.base_for(k), &mint(&ctx.keys, &subject, &[SP])?)?;
-            let mut w = Writer {
-                c,
-                url: format!("http://127.0.0.1:9/{subject}"),
-                scale,
-                busy: busy.clone(),
-                checked: 0,
-                mismatches: 0,
-            };
+            let mut w = Writer::new(ctx, server, k, &format!("sp{}", k % 16), scale, busy.clone())?;
             let mut flights = std::mem::take(&mut start.owned[k]);
             writers.spawn(async move {
                 let mut rng = StdRng::seed_from_u64(seed);
@@ -511,12 +509,12 @@ async fn phase(
     let cpu = cpu.per_request(server, rec.requests);
     let lost = lost_isas(ctx, server, &live, 2000).await?;
     let (peak, _) = server.rss_bytes();
-    let mut report = WorkloadReport {
+    let report = WorkloadReport {
         workload: format!("{} ({})", scale.name(), phase.name()),
         parameters: json!({
             "clients": n, "phase": phase.name(), "area_km": scale.side_m() / 1000.0,
             "isa_side_m": ISA_SIDE_M, "step_m": STEP_M, "isa_window_s": ISA_WINDOW_S,
-            "subscriptions": start.subscriptions,
+            "subscriptions": start.subscriptions.len(),
             "preloaded_isas": start.preloaded, "search_area": "1 km x 1 km x 30 min",
             "isa_windows": if scale == Scale::BusyArea { "now for 1 h" } else { "15-60 min starting in the next 23 h" },
             "writers": if scale == Scale::BusyArea { "one flight each: create, 10 moves, delete" } else { "90% move, 5% end, 5% start" },
@@ -534,12 +532,8 @@ async fn phase(
         generator_cpu_us_per_request: cpu.1,
         ..Default::default()
     };
-    report.measured_seconds = seconds;
-    report.successful_writes_per_s = rec.count(&["isa-create", "isa-update", "isa-delete"]) as f64 / seconds;
-    report.successful_queries_per_s = rec.count(&["search"]) as f64 / seconds;
-    report.retries_409 = rec.retries_409;
-    report.server_5xx_or_transport_errors = rec.server_5xx;
-    report.ops = rec.into_ops(seconds);
+    let writes = ["isa-create", "isa-update", "isa-delete"];
+    let mut report = crate::workloads::finish_with(report, rec, seconds, &writes, &["search"]);
     report.notes.push("live_intents counts the live ISAs the writers hold at the end".into());
     let searches = rec_searches(&report);
     if searches > 0 {

@@ -201,10 +201,21 @@ impl CpuMeter {
     }
 }
 
-fn finish(mut report: WorkloadReport, rec: Recorder, seconds: f64, write_kinds: &[&str]) -> WorkloadReport {
+fn finish(report: WorkloadReport, rec: Recorder, seconds: f64, write_kinds: &[&str]) -> WorkloadReport {
+    finish_with(report, rec, seconds, write_kinds, &["query"])
+}
+
+/// [`finish`], with the op kinds that count as queries named.
+pub(crate) fn finish_with(
+    mut report: WorkloadReport,
+    rec: Recorder,
+    seconds: f64,
+    write_kinds: &[&str],
+    query_kinds: &[&str],
+) -> WorkloadReport {
     report.measured_seconds = seconds;
     report.successful_writes_per_s = rec.count(write_kinds) as f64 / seconds;
-    report.successful_queries_per_s = rec.count(&["query"]) as f64 / seconds;
+    report.successful_queries_per_s = rec.count(query_kinds) as f64 / seconds;
     report.retries_409 = rec.retries_409;
     report.server_5xx_or_transport_errors = rec.server_5xx;
     report.ops = rec.into_ops(seconds);
