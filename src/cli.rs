@@ -141,6 +141,18 @@ pub(crate) struct UssArgs {
     /// whatever their subject (a test director's own issuer). Repeatable.
     #[arg(long = "flight-planning-jwt-public-key", value_name = "PEM")]
     pub(crate) flight_planning_jwt_public_keys: Vec<PathBuf>,
+    /// Conformance monitoring: seconds an operation stays Nonconforming while its aircraft is
+    /// still outside its volumes (or silent) before it becomes Contingent.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) contingent_after_secs: i64,
+    /// Conformance monitoring: seconds an automatically Nonconforming operation's aircraft
+    /// must be back inside its volumes, steadily, before it is Activated again.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) conforming_after_secs: i64,
+    /// Conformance monitoring: seconds without a position after which a flight that reported
+    /// positions becomes Nonconforming ("lost position").
+    #[arg(long, default_value_t = 10)]
+    pub(crate) telemetry_timeout_secs: i64,
     /// Testing only: answer every EVERY-th request for details after MS milliseconds
     /// (`EVERY:MS`), to measure how a slow peer affects others' plans.
     #[arg(long, hide = true)]

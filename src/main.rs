@@ -431,6 +431,11 @@ fn run_uss(args: UssArgs) -> Result<()> {
                     Some((every.max(1), Duration::from_millis(ms)))
                 }
             },
+            monitor: uss::telemetry::MonitorConfig {
+                contingent_after_s: args.contingent_after_secs.max(1),
+                conforming_after_s: args.conforming_after_secs.max(1),
+                telemetry_timeout_s: args.telemetry_timeout_secs.max(1),
+            },
         };
         let participant = uss::Uss::open(
             config,
@@ -445,6 +450,8 @@ fn run_uss(args: UssArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("opening the participant's data directory {}: {e}", args.data_dir.display()))?;
         let reconciler = participant.clone();
         tokio::spawn(async move { reconciler.reconcile_until_done().await });
+        participant.load_flights().await.map_err(|e| anyhow::anyhow!("loading the flights' telemetry: {e}"))?;
+        tokio::spawn(participant.clone().run_monitor());
         tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
         let operator_app = uss::operator_app(participant.clone());
         // The peer line first (tools wait for it), then the operator interface's.

@@ -31,6 +31,9 @@ pub enum Scope {
     /// `deconflict.operator`: may command a participant's own operations through its
     /// operator interface. Never granted by holding any `utm.*` scope.
     Operator,
+    /// `deconflict.telemetry`: may report positions of a participant's flights through its
+    /// operator interface (a ground station), and nothing else there.
+    Telemetry,
     /// InterUSS's auxiliary API (`aux_.yaml`): the remote-ID scopes `validate_oauth` takes,
     /// and the pool's.
     /// F3411-19's scopes (`dss.read.identification_service_areas`, `dss.write...`).
@@ -60,6 +63,7 @@ impl Scope {
             "utm.conformance_monitoring_sa" => Scope::ConformanceMonitoringSa,
             "utm.availability_arbitration" => Scope::AvailabilityArbitration,
             "deconflict.operator" => Scope::Operator,
+            "deconflict.telemetry" => Scope::Telemetry,
             "dss.read.identification_service_areas" => Scope::RidRead,
             "dss.write.identification_service_areas" => Scope::RidWrite,
             "rid.service_provider" => Scope::RidServiceProvider,
@@ -80,6 +84,7 @@ impl Scope {
             Scope::ConformanceMonitoringSa => "utm.conformance_monitoring_sa",
             Scope::AvailabilityArbitration => "utm.availability_arbitration",
             Scope::Operator => "deconflict.operator",
+            Scope::Telemetry => "deconflict.telemetry",
             Scope::RidRead => "dss.read.identification_service_areas",
             Scope::RidWrite => "dss.write.identification_service_areas",
             Scope::RidServiceProvider => "rid.service_provider",

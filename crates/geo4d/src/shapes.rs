@@ -74,6 +74,13 @@ pub(crate) fn project_all(center: LatLng, points: &[LatLng]) -> Option<Vec<P>> {
     points.iter().map(|p| gnomonic(center, *p)).collect()
 }
 
+/// The point `distance_m` from `from` along the geodesic leaving it at `azimuth_deg` (degrees
+/// east of true north), on the WGS84 ellipsoid.
+pub fn destination(from: LatLng, azimuth_deg: f64, distance_m: f64) -> LatLng {
+    let (lat, lng): (f64, f64) = WGS84.direct(from.lat, from.lng, azimuth_deg, distance_m);
+    LatLng { lat: lat.clamp(-90.0, 90.0), lng: wrap180(lng) }
+}
+
 /// Latitude/longitude bounds in degrees; they contain the whole shape, edges included.
 ///
 /// The longitude interval `[min_lng, max_lng]` is continuous and at most 360° wide; it extends
@@ -720,6 +727,32 @@ impl Footprint {
                 p.tile.get().and_then(Option::as_ref).and_then(|t| t.points.first()).map_or(0.0, |q| q.0)
             }
             Footprint::Circle(c) => c.tile.get().and_then(|t| t.map(|(_, q)| q.0)).unwrap_or(0.0),
+        }
+    }
+
+    /// How far point `p` lies outside the footprint, in metres on the ground (0 when inside or
+    /// on the boundary): for a circle the geodesic distance to its centre less its radius; for a
+    /// polygon the distance to its nearest edge in the gnomonic plane about `p` (distances from
+    /// the plane's centre are exact there along geodesics through it, so this is within the
+    /// projection's error of the true distance). A polygon too far away to project about `p`
+    /// (a quarter of the earth) gives the distance to its nearest vertex, an upper bound that
+    /// is only ever used to explain, never to decide.
+    pub fn distance_outside_m(&self, p: LatLng) -> f64 {
+        match self {
+            Footprint::Circle(c) => (geodesic_distance_m(c.center, p) - c.radius_m).max(0.0),
+            Footprint::Polygon(poly) => match project_all(p, &poly.vertices) {
+                Some(projected) => {
+                    let origin = (0.0, 0.0);
+                    if planar::point_in_polygon(origin, &projected) {
+                        return 0.0;
+                    }
+                    let n = projected.len();
+                    (0..n)
+                        .map(|i| planar::point_segment_distance(origin, projected[i], projected[(i + 1) % n]).0)
+                        .fold(f64::INFINITY, f64::min)
+                }
+                None => poly.vertices.iter().map(|v| geodesic_distance_m(*v, p)).fold(f64::INFINITY, f64::min),
+            },
         }
     }
 

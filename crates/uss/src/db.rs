@@ -58,10 +58,12 @@ pub enum Table {
     Reports,
     /// Subscriptions the operator made, for the map.
     Subscriptions,
+    /// Our flights' latest position and conformance monitor state, by intent id.
+    Telemetry,
 }
 
 impl Table {
-    const ALL: [Table; 9] = [
+    const ALL: [Table; 10] = [
         Table::OwnIntents,
         Table::OwnConstraints,
         Table::OthersIntents,
@@ -71,6 +73,7 @@ impl Table {
         Table::UserNotifications,
         Table::Reports,
         Table::Subscriptions,
+        Table::Telemetry,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -83,6 +86,7 @@ impl Table {
             Table::UserNotifications => "user_notifications",
             Table::Reports => "reports",
             Table::Subscriptions => "subscriptions",
+            Table::Telemetry => "telemetry",
         }
     }
 }

@@ -78,6 +78,11 @@ impl OwnIntent {
         reference.state = Some(state);
         OwnIntent { reference, state, priority, volumes, off_nominal_volumes: vec![], notified: vec![] }
     }
+    /// The same, with off-nominal volumes.
+    pub fn with_off_nominal(mut self, off_nominal: Vec<Volume4D>) -> Self {
+        self.off_nominal_volumes = off_nominal;
+        self
+    }
     pub fn id(&self) -> &str {
         &self.reference.id
     }
@@ -421,6 +426,8 @@ pub enum Change {
         state: OperationalIntentState,
         priority: i32,
         volumes: Vec<Volume4D>,
+        /// Where an off-nominal aircraft actually is (empty in the nominal states).
+        off_nominal: Vec<Volume4D>,
     },
     DeleteIntent,
     PutConstraint {
@@ -444,11 +451,11 @@ impl Pending {
 
     pub fn to_record(&self) -> PendingRecord {
         let change = match &self.change {
-            Change::PutIntent { state, priority, volumes } => PendingChangeRecord::PutIntent {
+            Change::PutIntent { state, priority, volumes, off_nominal } => PendingChangeRecord::PutIntent {
                 state: state.as_str().to_owned(),
                 details: api::OperationalIntentDetails {
                     volumes: api::extents_to_wire(volumes),
-                    off_nominal_volumes: vec![],
+                    off_nominal_volumes: api::extents_to_wire(off_nominal),
                     priority: *priority,
                 },
             },
@@ -478,6 +485,7 @@ impl Pending {
                 state: OperationalIntentState::parse(&state).ok_or_else(|| format!("unknown state `{state}`"))?,
                 priority: details.priority,
                 volumes: volumes_from_wire(&details.volumes, "details.volumes")?,
+                off_nominal: volumes_from_wire(&details.off_nominal_volumes, "details.off_nominal_volumes")?,
             },
             PendingChangeRecord::DeleteIntent => Change::DeleteIntent,
             PendingChangeRecord::PutConstraint { details } => {
@@ -649,7 +657,12 @@ mod record_tests {
         .expect("volume");
         let volume = api::volume_from_wire(&v, "v").expect("valid");
         let changes = [
-            Change::PutIntent { state: OperationalIntentState::Activated, priority: 2, volumes: vec![volume.clone()] },
+            Change::PutIntent {
+                state: OperationalIntentState::Nonconforming,
+                priority: 2,
+                volumes: vec![volume.clone()],
+                off_nominal: vec![volume.clone()],
+            },
             Change::DeleteIntent,
             Change::PutConstraint { volumes: vec![volume.clone()] },
             Change::DeleteConstraint,

@@ -257,6 +257,13 @@ impl Peers for HttpPeers {
         .boxed()
     }
 
+    fn intent_telemetry<'a>(
+        &'a self,
+        r: &'a Reference,
+    ) -> BoxFuture<'a, Result<api::GetOperationalIntentTelemetryResponse, String>> {
+        async move { self.get(&r.base_url, &format!("{}/{}/telemetry", Kind::Intent.uss_path(), r.id)).await }.boxed()
+    }
+
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, body: &'a serde_json::Value) -> BoxFuture<'a, Attempt> {
         async move {
             let url = match model::peer_url(base_url, path) {

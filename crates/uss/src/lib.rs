@@ -18,6 +18,7 @@ pub mod flight_planning;
 mod http_ports;
 mod lookups;
 mod map_view;
+mod monitor;
 mod notify;
 pub mod operator;
 mod operator_api;
@@ -27,6 +28,7 @@ pub mod ports;
 mod reconcile;
 pub mod records;
 mod survey;
+pub mod telemetry;
 #[cfg(test)]
 mod tests;
 pub mod tokens;
@@ -47,6 +49,7 @@ use crate::ports::{Clock, Dss, Ids, Peers};
 use crate::records::Records;
 use crate::tokens::TokenSource;
 
+pub use monitor::PositionsOutcome;
 pub use operator_api::app as operator_app;
 pub use peer::app as peer_app;
 
@@ -99,6 +102,9 @@ pub struct UssConfig {
     /// Testing only: answer every `n`-th request for details after this delay (`--slow-answers`),
     /// to measure how a slow peer affects others' plans.
     pub slow_answers: Option<(u64, Duration)>,
+    /// The conformance monitor's timers (`--contingent-after-secs`, `--conforming-after-secs`,
+    /// `--telemetry-timeout-secs`).
+    pub monitor: telemetry::MonitorConfig,
 }
 
 /// Who may call what: peers (the ecosystem's issuers), the operator, and, when given, the
@@ -138,6 +144,8 @@ pub struct Uss {
     /// DSS look-ups peers' notifications make us do: coalesced and bounded.
     pub(crate) intent_lookups: lookups::PeerLookups<Option<Reference>>,
     pub(crate) constraint_lookups: lookups::PeerLookups<Option<Reference>>,
+    /// Live flights: ours as monitored, others' off-nominal ones as polled.
+    pub(crate) monitor: Mutex<monitor::MonitorState>,
 }
 
 /// An instant as the participant writes it in records and feeds (RFC 3339, milliseconds).
@@ -200,6 +208,7 @@ impl Uss {
             events: map_view::channel(),
             intent_lookups: lookups::PeerLookups::new(),
             constraint_lookups: lookups::PeerLookups::new(),
+            monitor: Mutex::new(monitor::MonitorState::default()),
         }))
     }
 
@@ -259,6 +268,18 @@ impl Uss {
         if !self.config.operator_subjects.is_empty() && !self.config.operator_subjects.contains(&caller.manager) {
             return Err(UssError::Forbidden(format!("`{}` is not among this participant's operators", caller.manager)));
         }
+        Ok(caller)
+    }
+
+    /// A caller reporting positions: the operator (as [`Self::operator`]), or a token with
+    /// `deconflict.telemetry` (a ground station: positions only, no plans).
+    pub(crate) fn reporter(&self, headers: &HeaderMap) -> Result<Caller, UssError> {
+        let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let caller = self.operator_verifier.verify(header)?;
+        if caller.has(Scope::Operator) {
+            return self.operator(headers);
+        }
+        caller.require_any(&[Scope::Telemetry])?;
         Ok(caller)
     }
 

@@ -34,6 +34,14 @@ pub struct FeedEvent {
     pub kind: &'static str,
     pub entity: Option<String>,
     pub text: String,
+    /// A flight's position (`position` events): ours as reported, others' as polled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::telemetry::PositionWire>,
+    /// Who flies it, and in which state, for `position` events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// A subscription we made, kept so the map can draw it (the DSS is its record).
@@ -64,7 +72,28 @@ impl Uss {
 
     /// Tells every open map. Nobody listening is not an error.
     pub(crate) fn feed(&self, kind: &'static str, entity: Option<&str>, text: String) {
-        let _ = self.events.send(FeedEvent { at: self.now_text(), kind, entity: entity.map(str::to_owned), text });
+        let _ = self.events.send(FeedEvent {
+            at: self.now_text(),
+            kind,
+            entity: entity.map(str::to_owned),
+            text,
+            position: None,
+            manager: None,
+            state: None,
+        });
+    }
+
+    /// A flight's new position for the live map.
+    pub(crate) fn feed_position(&self, id: &str, manager: &str, p: crate::telemetry::PositionWire, state: &str) {
+        let _ = self.events.send(FeedEvent {
+            at: self.now_text(),
+            kind: "position",
+            entity: Some(id.to_owned()),
+            text: String::new(),
+            position: Some(p),
+            manager: Some(manager.to_owned()),
+            state: Some(state.to_owned()),
+        });
     }
 
     async fn map_view(&self) -> Result<MapView, UssError> {
@@ -165,6 +194,9 @@ pub(crate) async fn events(State(uss): State<Arc<Uss>>, headers: HeaderMap) -> R
         kind: "connected",
         entity: None,
         text: format!("live feed of {} connected", uss.client_id()),
+        position: None,
+        manager: None,
+        state: None,
     };
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(sse(&hello)) });
     let rest = futures_util::stream::unfold(receiver, |mut receiver| async move {
@@ -175,6 +207,9 @@ pub(crate) async fn events(State(uss): State<Arc<Uss>>, headers: HeaderMap) -> R
                 kind: "missed",
                 entity: None,
                 text: format!("{n} events were missed (the page fell behind); the map was reloaded"),
+                position: None,
+                manager: None,
+                state: None,
             },
             Err(broadcast::error::RecvError::Closed) => return None,
         };

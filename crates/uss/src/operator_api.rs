@@ -27,6 +27,7 @@ pub fn app(uss: Arc<Uss>) -> Router {
         .route("/operator/intents/{id}/nonconforming", post(nonconforming))
         .route("/operator/intents/{id}/contingent", post(contingent))
         .route("/operator/intents/{id}/end", post(end))
+        .route("/operator/intents/{id}/positions", post(positions))
         .route("/operator/constraints", post(publish_constraint))
         .route("/operator/constraints/{id}/end", post(end_constraint))
         .route("/operator/status", get(status))
@@ -44,6 +45,12 @@ pub fn app(uss: Arc<Uss>) -> Router {
 
 /// An authenticated operator's JSON body, parsed.
 fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, UssError> {
+    require_json(headers)?;
+    api::parse_json(body).map_err(|e| UssError::BadRequest(e.message))
+}
+
+/// Bodies come as `application/json` only (no web page can post a form or text here).
+fn require_json(headers: &HeaderMap) -> Result<(), UssError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let mime = ct.split(';').next().unwrap_or_default().trim();
     if !mime.eq_ignore_ascii_case("application/json") {
@@ -51,7 +58,7 @@ fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -
             "the body must be sent as Content-Type: application/json (got `{ct}`)"
         )));
     }
-    api::parse_json(body).map_err(|e| UssError::BadRequest(e.message))
+    Ok(())
 }
 
 fn flight(uss: &Uss, headers: &HeaderMap, body: &[u8]) -> Result<(Vec<geo4d::Volume4D>, i32), UssError> {
@@ -94,6 +101,21 @@ async fn contingent(State(uss): St, headers: HeaderMap, Path(id): Path<String>) 
 async fn end(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
     uss.operator(&headers)?;
     Ok(outcome(uss.end(&id).await?))
+}
+
+/// Positions of our flight: one or an array of up to 1,000, from the operator or a ground
+/// station (`deconflict.telemetry`); all valid or none taken.
+async fn positions(
+    State(uss): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, UssError> {
+    uss.reporter(&headers)?;
+    let bytes = crate::error::body_bytes(body)?;
+    require_json(&headers)?;
+    let positions = uss.parse_positions(&bytes)?;
+    Ok(Json(uss.positions(&id, positions).await?).into_response())
 }
 
 async fn publish_constraint(State(uss): St, headers: HeaderMap, body: Body) -> Result<Response, UssError> {

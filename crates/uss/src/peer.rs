@@ -55,7 +55,7 @@ async fn get_details(State(uss): St, headers: HeaderMap, Path(id): Path<String>)
 
 async fn get_telemetry(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
     uss.peer(&headers, &[Scope::ConformanceMonitoringSa])?;
-    Err(uss.telemetry(&id))
+    Ok(Json(uss.telemetry(&id)?).into_response())
 }
 
 async fn get_constraint(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
@@ -100,22 +100,29 @@ impl Uss {
         found.ok_or_else(|| UssError::NotFound(format!("constraint {id} is not managed here")))
     }
 
-    /// Why telemetry of our intent `id` cannot be served.
-    fn telemetry(&self, id: &str) -> UssError {
-        match self.records.read(|m| m.own_intents.get(id).map(|o| o.state)) {
-            None => UssError::NotFound(format!("operational intent {id} is not managed here")),
-            // The standard asks for telemetry of off-nominal operations only (409 otherwise),
-            // and lets a USS answer 412 when it has none: this participant receives no
-            // vehicle positions.
+    /// The latest position of our off-nominal intent `id`, in the standard's shape.
+    pub(crate) fn telemetry(&self, id: &str) -> Result<api::GetOperationalIntentTelemetryResponse, UssError> {
+        match self.own_intent_state(id) {
+            None => Err(UssError::NotFound(format!("operational intent {id} is not managed here"))),
+            // The standard serves telemetry of off-nominal operations only (409 otherwise).
             Some(s @ (OperationalIntentState::Accepted | OperationalIntentState::Activated)) => {
-                UssError::WrongState(format!(
+                Err(UssError::WrongState(format!(
                     "operational intent {id} is {}: telemetry is provided only for Nonconforming or Contingent operations",
                     s.as_str()
-                ))
+                )))
             }
-            Some(_) => UssError::NotProvided(format!(
-                "no telemetry data is available for operational intent {id}: this participant receives no vehicle positions"
-            )),
+            Some(_) => match self.latest_position(id) {
+                // 412 only while no position has arrived, as the standard allows.
+                None => Err(UssError::NotProvided(format!(
+                    "no position of operational intent {id} has been received yet"
+                ))),
+                Some((p, _)) => Ok(api::GetOperationalIntentTelemetryResponse {
+                    operational_intent_id: id.to_owned(),
+                    telemetry: Some(p.to_vehicle_telemetry()),
+                    // Positions stream about once a second while flying.
+                    next_telemetry_opportunity: Some(api::time_to_wire(self.now().plus_seconds(1))),
+                }),
+            },
         }
     }
 

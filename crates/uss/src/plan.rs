@@ -43,10 +43,21 @@ fn widened(volumes: &[Volume4D]) -> Vec<Volume4D> {
         .collect()
 }
 
+/// The off-nominal volumes a change to `state` keeps: the current ones while off-nominal, none
+/// once back to a nominal state.
+fn kept_off_nominal(current: Option<&OwnIntent>, state: OperationalIntentState) -> Vec<Volume4D> {
+    match current {
+        Some(c) if state.requires_conformance_monitoring() => c.off_nominal_volumes.clone(),
+        _ => vec![],
+    }
+}
+
 /// What a plan asks for.
 pub(crate) struct Request {
     pub id: String,
     pub volumes: Vec<Volume4D>,
+    /// Where an off-nominal aircraft actually is (empty in the nominal states).
+    pub off_nominal: Vec<Volume4D>,
     pub priority: i32,
     pub state: OperationalIntentState,
     /// Whether conflicts are judged (activation and off-nominal states keep an accepted plan).
@@ -145,7 +156,14 @@ impl Uss {
         planner::check_plan_times(&volumes, self.now()).map_err(UssError::InvalidPlan)?;
         let id = self.ids.new_id();
         let _guard = self.lock_entity(&id).await;
-        let req = Request { id, volumes, priority, state: OperationalIntentState::Accepted, check_conflicts: true };
+        let req = Request {
+            id,
+            volumes,
+            off_nominal: vec![],
+            priority,
+            state: OperationalIntentState::Accepted,
+            check_conflicts: true,
+        };
         self.plan(req, None).await
     }
 
@@ -171,7 +189,8 @@ impl Uss {
             return Err(UssError::Busy(format!("a change of {id} is in flight or being reconciled; try again")));
         }
         let current = self.records.own::<OwnIntent>(id);
-        let req = Request { id: id.to_owned(), volumes, priority, state, check_conflicts };
+        let off_nominal = kept_off_nominal(current.as_ref(), state);
+        let req = Request { id: id.to_owned(), volumes, off_nominal, priority, state, check_conflicts };
         self.plan(req, current).await
     }
 
@@ -185,7 +204,14 @@ impl Uss {
         planner::check_plan_times(&volumes, self.now()).map_err(UssError::InvalidPlan)?;
         let _guard = self.lock_entity(id).await;
         let current: OwnIntent = self.own_for_change(id)?;
-        let req = Request { id: id.to_owned(), volumes, priority, state: current.state, check_conflicts: true };
+        let req = Request {
+            id: id.to_owned(),
+            volumes,
+            off_nominal: kept_off_nominal(Some(&current), current.state),
+            priority,
+            state: current.state,
+            check_conflicts: true,
+        };
         self.plan(req, Some(current)).await
     }
 
@@ -203,11 +229,39 @@ impl Uss {
         let req = Request {
             id: id.to_owned(),
             volumes: current.volumes.clone(),
+            off_nominal: kept_off_nominal(Some(&current), state),
             priority: current.priority,
             state,
             check_conflicts: false,
         };
         self.plan(req, Some(current)).await
+    }
+
+    /// The conformance monitor's change of our intent `id` to `state` with `off_nominal`
+    /// volumes, if it is still in `from` (an operator's change in between wins). No conflict is
+    /// judged: it reports reality.
+    pub(crate) async fn monitor_transition(
+        self: &Arc<Self>,
+        id: &str,
+        from: OperationalIntentState,
+        state: OperationalIntentState,
+        off_nominal: Vec<Volume4D>,
+    ) -> Result<Option<PlanOutcome>, UssError> {
+        self.check_conformance_scope(state)?;
+        let _guard = self.lock_entity(id).await;
+        let current: OwnIntent = self.own_for_change(id)?;
+        if current.state != from {
+            return Ok(None);
+        }
+        let req = Request {
+            id: id.to_owned(),
+            volumes: current.volumes.clone(),
+            off_nominal,
+            priority: current.priority,
+            state,
+            check_conflicts: false,
+        };
+        self.plan(req, Some(current)).await.map(Some)
     }
 
     /// Plans (creates or updates) an intent; the caller holds the entity's lock.
@@ -216,7 +270,13 @@ impl Uss {
         let previous_version = current.as_ref().map(|c| c.reference.version);
         let area = widened(&req.volumes);
         for attempt in 1..=MAX_ATTEMPTS {
-            let survey = self.survey(&area, Some(&req.id)).await?;
+            // An off-nominal state needs no key and judges no conflict: reporting where the
+            // aircraft is must not wait on peers' details.
+            let survey = if req.check_conflicts || req.state.requires_key() {
+                self.survey(&area, Some(&req.id)).await?
+            } else {
+                crate::survey::Survey::default()
+            };
             if req.check_conflicts {
                 let found = planner::assess(&req.volumes, req.priority, &survey.airspace, Some(&req.id));
                 if !found.is_empty() {
@@ -231,10 +291,17 @@ impl Uss {
                     return Ok(self.refusal(&req, &survey.airspace, &found, attempt).await);
                 }
             }
-            let change = Change::PutIntent { state: req.state, priority: req.priority, volumes: req.volumes.clone() };
+            let change = Change::PutIntent {
+                state: req.state,
+                priority: req.priority,
+                volumes: req.volumes.clone(),
+                off_nominal: req.off_nominal.clone(),
+            };
             self.write_ahead(&req.id, change, previous_version).await?;
+            // The reference's extents bound every volume, nominal and off-nominal (utm.yaml).
+            let extents: Vec<Volume4D> = req.volumes.iter().chain(&req.off_nominal).cloned().collect();
             let write = IntentWrite {
-                volumes: &req.volumes,
+                volumes: &extents,
                 state: req.state,
                 key: &survey.key,
                 base_url: &self.config.base_url,
@@ -243,7 +310,8 @@ impl Uss {
             match self.dss.put_intent(&req.id, ovn.as_deref(), write).await {
                 Ok(written) => {
                     self.crash_point(CrashPoint::AfterDssWrite);
-                    let mut own = OwnIntent::new(written.reference, req.state, req.priority, req.volumes);
+                    let mut own = OwnIntent::new(written.reference, req.state, req.priority, req.volumes)
+                        .with_off_nominal(req.off_nominal);
                     own.notified = self.starting_deliveries(&written.subscribers);
                     self.settle(&own).await?;
                     self.notify_change(&own, &written.subscribers);

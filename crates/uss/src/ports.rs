@@ -133,6 +133,12 @@ pub trait Peers: Send + Sync {
     /// and size).
     fn intent_details<'a>(&'a self, r: &'a Reference) -> BoxFuture<'a, Result<api::OperationalIntent, String>>;
     fn constraint_details<'a>(&'a self, r: &'a Reference) -> BoxFuture<'a, Result<api::Constraint, String>>;
+    /// The latest telemetry `r`'s manager serves for its off-nominal intent (bounded in time
+    /// and size).
+    fn intent_telemetry<'a>(
+        &'a self,
+        r: &'a Reference,
+    ) -> BoxFuture<'a, Result<api::GetOperationalIntentTelemetryResponse, String>>;
     /// Posts a notification body to `path` under `base_url`.
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, body: &'a serde_json::Value) -> BoxFuture<'a, Attempt>;
 }

@@ -58,12 +58,16 @@ impl Uss {
         let another = || UssError::Forbidden(format!("the DSS names another manager for {}", p.id));
         let me = self.client_id();
         match &p.change {
-            Change::PutIntent { state, priority, volumes } => {
+            Change::PutIntent { state, priority, volumes, off_nominal } => {
                 match self.dss.get(Kind::Intent, &p.id).await.map_err(ask)? {
                     Some(r) if r.manager != me => return Err(another()),
                     // The DSS made the change: finish it with the details we meant.
                     Some(r) if Some(r.version) != p.previous_version => {
-                        self.settle(&OwnIntent::new(r, *state, *priority, volumes.clone())).await?
+                        self.settle(
+                            &OwnIntent::new(r, *state, *priority, volumes.clone())
+                                .with_off_nominal(off_nominal.clone()),
+                        )
+                        .await?
                     }
                     Some(_) => self.drop_pending(&p.id).await?,
                     // Never made, or gone since: we hold nothing the DSS does not.

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::domain::{Kind, Reference, Subscriber};
 use crate::entities::{Change, OwnIntent, Pending};
+use crate::error::UssError;
 use crate::operator::Outcome;
 use crate::ports::{Attempt, Clock, Dss, DssFailure, Ids, IntentWrite, Peers, SubscriptionWrite, Written};
 use crate::{Ports, Uss, UssConfig, Verifiers};
@@ -187,6 +188,12 @@ impl Peers for FakePeers {
     fn constraint_details<'a>(&'a self, _r: &'a Reference) -> BoxFuture<'a, Result<api::Constraint, String>> {
         async move { Err("no constraints served".into()) }.boxed()
     }
+    fn intent_telemetry<'a>(
+        &'a self,
+        _r: &'a Reference,
+    ) -> BoxFuture<'a, Result<api::GetOperationalIntentTelemetryResponse, String>> {
+        async move { Err("no telemetry served".into()) }.boxed()
+    }
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, _body: &'a serde_json::Value) -> BoxFuture<'a, Attempt> {
         self.notified.lock().push((base_url.to_owned(), path.to_owned()));
         let attempt = self.notify_script.lock().pop_front().unwrap_or(Attempt::Acknowledged(204));
@@ -235,7 +242,11 @@ fn config() -> UssConfig {
     UssConfig {
         base_url: BASE.into(),
         dss_url: "http://dss.test".into(),
-        scopes: vec!["utm.strategic_coordination".into(), "utm.constraint_processing".into()],
+        scopes: vec![
+            "utm.strategic_coordination".into(),
+            "utm.constraint_processing".into(),
+            "utm.conformance_monitoring_sa".into(),
+        ],
         peer_timeout: Duration::from_secs(5),
         max_priority: 10,
         operator_subjects: vec![],
@@ -244,6 +255,7 @@ fn config() -> UssConfig {
         flight_planning: false,
         flight_planning_subjects: vec![],
         slow_answers: None,
+        monitor: crate::telemetry::MonitorConfig::default(),
     }
 }
 
@@ -442,7 +454,12 @@ async fn after_crash(
 async fn reconciliation_finishes_or_undoes_each_crash_point() {
     let id = "00000000-0000-4000-8000-00000000aaaa";
     let v = vec![volume(47.0, (0, 20))];
-    let put = Change::PutIntent { state: OperationalIntentState::Accepted, priority: 2, volumes: v.clone() };
+    let put = Change::PutIntent {
+        state: OperationalIntentState::Accepted,
+        priority: 2,
+        volumes: v.clone(),
+        off_nominal: vec![],
+    };
 
     // Crashed after the write-ahead record, before the DSS: the DSS holds nothing; nothing is kept.
     let w = after_crash(put.clone(), None, None, Arc::new(FakeDss::default())).await;
@@ -508,6 +525,7 @@ async fn reconciliation_at_start_up_waits_out_an_unreachable_dss_with_doubling_p
             state: OperationalIntentState::Accepted,
             priority: 0,
             volumes: vec![volume(47.0, (0, 20))],
+            off_nominal: vec![],
         };
         records
             .write_ahead(Pending { id: id.into(), change, previous_version: None, recorded_at: Timestamp(T0) })
@@ -529,7 +547,8 @@ async fn reconciliation_removes_our_orphaned_references_in_the_area() {
     // A reference of ours nobody here knows (the crash came before the write-ahead record of
     // a previous attempt was written back), in the area of a change being reconciled.
     dss.written(Kind::Intent, "00000000-0000-4000-8000-00000000dead", Some(OperationalIntentState::Accepted), &v);
-    let put = Change::PutIntent { state: OperationalIntentState::Accepted, priority: 0, volumes: v };
+    let put =
+        Change::PutIntent { state: OperationalIntentState::Accepted, priority: 0, volumes: v, off_nominal: vec![] };
     let w = after_crash(put, None, None, dss).await;
     assert!(w.dss.0.lock().entities.is_empty(), "the orphan was removed from the DSS");
 }
@@ -547,4 +566,102 @@ async fn ending_a_constraint_goes_through_the_same_steps_as_an_intent() {
     assert!(w.uss.records.own::<crate::entities::OwnConstraint>(&published.constraint_id).is_none());
     until("both notifications sent", || w.peers.notified.lock().len() == 2).await;
     assert!(w.peers.notified.lock().iter().all(|(_, path)| path == "/uss/v1/constraints"));
+}
+
+/// A position reported at `s` seconds after T0, `east_m` metres east of the test volumes'
+/// centre (their circle has a 200 m radius).
+fn position_at(s: i64, east_m: f64) -> crate::telemetry::Position {
+    crate::telemetry::Position {
+        time: Timestamp(T0).plus_seconds(s),
+        at: LatLng::new(47.0, 8.0 + east_m / 76_000.0).expect("point"),
+        alt_m: 60.0,
+        accuracy_h_m: 5.0,
+        accuracy_v_m: 3.0,
+        speed_mps: Some(8.0),
+        track_deg: Some(90.0),
+    }
+}
+
+fn dss_state_of(w: &World, id: &str) -> (Option<OperationalIntentState>, usize) {
+    let s = w.dss.0.lock();
+    let h = s.entities.get(id).expect("held by the DSS");
+    (h.reference.state, h.volumes.len())
+}
+
+#[tokio::test]
+async fn the_monitor_makes_a_deviating_flight_nonconforming_then_activated_again_and_a_silent_one_lost() {
+    let w = world();
+    let out = w.uss.plan_new(vec![volume(47.0, (0, 20))], 0).await.expect("planned");
+    let id = out.operational_intent_id.expect("id");
+    // Positions of a flight not yet flying are refused.
+    let early = w.uss.positions(&id, vec![position_at(0, 0.0)]).await.expect_err("not flying");
+    assert!(matches!(early, UssError::WrongState(_)), "{early:?}");
+    let unknown = w.uss.positions("nope", vec![position_at(0, 0.0)]).await.expect_err("not ours");
+    assert!(matches!(unknown, UssError::NotFound(_)), "{unknown:?}");
+    w.uss.transition(&id, OperationalIntentState::Activated).await.expect("activated");
+    *w.clock.now.lock() = Timestamp(T0).plus_seconds(60);
+
+    let inside = w.uss.positions(&id, vec![position_at(59, 0.0), position_at(60, 20.0)]).await.expect("taken");
+    assert!(inside.conforming && inside.automatic_change.is_none(), "{inside:?}");
+    assert_eq!(inside.accepted, 2);
+
+    // 500 m east of the centre: 300 m outside the 200 m circle.
+    let outside = w.uss.positions(&id, vec![position_at(61, 500.0)]).await.expect("taken");
+    assert!(!outside.conforming);
+    assert!(outside.outside.as_deref().is_some_and(|o| o.contains("m outside it horizontally")), "{outside:?}");
+    assert!(outside.automatic_change.as_deref().is_some_and(|c| c.starts_with("Nonconforming")), "{outside:?}");
+    until("the DSS holds the intent Nonconforming", || {
+        dss_state_of(&w, &id) == (Some(OperationalIntentState::Nonconforming), 2)
+    })
+    .await;
+    until("the monitor is done", || w.uss.monitor.lock().applying.is_empty()).await;
+    let own = w.uss.own_intent(&id).expect("ours");
+    assert_eq!(
+        (own.state, own.volumes.len(), own.off_nominal_volumes.len()),
+        (OperationalIntentState::Nonconforming, 1, 1)
+    );
+    assert_eq!(crate::telemetry::check(&own.off_nominal_volumes, &position_at(61, 500.0)), Ok(()));
+    let served = w.uss.telemetry(&id).expect("telemetry of an off-nominal flight is served");
+    let p = served.telemetry.and_then(|t| t.position).expect("a position");
+    assert!((p.longitude - (8.0 + 500.0 / 76_000.0)).abs() < 1e-9);
+    let history = w.uss.notifications(i64::MIN, i64::MAX, 100, false).await.expect("history");
+    assert!(
+        history
+            .iter()
+            .any(|n| n.entity_id == id && n.state.as_deref() == Some("Nonconforming") && n.note.contains("outside")),
+        "the automatic change is in the notification history"
+    );
+
+    // Back inside, steadily, for the conforming time: Activated again, off-nominal volumes gone.
+    for s in 62..=73 {
+        *w.clock.now.lock() = Timestamp(T0).plus_seconds(s);
+        w.uss.positions(&id, vec![position_at(s, 0.0)]).await.expect("taken");
+        w.uss.monitor_tick();
+        tokio::task::yield_now().await;
+    }
+    until("the DSS holds the intent Activated again", || {
+        dss_state_of(&w, &id) == (Some(OperationalIntentState::Activated), 1)
+    })
+    .await;
+    until("the monitor is done", || w.uss.monitor.lock().applying.is_empty()).await;
+    assert!(w.uss.own_intent(&id).expect("ours").off_nominal_volumes.is_empty());
+    let refused = w.uss.telemetry(&id).expect_err("not served while Activated");
+    assert!(matches!(refused, UssError::WrongState(_)));
+
+    // Silence beyond the timeout: lost position.
+    *w.clock.now.lock() = Timestamp(T0).plus_seconds(73 + 10);
+    w.uss.monitor_tick();
+    until("the DSS holds the lost flight Nonconforming", || {
+        dss_state_of(&w, &id) == (Some(OperationalIntentState::Nonconforming), 2)
+    })
+    .await;
+    until("the monitor is done", || w.uss.monitor.lock().applying.is_empty()).await;
+    let status = w.uss.flight_status();
+    let reason = status[&id]["last_automatic_change"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("lost position"), "{reason}");
+
+    // Ended: the monitor forgets the flight and its record.
+    w.uss.end(&id).await.expect("ended");
+    w.uss.monitor_tick();
+    assert!(!w.uss.monitor.lock().flights.contains_key(&id));
 }

@@ -33,6 +33,10 @@ impl Uss {
             "others_intents": others_intents,
             "others_constraints": others_constraints,
             "in_flight": pending,
+            // The conformance monitor's view of our flights (latest position, automatic changes).
+            "flights": self.flight_status(),
+            // Others' Nonconforming or Contingent flights, as their managers serve their telemetry.
+            "others_flights": self.others_flights_status(),
             "notifications": notifications,
             "notifications_stored": n_notifications,
             "notification_bytes_stored": notification_bytes,

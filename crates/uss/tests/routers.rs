@@ -46,6 +46,7 @@ fn participant(dir: &std::path::Path) -> Arc<uss::Uss> {
         flight_planning: true,
         flight_planning_subjects: vec!["qualifier".into()],
         slow_answers: None,
+        monitor: uss::telemetry::MonitorConfig::default(),
     };
     let verifiers = uss::Verifiers { peer: verifier(), operator: verifier(), flight_planning: None };
     uss::Uss::open(config, tokens, verifiers, dir).expect("open")
