@@ -44,6 +44,8 @@ pub(crate) enum Command {
     Nonconforming(OperatorIdArgs),
     /// Ask a participant to end an operation (removes its reference from the DSS).
     End(OperatorIdArgs),
+    /// Replay a recorded track (one position per line) into a participant's operation.
+    Telemetry(TelemetryArgs),
     /// Show what a participant knows: its operations, others' it has seen, constraints,
     /// notifications received.
     Status(OperatorArgs),
@@ -197,6 +199,25 @@ pub(crate) struct OperatorIdArgs {
     pub(crate) conn: OperatorConn,
     /// The operational intent id the participant returned when planning.
     pub(crate) id: String,
+}
+
+#[derive(Args)]
+pub(crate) struct TelemetryArgs {
+    /// The participant's operator interface and a token with `deconflict.operator` or
+    /// `deconflict.telemetry`.
+    #[command(flatten)]
+    pub(crate) conn: OperatorConn,
+    /// The operational intent the aircraft flies (Activated).
+    pub(crate) id: String,
+    /// Track file: one position per line, {"time": RFC 3339, "lat", "lng", "alt_m" (metres
+    /// above the WGS84 ellipsoid), "accuracy_h_m", "accuracy_v_m", "speed_mps"?, "track_deg"?}.
+    pub(crate) track: PathBuf,
+    /// Replay this many times faster than the track's own pace.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) speed: f64,
+    /// Shift the track's times so that it starts now (each position stamped when it is sent).
+    #[arg(long)]
+    pub(crate) now: bool,
 }
 
 #[derive(Args)]

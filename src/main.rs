@@ -17,6 +17,7 @@ mod cli;
 mod demo;
 mod operator;
 mod pool;
+mod telemetry;
 use clap::Parser;
 use cli::*;
 use dss::{Config, Dss, SystemClock};
@@ -58,6 +59,7 @@ fn main() -> Result<()> {
             operator::call("POST", &a.conn, &format!("/operator/intents/{}/nonconforming", a.id), None)
         }
         Command::End(a) => operator::call("POST", &a.conn, &format!("/operator/intents/{}/end", a.id), None),
+        Command::Telemetry(a) => telemetry::run(&a.conn, &a.id, &a.track, a.speed, a.now),
         Command::Status(a) => operator::call("GET", &a.conn, "/operator/status", None),
         Command::Constrain(a) => operator::call("POST", &a.conn, "/operator/constraints", Some(&a.file)),
         Command::Demo(args) => demo::run(args.keep_running, args.ready_file.as_deref()),

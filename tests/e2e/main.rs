@@ -14,5 +14,6 @@ mod interop;
 mod map;
 mod pool;
 mod rid;
+mod telemetry;
 mod uss;
 mod uss_safety;

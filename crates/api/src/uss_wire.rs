@@ -171,3 +171,17 @@ pub fn accuracy_h_metres(category: &str) -> Option<f64> {
         _ => return None,
     })
 }
+
+/// The error bound in metres a `PositionAccuracyVertical` category stands for (`None` for an
+/// unknown one).
+pub fn accuracy_v_metres(category: &str) -> Option<f64> {
+    Some(match category {
+        "VA1m" => 1.0,
+        "VA3m" => 3.0,
+        "VA10m" => 10.0,
+        "VA25m" => 25.0,
+        "VA45m" => 45.0,
+        "VA150m" => 150.0,
+        _ => return None,
+    })
+}

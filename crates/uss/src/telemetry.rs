@@ -150,7 +150,7 @@ impl Position {
             at,
             alt_m,
             accuracy_h_m,
-            accuracy_v_m: MAX_ACCURACY_V_M,
+            accuracy_v_m: p.accuracy_v.as_deref().and_then(api::accuracy_v_metres).unwrap_or(MAX_ACCURACY_V_M),
             speed_mps: t.velocity.as_ref().map(|v| v.speed).filter(|s| s.is_finite() && *s >= 0.0),
             track_deg: t.velocity.as_ref().and_then(|v| v.track),
         })
@@ -804,6 +804,6 @@ mod tests {
         let position = t.position.as_ref().expect("position");
         assert_eq!((position.accuracy_h.as_deref(), position.accuracy_v.as_deref()), (Some("HA10m"), Some("VA3m")));
         let back = Position::from_vehicle_telemetry(&t).expect("readable");
-        assert_eq!((back.at, back.time, back.accuracy_h_m), (p.at, p.time, 10.0));
+        assert_eq!((back.at, back.time, back.accuracy_h_m, back.accuracy_v_m), (p.at, p.time, 10.0, 3.0));
     }
 }

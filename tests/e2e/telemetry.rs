@@ -1,0 +1,197 @@
+//! Live flights over HTTP: positions in through the operator interface (and `deconflict
+//! telemetry`), the conformance monitor acting on its own, a subscriber told of it, telemetry
+//! served and polled, off-nominal volumes blocking plans, lost position, and who may report.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{call, BIN};
+use crate::uss::{flight, op, Cluster, Participant, FULL};
+
+/// Metres per degree of longitude at 47°N, about.
+const M_PER_DEG_LNG: f64 = 75_900.0;
+
+/// A position `east_m` east of (47.0, 8.0), stamped `offset_s` from now.
+fn position(east_m: f64, offset_s: f64) -> Value {
+    let t = chrono::Utc::now() + chrono::Duration::milliseconds((offset_s * 1000.0) as i64);
+    json!({"time": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+           "lat": 47.0, "lng": 8.0 + east_m / M_PER_DEG_LNG, "alt_m": 60.0,
+           "accuracy_h_m": 5.0, "accuracy_v_m": 3.0, "speed_mps": 10.0, "track_deg": 90.0})
+}
+
+async fn post_positions(uss: &Participant, token: &str, id: &str, body: &Value) -> (u16, Value) {
+    call("POST", &format!("{}/operator/intents/{id}/positions", uss.operator), Some(token), Some(body)).await
+}
+
+/// Polls `probe` until it returns `Some`, for at most `secs` seconds.
+async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deviating_flight_is_announced_on_its_own_and_comes_back() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant_with(
+        "alpha",
+        &FULL,
+        &cluster.dir.path().join("alpha"),
+        &["--conforming-after-secs", "2", "--telemetry-timeout-secs", "3", "--contingent-after-secs", "120"],
+    );
+    let bravo = cluster.participant("bravo", &FULL);
+    let (s, _) = op(&bravo, "POST", "/operator/subscribe", Some(&flight(47.0, 8.0, 5000.0, 0.0, 400.0, 0, 3600))).await;
+    assert_eq!(s, 200);
+
+    let (s, planned) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 300.0, 0.0, 120.0, 0, 1800))).await;
+    assert_eq!(s, 200, "{planned}");
+    let id = planned["operational_intent_id"].as_str().expect("id").to_owned();
+
+    // Not flying yet: 409; not ours: 404.
+    let (s, body) = post_positions(&alpha, &alpha.token, &id, &position(0.0, 0.0)).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("Accepted"), "{body}");
+    let (s, _) =
+        post_positions(&alpha, &alpha.token, "0b7d2c7e-5f7e-4b6e-9f1e-000000000000", &position(0.0, 0.0)).await;
+    assert_eq!(s, 404);
+    let (s, act) = op(&alpha, "POST", &format!("/operator/intents/{id}/activate"), None).await;
+    assert_eq!(s, 200, "{act}");
+
+    // Bad input is refused whole, with the reason.
+    let mut far_north = position(0.0, 0.0);
+    far_north["lat"] = json!(95.0);
+    let (s, body) = post_positions(&alpha, &alpha.token, &id, &json!([position(0.0, 0.0), far_north])).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().starts_with("[1].lat"), "{body}");
+    let (s, body) = post_positions(&alpha, &alpha.token, &id, &position(0.0, 30.0)).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("ahead"), "{body}");
+    let many: Vec<Value> = (0..1001).map(|_| position(0.0, 0.0)).collect();
+    let (s, _) = post_positions(&alpha, &alpha.token, &id, &Value::Array(many)).await;
+    assert_eq!(s, 400);
+    let (s, body) = post_positions(&alpha, &alpha.token, &id, &json!({"time": "now"})).await;
+    assert_eq!(s, 400, "{body}");
+    let (_, st) = op(&alpha, "GET", "/operator/status", None).await;
+    assert!(st["flights"].get(&id).is_none(), "nothing of a refused request was taken: {st}");
+
+    // Who may report: a ground station's token (deconflict.telemetry) may, but may not plan;
+    // a token without either scope may not.
+    let ground = cluster.token("alpha-ground", "deconflict.telemetry").await;
+    let (s, ok) = post_positions(&alpha, &ground, &id, &json!([position(0.0, 0.0), position(20.0, 0.0)])).await;
+    assert_eq!(s, 200, "{ok}");
+    assert_eq!((ok["accepted"].as_u64(), ok["conforming"].as_bool()), (Some(2), Some(true)), "{ok}");
+    let (s, _) = call(
+        "POST",
+        &format!("{}/operator/plan", alpha.operator),
+        Some(&ground),
+        Some(&flight(47.1, 8.0, 100.0, 0.0, 120.0, 60, 600)),
+    )
+    .await;
+    assert_eq!(s, 403, "a telemetry token may not plan");
+    let peer_token = cluster.token("alpha-ground", "utm.strategic_coordination").await;
+    let (s, _) = post_positions(&alpha, &peer_token, &id, &position(0.0, 0.0)).await;
+    assert_eq!(s, 403);
+
+    // The aircraft drifts east and leaves its 300 m circle: a recorded track replayed by
+    // `deconflict telemetry`, shifted to now.
+    let track = cluster.dir.path().join("track.jsonl");
+    let lines: Vec<String> = (0..8).map(|i| position(100.0 * (i + 1) as f64, i as f64).to_string()).collect();
+    std::fs::write(&track, lines.join("\n") + "\n").expect("track file");
+    let started = Instant::now();
+    let replay = tokio::process::Command::new(BIN)
+        .args(["telemetry", "--uss", &alpha.operator, "--token", &alpha.token, &id])
+        .arg(&track)
+        .args(["--now", "--speed", "8"])
+        .output();
+    let replay = tokio::time::timeout(Duration::from_secs(30), replay).await.expect("replay bounded").expect("run");
+    let out = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.status.success(), "{out}\n{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("[8/8]"), "a progress line");
+
+    // bravo, subscribed, is told: Nonconforming, with off-nominal volumes around the aircraft.
+    // As it drifts on beyond them, its off-nominal volumes are renewed around it, and bravo
+    // is told of that too.
+    let newest = 8.0 + 800.0 / M_PER_DEG_LNG;
+    let seen = wait_for("bravo sees alpha Nonconforming around its newest position", 15, async || {
+        let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
+        let o = st["others_intents"][&id].clone();
+        let off = o["details"]["off_nominal_volumes"].as_array().cloned().unwrap_or_default();
+        let around_newest = off.len() == 1
+            && (off[0]["volume"]["outline_circle"]["center"]["lng"].as_f64().unwrap_or_default() - newest).abs() < 1e-6;
+        (o["reference"]["state"] == "Nonconforming" && around_newest).then_some(o)
+    })
+    .await;
+    eprintln!("deviation to subscriber: {:?} after the replay started", started.elapsed());
+    assert!(seen["reference"]["version"].as_i64().is_some_and(|v| v >= 4), "activated, nonconforming, renewed: {seen}");
+    let (_, ast) = op(&alpha, "GET", "/operator/status", None).await;
+    let why = ast["flights"][&id]["last_automatic_change"].as_str().unwrap_or_default().to_owned();
+    // The newest automatic change may be a renewal of the off-nominal volumes as it drifted on.
+    assert!(why.contains("Nonconforming"), "{ast}");
+    assert!(
+        ast["notifications"].as_array().expect("history").iter().any(|n| n["entity_id"] == id.as_str()
+            && n["state"] == "Nonconforming"
+            && n["from"].as_str().is_some_and(|f| f.contains("conformance monitor"))
+            && n["note"].as_str().is_some_and(|w| w.contains("m outside it horizontally"))),
+        "the automatic change and its reason are in the notification history: {ast}"
+    );
+
+    // bravo reads alpha's telemetry (as a peer, and by its own polling).
+    let bravo_peer = cluster.token("bravo", "utm.conformance_monitoring_sa").await;
+    let (s, t) =
+        call("GET", &format!("{}/uss/v1/operational_intents/{id}/telemetry", alpha.url), Some(&bravo_peer), None).await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["operational_intent_id"], id.as_str());
+    assert_eq!(t["telemetry"]["position"]["altitude"]["reference"], "W84");
+    assert_eq!(t["telemetry"]["position"]["accuracy_h"], "HA10m");
+    let polled = wait_for("bravo polls alpha's telemetry", 15, async || {
+        let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
+        st["others_flights"][&id]["latest"].as_object().cloned()
+    })
+    .await;
+    assert!(
+        polled["lng"].as_f64().is_some_and(|l| l > 8.0 + 300.0 / M_PER_DEG_LNG),
+        "outside alpha's circle: {polled:?}"
+    );
+    assert_eq!(
+        (polled["accuracy_h_m"].as_f64(), polled["accuracy_v_m"].as_f64()),
+        (Some(10.0), Some(3.0)),
+        "{polled:?}"
+    );
+
+    // bravo's next plan into the off-nominal volume (outside alpha's nominal circle) is refused.
+    let (s, r) = op(
+        &bravo,
+        "POST",
+        "/operator/plan",
+        Some(&flight(47.0, 8.0 + 900.0 / M_PER_DEG_LNG, 50.0, 0.0, 120.0, 30, 600)),
+    )
+    .await;
+    assert_eq!(s, 409, "{r}");
+    assert_eq!(r["conflicts"][0]["id"], id.as_str(), "{r}");
+
+    // The aircraft comes back and stays inside: Activated again, off-nominal volumes gone.
+    let back = wait_for("alpha Activated again", 20, async || {
+        let (s, _) = post_positions(&alpha, &alpha.token, &id, &position(50.0, 0.0)).await;
+        assert_eq!(s, 200);
+        let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
+        let o = st["others_intents"][&id].clone();
+        (o["reference"]["state"] == "Activated").then_some(o)
+    })
+    .await;
+    assert_eq!(back["details"]["off_nominal_volumes"], json!([]), "{back}");
+
+    // Silence beyond --telemetry-timeout-secs: lost position.
+    let lost = wait_for("a silent flight goes Nonconforming", 15, async || {
+        let (_, st) = op(&alpha, "GET", "/operator/status", None).await;
+        (st["own_intents"][&id]["intent"]["reference"]["state"] == "Nonconforming").then_some(st)
+    })
+    .await;
+    let why = lost["flights"][&id]["last_automatic_change"].as_str().unwrap_or_default();
+    assert!(why.contains("lost position"), "{lost}");
+}
