@@ -265,11 +265,11 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
         anyhow::ensure!(s == 200, "bravo could not subscribe");
         tl.say("bravo", "subscribes to its 3 km planning area for the next 3 hours");
 
-        let flight_a = json!({"volumes": [circle(lat, lng, 400.0, 0.0, 120.0, "+5m", "+25m")], "priority": 0});
+        let flight_a = json!({"volumes": [circle(lat, lng, 400.0, 0.0, 120.0, "+0", "+25m")], "priority": 0});
         let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight_a)).await?;
         anyhow::ensure!(s == 200, "alpha's plan failed: {a}");
         let a_id = a["operational_intent_id"].as_str().unwrap_or_default().to_owned();
-        tl.say("alpha", format!("plans {a_id}: 400 m circle, 0-120 m, +5..+25 min -> {}\n{}", a["outcome"], notified(&with_outcomes(&alpha, &a).await?)));
+        tl.say("alpha", format!("plans {a_id}: 400 m circle, 0-120 m, now..+25 min -> {}\n{}", a["outcome"], notified(&with_outcomes(&alpha, &a).await?)));
 
         let flight_b = json!({"volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, "+15m", "+35m")], "priority": 0});
         let (s, refused) = op(&bravo, "POST", "/operator/plan", Some(&flight_b)).await?;
@@ -295,9 +295,43 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
         let (s, act) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/activate"), None).await?;
         anyhow::ensure!(s == 200, "activation failed: {act}");
         tl.say("alpha", format!("activates {a_id}\n{}", notified(&with_outcomes(&alpha, &act).await?)));
-        let (s, nc) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/nonconforming"), None).await?;
-        anyhow::ensure!(s == 200, "nonconforming failed: {nc}");
-        tl.say("alpha", format!("goes Nonconforming\n{}", notified(&with_outcomes(&alpha, &nc).await?)));
+        // alpha's aircraft reports its positions (a recorded track replayed by `deconflict
+        // telemetry`): it drifts east out of its 400 m circle, and the conformance monitor
+        // declares the operation Nonconforming on its own and tells bravo.
+        let track = dir.join("alpha-track.jsonl");
+        let lines: Vec<String> = (0..7)
+            .map(|i| {
+                let t = chrono::Utc::now() + chrono::Duration::seconds(i);
+                json!({"time": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "lat": lat,
+                       "lng": lng + (i as f64 * 100.0) / 75_900.0, "alt_m": 80.0, "accuracy_h_m": 5.0,
+                       "accuracy_v_m": 3.0, "speed_mps": 10.0, "track_deg": 90.0})
+                .to_string()
+            })
+            .collect();
+        std::fs::write(&track, lines.join("\n") + "\n")?;
+        let replay = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["telemetry", "--uss", alpha.url.as_str(), "--token", alpha.token.as_str(), a_id.as_str()])
+            .arg(&track)
+            .args(["--now", "--speed", "4"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let replayed = tokio::time::timeout(std::time::Duration::from_secs(30), replay).await.context("the replay hung")??;
+        anyhow::ensure!(replayed.success(), "deconflict telemetry failed");
+        tl.say("alpha", "its aircraft reports positions (deconflict telemetry): it drifts 600 m east, out of its 400 m circle");
+        let mut nc = Value::Null;
+        for _ in 0..100 {
+            let (_, st) = op(&alpha, "GET", "/operator/status", None).await?;
+            if st["own_intents"][&a_id]["intent"]["reference"]["state"] == "Nonconforming" {
+                nc = st;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        anyhow::ensure!(!nc.is_null(), "the conformance monitor did not declare alpha's flight Nonconforming");
+        let why = nc["flights"][&a_id]["last_automatic_change"].as_str().unwrap_or_default().to_owned();
+        let answer = json!({"operational_intent_id": a_id, "notified": nc["own_intents"][&a_id]["notified"]});
+        tl.say("alpha", format!("goes Nonconforming on its own: {why}\n{}", notified(&with_outcomes(&alpha, &answer).await?)));
         let (s, end) = op(&alpha, "POST", &format!("/operator/intents/{a_id}/end"), None).await?;
         anyhow::ensure!(s == 200, "end failed: {end}");
         tl.say("alpha", format!("ends {a_id}\n{}", notified(&with_outcomes(&alpha, &end).await?)));
