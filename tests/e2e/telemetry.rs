@@ -141,6 +141,15 @@ async fn a_deviating_flight_is_announced_on_its_own_and_comes_back() {
         "the automatic change and its reason are in the notification history: {ast}"
     );
 
+    // alpha's map shows the flight at its newest position with its trail.
+    let (s, view) = op(&alpha, "GET", "/operator/map", None).await;
+    assert_eq!(s, 200);
+    let drawn = view["flights"].as_array().and_then(|l| l.iter().find(|f| f["id"] == id.as_str()).cloned());
+    let drawn = drawn.unwrap_or_else(|| panic!("the flight is on alpha's map: {view}"));
+    assert_eq!((drawn["own"].as_bool(), drawn["state"].as_str()), (Some(true), Some("Nonconforming")), "{drawn}");
+    assert!((drawn["position"][0].as_f64().unwrap_or_default() - newest).abs() < 1e-9, "{drawn}");
+    assert!(drawn["trail"].as_array().is_some_and(|t| t.len() >= 8), "{drawn}");
+
     // bravo reads alpha's telemetry (as a peer, and by its own polling).
     let bravo_peer = cluster.token("bravo", "utm.conformance_monitoring_sa").await;
     let (s, t) =
@@ -162,6 +171,11 @@ async fn a_deviating_flight_is_announced_on_its_own_and_comes_back() {
         (polled["accuracy_h_m"].as_f64(), polled["accuracy_v_m"].as_f64()),
         (Some(10.0), Some(3.0)),
         "{polled:?}"
+    );
+    let (_, bview) = op(&bravo, "GET", "/operator/map", None).await;
+    assert!(
+        bview["flights"].as_array().is_some_and(|l| l.iter().any(|f| f["id"] == id.as_str() && f["own"] == false)),
+        "alpha's off-nominal flight is on bravo's map: {bview}"
     );
 
     // bravo's next plan into the off-nominal volume (outside alpha's nominal circle) is refused.

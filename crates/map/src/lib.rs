@@ -165,6 +165,25 @@ pub struct MapEntity {
     pub volumes: Vec<MapVolume>,
 }
 
+/// A live flight: its latest position and recent trail (ours as reported, others'
+/// off-nominal ones as their managers serve their telemetry).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MapFlight {
+    /// The operational intent it flies.
+    pub id: String,
+    pub manager: String,
+    /// Whether it is the viewer's.
+    pub own: bool,
+    /// The operation's state.
+    pub state: Option<String>,
+    /// `[lng, lat]` of the latest position, its altitude (m, WGS84) and time (RFC 3339).
+    pub position: [f64; 2],
+    pub alt_m: f64,
+    pub time: String,
+    /// Earlier positions, oldest first, `[lng, lat]` each (at most a few hundred).
+    pub trail: Vec<[f64; 2]>,
+}
+
 /// Everything the page draws, as one document.
 #[derive(Debug, Clone, Serialize)]
 pub struct MapView {
@@ -176,12 +195,15 @@ pub struct MapView {
     pub entities: Vec<MapEntity>,
     /// Set when the view is incomplete (for example, more entities than are drawn at once).
     pub truncated: bool,
+    /// Live flights (a participant's map only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flights: Vec<MapFlight>,
 }
 
 impl MapView {
     pub fn new(mode: &'static str, viewer: String, entities: Vec<MapEntity>, truncated: bool) -> Self {
         let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        MapView { mode, viewer, generated_at, entities, truncated }
+        MapView { mode, viewer, generated_at, entities, truncated, flights: vec![] }
     }
 }
 

@@ -115,7 +115,9 @@ impl Uss {
                 volumes: MapVolume::list(std::slice::from_ref(&v), &[]),
             });
         }
-        Ok(MapView::new("participant", self.client_id().to_owned(), entities, false))
+        let mut view = MapView::new("participant", self.client_id().to_owned(), entities, false);
+        view.flights = self.flights_on_map();
+        Ok(view)
     }
 
     fn entities_on_map(&self, mem: &crate::records::Memory) -> Vec<MapEntity> {

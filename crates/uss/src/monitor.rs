@@ -468,6 +468,47 @@ impl Uss {
         serde_json::Value::Object(flights)
     }
 
+    /// Live flights for the map: ours with their recent trail, others' off-nominal ones at
+    /// their last polled position.
+    pub(crate) fn flights_on_map(&self) -> Vec<map::MapFlight> {
+        /// Trail points drawn per flight.
+        const TRAIL: usize = 300;
+        let states: HashMap<String, String> = self.records.read(|m| {
+            let own = m.own_intents.iter().map(|(id, o)| (id.clone(), o.state.as_str().to_owned()));
+            let others = m.others_intents.iter().map(|(id, k)| (id.clone(), k.state.as_str().to_owned()));
+            own.chain(others).collect()
+        });
+        let m = self.monitor.lock();
+        let ours = m.flights.iter().filter_map(|(id, f)| {
+            let p = f.latest?;
+            let skip = f.track.len().saturating_sub(TRAIL);
+            Some(map::MapFlight {
+                id: id.clone(),
+                manager: self.client_id().to_owned(),
+                own: true,
+                state: states.get(id).cloned(),
+                position: [p.at.lng(), p.at.lat()],
+                alt_m: p.alt_m,
+                time: crate::time_text(p.time),
+                trail: f.track.iter().skip(skip).map(|q| [q.at.lng(), q.at.lat()]).collect(),
+            })
+        });
+        let others = m.others.iter().filter_map(|(id, o)| {
+            let p = o.position?;
+            Some(map::MapFlight {
+                id: id.clone(),
+                manager: o.manager.clone(),
+                own: false,
+                state: states.get(id).cloned(),
+                position: [p.at.lng(), p.at.lat()],
+                alt_m: p.alt_m,
+                time: crate::time_text(p.time),
+                trail: vec![],
+            })
+        });
+        ours.chain(others).collect()
+    }
+
     /// Whether our intent `id` may be served telemetry now: the own intent, for the peer API.
     pub(crate) fn own_intent_state(&self, id: &str) -> Option<OperationalIntentState> {
         self.records.read(|m| m.own_intents.get(id).map(|o: &OwnIntent| o.state))

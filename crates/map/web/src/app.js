@@ -5,7 +5,7 @@
 import * as maplibregl from '/map/assets/maplibre-gl.mjs';
 import {
   OUTCOME, STYLES, features, bounds, circleRing, distanceM, flightRequest, applyProposal, explain, proposalText, shortTime,
-  outcomeTitle,
+  outcomeTitle, flightFeatures, movedFlight,
 } from '/map/assets/view.js';
 
 // The DSS serves the page at /map (read-only); a participant at / on its operator listener.
@@ -138,6 +138,13 @@ function redraw() {
   const at = new Date(selectedTime()).toISOString().slice(11, 16);
   $('time-label').textContent = minutes === 0 ? `now (${at}Z)` : `now + ${Math.floor(minutes / 60)} h ${minutes % 60} min (${at}Z)`;
   drawDraft();
+  drawFlights();
+}
+
+// Live flights: ours as their aircraft report, others' off-nominal ones as polled.
+function drawFlights() {
+  if (!map || !map.getSource('flights')) return;
+  map.getSource('flights').setData(flightFeatures(state.view?.flights ?? []));
 }
 
 function drawDraft() {
@@ -172,6 +179,7 @@ function buildMap(basemap) {
         borders: { type: 'geojson', data: basemap.borders },
         entities: { type: 'geojson', data: empty },
         draft: { type: 'geojson', data: empty },
+        flights: { type: 'geojson', data: empty },
       },
       layers: [
         { id: 'sea', type: 'background', paint: { 'background-color': '#dce8f0' } },
@@ -202,6 +210,14 @@ function buildMap(basemap) {
         {
           id: 'highlight', type: 'line', source: 'entities', filter: ['get', 'highlighted'],
           paint: { 'line-color': '#000000', 'line-width': 5, 'line-dasharray': [2, 1] },
+        },
+        {
+          id: 'flight-trail', type: 'line', source: 'flights', filter: ['==', ['get', 'kind'], 'trail'],
+          paint: { 'line-color': ['get', 'colour'], 'line-width': 2, 'line-opacity': 0.8 },
+        },
+        {
+          id: 'flight-position', type: 'circle', source: 'flights', filter: ['==', ['get', 'kind'], 'position'],
+          paint: { 'circle-radius': 6, 'circle-color': ['get', 'colour'], 'circle-stroke-color': '#ffffff', 'circle-stroke-width': 2 },
         },
         { id: 'draft-fill', type: 'fill', source: 'draft', paint: { 'fill-color': '#000000', 'fill-opacity': 0.08 } },
         { id: 'draft-line', type: 'line', source: 'draft', paint: { 'line-color': '#000000', 'line-width': 2, 'line-dasharray': [1, 1] } },
@@ -540,7 +556,14 @@ async function startEvents() {
           const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
           if (!data) continue;
           try {
-            feed(JSON.parse(data));
+            const event = JSON.parse(data);
+            if (event.kind === 'position') {
+              // Positions move a flight on the map; they do not fill the feed or reload the view.
+              if (state.view) state.view.flights = movedFlight(state.view.flights ?? [], event, state.view.viewer);
+              drawFlights();
+              continue;
+            }
+            feed(event);
             refreshSoon();
           } catch {
             // Not one of our events: ignored.

@@ -192,3 +192,58 @@ export function shortTime(text) {
   const t = Date.parse(text);
   return Number.isFinite(t) ? new Date(t).toISOString().slice(11, 19) + 'Z' : String(text ?? '');
 }
+
+// The colour of a live flight: its operation's state's for ours, off-nominal states' for
+// others' (the only ones whose positions others serve), else others' colour.
+export function flightColour(flight) {
+  if (STYLES[flight.state] && (flight.own || flight.state === 'Nonconforming' || flight.state === 'Contingent')) {
+    return STYLES[flight.state].colour;
+  }
+  return STYLES.other.colour;
+}
+
+// The flights after a `position` event from the live feed: the flight moves to the new position
+// (a newer one only), its old position joins its trail (at most `maxTrail` points kept).
+export function movedFlight(flights, event, viewer, maxTrail = 300) {
+  const p = event.position;
+  if (!p || !event.entity) return flights;
+  const out = flights.filter((f) => f.id !== event.entity);
+  const old = flights.find((f) => f.id === event.entity);
+  if (old && Date.parse(old.time) > Date.parse(p.time)) return flights;
+  const trail = old ? [...old.trail, old.position].slice(-maxTrail) : [];
+  out.push({
+    id: event.entity,
+    manager: event.manager ?? old?.manager ?? '',
+    own: (event.manager ?? old?.manager) === viewer,
+    state: event.state && event.state !== 'off-nominal' ? event.state : (old?.state ?? null),
+    position: [p.lng, p.lat],
+    alt_m: p.alt_m,
+    time: p.time,
+    trail,
+  });
+  return out;
+}
+
+// GeoJSON of live flights: a point at each latest position, a line along each trail.
+export function flightFeatures(flights) {
+  const out = [];
+  for (const f of flights ?? []) {
+    const colour = flightColour(f);
+    if (f.trail?.length) {
+      out.push({
+        type: 'Feature',
+        properties: { id: f.id, colour, kind: 'trail' },
+        geometry: { type: 'LineString', coordinates: [...f.trail, f.position] },
+      });
+    }
+    out.push({
+      type: 'Feature',
+      properties: {
+        id: f.id, colour, kind: 'position', own: Boolean(f.own), state: f.state ?? '',
+        label: `${f.manager} · ${Math.round(f.alt_m)} m · ${shortTime(f.time)}`,
+      },
+      geometry: { type: 'Point', coordinates: f.position },
+    });
+  }
+  return { type: 'FeatureCollection', features: out };
+}

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 
 import {
   OUTCOME, STYLES, activeAt, applyProposal, bounds, circleRing, distanceM, explain, features, flightRequest,
-  outcomeTitle, proposalText, shortTime, styleKey,
+  outcomeTitle, proposalText, shortTime, styleKey, flightColour, flightFeatures, movedFlight,
 } from '../src/view.js';
 
 const square = (west, south, side) => [[west, south], [west + side, south], [west + side, south + side], [west, south + side], [west, south]];
@@ -143,4 +143,39 @@ test('conflicts and proposals read as sentences', () => {
   assert.equal(proposalText({}), 'No change found within the search horizon');
   assert.equal(shortTime('not a time'), 'not a time');
   assert.equal(shortTime(undefined), '');
+});
+
+test('a position event moves its flight, grows its bounded trail, and ignores an older one', () => {
+  const event = (id, lng, time, manager = 'alpha', st = 'Activated') => ({
+    kind: 'position', entity: id, manager, state: st, position: { lng, lat: 47, alt_m: 80, time },
+  });
+  let flights = movedFlight([], event('a', 8.0, '2027-01-01T00:00:00Z'), 'alpha', 2);
+  assert.deepEqual(flights, [{ id: 'a', manager: 'alpha', own: true, state: 'Activated', position: [8.0, 47], alt_m: 80, time: '2027-01-01T00:00:00Z', trail: [] }]);
+  flights = movedFlight(flights, event('a', 8.1, '2027-01-01T00:00:01Z'), 'alpha', 2);
+  flights = movedFlight(flights, event('a', 8.2, '2027-01-01T00:00:02Z'), 'alpha', 2);
+  flights = movedFlight(flights, event('a', 8.3, '2027-01-01T00:00:03Z'), 'alpha', 2);
+  assert.deepEqual(flights[0].trail, [[8.1, 47], [8.2, 47]], 'at most two trail points kept');
+  assert.deepEqual(flights[0].position, [8.3, 47]);
+  const late = movedFlight(flights, event('a', 9.0, '2027-01-01T00:00:00.500Z'), 'alpha', 2);
+  assert.equal(late, flights, 'an older position does not move the flight');
+  // Another's off-nominal flight, as polled: its state stays the one the view gave.
+  flights = movedFlight(flights, { ...event('b', 7.0, '2027-01-01T00:00:03Z', 'bravo', 'off-nominal') }, 'alpha');
+  assert.equal(flights.find((f) => f.id === 'b').own, false);
+  assert.equal(flights.find((f) => f.id === 'b').state, null);
+});
+
+test('flights are drawn as a point at the latest position and a line along the trail, coloured by state', () => {
+  const ours = { id: 'a', manager: 'alpha', own: true, state: 'Nonconforming', position: [8.3, 47], alt_m: 80.4, time: '2027-01-01T00:00:03Z', trail: [[8.1, 47], [8.2, 47]] };
+  const theirs = { id: 'b', manager: 'bravo', own: false, state: 'Contingent', position: [7, 47], alt_m: 50, time: '2027-01-01T00:00:03Z', trail: [] };
+  const fc = flightFeatures([ours, theirs]);
+  assert.equal(fc.features.length, 3);
+  const trail = fc.features.find((f) => f.properties.kind === 'trail');
+  assert.deepEqual(trail.geometry.coordinates, [[8.1, 47], [8.2, 47], [8.3, 47]]);
+  assert.equal(trail.properties.colour, STYLES.Nonconforming.colour);
+  const points = fc.features.filter((f) => f.properties.kind === 'position');
+  assert.deepEqual(points.map((p) => p.geometry.coordinates), [[8.3, 47], [7, 47]]);
+  assert.match(points[0].properties.label, /^alpha · 80 m · /);
+  assert.equal(flightColour(theirs), STYLES.Contingent.colour);
+  assert.equal(flightColour({ ...theirs, state: 'Activated' }), STYLES.other.colour);
+  assert.deepEqual(flightFeatures(undefined), { type: 'FeatureCollection', features: [] });
 });
