@@ -266,7 +266,8 @@ pub(crate) struct DemoArgs {
 #[derive(Args)]
 pub(crate) struct BenchArgs {
     /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, planning,
-    /// rid (network Remote ID: ISA writes and searches in a busy area and a city), or all.
+    /// rid (network Remote ID: ISA writes and searches in a busy area and a city), telemetry
+    /// (positions streamed into a participant, deviations announced), or all.
     #[arg(long, default_value = "all")]
     pub(crate) workload: String,
     /// Seconds of measured load per workload (after its preload).
@@ -291,6 +292,12 @@ pub(crate) struct BenchArgs {
     /// Live ISAs preloaded by `rid`'s city (default 100,000; one subscription per hundred).
     #[arg(long)]
     pub(crate) rid_isas: Option<usize>,
+    /// `telemetry`: flights streaming positions into one participant (default 1,000).
+    #[arg(long)]
+    pub(crate) telemetry_flights: Option<usize>,
+    /// `telemetry`: positions per second of each flight (default 10).
+    #[arg(long)]
+    pub(crate) telemetry_hz: Option<f64>,
     /// A few seconds at tiny sizes (used by the test suite so the benchmark never rots).
     #[arg(long)]
     pub(crate) smoke: bool,

@@ -3,7 +3,7 @@
 //! requests and time and talks only to 127.0.0.1.
 //!
 //! Workloads (see `workloads`, `planning` and `rid`): `busy-area`, `city`, `subscriptions`,
-//! `restart`, `soak`, `planning`, `rid`. Each prints a table and adds a section to a JSON report.
+//! `restart`, `soak`, `planning`, `rid`, `telemetry`. Each prints a table and adds a section to a JSON report.
 
 mod ceiling;
 mod conn;
@@ -11,6 +11,7 @@ mod planning;
 mod rid;
 mod shapes;
 mod stats;
+mod telemetry;
 mod workloads;
 
 use std::io::{BufRead, BufReader};
@@ -60,6 +61,19 @@ pub struct BenchConfig {
     /// Live ISAs preloaded by `rid`'s city.
     #[serde(default = "default_rid_isas")]
     pub rid_isas: usize,
+    /// `telemetry`: flights streaming positions into one participant, and their rate (Hz).
+    #[serde(default = "default_telemetry_flights")]
+    pub telemetry_flights: usize,
+    #[serde(default = "default_telemetry_hz")]
+    pub telemetry_hz: f64,
+}
+
+fn default_telemetry_flights() -> usize {
+    1_000
+}
+
+fn default_telemetry_hz() -> f64 {
+    10.0
 }
 
 fn default_rid_isas() -> usize {
@@ -98,6 +112,7 @@ impl BenchConfig {
                 "soak".into(),
                 "planning".into(),
                 "rid".into(),
+                "telemetry".into(),
             ],
             duration_s: 20,
             concurrency: 16,
@@ -112,6 +127,8 @@ impl BenchConfig {
             peer_delay_ms: default_delay(),
             soak_s: default_soak(),
             rid_isas: default_rid_isas(),
+            telemetry_flights: default_telemetry_flights(),
+            telemetry_hz: default_telemetry_hz(),
         }
     }
     /// A few seconds of everything at tiny sizes: keeps the benchmark from rotting.
@@ -125,6 +142,8 @@ impl BenchConfig {
             max_requests: 20_000,
             soak_s: 4,
             rid_isas: 400,
+            telemetry_flights: 20,
+            telemetry_hz: 2.0,
             ..Self::full()
         }
     }
@@ -405,12 +424,15 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                 slow.baseline_writes_per_s = dss_only.successful_writes_per_s;
                 slow
             }
+            "telemetry" => telemetry::telemetry(&ctx).await?,
             "rid" => {
                 // Several reports (two scales, three phases each), printed as they come.
                 reports.extend(rid::rid(&ctx).await?);
                 continue;
             }
-            other => bail!("unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning, rid)"),
+            other => bail!(
+                "unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning, rid, telemetry)"
+            ),
         };
         report.print();
         reports.push(report);

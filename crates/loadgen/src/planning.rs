@@ -26,9 +26,15 @@ const OVERLAP_SHARE: f64 = 0.2;
 /// Live flights each operator keeps before closing its oldest.
 const LIVE_PER_OPERATOR: usize = 8;
 
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
-    urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
+}
+
+impl Proc {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Proc {
@@ -38,7 +44,8 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(exe: &std::path::Path, args: &[&str], lines: usize) -> Result<Proc> {
+/// Starts `deconflict <args>` and waits for its `lines` "listening on" lines (their URLs).
+pub(crate) fn spawn(exe: &std::path::Path, args: &[&str], lines: usize) -> Result<Proc> {
     let mut child = Command::new(exe)
         .args(args)
         .env("RUST_LOG", "error")
