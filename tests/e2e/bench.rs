@@ -57,7 +57,8 @@ fn bench_smoke_run_is_correct() {
             "rid busy-area (half writers, half searchers)",
             "rid city (ISA writes only)",
             "rid city (searches only)",
-            "rid city (half writers, half searchers)"
+            "rid city (half writers, half searchers)",
+            "telemetry"
         ]
     );
     for w in workloads {
@@ -101,6 +102,15 @@ fn bench_smoke_run_is_correct() {
     assert!(busy > 0.0 && busy <= 8.0, "a busy-area search found {busy} ISAs: {}", workloads[10]);
     let city = found(&workloads[13]);
     assert!(city.is_finite() && city >= 0.0, "a city search found {city} ISAs: {}", workloads[13]);
+    // Live flights: positions ingested, and every deviation reached the DSS and the subscriber
+    // (the run fails otherwise; here each latency was measured at least once).
+    let telemetry = &workloads[15];
+    let op = |kind: &str| {
+        telemetry["ops"].as_array().expect("ops").iter().find(|o| o["kind"] == kind).cloned().unwrap_or_default()
+    };
+    assert!(op("position")["ok"].as_u64().is_some_and(|n| n > 0), "{telemetry}");
+    assert!(op("dev->dss")["ok"].as_u64().is_some_and(|n| n > 0), "{telemetry}");
+    assert_eq!(op("dev->dss")["ok"], op("dev->subscriber")["ok"], "{telemetry}");
 }
 
 /// The pool's benchmark (busy-area and city against a local etcd cluster, with and without the

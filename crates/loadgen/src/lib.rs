@@ -221,16 +221,7 @@ impl Server {
 
     /// Peak and current resident set size in bytes, from /proc.
     pub fn rss_bytes(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-                .map_or(0, |kb| kb * 1024)
-        };
-        (field("VmHWM:"), field("VmRSS:"))
+        rss_bytes_of(self.pid())
     }
 }
 
@@ -241,6 +232,20 @@ impl Drop for Server {
         self.others.clear();
         self.cluster.take();
     }
+}
+
+/// Peak and current resident set size of process `pid` in bytes, from /proc (0 if unreadable).
+pub fn rss_bytes_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// CPU seconds (user + system) used so far by process `pid` ("self" for this one), from

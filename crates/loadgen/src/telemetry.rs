@@ -332,6 +332,7 @@ pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let server_cpu = crate::cpu_seconds_of(&alpha.pid().to_string()) - cpu_before;
+    let (peak_rss, _) = crate::rss_bytes_of(alpha.pid());
     let generator_cpu = crate::cpu_seconds_of("self") - generator_cpu_before;
     let mut missed_dss = 0u64;
     while let Some(r) = watches.join_next().await {
@@ -362,11 +363,13 @@ pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
         workload: "telemetry".into(),
         parameters: json!({"flights": n, "hz": hz, "streams": STREAMS, "one position per request": true,
                            "deviation_m": DEVIATION_M, "deviation_s": DEVIATION_S, "deviations_per_s": DEVIATIONS_PER_S,
-                           "circle_m": RADIUS_M, "participant": "one (alpha), SQLite group commit per batch of requests"}),
+                           "circle_m": RADIUS_M, "participant": "one (alpha), SQLite group commit per batch of requests",
+                           "server figures": "the participant's"}),
         measured_seconds: seconds,
         preload_count: n as u64,
         preload_seconds,
         live_intents: n as u64,
+        server_peak_rss_mib: peak_rss as f64 / 1048576.0,
         server_5xx_or_transport_errors: rec.server_5xx,
         ..Default::default()
     };
