@@ -122,6 +122,11 @@ pub(crate) struct UssArgs {
     /// holder of the `deconflict.operator` scope.
     #[arg(long = "operator-subject")]
     pub(crate) operator_subjects: Vec<String>,
+    /// Token subjects (`sub`) allowed to report positions with the `deconflict.telemetry`
+    /// scope (ground stations). Repeatable. When this or --operator-subject is given, only
+    /// these subjects and the operators may report; otherwise any holder of the scope.
+    #[arg(long = "telemetry-subject")]
+    pub(crate) telemetry_subjects: Vec<String>,
     /// Highest priority an operator may give an operation.
     #[arg(long, default_value_t = 100)]
     pub(crate) max_priority: i32,

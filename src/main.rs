@@ -418,6 +418,7 @@ fn run_uss(args: UssArgs) -> Result<()> {
             peer_timeout: Duration::from_secs(args.peer_timeout_secs.max(1)),
             max_priority: args.max_priority,
             operator_subjects: args.operator_subjects.clone(),
+            telemetry_subjects: args.telemetry_subjects.clone(),
             notify_retry_for: Duration::from_secs(args.notify_retry_secs),
             crash_at,
             flight_planning: args.flight_planning,

@@ -91,6 +91,10 @@ pub struct UssConfig {
     pub max_priority: i32,
     /// Token subjects allowed on the operator interface (empty: any holder of the scope).
     pub operator_subjects: Vec<String>,
+    /// Token subjects allowed to report positions with `deconflict.telemetry`
+    /// (`--telemetry-subject`); when this or `operator_subjects` is given, only these and the
+    /// operators may (empty both: any holder of the scope).
+    pub telemetry_subjects: Vec<String>,
     /// How long failed notifications are retried, with exponential backoff.
     pub notify_retry_for: Duration,
     /// Testing only: die at this point of the next change.
@@ -280,6 +284,14 @@ impl Uss {
             return self.operator(headers);
         }
         caller.require_any(&[Scope::Telemetry])?;
+        let listed = |l: &[String]| l.contains(&caller.manager);
+        let restricted = !self.config.telemetry_subjects.is_empty() || !self.config.operator_subjects.is_empty();
+        if restricted && !listed(&self.config.telemetry_subjects) && !listed(&self.config.operator_subjects) {
+            return Err(UssError::Forbidden(format!(
+                "`{}` may not report positions here (not among this participant's --telemetry-subject or operators)",
+                caller.manager
+            )));
+        }
         Ok(caller)
     }
 

@@ -30,6 +30,8 @@ use crate::Uss;
 pub const TICK: Duration = Duration::from_millis(250);
 /// How often the telemetry of others' off-nominal flights is asked for.
 pub const POLL_OTHERS_EVERY_S: i64 = 5;
+/// Others' off-nominal flights polled per round at most (each call bounded by the peer timeout).
+const MAX_POLLED: usize = 200;
 /// After a failed automatic change, the next attempt waits this long.
 const RETRY_AFTER_S: i64 = 2;
 
@@ -279,13 +281,15 @@ impl Uss {
                 Ok(None) => continue,
                 Err(UssError::Busy(_)) => self.clock.sleep(Duration::from_millis(100)).await,
                 Err(e) => {
+                    // Refused for good (no conformance monitoring scope): say so once a minute.
+                    let wait = if matches!(e, UssError::Forbidden(_)) { 60 } else { RETRY_AFTER_S };
                     tracing::warn!(%id, error = %e, "an automatic change failed; retrying");
                     self.feed(
                         "change",
                         Some(id),
                         format!("conformance monitor: could not make operation {id} {} yet: {e}", d.state.as_str()),
                     );
-                    self.monitor.lock().retry_at.insert(id.to_owned(), self.now().plus_seconds(RETRY_AFTER_S));
+                    self.monitor.lock().retry_at.insert(id.to_owned(), self.now().plus_seconds(wait));
                     return;
                 }
             }
@@ -370,6 +374,7 @@ impl Uss {
                 .values()
                 .filter(|k| k.state.requires_conformance_monitoring())
                 .map(|k| k.reference.clone())
+                .take(MAX_POLLED)
                 .collect()
         });
         {

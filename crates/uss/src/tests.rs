@@ -250,6 +250,7 @@ fn config() -> UssConfig {
         peer_timeout: Duration::from_secs(5),
         max_priority: 10,
         operator_subjects: vec![],
+        telemetry_subjects: vec![],
         notify_retry_for: Duration::from_secs(60),
         crash_at: None,
         flight_planning: false,

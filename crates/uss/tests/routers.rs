@@ -23,6 +23,10 @@ fn token(sub: &str, scope: &str) -> String {
 }
 
 fn participant(dir: &std::path::Path) -> Arc<uss::Uss> {
+    participant_with(dir, vec![])
+}
+
+fn participant_with(dir: &std::path::Path, telemetry_subjects: Vec<String>) -> Arc<uss::Uss> {
     let verifier = || {
         auth::Verifier::new(&[("dev".into(), DEV_PUBLIC.as_bytes().to_vec())], vec!["localhost".into()])
             .expect("verifier")
@@ -41,6 +45,7 @@ fn participant(dir: &std::path::Path) -> Arc<uss::Uss> {
         peer_timeout: Duration::from_secs(1),
         max_priority: 10,
         operator_subjects: vec![],
+        telemetry_subjects,
         notify_retry_for: Duration::ZERO,
         crash_at: None,
         flight_planning: true,
@@ -250,4 +255,50 @@ async fn the_map_page_is_public_but_its_view_and_feed_need_the_operator() {
     let first = tokio::time::timeout(Duration::from_secs(5), body.next()).await.expect("a first event in 5 s");
     let first = String::from_utf8(first.expect("an event").expect("bytes").to_vec()).expect("utf8");
     assert!(first.starts_with("data: ") && first.contains("\"kind\":\"connected\""), "{first}");
+}
+
+#[tokio::test]
+async fn positions_are_taken_from_the_operator_and_listed_ground_stations_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = uss::operator_app(participant_with(dir.path(), vec!["ground-1".into()]));
+    let pos = r#"{"time": "2026-01-15T08:00:00Z", "lat": 47.0, "lng": 8.0, "alt_m": 60, "accuracy_h_m": 5, "accuracy_v_m": 3}"#;
+    let uri = "/operator/intents/0b7d2c7e-5f7e-4b6e-9f1e-000000000000/positions";
+    let req = |tok: &str, ct: &str, body: &str| post(uri, Some(tok), ct, body);
+    // The scope alone is not enough when ground stations are listed.
+    let other = token("ground-2", "deconflict.telemetry");
+    assert_error(send(app.clone(), req(&other, "application/json", pos)).await, StatusCode::FORBIDDEN, "ground-2");
+    // A peer's scopes are not the telemetry scope.
+    let peer = token("ground-1", "utm.strategic_coordination");
+    assert_eq!(send(app.clone(), req(&peer, "application/json", pos)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(app.clone(), post(uri, None, "application/json", pos)).await.0, StatusCode::UNAUTHORIZED);
+    // Listed: past authentication, the body and the intent are judged.
+    let ground = token("ground-1", "deconflict.telemetry");
+    assert_error(
+        send(app.clone(), req(&ground, "text/plain", pos)).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "application/json",
+    );
+    assert_error(
+        send(app.clone(), req(&ground, "application/json", "[]")).await,
+        StatusCode::BAD_REQUEST,
+        "no position",
+    );
+    assert_error(send(app.clone(), req(&ground, "application/json", "7")).await, StatusCode::BAD_REQUEST, "a number");
+    let unknown = r#"{"time": "2026-01-15T08:00:00Z", "lat": 47.0, "lng": 8.0, "alt_m": 60, "accuracy_h_m": 5, "accuracy_v_m": 3, "colour": "red"}"#;
+    assert_error(send(app.clone(), req(&ground, "application/json", unknown)).await, StatusCode::BAD_REQUEST, "colour");
+    assert_error(
+        send(app.clone(), req(&ground, "application/json", pos)).await,
+        StatusCode::NOT_FOUND,
+        "no operational intent",
+    );
+    // The ground station may report, never plan.
+    let plan = post("/operator/plan", Some(&ground), "application/json", FLIGHT);
+    assert_eq!(send(app.clone(), plan).await.0, StatusCode::FORBIDDEN);
+    // The operator may report as well.
+    let operator = token("ops", "deconflict.operator");
+    assert_error(
+        send(app, req(&operator, "application/json", pos)).await,
+        StatusCode::NOT_FOUND,
+        "no operational intent",
+    );
 }
