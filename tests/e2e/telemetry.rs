@@ -209,3 +209,120 @@ async fn a_deviating_flight_is_announced_on_its_own_and_comes_back() {
     let why = lost["flights"][&id]["last_automatic_change"].as_str().unwrap_or_default();
     assert!(why.contains("lost position"), "{lost}");
 }
+
+/// Network Remote ID, the service provider role: a flying flight of alpha's is announced in an
+/// ISA from its first position, served to display providers, and the ISA's subscribers (bravo)
+/// are told of its changes, its deletion included once the flight ends.
+#[tokio::test]
+async fn a_flying_flight_is_announced_and_served_as_remote_id() {
+    let cluster = Cluster::start();
+    let mut scopes = FULL.to_vec();
+    scopes.push("rid.service_provider");
+    let alpha = cluster.participant("alpha", &scopes);
+    let bravo = cluster.participant("bravo", &FULL);
+    let dp = cluster.token("bravo", "rid.display_provider").await;
+
+    // bravo subscribes (as a display provider) to the area in the DSS, at its own base URL.
+    let t = |s: i64| json!({"value": (chrono::Utc::now() + chrono::Duration::seconds(s)).to_rfc3339(), "format": "RFC3339"});
+    let area = json!({"volume": {"outline_circle": {"center": {"lat": 47.0, "lng": 8.0}, "radius": {"value": 3000, "units": "M"}},
+                                 "altitude_lower": {"value": 0, "reference": "W84", "units": "M"},
+                                 "altitude_upper": {"value": 400, "reference": "W84", "units": "M"}},
+                      "time_start": t(0), "time_end": t(3600)});
+    let sub_id = crate::harness::new_id();
+    let (s, sub) = call(
+        "PUT",
+        &format!("{}/rid/v2/dss/subscriptions/{sub_id}", cluster.dss.url),
+        Some(&dp),
+        Some(&json!({"extents": area, "uss_base_url": format!("{}/rid/v2", bravo.url)})),
+    )
+    .await;
+    assert_eq!(s, 200, "{sub}");
+
+    let (s, planned) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 300.0, 0.0, 120.0, 0, 1800))).await;
+    assert_eq!(s, 200, "{planned}");
+    let id = planned["operational_intent_id"].as_str().expect("id").to_owned();
+    let (s, _) = op(&alpha, "POST", &format!("/operator/intents/{id}/activate"), None).await;
+    assert_eq!(s, 200);
+    let (s, _) = post_positions(&alpha, &alpha.token, &id, &json!([position(0.0, -0.5), position(30.0, 0.0)])).await;
+    assert_eq!(s, 200);
+
+    // The ISA is in the DSS, owned by alpha, pointing at alpha's Remote ID base URL.
+    let search = format!(
+        "{}/rid/v2/dss/identification_service_areas?area=46.99,7.99,46.99,8.01,47.01,8.01,47.01,7.99",
+        cluster.dss.url
+    );
+    let isa = wait_for("alpha's ISA in the DSS", 10, async || {
+        let (s, found) = call("GET", &search, Some(&dp), None).await;
+        assert_eq!(s, 200, "{found}");
+        found["service_areas"].as_array().and_then(|l| l.iter().find(|a| a["owner"] == "alpha").cloned())
+    })
+    .await;
+    assert_eq!(isa["uss_base_url"], format!("{}/rid/v2", alpha.url), "{isa}");
+
+    // bravo was told of it.
+    wait_for("bravo notified of the ISA", 10, async || {
+        let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
+        st["notifications"].as_array().and_then(|l| {
+            l.iter()
+                .find(|n| {
+                    n["kind"] == "identification_service_area" && n["entity_id"] == isa["id"] && n["from"] == "alpha"
+                })
+                .cloned()
+        })
+    })
+    .await;
+
+    // A display provider reads the flight where the ISA says.
+    let flights =
+        format!("{}/rid/v2/uss/flights?view=46.995,7.995,47.005,8.005&recent_positions_duration=60", alpha.url);
+    let (s, got) = call("GET", &flights, Some(&dp), None).await;
+    assert_eq!(s, 200, "{got}");
+    let f = got["flights"].as_array().and_then(|l| l.iter().find(|f| f["id"] == id.as_str()).cloned());
+    let f = f.unwrap_or_else(|| panic!("the flight is served: {got}"));
+    let p = &f["current_state"]["position"];
+    assert!((p["lng"].as_f64().unwrap_or_default() - (8.0 + 30.0 / M_PER_DEG_LNG)).abs() < 1e-9, "{f}");
+    assert_eq!((p["alt"].as_f64(), p["accuracy_h"].as_str()), (Some(60.0), Some("HA10m")), "{f}");
+    assert_eq!(f["recent_positions"].as_array().map(Vec::len), Some(2), "{f}");
+    let (s, d) = call("GET", &format!("{}/rid/v2/uss/flights/{id}/details", alpha.url), Some(&dp), None).await;
+    assert_eq!((s, d["details"]["id"].as_str()), (200, Some(id.as_str())), "{d}");
+    // Elsewhere: nothing. Too wide: 413. Unreadable: 400. Not a display provider: 403.
+    let (s, none) =
+        call("GET", &format!("{}/rid/v2/uss/flights?view=46.0,7.0,46.01,7.01", alpha.url), Some(&dp), None).await;
+    assert_eq!((s, none["flights"].as_array().map(Vec::len)), (200, Some(0)), "{none}");
+    let (s, _) =
+        call("GET", &format!("{}/rid/v2/uss/flights?view=46.9,7.9,47.1,8.1", alpha.url), Some(&dp), None).await;
+    assert_eq!(s, 413);
+    let (s, _) = call("GET", &format!("{}/rid/v2/uss/flights?view=north", alpha.url), Some(&dp), None).await;
+    assert_eq!(s, 400);
+    let peer = cluster.token("bravo", "utm.strategic_coordination").await;
+    let (s, _) = call("GET", &flights, Some(&peer), None).await;
+    assert_eq!(s, 403);
+    // A participant that is not a service provider has no flights to serve.
+    let (s, _) = call("GET", &flights.replace(&alpha.url, &bravo.url), Some(&dp), None).await;
+    assert_eq!(s, 404);
+    // Only the ISA's owner may notify of it.
+    let forged = json!({"service_area": isa, "subscriptions": [{"subscription_id": sub_id, "notification_index": 9}]});
+    let mallory = cluster.token("mallory", "rid.service_provider").await;
+    let (s, _) = call(
+        "POST",
+        &format!("{}/rid/v2/uss/identification_service_areas/{}", bravo.url, isa["id"].as_str().unwrap_or_default()),
+        Some(&mallory),
+        Some(&forged),
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // Ended: the ISA leaves the DSS and bravo is told of the deletion.
+    let (s, _) = op(&alpha, "POST", &format!("/operator/intents/{id}/end"), None).await;
+    assert_eq!(s, 200);
+    wait_for("the ISA deleted and bravo told", 10, async || {
+        let (_, found) = call("GET", &search, Some(&dp), None).await;
+        let gone = found["service_areas"].as_array().is_some_and(|l| l.iter().all(|a| a["id"] != isa["id"]));
+        let (_, st) = op(&bravo, "GET", "/operator/status", None).await;
+        let told = st["notifications"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|n| n["entity_id"] == isa["id"] && n["state"] == "deleted"));
+        (gone && told).then_some(())
+    })
+    .await;
+}

@@ -7,6 +7,7 @@
 
 mod convert;
 mod out;
+mod rid_uss;
 mod rid_v1;
 mod rid_v2;
 mod uss_wire;
@@ -14,6 +15,7 @@ mod wire;
 
 pub use convert::*;
 pub use out::{ConflictOut, ConstraintsOut, IntentsOut, JsonOut};
+pub use rid_uss::*;
 pub use rid_v1::*;
 pub use rid_v2::*;
 pub use uss_wire::*;

@@ -13,7 +13,7 @@ use crate::WireError;
 
 /// `CreateIdentificationServiceAreaParameters` and `UpdateIdentificationServiceAreaParameters`
 /// (the same fields), and `CreateSubscriptionParameters` / `UpdateSubscriptionParameters`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RidPutParameters {
     pub extents: Volume4D,
     pub uss_base_url: String,

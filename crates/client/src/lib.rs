@@ -39,6 +39,8 @@ pub mod paths {
     pub const INTENTS: &str = "/dss/v1/operational_intent_references";
     pub const CONSTRAINTS: &str = "/dss/v1/constraint_references";
     pub const SUBSCRIPTIONS: &str = "/dss/v1/subscriptions";
+    /// F3411-22a's identification service areas.
+    pub const RID_ISAS: &str = "/rid/v2/dss/identification_service_areas";
 
     /// `{collection}/{id}` to create or read, `{collection}/{id}/{version}` to update or delete.
     pub fn entity(collection: &str, id: &str, version: Option<&str>) -> String {
@@ -167,6 +169,20 @@ impl DssClient {
 
     pub async fn delete_subscription(&self, id: &str, version: &str) -> Result<DeleteSubscriptionResponse> {
         self.send::<(), _>(reqwest::Method::DELETE, &format!("/dss/v1/subscriptions/{id}/{version}"), None).await
+    }
+
+    /// F3411-22a: creates (no `version`) or updates an identification service area.
+    pub async fn put_isa(&self, id: &str, version: Option<&str>, body: &RidPutParameters) -> Result<IsaChangeResponse> {
+        let path = match version {
+            Some(v) => format!("{}/{id}/{v}", paths::RID_ISAS),
+            None => format!("{}/{id}", paths::RID_ISAS),
+        };
+        self.send(reqwest::Method::PUT, &path, Some(body)).await
+    }
+
+    /// F3411-22a: deletes an identification service area at `version`.
+    pub async fn delete_isa(&self, id: &str, version: &str) -> Result<IsaChangeResponse> {
+        self.send::<(), _>(reqwest::Method::DELETE, &format!("{}/{id}/{version}", paths::RID_ISAS), None).await
     }
 
     pub async fn get_availability(&self, uss: &str) -> Result<UssAvailabilityStatusResponse> {

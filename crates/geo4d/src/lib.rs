@@ -21,7 +21,9 @@ mod shapes;
 mod time;
 
 pub use prepared::{PreparedArea, SHARED_PROJECTION_RADIUS_M};
-pub use shapes::{destination, Circle, Footprint, GeoBox, LatLng, Polygon, CONTAINMENT_TOLERANCE_M};
+pub use shapes::{
+    destination, geodesic_distance_m, Circle, Footprint, GeoBox, LatLng, Polygon, CONTAINMENT_TOLERANCE_M,
+};
 pub use time::{TimeWindow, Timestamp};
 
 /// Limits applied to every accepted shape. They keep exact geometry cheap and bounded.

@@ -11,7 +11,9 @@ use futures_util::FutureExt;
 use geo4d::{Timestamp, Volume4D};
 
 use crate::domain::{Kind, Reference, Subscriber};
-use crate::ports::{Attempt, Clock, Dss, DssFailure, Ids, IntentWrite, Peers, SubscriptionWrite, Written};
+use crate::ports::{
+    Attempt, Clock, Dss, DssFailure, Ids, IntentWrite, IsaWritten, Peers, RidSubscriber, SubscriptionWrite, Written,
+};
 use crate::tokens::TokenSource;
 use crate::MAX_PEER_ANSWER_BYTES;
 
@@ -64,6 +66,15 @@ fn not_found_is_none<T>(r: Result<T, ClientError>) -> Result<Option<T>, DssFailu
 
 fn subscribers(list: &[api::SubscriberToNotify]) -> Vec<Subscriber> {
     list.iter().map(Subscriber::from_wire).collect()
+}
+
+fn rid_subscribers(list: &[api::RidSubscriberToNotify]) -> Vec<RidSubscriber> {
+    list.iter()
+        .map(|s| RidSubscriber {
+            url: s.url.clone(),
+            subscriptions: s.subscriptions.iter().map(|x| (x.subscription_id.clone(), x.notification_index)).collect(),
+        })
+        .collect()
 }
 
 impl Dss for HttpDss {
@@ -168,6 +179,35 @@ impl Dss for HttpDss {
                     not_found_is_none(dss.delete_constraint(id, ovn).await)?.map(|r| subscribers(&r.subscribers))
                 }
             })
+        }
+        .boxed()
+    }
+
+    fn put_isa<'a>(
+        &'a self,
+        id: &'a str,
+        version: Option<&'a str>,
+        volume: &'a Volume4D,
+        base_url: &'a str,
+    ) -> BoxFuture<'a, Result<IsaWritten, DssFailure>> {
+        async move {
+            let dss = self.client().await?;
+            let body =
+                api::RidPutParameters { extents: api::volume_to_wire(volume), uss_base_url: base_url.to_owned() };
+            let r = dss.put_isa(id, version, &body).await?;
+            Ok(IsaWritten { service_area: r.service_area, subscribers: rid_subscribers(&r.subscribers) })
+        }
+        .boxed()
+    }
+
+    fn delete_isa<'a>(
+        &'a self,
+        id: &'a str,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<RidSubscriber>>, DssFailure>> {
+        async move {
+            let dss = self.client().await?;
+            Ok(not_found_is_none(dss.delete_isa(id, version).await)?.map(|r| rid_subscribers(&r.subscribers)))
         }
         .boxed()
     }

@@ -27,6 +27,7 @@ mod plan;
 pub mod ports;
 mod reconcile;
 pub mod records;
+mod rid_sp;
 mod survey;
 pub mod telemetry;
 #[cfg(test)]

@@ -65,6 +65,21 @@ pub(crate) struct FlightRecord {
     pub outside: bool,
     #[serde(default)]
     pub last_reason: Option<String>,
+    /// Remote ID: the flight's ISA as last written (id, version, extents).
+    #[serde(default)]
+    pub isa: Option<(String, String, api::Volume4D)>,
+}
+
+impl FlightRecord {
+    pub(crate) fn of(f: &Flight) -> FlightRecord {
+        FlightRecord {
+            latest: f.latest.map(|p| p.to_wire()),
+            auto: f.auto,
+            outside: f.outside_since.is_some(),
+            last_reason: f.last_reason.clone(),
+            isa: f.isa.as_ref().map(|i| (i.id.clone(), i.version.clone(), api::volume_to_wire(&i.volume))),
+        }
+    }
 }
 
 /// What a positions request did.
@@ -156,19 +171,15 @@ impl Uss {
         let fits: Vec<_> = positions.iter().map(|p| crate::telemetry::check(&volumes, p)).collect();
         let now = self.now();
         let cfg = self.config.monitor;
-        let (record, decision) = {
+        let (record, decision, isa_missing) = {
             let mut m = self.monitor.lock();
             let flight = m.flights.entry(id.to_owned()).or_default();
             for (p, fit) in positions.iter().zip(&fits) {
                 flight.record(*p, fit.clone(), now);
             }
-            let record = FlightRecord {
-                latest: flight.latest.map(|p| p.to_wire()),
-                auto: flight.auto,
-                outside: flight.outside_since.is_some(),
-                last_reason: flight.last_reason.clone(),
-            };
-            (record, flight.decide(state, &off_nominal, now, &cfg))
+            let record = FlightRecord::of(flight);
+            let isa_missing = flight.isa.is_none() && !flight.isa_syncing;
+            (record, flight.decide(state, &off_nominal, now, &cfg), isa_missing)
         };
         let body = serde_json::to_string(&record).map_err(|e| UssError::Storage(e.to_string()))?;
         self.records.apply(vec![Write::Put(Table::Telemetry, id.to_owned(), body)]).await.map_err(|e| {
@@ -176,6 +187,10 @@ impl Uss {
         })?;
         if decision.is_some() {
             self.kick_monitor(id);
+        }
+        if isa_missing {
+            // Remote ID: the flight is announced from its first position on.
+            self.kick_isa(id);
         }
         if self.events.receiver_count() > 0 {
             if let Some(latest) = &record.latest {
@@ -248,13 +263,10 @@ impl Uss {
                             f.inside_since = None;
                         }
                         f.last_reason = Some(text.clone());
-                        FlightRecord {
-                            latest: f.latest.map(|p| p.to_wire()),
-                            auto: f.auto,
-                            outside: f.outside_since.is_some(),
-                            last_reason: f.last_reason.clone(),
-                        }
+                        FlightRecord::of(f)
                     };
+                    // Remote ID: its ISA follows its volumes (off-nominal ones included).
+                    self.kick_isa(id);
                     self.feed("change", Some(id), text.clone());
                     let history = Received {
                         received_at: self.now_text(),
@@ -296,6 +308,14 @@ impl Uss {
         }
     }
 
+    /// Records a flight's durable part (a failure is logged: the next position records it again).
+    pub(crate) async fn save_flight(&self, id: &str, record: &FlightRecord) {
+        let Ok(body) = serde_json::to_string(record) else { return };
+        if let Err(e) = self.records.apply(vec![Write::Put(Table::Telemetry, id.to_owned(), body)]).await {
+            tracing::error!(%id, error = %e, "could not record a flight's state");
+        }
+    }
+
     /// Loads the flights' durable part (at start-up): each is judged again from its latest
     /// position, its silence counted from now.
     pub async fn load_flights(&self) -> Result<(), String> {
@@ -305,6 +325,13 @@ impl Uss {
         let mut m = self.monitor.lock();
         for (id, r) in rows {
             let latest = r.latest.and_then(|w| w.to_domain(now.plus_seconds(3600)).ok());
+            let isa = r.isa.and_then(|(id, version, extents)| {
+                api::volume_from_wire(&extents, "isa").ok().map(|volume| crate::telemetry::FlightIsa {
+                    id,
+                    version,
+                    volume,
+                })
+            });
             let flight = Flight {
                 track: latest.into_iter().collect(),
                 latest,
@@ -314,6 +341,8 @@ impl Uss {
                 last_outside: None,
                 auto: r.auto,
                 last_reason: r.last_reason,
+                isa,
+                isa_syncing: false,
             };
             m.flights.insert(id, flight);
         }
@@ -348,12 +377,18 @@ impl Uss {
             }
         }
         if !gone.is_empty() {
-            {
+            let isas: Vec<crate::telemetry::FlightIsa> = {
                 let mut m = self.monitor.lock();
+                let mut isas = Vec::new();
                 for id in &gone {
-                    m.flights.remove(id);
+                    isas.extend(m.flights.remove(id).and_then(|f| f.isa));
                     m.retry_at.remove(id);
                 }
+                isas
+            };
+            // Remote ID: an ended flight is no longer announced.
+            for isa in isas {
+                self.drop_isa(isa);
             }
             let uss = self.clone();
             tokio::spawn(async move {

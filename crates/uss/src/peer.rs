@@ -30,7 +30,8 @@ pub fn app(uss: Arc<Uss>) -> Router {
         .route("/uss/v1/constraints/{entityid}", get(get_constraint))
         .route("/uss/v1/constraints", post(notify_constraint))
         .route("/uss/v1/reports", post(report))
-        .route("/healthy", get(|| async { "ok" }));
+        .route("/healthy", get(|| async { "ok" }))
+        .merge(crate::rid_sp::routes());
     // Off unless asked for: its scopes let a test director plan for this organization.
     let router = if flight_planning { router.merge(crate::flight_planning::routes()) } else { router };
     router

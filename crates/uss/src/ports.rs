@@ -65,6 +65,21 @@ pub struct SubscriptionWrite<'a> {
     pub notify_for_constraints: bool,
 }
 
+/// A network Remote ID subscriber the DSS names for an ISA change: where to post (its
+/// subscription's base URL) and for which subscriptions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RidSubscriber {
+    pub url: String,
+    pub subscriptions: Vec<(String, i32)>,
+}
+
+/// What the DSS answered to an ISA write: the ISA as it now holds it and whom to tell.
+#[derive(Debug, Clone)]
+pub struct IsaWritten {
+    pub service_area: api::IdentificationServiceArea,
+    pub subscribers: Vec<RidSubscriber>,
+}
+
 /// The DSS, as the participant uses it.
 pub trait Dss: Send + Sync {
     /// References of `kind` in `area`.
@@ -97,6 +112,21 @@ pub trait Dss: Send + Sync {
     ) -> BoxFuture<'a, Result<(), DssFailure>>;
     /// Whether the DSS holds subscription `id`.
     fn has_subscription<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, DssFailure>>;
+    /// F3411-22a: creates (`version` none) or updates our identification service area `id`
+    /// over `volume`, its flights served under `base_url`.
+    fn put_isa<'a>(
+        &'a self,
+        id: &'a str,
+        version: Option<&'a str>,
+        volume: &'a Volume4D,
+        base_url: &'a str,
+    ) -> BoxFuture<'a, Result<IsaWritten, DssFailure>>;
+    /// Deletes our ISA `id` at `version`; `None` when it was already gone.
+    fn delete_isa<'a>(
+        &'a self,
+        id: &'a str,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<RidSubscriber>>, DssFailure>>;
 }
 
 /// One attempt at posting a notification to a subscriber.

@@ -370,6 +370,18 @@ pub struct Flight {
     pub auto: bool,
     /// The last automatic change, for the operator.
     pub last_reason: Option<String>,
+    /// Remote ID: the ISA this flight is announced in, as last written, and whether a write of
+    /// it is under way.
+    pub isa: Option<FlightIsa>,
+    pub isa_syncing: bool,
+}
+
+/// A flight's identification service area in the DSS, as last written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlightIsa {
+    pub id: String,
+    pub version: String,
+    pub volume: Volume4D,
 }
 
 impl Flight {

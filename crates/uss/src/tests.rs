@@ -15,7 +15,9 @@ use crate::domain::{Kind, Reference, Subscriber};
 use crate::entities::{Change, OwnIntent, Pending};
 use crate::error::UssError;
 use crate::operator::Outcome;
-use crate::ports::{Attempt, Clock, Dss, DssFailure, Ids, IntentWrite, Peers, SubscriptionWrite, Written};
+use crate::ports::{
+    Attempt, Clock, Dss, DssFailure, Ids, IntentWrite, IsaWritten, Peers, RidSubscriber, SubscriptionWrite, Written,
+};
 use crate::{Ports, Uss, UssConfig, Verifiers};
 
 const ME: &str = "alpha";
@@ -54,6 +56,9 @@ struct DssState {
     /// How many more lookups (`get`) fail as if the DSS were unreachable.
     unreachable_gets: u32,
     n_ovn: u32,
+    /// Remote ID: our ISAs (version, volume) and the subscribers named for every ISA change.
+    isas: BTreeMap<String, (String, Volume4D)>,
+    rid_subscribers: Vec<RidSubscriber>,
 }
 
 #[derive(Default)]
@@ -168,6 +173,51 @@ impl Dss for FakeDss {
     fn has_subscription<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, DssFailure>> {
         let has = self.0.lock().subscriptions.iter().any(|s| s == id);
         async move { Ok(has) }.boxed()
+    }
+    fn put_isa<'a>(
+        &'a self,
+        id: &'a str,
+        version: Option<&'a str>,
+        volume: &'a Volume4D,
+        base_url: &'a str,
+    ) -> BoxFuture<'a, Result<IsaWritten, DssFailure>> {
+        let mut s = self.0.lock();
+        let current = s.isas.get(id).map(|(v, _)| v.clone());
+        let answer = if current.as_deref() != version {
+            Err(DssFailure::StaleOvn(format!("ISA {id} is at version {current:?}, not {version:?}")))
+        } else {
+            let next = format!("{:016x}", s.isas.len() as u64 * 1000 + current.map_or(1, |c| c.len() as u64 + 1));
+            s.isas.insert(id.to_owned(), (next.clone(), volume.clone()));
+            let window = |t: Option<Timestamp>| api::time_to_wire(t.unwrap_or(Timestamp(T0)));
+            Ok(IsaWritten {
+                service_area: api::IdentificationServiceArea {
+                    id: id.to_owned(),
+                    owner: ME.into(),
+                    uss_base_url: base_url.to_owned(),
+                    version: next,
+                    time_start: window(volume.time.start()),
+                    time_end: window(volume.time.end()),
+                },
+                subscribers: s.rid_subscribers.clone(),
+            })
+        };
+        async move { answer }.boxed()
+    }
+    fn delete_isa<'a>(
+        &'a self,
+        id: &'a str,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<RidSubscriber>>, DssFailure>> {
+        let mut s = self.0.lock();
+        let answer = match s.isas.get(id) {
+            None => Ok(None),
+            Some((v, _)) if v != version => Err(DssFailure::StaleOvn(format!("ISA {id} is at version {v}"))),
+            Some(_) => {
+                s.isas.remove(id);
+                Ok(Some(s.rid_subscribers.clone()))
+            }
+        };
+        async move { answer }.boxed()
     }
 }
 
