@@ -219,7 +219,9 @@ async fn a_flying_flight_is_announced_and_served_as_remote_id() {
     let mut scopes = FULL.to_vec();
     scopes.push("rid.service_provider");
     let alpha = cluster.participant("alpha", &scopes);
-    let bravo = cluster.participant("bravo", &FULL);
+    let mut dp_scopes = FULL.to_vec();
+    dp_scopes.push("rid.display_provider");
+    let bravo = cluster.participant("bravo", &dp_scopes);
     let dp = cluster.token("bravo", "rid.display_provider").await;
 
     // bravo subscribes (as a display provider) to the area in the DSS, at its own base URL.
@@ -311,6 +313,112 @@ async fn a_flying_flight_is_announced_and_served_as_remote_id() {
     )
     .await;
     assert_eq!(s, 403);
+
+    // bravo as a display provider: its operator sees alpha's flight, and each new position
+    // within about a second.
+    let view = "46.995,7.995,47.005,8.005";
+    let shown = wait_for("bravo's display shows alpha's flight", 10, async || {
+        let (s, d) = op(&bravo, "GET", &format!("/operator/rid/flights?view={view}"), None).await;
+        assert_eq!(s, 200, "{d}");
+        d["flights"]
+            .as_array()
+            .and_then(|l| l.iter().find(|f| f["id"] == id.as_str() && f["provider"] == "alpha").cloned())
+    })
+    .await;
+    assert_eq!(shown["alt_m"].as_f64(), Some(60.0), "{shown}");
+    for east in [60.0, 90.0] {
+        let (s, _) = post_positions(&alpha, &alpha.token, &id, &position(east, 0.0)).await;
+        assert_eq!(s, 200);
+        let posted = Instant::now();
+        wait_for("the new position on bravo's display", 5, async || {
+            let (_, d) = op(&bravo, "GET", &format!("/operator/rid/flights?view={view}"), None).await;
+            let f = d["flights"].as_array().and_then(|l| l.iter().find(|f| f["id"] == id.as_str()).cloned())?;
+            ((f["lng"].as_f64().unwrap_or_default() - (8.0 + east / M_PER_DEG_LNG)).abs() < 1e-9).then_some(())
+        })
+        .await;
+        eprintln!("position to bravo's display: {:?}", posted.elapsed());
+    }
+    // A wide view shows clusters, never flights; a view too wide is refused.
+    let (s, wide) = op(&bravo, "GET", "/operator/rid/flights?view=46.98,7.98,47.02,8.02", None).await;
+    assert_eq!(s, 200, "{wide}");
+    assert_eq!(wide["flights"], json!([]), "{wide}");
+    let counted: u64 = wide["clusters"].as_array().expect("clusters").iter().filter_map(|c| c["count"].as_u64()).sum();
+    assert_eq!(counted, 1, "{wide}");
+    let (s, _) = op(&bravo, "GET", "/operator/rid/flights?view=46.9,7.9,47.1,8.1", None).await;
+    assert_eq!(s, 413);
+    let (s, _) = op(&bravo, "GET", "/operator/rid/flights?view=1,2,3", None).await;
+    assert_eq!(s, 400);
+
+    // Two more service providers appear in the area: one hangs, one serves garbage. bravo's
+    // display still answers promptly with alpha's flight, and says what is wrong with them.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hang_url = format!("http://{}/rid/v2", hang.local_addr().expect("addr"));
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hang.accept().await {
+            open.push(socket);
+        }
+    });
+    let junk = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let junk_url = format!("http://{}/rid/v2", junk.local_addr().expect("addr"));
+    let served = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = junk.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n{garbage!")
+                .await;
+        }
+    });
+    for (who, url) in [("hangman", &hang_url), ("junkman", &junk_url)] {
+        let sp = cluster.token(who, "rid.service_provider").await;
+        let isa_id = crate::harness::new_id();
+        let (s, made) = call(
+            "PUT",
+            &format!("{}/rid/v2/dss/identification_service_areas/{isa_id}", cluster.dss.url),
+            Some(&sp),
+            Some(&json!({"extents": area, "uss_base_url": url})),
+        )
+        .await;
+        assert_eq!(s, 200, "{made}");
+        // As the standard asks of them, they tell the subscribers the DSS named (bravo).
+        let subs: Vec<Value> = made["subscribers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|x| x["url"].as_str().is_some_and(|u| u.starts_with(&bravo.url)))
+            .flat_map(|x| x["subscriptions"].as_array().cloned().unwrap_or_default())
+            .collect();
+        assert!(!subs.is_empty(), "the DSS names bravo's subscriptions: {made}");
+        let (s, _) = call(
+            "POST",
+            &format!("{}/rid/v2/uss/identification_service_areas/{isa_id}", bravo.url),
+            Some(&sp),
+            Some(&json!({"service_area": made["service_area"], "subscriptions": subs, "extents": area})),
+        )
+        .await;
+        assert_eq!(s, 204);
+    }
+    let asked = Instant::now();
+    let (s, d) = op(&bravo, "GET", &format!("/operator/rid/flights?view={view}"), None).await;
+    assert_eq!(s, 200, "{d}");
+    assert!(asked.elapsed() < Duration::from_secs(4), "a hanging provider held the display for {:?}", asked.elapsed());
+    assert!(d["flights"].as_array().is_some_and(|l| l.iter().any(|f| f["id"] == id.as_str())), "{d}");
+    let status_of =
+        |who: &str| d["providers"].as_array().and_then(|l| l.iter().find(|p| p["provider"] == who).cloned());
+    assert!(status_of("hangman").is_some_and(|p| p["error"].is_string()), "{d}");
+    let junk_status = wait_for("the garbage provider reported", 10, async || {
+        let (_, d) = op(&bravo, "GET", &format!("/operator/rid/flights?view={view}"), None).await;
+        d["providers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["provider"] == "junkman").cloned())
+            .filter(|p| p["error"].as_str().is_some_and(|e| e.contains("cannot be read")))
+    })
+    .await;
+    assert_eq!(junk_status["flights"], 0);
+    held.abort();
+    served.abort();
 
     // Ended: the ISA leaves the DSS and bravo is told of the deletion.
     let (s, _) = op(&alpha, "POST", &format!("/operator/intents/{id}/end"), None).await;

@@ -41,6 +41,7 @@ pub mod paths {
     pub const SUBSCRIPTIONS: &str = "/dss/v1/subscriptions";
     /// F3411-22a's identification service areas.
     pub const RID_ISAS: &str = "/rid/v2/dss/identification_service_areas";
+    pub const RID_SUBSCRIPTIONS: &str = "/rid/v2/dss/subscriptions";
 
     /// `{collection}/{id}` to create or read, `{collection}/{id}/{version}` to update or delete.
     pub fn entity(collection: &str, id: &str, version: Option<&str>) -> String {
@@ -183,6 +184,11 @@ impl DssClient {
     /// F3411-22a: deletes an identification service area at `version`.
     pub async fn delete_isa(&self, id: &str, version: &str) -> Result<IsaChangeResponse> {
         self.send::<(), _>(reqwest::Method::DELETE, &format!("{}/{id}/{version}", paths::RID_ISAS), None).await
+    }
+
+    /// F3411-22a: creates a Remote ID subscription (the ISAs in its area come with the answer).
+    pub async fn put_rid_subscription(&self, id: &str, body: &RidPutParameters) -> Result<PutRidSubscriptionResponse> {
+        self.send(reqwest::Method::PUT, &format!("{}/{id}", paths::RID_SUBSCRIPTIONS), Some(body)).await
     }
 
     pub async fn get_availability(&self, uss: &str) -> Result<UssAvailabilityStatusResponse> {

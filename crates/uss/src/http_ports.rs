@@ -212,6 +212,21 @@ impl Dss for HttpDss {
         .boxed()
     }
 
+    fn put_rid_subscription<'a>(
+        &'a self,
+        id: &'a str,
+        volume: &'a Volume4D,
+        base_url: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>> {
+        async move {
+            let dss = self.client().await?;
+            let body =
+                api::RidPutParameters { extents: api::volume_to_wire(volume), uss_base_url: base_url.to_owned() };
+            Ok(dss.put_rid_subscription(id, &body).await?.service_areas)
+        }
+        .boxed()
+    }
+
     fn put_subscription<'a>(
         &'a self,
         id: &'a str,
@@ -250,13 +265,29 @@ impl HttpPeers {
 
     /// GETs `path` under a peer's base URL and reads it as `T`.
     async fn get<T: serde::de::DeserializeOwned>(&self, base: &str, path: &str) -> Result<T, String> {
+        self.get_query(base, path, &[]).await
+    }
+
+    /// [`Self::get`] with query parameters added to the URL's own.
+    async fn get_query<T: serde::de::DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, String> {
         // Appended to the base URL's path, its query kept; a base URL with a fragment, user
         // information or another scheme is never called (the entity stays unverifiable).
         let url = model::peer_url(base, path).map_err(|e| format!("its uss_base_url {e}"))?;
         let token = self.tokens.token_for(&url).await?;
         let work = async {
-            let mut resp =
-                self.http.get(&url).bearer_auth(token).send().await.map_err(|e| format!("unreachable: {e}"))?;
+            let mut resp = self
+                .http
+                .get(&url)
+                .query(query)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| format!("unreachable: {e}"))?;
             if !resp.status().is_success() {
                 return Err(format!("its USS answered HTTP {}", resp.status().as_u16()));
             }
@@ -302,6 +333,14 @@ impl Peers for HttpPeers {
         r: &'a Reference,
     ) -> BoxFuture<'a, Result<api::GetOperationalIntentTelemetryResponse, String>> {
         async move { self.get(&r.base_url, &format!("{}/{}/telemetry", Kind::Intent.uss_path(), r.id)).await }.boxed()
+    }
+
+    fn rid_flights<'a>(
+        &'a self,
+        base_url: &'a str,
+        view: &'a str,
+    ) -> BoxFuture<'a, Result<api::GetFlightsResponse, String>> {
+        async move { self.get_query(base_url, "/uss/flights", &[("view", view.to_owned())]).await }.boxed()
     }
 
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, body: &'a serde_json::Value) -> BoxFuture<'a, Attempt> {

@@ -27,7 +27,8 @@ mod plan;
 pub mod ports;
 mod reconcile;
 pub mod records;
-mod rid_sp;
+pub mod rid_dp;
+pub mod rid_sp;
 mod survey;
 pub mod telemetry;
 #[cfg(test)]
@@ -151,6 +152,8 @@ pub struct Uss {
     pub(crate) constraint_lookups: lookups::PeerLookups<Option<Reference>>,
     /// Live flights: ours as monitored, others' off-nominal ones as polled.
     pub(crate) monitor: Mutex<monitor::MonitorState>,
+    /// Remote ID display provider: the ISAs known, our subscriptions, providers' answers.
+    pub(crate) rid_dp_state: Mutex<rid_dp::DpState>,
 }
 
 /// An instant as the participant writes it in records and feeds (RFC 3339, milliseconds).
@@ -214,6 +217,7 @@ impl Uss {
             intent_lookups: lookups::PeerLookups::new(),
             constraint_lookups: lookups::PeerLookups::new(),
             monitor: Mutex::new(monitor::MonitorState::default()),
+            rid_dp_state: Mutex::new(rid_dp::DpState::default()),
         }))
     }
 

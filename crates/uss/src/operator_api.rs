@@ -31,6 +31,7 @@ pub fn app(uss: Arc<Uss>) -> Router {
         .route("/operator/constraints", post(publish_constraint))
         .route("/operator/constraints/{id}/end", post(end_constraint))
         .route("/operator/status", get(status))
+        .route("/operator/rid/flights", get(rid_flights))
         .route("/operator/notifications", get(notifications))
         .route("/operator/subscribe", post(subscribe))
         .route("/operator/map", get(crate::map_view::view))
@@ -133,6 +134,26 @@ async fn subscribe(State(uss): St, headers: HeaderMap, body: Body) -> Result<Res
     uss.operator(&headers)?;
     let (volumes, _) = flight(&uss, &headers, &crate::error::body_bytes(body)?)?;
     Ok(Json(uss.subscribe(volumes).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct RidView {
+    view: Option<String>,
+}
+
+/// Network Remote ID traffic in a view, from every service provider (ours included): flights
+/// up to 2 km across, clusters beyond, 413 beyond 7 km.
+async fn rid_flights(
+    State(uss): St,
+    headers: HeaderMap,
+    query: Result<Query<RidView>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UssError> {
+    uss.operator(&headers)?;
+    let Query(q) = query.map_err(|e| UssError::BadRequest(format!("query parameters: {e}")))?;
+    let view = crate::rid_sp::View::parse(
+        q.view.as_deref().ok_or_else(|| UssError::BadRequest("view (lat1,lng1,lat2,lng2) is required".into()))?,
+    )?;
+    Ok(Json(uss.rid_display(view).await?).into_response())
 }
 
 async fn status(State(uss): St, headers: HeaderMap) -> Result<Response, UssError> {

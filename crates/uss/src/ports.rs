@@ -121,6 +121,14 @@ pub trait Dss: Send + Sync {
         volume: &'a Volume4D,
         base_url: &'a str,
     ) -> BoxFuture<'a, Result<IsaWritten, DssFailure>>;
+    /// F3411-22a: creates Remote ID subscription `id` over `volume`, notifications to
+    /// `base_url`; answers the ISAs in its area.
+    fn put_rid_subscription<'a>(
+        &'a self,
+        id: &'a str,
+        volume: &'a Volume4D,
+        base_url: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>>;
     /// Deletes our ISA `id` at `version`; `None` when it was already gone.
     fn delete_isa<'a>(
         &'a self,
@@ -169,6 +177,13 @@ pub trait Peers: Send + Sync {
         &'a self,
         r: &'a Reference,
     ) -> BoxFuture<'a, Result<api::GetOperationalIntentTelemetryResponse, String>>;
+    /// A Remote ID service provider's flights in `view` (`lat1,lng1,lat2,lng2`), from
+    /// `{base_url}/uss/flights` (bounded in time and size).
+    fn rid_flights<'a>(
+        &'a self,
+        base_url: &'a str,
+        view: &'a str,
+    ) -> BoxFuture<'a, Result<api::GetFlightsResponse, String>>;
     /// Posts a notification body to `path` under `base_url`.
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, body: &'a serde_json::Value) -> BoxFuture<'a, Attempt>;
 }

@@ -83,7 +83,11 @@ impl View {
     }
 
     pub fn contains(&self, p: LatLng) -> bool {
-        (self.south..=self.north).contains(&p.lat()) && (self.west..=self.east).contains(&p.lng())
+        self.contains_point(p.lat(), p.lng())
+    }
+
+    pub fn contains_point(&self, lat: f64, lng: f64) -> bool {
+        (self.south..=self.north).contains(&lat) && (self.west..=self.east).contains(&lng)
     }
 }
 
@@ -178,6 +182,7 @@ async fn isa_notified(
         accepted: true,
         note: String::new(),
     };
+    uss.learn_isa(&id, n.service_area.as_ref());
     uss.feed(
         "received",
         Some(&id),

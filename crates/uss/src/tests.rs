@@ -203,6 +203,14 @@ impl Dss for FakeDss {
         };
         async move { answer }.boxed()
     }
+    fn put_rid_subscription<'a>(
+        &'a self,
+        _id: &'a str,
+        _volume: &'a Volume4D,
+        _base_url: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>> {
+        async move { Ok(vec![]) }.boxed()
+    }
     fn delete_isa<'a>(
         &'a self,
         id: &'a str,
@@ -243,6 +251,13 @@ impl Peers for FakePeers {
         _r: &'a Reference,
     ) -> BoxFuture<'a, Result<api::GetOperationalIntentTelemetryResponse, String>> {
         async move { Err("no telemetry served".into()) }.boxed()
+    }
+    fn rid_flights<'a>(
+        &'a self,
+        _base_url: &'a str,
+        _view: &'a str,
+    ) -> BoxFuture<'a, Result<api::GetFlightsResponse, String>> {
+        async move { Err("no Remote ID flights served".into()) }.boxed()
     }
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, _body: &'a serde_json::Value) -> BoxFuture<'a, Attempt> {
         self.notified.lock().push((base_url.to_owned(), path.to_owned()));
