@@ -311,6 +311,7 @@ fn config() -> UssConfig {
             "utm.strategic_coordination".into(),
             "utm.constraint_processing".into(),
             "utm.conformance_monitoring_sa".into(),
+            "rid.service_provider".into(),
         ],
         peer_timeout: Duration::from_secs(5),
         max_priority: 10,
@@ -730,4 +731,44 @@ async fn the_monitor_makes_a_deviating_flight_nonconforming_then_activated_again
     w.uss.end(&id).await.expect("ended");
     w.uss.monitor_tick();
     assert!(!w.uss.monitor.lock().flights.contains_key(&id));
+}
+
+#[tokio::test]
+async fn a_flying_flight_keeps_one_isa_that_follows_its_volumes_and_goes_with_it() {
+    let w = world();
+    w.dss.0.lock().rid_subscribers =
+        vec![RidSubscriber { url: "http://display.test/rid/v2".into(), subscriptions: vec![("s1".into(), 4)] }];
+    let id = w.uss.plan_new(vec![volume(47.0, (0, 20))], 0).await.expect("planned").operational_intent_id.expect("id");
+    w.uss.transition(&id, OperationalIntentState::Activated).await.expect("activated");
+    *w.clock.now.lock() = Timestamp(T0).plus_seconds(60);
+    w.uss.positions(&id, vec![position_at(60, 0.0)]).await.expect("taken");
+    until("an ISA in the DSS", || w.dss.0.lock().isas.len() == 1).await;
+    until("its write settled", || w.uss.monitor.lock().flights.get(&id).is_some_and(|f| f.isa.is_some() && !f.isa_syncing)).await;
+    let (isa_id, (first_version, first_volume)) = w.dss.0.lock().isas.iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("one");
+    // It covers the flight's volume from now to its end.
+    let own = w.uss.own_intent(&id).expect("ours");
+    assert!(own.volumes.iter().all(|v| first_volume.footprint.contains(&v.footprint, 0.01)));
+    assert_eq!(first_volume.time.end(), own.volumes[0].time.end());
+    // More positions inside change nothing.
+    w.uss.positions(&id, vec![position_at(61, 10.0)]).await.expect("taken");
+    until("the monitor is idle", || w.uss.monitor.lock().flights.get(&id).is_some_and(|f| !f.isa_syncing)).await;
+    assert_eq!(w.dss.0.lock().isas[&isa_id].0, first_version);
+    // Outside: its off-nominal volume widens the ISA (same ISA, new version).
+    w.uss.positions(&id, vec![position_at(62, 900.0)]).await.expect("taken");
+    until("the ISA widened", || w.dss.0.lock().isas.get(&isa_id).is_some_and(|(v, _)| *v != first_version)).await;
+    let widened = w.dss.0.lock().isas[&isa_id].1.clone();
+    let at = position_at(62, 900.0).at;
+    assert!(widened.footprint.bbox().contains(at), "the ISA covers where the aircraft is");
+    assert_eq!(w.dss.0.lock().isas.len(), 1);
+    // Subscribers were told of each change at the path F3411 gives.
+    until("subscribers told", || {
+        w.peers.notified.lock().iter().filter(|(u, p)| u == "http://display.test/rid/v2" && *p == format!("/uss/identification_service_areas/{isa_id}")).count() >= 2
+    })
+    .await;
+    // Ended: the ISA is deleted.
+    until("the monitor is idle", || w.uss.monitor.lock().applying.is_empty()).await;
+    until("the ISA write is idle", || w.uss.monitor.lock().flights.get(&id).is_some_and(|f| !f.isa_syncing)).await;
+    w.uss.end(&id).await.expect("ended");
+    w.uss.monitor_tick();
+    until("the ISA deleted", || w.dss.0.lock().isas.is_empty()).await;
 }
