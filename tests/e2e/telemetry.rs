@@ -215,13 +215,25 @@ async fn a_deviating_flight_is_announced_on_its_own_and_comes_back() {
 /// are told of its changes, its deletion included once the flight ends.
 #[tokio::test]
 async fn a_flying_flight_is_announced_and_served_as_remote_id() {
-    let cluster = Cluster::start();
+    remote_id_between_participants(Cluster::start()).await;
+}
+
+/// The same through a pool: alpha on one instance, bravo on another, the test's own calls on
+/// the third.
+#[tokio::test]
+async fn a_flying_flight_is_announced_and_served_as_remote_id_through_a_pool() {
+    remote_id_between_participants(Cluster::start_pool(3)).await;
+}
+
+async fn remote_id_between_participants(cluster: Cluster) {
+    let n = cluster.dss_urls.len();
+    let (alpha_dss, bravo_dss, own_dss) = (&cluster.dss_urls[0], &cluster.dss_urls[1 % n], &cluster.dss_urls[2 % n]);
     let mut scopes = FULL.to_vec();
     scopes.push("rid.service_provider");
-    let alpha = cluster.participant("alpha", &scopes);
+    let alpha = cluster.participant_on(alpha_dss, "alpha", &scopes, &cluster.dir.path().join("alpha"), &[]);
     let mut dp_scopes = FULL.to_vec();
     dp_scopes.push("rid.display_provider");
-    let bravo = cluster.participant("bravo", &dp_scopes);
+    let bravo = cluster.participant_on(bravo_dss, "bravo", &dp_scopes, &cluster.dir.path().join("bravo"), &[]);
     let dp = cluster.token("bravo", "rid.display_provider").await;
 
     // bravo subscribes (as a display provider) to the area in the DSS, at its own base URL.
@@ -233,7 +245,7 @@ async fn a_flying_flight_is_announced_and_served_as_remote_id() {
     let sub_id = crate::harness::new_id();
     let (s, sub) = call(
         "PUT",
-        &format!("{}/rid/v2/dss/subscriptions/{sub_id}", cluster.dss.url),
+        &format!("{}/rid/v2/dss/subscriptions/{sub_id}", own_dss),
         Some(&dp),
         Some(&json!({"extents": area, "uss_base_url": format!("{}/rid/v2", bravo.url)})),
     )
@@ -249,10 +261,8 @@ async fn a_flying_flight_is_announced_and_served_as_remote_id() {
     assert_eq!(s, 200);
 
     // The ISA is in the DSS, owned by alpha, pointing at alpha's Remote ID base URL.
-    let search = format!(
-        "{}/rid/v2/dss/identification_service_areas?area=46.99,7.99,46.99,8.01,47.01,8.01,47.01,7.99",
-        cluster.dss.url
-    );
+    let search =
+        format!("{}/rid/v2/dss/identification_service_areas?area=46.99,7.99,46.99,8.01,47.01,8.01,47.01,7.99", own_dss);
     let isa = wait_for("alpha's ISA in the DSS", 10, async || {
         let (s, found) = call("GET", &search, Some(&dp), None).await;
         assert_eq!(s, 200, "{found}");
@@ -376,7 +386,7 @@ async fn a_flying_flight_is_announced_and_served_as_remote_id() {
         let isa_id = crate::harness::new_id();
         let (s, made) = call(
             "PUT",
-            &format!("{}/rid/v2/dss/identification_service_areas/{isa_id}", cluster.dss.url),
+            &format!("{}/rid/v2/dss/identification_service_areas/{isa_id}", own_dss),
             Some(&sp),
             Some(&json!({"extents": area, "uss_base_url": url})),
         )

@@ -34,11 +34,17 @@ impl Participant {
 pub struct Proc {
     child: Child,
     pub url: String,
+    /// Stopped with SIGTERM (a pool stops its etcd members and instances on the way out).
+    terminate: bool,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if self.terminate {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        } else {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -68,13 +74,15 @@ fn spawn_lines(args: &[&str], n_lines: usize) -> (Child, Vec<String>) {
 
 fn spawn(args: &[&str]) -> Proc {
     let (child, urls) = spawn_lines(args, 1);
-    Proc { child, url: urls[0].clone() }
+    Proc { child, url: urls[0].clone(), terminate: false }
 }
 
-/// A token server (development key), a DSS trusting it, and participants.
+/// A token server (development key), a DSS trusting it (or a pool of them), and participants.
 pub struct Cluster {
     pub auth: Proc,
     pub dss: Proc,
+    /// Every DSS instance (one unless a pool): participants are spread over them.
+    pub dss_urls: Vec<String>,
     pub dir: tempfile::TempDir,
 }
 
@@ -104,7 +112,41 @@ impl Cluster {
         ];
         args.extend(dss_flags);
         let dss = spawn(&args);
-        Cluster { auth, dss, dir }
+        let dss_urls = vec![dss.url.clone()];
+        Cluster { auth, dss, dss_urls, dir }
+    }
+
+    /// A cluster whose DSS is a pool of `members` instances on a local etcd cluster
+    /// (`deconflict pool`, needs the etcd binary).
+    pub fn start_pool(members: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = spawn(&["auth", "--listen", "127.0.0.1:0"]);
+        let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
+        let mut child = Command::new(BIN)
+            .args(["pool", "--members", &members.to_string(), "--dir"])
+            .arg(dir.path().join("pool"))
+            .arg("--jwt-public-key")
+            .arg(&pubkey)
+            .args(["--jwt-audience", "127.0.0.1"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start deconflict pool");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut dss_urls = Vec::new();
+        while dss_urls.len() < members {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).expect("read") > 0, "the pool did not start (needs etcd)");
+            if let Some(url) =
+                line.split(" DSS ").nth(1).and_then(|r| r.split_whitespace().next()).filter(|u| u.starts_with("http"))
+            {
+                dss_urls.push(url.to_owned());
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let dss = Proc { child, url: dss_urls[0].clone(), terminate: true };
+        Cluster { auth, dss, dss_urls, dir }
     }
 
     pub fn participant(&self, name: &str, scopes: &[&str]) -> Participant {
@@ -113,6 +155,18 @@ impl Cluster {
 
     /// A participant on `data` with extra flags.
     pub fn participant_with(&self, name: &str, scopes: &[&str], data: &Path, extra: &[&str]) -> Participant {
+        self.participant_on(&self.dss.url, name, scopes, data, extra)
+    }
+
+    /// A participant of DSS instance `dss_url`.
+    pub fn participant_on(
+        &self,
+        dss_url: &str,
+        name: &str,
+        scopes: &[&str],
+        data: &Path,
+        extra: &[&str],
+    ) -> Participant {
         let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
         let token_url = format!("{}/token", self.auth.url);
         let mut args = vec![
@@ -124,7 +178,7 @@ impl Cluster {
             "--data-dir",
             data.to_str().expect("path"),
             "--dss-url",
-            &self.dss.url,
+            dss_url,
             "--token-url",
             &token_url,
             "--client-id",

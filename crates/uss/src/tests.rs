@@ -743,8 +743,12 @@ async fn a_flying_flight_keeps_one_isa_that_follows_its_volumes_and_goes_with_it
     *w.clock.now.lock() = Timestamp(T0).plus_seconds(60);
     w.uss.positions(&id, vec![position_at(60, 0.0)]).await.expect("taken");
     until("an ISA in the DSS", || w.dss.0.lock().isas.len() == 1).await;
-    until("its write settled", || w.uss.monitor.lock().flights.get(&id).is_some_and(|f| f.isa.is_some() && !f.isa_syncing)).await;
-    let (isa_id, (first_version, first_volume)) = w.dss.0.lock().isas.iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("one");
+    until("its write settled", || {
+        w.uss.monitor.lock().flights.get(&id).is_some_and(|f| f.isa.is_some() && !f.isa_syncing)
+    })
+    .await;
+    let (isa_id, (first_version, first_volume)) =
+        w.dss.0.lock().isas.iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("one");
     // It covers the flight's volume from now to its end.
     let own = w.uss.own_intent(&id).expect("ours");
     assert!(own.volumes.iter().all(|v| first_volume.footprint.contains(&v.footprint, 0.01)));
@@ -762,7 +766,15 @@ async fn a_flying_flight_keeps_one_isa_that_follows_its_volumes_and_goes_with_it
     assert_eq!(w.dss.0.lock().isas.len(), 1);
     // Subscribers were told of each change at the path F3411 gives.
     until("subscribers told", || {
-        w.peers.notified.lock().iter().filter(|(u, p)| u == "http://display.test/rid/v2" && *p == format!("/uss/identification_service_areas/{isa_id}")).count() >= 2
+        w.peers
+            .notified
+            .lock()
+            .iter()
+            .filter(|(u, p)| {
+                u == "http://display.test/rid/v2" && *p == format!("/uss/identification_service_areas/{isa_id}")
+            })
+            .count()
+            >= 2
     })
     .await;
     // Ended: the ISA is deleted.
