@@ -237,7 +237,15 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
         }
         spawn(&a, &dir.join(format!("{name}.log")))
     };
-    let full = ["utm.strategic_coordination", "utm.constraint_processing", "utm.conformance_monitoring_sa"];
+    // Both network Remote ID roles as well: a flying flight is announced in an ISA, and the
+    // maps show every provider's Remote ID traffic.
+    let full = [
+        "utm.strategic_coordination",
+        "utm.constraint_processing",
+        "utm.conformance_monitoring_sa",
+        "rid.service_provider",
+        "rid.display_provider",
+    ];
     let alpha = participant("alpha", &full)?;
     let bravo = participant("bravo", &full)?;
     let authority = participant("authority", &["utm.constraint_management"])?;

@@ -5,7 +5,7 @@
 import * as maplibregl from '/map/assets/maplibre-gl.mjs';
 import {
   OUTCOME, STYLES, features, bounds, circleRing, distanceM, flightRequest, applyProposal, explain, proposalText, shortTime,
-  outcomeTitle, flightFeatures, movedFlight,
+  outcomeTitle, flightFeatures, movedFlight, ridFeatures, ridSummary, RID_COLOUR,
 } from '/map/assets/view.js';
 
 // The DSS serves the page at /map (read-only); a participant at / on its operator listener.
@@ -26,7 +26,8 @@ const state = {
   drawMode: null, // 'polygon' | 'circle' | null
   lastRequest: null,
   lastProposal: null,
-  layers: { own: true, others: true, constraints: true, subscriptions: true, isas: true },
+  layers: { own: true, others: true, constraints: true, subscriptions: true, isas: true, rid: true },
+  ridUnavailable: false,
 };
 let map = null;
 
@@ -180,6 +181,7 @@ function buildMap(basemap) {
         entities: { type: 'geojson', data: empty },
         draft: { type: 'geojson', data: empty },
         flights: { type: 'geojson', data: empty },
+        rid: { type: 'geojson', data: empty },
       },
       layers: [
         { id: 'sea', type: 'background', paint: { 'background-color': '#dce8f0' } },
@@ -219,6 +221,14 @@ function buildMap(basemap) {
           id: 'flight-position', type: 'circle', source: 'flights', filter: ['==', ['get', 'kind'], 'position'],
           paint: { 'circle-radius': 6, 'circle-color': ['get', 'colour'], 'circle-stroke-color': '#ffffff', 'circle-stroke-width': 2 },
         },
+        {
+          id: 'rid-cluster', type: 'fill', source: 'rid', filter: ['==', ['get', 'kind'], 'rid-cluster'],
+          paint: { 'fill-color': RID_COLOUR, 'fill-opacity': 0.18, 'fill-outline-color': RID_COLOUR },
+        },
+        {
+          id: 'rid-flight', type: 'circle', source: 'rid', filter: ['==', ['get', 'kind'], 'rid-flight'],
+          paint: { 'circle-radius': 5, 'circle-color': RID_COLOUR, 'circle-stroke-color': '#ffffff', 'circle-stroke-width': 1.5 },
+        },
         { id: 'draft-fill', type: 'fill', source: 'draft', paint: { 'fill-color': '#000000', 'fill-opacity': 0.08 } },
         { id: 'draft-line', type: 'line', source: 'draft', paint: { 'line-color': '#000000', 'line-width': 2, 'line-dasharray': [1, 1] } },
         { id: 'draft-points', type: 'circle', source: 'draft', filter: ['==', ['geometry-type'], 'Point'], paint: { 'circle-radius': 4, 'circle-color': '#000000' } },
@@ -251,6 +261,33 @@ function set3d(on) {
   map.setLayoutProperty('entity-extrusion', 'visibility', on ? 'visible' : 'none');
   map.setLayoutProperty('entity-fill', 'visibility', on ? 'none' : 'visible');
   map.easeTo({ pitch: on ? 60 : 0, duration: 0 });
+}
+
+// Remote ID traffic in the view on screen, from every service provider (views up to 7 km).
+async function refreshRid() {
+  if (MODE !== 'participant' || !map || !map.getSource('rid')) return;
+  const empty = { type: 'FeatureCollection', features: [] };
+  if (!state.layers.rid || state.ridUnavailable) {
+    map.getSource('rid').setData(empty);
+    return;
+  }
+  const b = map.getBounds();
+  const [s, w, n, e] = [b.getSouth(), b.getWest(), b.getNorth(), b.getEast()];
+  if (distanceM([w, s], [e, n]) > 7000) {
+    map.getSource('rid').setData(empty);
+    $('rid-status').textContent = 'zoom in to see Remote ID traffic (views up to 7 km across)';
+    return;
+  }
+  try {
+    const display = await call('GET', `/operator/rid/flights?view=${s},${w},${n},${e}`);
+    map.getSource('rid').setData(ridFeatures(display));
+    $('rid-status').textContent = ridSummary(display);
+  } catch (err) {
+    // 412: this participant is not a display provider; say so once and stop asking.
+    if (err.status === 412) state.ridUnavailable = true;
+    map.getSource('rid').setData(empty);
+    $('rid-status').textContent = `Remote ID traffic not shown: ${err.message}`;
+  }
 }
 
 // ---- selection and details ----
@@ -639,6 +676,14 @@ async function startApp(view) {
   stopTimers();
   if (API.events) startEvents();
   else timers.push(setInterval(refresh, 5000));
+  if (MODE === 'participant') {
+    refreshRid();
+    timers.push(setInterval(refreshRid, 2000));
+  } else {
+    // Remote ID traffic is a participant's (a display provider's) to show.
+    document.querySelector('#layers [data-layer="rid"]').parentElement.hidden = true;
+    $('rid-status').hidden = true;
+  }
   timers.push(setInterval(redraw, 30_000));
   document.body.dataset.ready = 'true';
 }
@@ -650,7 +695,11 @@ function wire() {
   $('fit').addEventListener('click', fitAll);
   $('time').addEventListener('input', redraw);
   for (const box of document.querySelectorAll('#layers input')) {
-    box.addEventListener('change', () => { state.layers[box.dataset.layer] = box.checked; redraw(); });
+    box.addEventListener('change', () => {
+      state.layers[box.dataset.layer] = box.checked;
+      redraw();
+      if (box.dataset.layer === 'rid') refreshRid();
+    });
   }
   $('draw-polygon').addEventListener('click', () => startDrawing('polygon'));
   $('draw-circle').addEventListener('click', () => startDrawing('circle'));

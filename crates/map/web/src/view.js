@@ -247,3 +247,41 @@ export function flightFeatures(flights) {
   }
   return { type: 'FeatureCollection', features: out };
 }
+
+// Remote ID traffic (`GET /operator/rid/flights`): a point per flight, a box per cluster.
+export const RID_COLOUR = '#7B3294';
+
+export function ridFeatures(display) {
+  const out = [];
+  for (const f of display?.flights ?? []) {
+    out.push({
+      type: 'Feature',
+      properties: {
+        kind: 'rid-flight', id: f.id, provider: f.provider,
+        label: `${f.provider} · ${String(f.id).slice(0, 8)} · ${Math.round(f.alt_m)} m · ${Math.round(f.age_s)} s ago`,
+      },
+      geometry: { type: 'Point', coordinates: [f.lng, f.lat] },
+    });
+  }
+  for (const c of display?.clusters ?? []) {
+    const [s, w, n, e] = c.bounds;
+    out.push({
+      type: 'Feature',
+      properties: { kind: 'rid-cluster', count: c.count },
+      geometry: { type: 'Polygon', coordinates: [[[w, s], [e, s], [e, n], [w, n], [w, s]]] },
+    });
+  }
+  return { type: 'FeatureCollection', features: out };
+}
+
+// One line on what the Remote ID display shows, and which providers failed.
+export function ridSummary(display) {
+  if (!display) return '';
+  const flights = display.flights?.length ?? 0;
+  const clustered = (display.clusters ?? []).reduce((n, c) => n + c.count, 0);
+  const failing = (display.providers ?? []).filter((p) => p.error).map((p) => `${p.provider}: ${p.error}`);
+  const shown = display.clusters?.length
+    ? `${clustered} Remote ID flights in ${display.clusters.length} clusters (zoom in for each)`
+    : `${flights} Remote ID flights`;
+  return failing.length ? `${shown}; not shown: ${failing.join('; ')}` : shown;
+}

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 
 import {
   OUTCOME, STYLES, activeAt, applyProposal, bounds, circleRing, distanceM, explain, features, flightRequest,
-  outcomeTitle, proposalText, shortTime, styleKey, flightColour, flightFeatures, movedFlight,
+  outcomeTitle, proposalText, shortTime, styleKey, flightColour, flightFeatures, movedFlight, ridFeatures, ridSummary,
 } from '../src/view.js';
 
 const square = (west, south, side) => [[west, south], [west + side, south], [west + side, south + side], [west, south + side], [west, south]];
@@ -178,4 +178,23 @@ test('flights are drawn as a point at the latest position and a line along the t
   assert.equal(flightColour(theirs), STYLES.Contingent.colour);
   assert.equal(flightColour({ ...theirs, state: 'Activated' }), STYLES.other.colour);
   assert.deepEqual(flightFeatures(undefined), { type: 'FeatureCollection', features: [] });
+});
+
+test('Remote ID traffic: a point per flight, a box per cluster, and a summary naming failing providers', () => {
+  const display = {
+    flights: [{ id: 'abcdef0123', provider: 'bravo', lat: 47, lng: 8, alt_m: 61.4, time: 't', age_s: 1.6 }],
+    clusters: [],
+    providers: [{ provider: 'bravo', flights: 1 }, { provider: 'mallory', flights: 0, error: 'did not answer' }],
+  };
+  const fc = ridFeatures(display);
+  assert.equal(fc.features.length, 1);
+  assert.deepEqual(fc.features[0].geometry.coordinates, [8, 47]);
+  assert.equal(fc.features[0].properties.label, 'bravo · abcdef01 · 61 m · 2 s ago');
+  assert.equal(ridSummary(display), '1 Remote ID flights; not shown: mallory: did not answer');
+  const wide = { flights: [], clusters: [{ bounds: [47, 8, 47.01, 8.02], count: 3 }], providers: [] };
+  const box = ridFeatures(wide).features[0];
+  assert.deepEqual(box.geometry.coordinates[0], [[8, 47], [8.02, 47], [8.02, 47.01], [8, 47.01], [8, 47]]);
+  assert.equal(box.properties.count, 3);
+  assert.equal(ridSummary(wide), '3 Remote ID flights in 1 clusters (zoom in for each)');
+  assert.equal(ridSummary(null), '');
 });
