@@ -144,6 +144,15 @@ pub(crate) struct UssArgs {
     /// another USS's included, get 403.
     #[arg(long = "flight-planning-subject", value_name = "SUB")]
     pub(crate) flight_planning_subjects: Vec<String>,
+    /// Serve InterUSS's Remote ID automated-testing interfaces on the peer listener:
+    /// injection at `{base}/ridsp/injection` (scope `rid.inject_test_data`) and observation at
+    /// `{base}/riddp/observation` (scope `dss.read.identification_service_areas`), to the
+    /// subjects of --rid-testing-subject only (one is required). Off by default.
+    #[arg(long)]
+    pub(crate) rid_testing: bool,
+    /// A token subject allowed to drive the Remote ID test interfaces. Repeatable.
+    #[arg(long = "rid-testing-subject", value_name = "SUB")]
+    pub(crate) rid_testing_subjects: Vec<String>,
     /// PEM public key of an issuer whose tokens may drive the flight_planning interface
     /// whatever their subject (a test director's own issuer). Repeatable.
     #[arg(long = "flight-planning-jwt-public-key", value_name = "PEM")]

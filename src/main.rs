@@ -349,6 +349,12 @@ fn run_uss(args: UssArgs) -> Result<()> {
     let operator_verifier = Verifier::new(&operator_pems, audiences.clone()).map_err(anyhow::Error::msg)?;
     // The qualification interface can end this organization's flights: it answers only the
     // test director named here, never whoever holds its scopes from the shared token issuer.
+    if args.rid_testing && args.rid_testing_subjects.is_empty() {
+        bail!(
+            "--rid-testing needs --rid-testing-subject SUB (the test driver's token subject; repeatable): otherwise \
+             any holder of rid.inject_test_data could make this participant announce flights"
+        );
+    }
     if args.flight_planning
         && args.flight_planning_subjects.is_empty()
         && args.flight_planning_jwt_public_keys.is_empty()
@@ -423,6 +429,8 @@ fn run_uss(args: UssArgs) -> Result<()> {
             crash_at,
             flight_planning: args.flight_planning,
             flight_planning_subjects: args.flight_planning_subjects.clone(),
+            rid_testing: args.rid_testing,
+            rid_testing_subjects: args.rid_testing_subjects.clone(),
             slow_answers: match &args.slow_answers {
                 None => None,
                 Some(spec) => {
@@ -454,6 +462,7 @@ fn run_uss(args: UssArgs) -> Result<()> {
         let reconciler = participant.clone();
         tokio::spawn(async move { reconciler.reconcile_until_done().await });
         participant.load_flights().await.map_err(|e| anyhow::anyhow!("loading the flights' telemetry: {e}"))?;
+        participant.load_rid_tests().await.map_err(|e| anyhow::anyhow!("loading the Remote ID tests: {e}"))?;
         tokio::spawn(participant.clone().run_monitor());
         tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
         let operator_app = uss::operator_app(participant.clone());

@@ -444,3 +444,126 @@ async fn remote_id_between_participants(cluster: Cluster) {
     })
     .await;
 }
+
+/// InterUSS's Remote ID test interfaces: flights injected into alpha (a service provider) are
+/// announced and served; bravo (a display provider) observes them and their details.
+#[tokio::test]
+async fn injected_remote_id_flights_are_observed_through_another_participant() {
+    let cluster = Cluster::start();
+    let testing = ["--rid-testing", "--rid-testing-subject", "qualifier"];
+    let mut scopes = FULL.to_vec();
+    scopes.extend(["rid.service_provider", "rid.display_provider"]);
+    let alpha = cluster.participant_with("alpha", &scopes, &cluster.dir.path().join("alpha"), &testing);
+    let bravo = cluster.participant_with("bravo", &scopes, &cluster.dir.path().join("bravo"), &testing);
+    let inject = cluster.token("qualifier", "rid.inject_test_data").await;
+    let observe = cluster.token("qualifier", "dss.read.identification_service_areas").await;
+
+    let at = |s: f64| {
+        (chrono::Utc::now() + chrono::Duration::milliseconds((s * 1000.0) as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let telemetry: Vec<Value> = (0..12)
+        .map(|i| {
+            json!({"timestamp": at(i as f64 - 2.0), "timestamp_accuracy": 0.1, "operational_status": "Airborne",
+                   "position": {"lat": 47.0, "lng": 8.0 + 0.0002 * i as f64, "alt": 100.0, "accuracy_h": "HA10m", "accuracy_v": "VA3m"},
+                   "track": 90.0, "speed": 15.0, "speed_accuracy": "SA1mps", "vertical_speed": 0.0})
+        })
+        .collect();
+    let flight = json!({"injection_id": crate::harness::new_id(), "aircraft_type": "Helicopter", "telemetry": telemetry,
+        "details_responses": [{"effective_after": at(-60.0), "details": {"id": "chosen-by-the-driver", "operator_id": "OP-12345",
+            "operator_location": {"lat": 47.001, "lng": 8.001}, "uas_id": {"serial_number": "SN-0042"}}}]});
+    let test_id = crate::harness::new_id();
+    let url = format!("{}/ridsp/injection/tests/{test_id}", alpha.url);
+    // Only the listed test driver, with the scope.
+    let (s, _) = call(
+        "PUT",
+        &url,
+        Some(&cluster.token("mallory", "rid.inject_test_data").await),
+        Some(&json!({"requested_flights": [flight]})),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = call("PUT", &url, Some(&observe), Some(&json!({"requested_flights": [flight]}))).await;
+    assert_eq!(s, 403);
+    let (s, bad) = call("PUT", &url, Some(&inject), Some(&json!({"requested_flights": [{"injection_id": "x", "telemetry": [{"timestamp": "soon"}], "details_responses": []}]}))).await;
+    assert_eq!(s, 400, "{bad}");
+    let (s, made) = call("PUT", &url, Some(&inject), Some(&json!({"requested_flights": [flight]}))).await;
+    assert_eq!(s, 200, "{made}");
+    let version = made["version"].as_str().expect("version").to_owned();
+    assert_eq!(made["injected_flights"][0]["injection_id"], flight["injection_id"]);
+    let (s, _) = call("PUT", &url, Some(&inject), Some(&json!({"requested_flights": [flight]}))).await;
+    assert_eq!(s, 409, "a test is created once");
+    let (s, n) = call(
+        "GET",
+        &format!("{}/ridsp/injection/user_notifications?after={}", alpha.url, at(-60.0).replace('+', "%2B")),
+        Some(&inject),
+        None,
+    )
+    .await;
+    assert_eq!((s, n["user_notifications"].as_array().map(Vec::len)), (200, Some(0)), "{n}");
+
+    // bravo's display shows the flight where it is now, then further on as positions are released.
+    let view = format!("{}/riddp/observation/display_data?view=46.998,7.998,47.002,8.004", bravo.url);
+    let first = wait_for("bravo observes the injected flight", 10, async || {
+        let (s, d) = call("GET", &view, Some(&observe), None).await;
+        assert_eq!(s, 200, "{d}");
+        d["flights"].as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    let id = first["id"].as_str().expect("id").to_owned();
+    let lng0 = first["most_recent_position"]["lng"].as_f64().expect("lng");
+    assert!(lng0 > 7.9999 && lng0 < 8.0012, "a released position: {first}");
+    wait_for("later positions released", 10, async || {
+        let (_, d) = call("GET", &view, Some(&observe), None).await;
+        let lng = d["flights"][0]["most_recent_position"]["lng"].as_f64()?;
+        (lng > lng0 + 0.0003).then_some(())
+    })
+    .await;
+    let (s, details) =
+        call("GET", &format!("{}/riddp/observation/display_data/{id}", bravo.url), Some(&observe), None).await;
+    assert_eq!(s, 200, "{details}");
+    assert_eq!(details["operator"]["id"], "OP-12345", "{details}");
+    assert_eq!(details["operator"]["location"]["lat"], 47.001, "{details}");
+    assert_eq!(details["uas"]["id"], "SN-0042", "{details}");
+    let (s, _) = call("GET", &format!("{}/riddp/observation/display_data/nope", bravo.url), Some(&observe), None).await;
+    assert_eq!(s, 404);
+    // A wide view: clusters only.
+    let (s, wide) = call(
+        "GET",
+        &format!("{}/riddp/observation/display_data?view=46.98,7.98,47.02,8.02", bravo.url),
+        Some(&observe),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{wide}");
+    assert_eq!(wide["flights"], json!([]), "{wide}");
+    assert_eq!(wide["clusters"][0]["number_of_flights"], 1, "{wide}");
+    assert!(wide["clusters"][0]["area_sqm"].as_f64().is_some_and(|a| a > 0.0), "{wide}");
+
+    // Deleted: at its version only; then its ISA leaves the DSS.
+    let (s, _) = call("DELETE", &format!("{url}/wrong"), Some(&inject), None).await;
+    assert_eq!(s, 409);
+    let (s, gone) = call("DELETE", &format!("{url}/{version}"), Some(&inject), None).await;
+    assert_eq!(s, 200, "{gone}");
+    assert_eq!(gone["injected_flights"][0]["injection_id"], flight["injection_id"]);
+    let dp = cluster.token("bravo", "rid.display_provider").await;
+    let search = format!(
+        "{}/rid/v2/dss/identification_service_areas?area=46.99,7.99,46.99,8.01,47.01,8.01,47.01,7.99",
+        cluster.dss.url
+    );
+    wait_for("the test's ISA deleted", 10, async || {
+        let (_, found) = call("GET", &search, Some(&dp), None).await;
+        found["service_areas"].as_array().is_some_and(|l| l.iter().all(|a| a["owner"] != "alpha")).then_some(())
+    })
+    .await;
+    // A participant without --rid-testing has no such interface.
+    let plain = cluster.participant("charlie", &scopes);
+    let (s, _) = call(
+        "GET",
+        &format!("{}/riddp/observation/display_data?view=46.998,7.998,47.002,8.004", plain.url),
+        Some(&observe),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+}

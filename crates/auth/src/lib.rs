@@ -45,6 +45,8 @@ pub enum Scope {
     RidDisplayProvider,
     PoolStatusRead,
     PoolHeartbeatWrite,
+    /// InterUSS's Remote ID automated-testing interface: inject test flights.
+    RidInjectTestData,
     /// InterUSS's flight_planning automated-testing interface: plan as a virtual user...
     FlightPlanningPlan,
     /// ...and act as the test director (status, closing flights, clearing an area).
@@ -71,6 +73,7 @@ impl Scope {
             "interuss.pool_status.read" => Scope::PoolStatusRead,
             "interuss.pool_status.heartbeat.write" => Scope::PoolHeartbeatWrite,
             "interuss.flight_planning.plan" => Scope::FlightPlanningPlan,
+            "rid.inject_test_data" => Scope::RidInjectTestData,
             "interuss.flight_planning.direct_automated_test" => Scope::FlightPlanningDirect,
             "deconflict.map.read" => Scope::MapRead,
             _ => return None,
@@ -92,6 +95,7 @@ impl Scope {
             Scope::PoolStatusRead => "interuss.pool_status.read",
             Scope::PoolHeartbeatWrite => "interuss.pool_status.heartbeat.write",
             Scope::FlightPlanningPlan => "interuss.flight_planning.plan",
+            Scope::RidInjectTestData => "rid.inject_test_data",
             Scope::FlightPlanningDirect => "interuss.flight_planning.direct_automated_test",
             Scope::MapRead => "deconflict.map.read",
         }

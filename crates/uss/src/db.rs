@@ -60,10 +60,12 @@ pub enum Table {
     Subscriptions,
     /// Our flights' latest position and conformance monitor state, by intent id.
     Telemetry,
+    /// Remote ID test flights injected through the automated-testing interface, by test id.
+    RidTests,
 }
 
 impl Table {
-    const ALL: [Table; 10] = [
+    const ALL: [Table; 11] = [
         Table::OwnIntents,
         Table::OwnConstraints,
         Table::OthersIntents,
@@ -74,6 +76,7 @@ impl Table {
         Table::Reports,
         Table::Subscriptions,
         Table::Telemetry,
+        Table::RidTests,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -87,6 +90,7 @@ impl Table {
             Table::Reports => "reports",
             Table::Subscriptions => "subscriptions",
             Table::Telemetry => "telemetry",
+            Table::RidTests => "rid_tests",
         }
     }
 }

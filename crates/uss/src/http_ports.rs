@@ -68,6 +68,16 @@ fn subscribers(list: &[api::SubscriberToNotify]) -> Vec<Subscriber> {
     list.iter().map(Subscriber::from_wire).collect()
 }
 
+/// `s` percent-encoded as one URL path segment.
+fn url_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn rid_subscribers(list: &[api::RidSubscriberToNotify]) -> Vec<RidSubscriber> {
     list.iter()
         .map(|s| RidSubscriber {
@@ -341,6 +351,19 @@ impl Peers for HttpPeers {
         view: &'a str,
     ) -> BoxFuture<'a, Result<api::GetFlightsResponse, String>> {
         async move { self.get_query(base_url, "/uss/flights", &[("view", view.to_owned())]).await }.boxed()
+    }
+
+    fn rid_flight_details<'a>(
+        &'a self,
+        base_url: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        async move {
+            // The id comes from a peer: it is a path segment, never a path.
+            let segment: String = url_segment(id);
+            self.get(base_url, &format!("/uss/flights/{segment}/details")).await
+        }
+        .boxed()
     }
 
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, body: &'a serde_json::Value) -> BoxFuture<'a, Attempt> {

@@ -29,6 +29,7 @@ mod reconcile;
 pub mod records;
 pub mod rid_dp;
 pub mod rid_sp;
+mod rid_testing;
 mod survey;
 pub mod telemetry;
 #[cfg(test)]
@@ -105,6 +106,10 @@ pub struct UssConfig {
     pub flight_planning: bool,
     /// Token subjects allowed on the flight_planning interface (`--flight-planning-subject`).
     pub flight_planning_subjects: Vec<String>,
+    /// Serve InterUSS's Remote ID injection and observation interfaces (`--rid-testing`)...
+    pub rid_testing: bool,
+    /// ...to these token subjects only (`--rid-testing-subject`).
+    pub rid_testing_subjects: Vec<String>,
     /// Testing only: answer every `n`-th request for details after this delay (`--slow-answers`),
     /// to measure how a slow peer affects others' plans.
     pub slow_answers: Option<(u64, Duration)>,
@@ -154,6 +159,8 @@ pub struct Uss {
     pub(crate) monitor: Mutex<monitor::MonitorState>,
     /// Remote ID display provider: the ISAs known, our subscriptions, providers' answers.
     pub(crate) rid_dp_state: Mutex<rid_dp::DpState>,
+    /// Remote ID test flights injected by a test driver, by test id.
+    pub(crate) rid_tests: Mutex<HashMap<String, rid_testing::InjectedTest>>,
 }
 
 /// An instant as the participant writes it in records and feeds (RFC 3339, milliseconds).
@@ -218,6 +225,7 @@ impl Uss {
             constraint_lookups: lookups::PeerLookups::new(),
             monitor: Mutex::new(monitor::MonitorState::default()),
             rid_dp_state: Mutex::new(rid_dp::DpState::default()),
+            rid_tests: Mutex::new(HashMap::new()),
         }))
     }
 

@@ -34,6 +34,8 @@ pub fn app(uss: Arc<Uss>) -> Router {
         .merge(crate::rid_sp::routes());
     // Off unless asked for: its scopes let a test director plan for this organization.
     let router = if flight_planning { router.merge(crate::flight_planning::routes()) } else { router };
+    // Off unless asked for: injected flights become real flights of ours.
+    let router = if uss.config.rid_testing { router.merge(crate::rid_testing::routes()) } else { router };
     router
         .fallback(|| async { UssError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))

@@ -184,6 +184,12 @@ pub trait Peers: Send + Sync {
         base_url: &'a str,
         view: &'a str,
     ) -> BoxFuture<'a, Result<api::GetFlightsResponse, String>>;
+    /// A Remote ID flight's details from `{base_url}/uss/flights/{id}/details`, as JSON (bounded).
+    fn rid_flight_details<'a>(
+        &'a self,
+        base_url: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<serde_json::Value, String>>;
     /// Posts a notification body to `path` under `base_url`.
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, body: &'a serde_json::Value) -> BoxFuture<'a, Attempt>;
 }

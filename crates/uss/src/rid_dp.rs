@@ -341,6 +341,28 @@ impl Uss {
         Ok(())
     }
 
+    /// A flight's details from the provider the display last saw it with (ours locally).
+    pub(crate) async fn rid_details_of(&self, id: &str) -> Result<serde_json::Value, UssError> {
+        if let Some(d) = self.local_rid_details(id) {
+            return Ok(d);
+        }
+        let url = {
+            let dp = self.rid_dp_state.lock();
+            dp.polled
+                .iter()
+                .find(|(_, p)| p.result.as_ref().is_ok_and(|l| l.iter().any(|f| f.id == id)))
+                .map(|((url, _), _)| url.clone())
+        };
+        let url = url.ok_or_else(|| UssError::NotFound(format!("flight {id} is not on this participant's display")))?;
+        let got = self
+            .peers
+            .rid_flight_details(&url, id)
+            .await
+            .map_err(|e| UssError::Upstream(format!("the service provider of flight {id} ({url}): {e}")))?;
+        let details = got.get("details").cloned().filter(|d| d.is_object());
+        details.ok_or_else(|| UssError::Upstream(format!("the service provider of flight {id} served no details")))
+    }
+
     /// An ISA change a service provider told us of (already authenticated as its owner).
     pub(crate) fn learn_isa(&self, id: &str, isa: Option<&api::IdentificationServiceArea>) {
         let mut dp = self.rid_dp_state.lock();

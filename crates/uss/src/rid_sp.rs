@@ -134,6 +134,9 @@ async fn flights(
 async fn details(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, UssError> {
     uss.peer(&headers, &[Scope::RidDisplayProvider])?;
     uss.require_rid_sp()?;
+    if let Some(details) = uss.injected_details(&id) {
+        return Ok(Json(serde_json::json!({ "details": details })).into_response());
+    }
     let now = uss.now();
     let live =
         uss.latest_position(&id).is_some_and(|(p, _)| now.micros() - p.time.micros() <= MAX_DATA_AGE_S * 1_000_000);
@@ -287,8 +290,56 @@ impl Uss {
                 })
             })
             .collect();
-        let no_isas_present = m.flights.values().all(|f| f.isa.is_none());
+        let mut no_isas_present = m.flights.values().all(|f| f.isa.is_none());
+        drop(m);
+        let mut flights: Vec<api::RidFlight> = flights;
+        // Injected test flights: each position from its own time on.
+        for f in self.injected_flights() {
+            no_isas_present = false;
+            let released: Vec<&crate::rid_testing::InjectedState> =
+                f.telemetry.iter().filter(|s| s.time.micros() <= now.micros()).collect();
+            let Some(latest) = released.last() else { continue };
+            let in_view = released.iter().any(|s| s.time.micros() >= oldest && view.contains(s.at));
+            if latest.time.micros() < oldest || !in_view {
+                continue;
+            }
+            let recent = if recent_s > 0.0 {
+                released
+                    .iter()
+                    .filter(|s| s.time.micros() >= recent_from.max(oldest))
+                    .map(|s| api::RidRecentAircraftPosition {
+                        time: api::time_to_wire(s.time),
+                        position: s.state.position.clone(),
+                    })
+                    .collect()
+            } else {
+                vec![]
+            };
+            flights.push(api::RidFlight {
+                id: f.flight_id.clone(),
+                aircraft_type: f.aircraft_type.clone(),
+                current_state: Some(latest.state.clone()),
+                simulated: false,
+                recent_positions: recent,
+            });
+        }
         api::GetFlightsResponse { timestamp: api::time_to_wire(now), flights, no_isas_present }
+    }
+
+    /// An injected test flight's details in effect now (F3411-22a's shape).
+    pub(crate) fn injected_details(&self, id: &str) -> Option<serde_json::Value> {
+        let now = self.now().micros();
+        let f = self.injected_flights().into_iter().find(|f| f.flight_id == id)?;
+        f.details.iter().rev().find(|(t, _)| t.micros() <= now).map(|(_, d)| d.clone())
+    }
+
+    /// Details of a flight we serve, as display providers get them.
+    pub(crate) fn local_rid_details(&self, id: &str) -> Option<serde_json::Value> {
+        if let Some(d) = self.injected_details(id) {
+            return Some(d);
+        }
+        self.own_intent_state(id)?;
+        Some(serde_json::json!({"id": id, "operator_id": "", "operation_description": ""}))
     }
 
     /// Starts bringing flight `id`'s ISA in line with its volumes, unless that is under way.
@@ -390,7 +441,7 @@ impl Uss {
 
     /// Posts an ISA change to each subscriber the DSS named, with that subscriber's
     /// subscriptions, a few attempts each; outcomes go to the live feed.
-    fn notify_isa(
+    pub(crate) fn notify_isa(
         self: &Arc<Self>,
         isa_id: &str,
         body: api::PutIsaNotificationParameters,

@@ -259,6 +259,13 @@ impl Peers for FakePeers {
     ) -> BoxFuture<'a, Result<api::GetFlightsResponse, String>> {
         async move { Err("no Remote ID flights served".into()) }.boxed()
     }
+    fn rid_flight_details<'a>(
+        &'a self,
+        _base_url: &'a str,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        async move { Err("no Remote ID details served".into()) }.boxed()
+    }
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, _body: &'a serde_json::Value) -> BoxFuture<'a, Attempt> {
         self.notified.lock().push((base_url.to_owned(), path.to_owned()));
         let attempt = self.notify_script.lock().pop_front().unwrap_or(Attempt::Acknowledged(204));
@@ -321,6 +328,8 @@ fn config() -> UssConfig {
         crash_at: None,
         flight_planning: false,
         flight_planning_subjects: vec![],
+        rid_testing: false,
+        rid_testing_subjects: vec![],
         slow_answers: None,
         monitor: crate::telemetry::MonitorConfig::default(),
     }

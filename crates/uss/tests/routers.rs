@@ -50,6 +50,8 @@ fn participant_with(dir: &std::path::Path, telemetry_subjects: Vec<String>) -> A
         crash_at: None,
         flight_planning: true,
         flight_planning_subjects: vec!["qualifier".into()],
+        rid_testing: false,
+        rid_testing_subjects: vec![],
         slow_answers: None,
         monitor: uss::telemetry::MonitorConfig::default(),
     };
