@@ -281,7 +281,8 @@ pub(crate) struct DemoArgs {
 pub(crate) struct BenchArgs {
     /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, planning,
     /// rid (network Remote ID: ISA writes and searches in a busy area and a city), telemetry
-    /// (positions streamed into a participant, deviations announced), or all.
+    /// (positions streamed into a participant, deviations announced), rid-display (Remote ID
+    /// traffic from three service providers on a display provider's views), or all.
     #[arg(long, default_value = "all")]
     pub(crate) workload: String,
     /// Seconds of measured load per workload (after its preload).
@@ -312,6 +313,10 @@ pub(crate) struct BenchArgs {
     /// `telemetry`: positions per second of each flight (default 10).
     #[arg(long)]
     pub(crate) telemetry_hz: Option<f64>,
+    /// `rid-display`: display views watched once a second (default 16; its flights are
+    /// --telemetry-flights, spread over three service providers).
+    #[arg(long)]
+    pub(crate) rid_views: Option<usize>,
     /// A few seconds at tiny sizes (used by the test suite so the benchmark never rots).
     #[arg(long)]
     pub(crate) smoke: bool,

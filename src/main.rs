@@ -491,6 +491,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     config.rid_isas = args.rid_isas.unwrap_or(config.rid_isas).max(1);
     config.telemetry_flights = args.telemetry_flights.unwrap_or(config.telemetry_flights).max(1);
     config.telemetry_hz = args.telemetry_hz.unwrap_or(config.telemetry_hz).clamp(0.1, 100.0);
+    config.rid_views = args.rid_views.unwrap_or(config.rid_views).max(1);
     config.store = args.store.clone();
     config.members = args.members.max(1);
     config.pool_reads = args.pool_reads.clone();

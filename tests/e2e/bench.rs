@@ -58,7 +58,8 @@ fn bench_smoke_run_is_correct() {
             "rid city (ISA writes only)",
             "rid city (searches only)",
             "rid city (half writers, half searchers)",
-            "telemetry"
+            "telemetry",
+            "rid-display"
         ]
     );
     for w in workloads {
@@ -111,6 +112,11 @@ fn bench_smoke_run_is_correct() {
     assert!(op("position")["ok"].as_u64().is_some_and(|n| n > 0), "{telemetry}");
     assert!(op("dev->dss")["ok"].as_u64().is_some_and(|n| n > 0), "{telemetry}");
     assert_eq!(op("dev->dss")["ok"], op("dev->subscriber")["ok"], "{telemetry}");
+    // Remote ID display: every view showed the flight at its centre (the run fails otherwise),
+    // and the freshness of what was shown was measured.
+    let display = &workloads[16];
+    let fresh = display["ops"].as_array().expect("ops").iter().find(|o| o["kind"] == "freshness").cloned();
+    assert!(fresh.is_some_and(|o| o["ok"].as_u64().is_some_and(|n| n > 0)), "{display}");
 }
 
 /// The pool's benchmark (busy-area and city against a local etcd cluster, with and without the

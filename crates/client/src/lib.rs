@@ -191,6 +191,17 @@ impl DssClient {
         self.send(reqwest::Method::PUT, &format!("{}/{id}", paths::RID_SUBSCRIPTIONS), Some(body)).await
     }
 
+    /// F3411-22a: deletes a Remote ID subscription at `version`.
+    pub async fn delete_rid_subscription(&self, id: &str, version: &str) -> Result<RidSubscriptionResponse> {
+        self.send::<(), _>(reqwest::Method::DELETE, &format!("{}/{id}/{version}", paths::RID_SUBSCRIPTIONS), None).await
+    }
+
+    /// F3411-22a: the ISAs in `area` (a `lat,lng,...` polygon string), now.
+    pub async fn search_isas(&self, area: &str) -> Result<SearchIsasResponse> {
+        let url = format!("{}?area={area}", paths::RID_ISAS);
+        self.send::<(), _>(reqwest::Method::GET, &url, None).await
+    }
+
     pub async fn get_availability(&self, uss: &str) -> Result<UssAvailabilityStatusResponse> {
         self.send::<(), _>(reqwest::Method::GET, &format!("/dss/v1/uss_availability/{uss}"), None).await
     }

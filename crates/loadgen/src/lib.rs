@@ -3,12 +3,13 @@
 //! requests and time and talks only to 127.0.0.1.
 //!
 //! Workloads (see `workloads`, `planning` and `rid`): `busy-area`, `city`, `subscriptions`,
-//! `restart`, `soak`, `planning`, `rid`, `telemetry`. Each prints a table and adds a section to a JSON report.
+//! `restart`, `soak`, `planning`, `rid`, `telemetry`, `rid-display`. Each prints a table and adds a section to a JSON report.
 
 mod ceiling;
 mod conn;
 mod planning;
 mod rid;
+mod rid_display;
 mod shapes;
 mod stats;
 mod telemetry;
@@ -66,6 +67,13 @@ pub struct BenchConfig {
     pub telemetry_flights: usize,
     #[serde(default = "default_telemetry_hz")]
     pub telemetry_hz: f64,
+    /// `rid-display`: display views watched (its flights are `telemetry_flights`).
+    #[serde(default = "default_rid_views")]
+    pub rid_views: usize,
+}
+
+fn default_rid_views() -> usize {
+    16
 }
 
 fn default_telemetry_flights() -> usize {
@@ -113,6 +121,7 @@ impl BenchConfig {
                 "planning".into(),
                 "rid".into(),
                 "telemetry".into(),
+                "rid-display".into(),
             ],
             duration_s: 20,
             concurrency: 16,
@@ -129,6 +138,7 @@ impl BenchConfig {
             rid_isas: default_rid_isas(),
             telemetry_flights: default_telemetry_flights(),
             telemetry_hz: default_telemetry_hz(),
+            rid_views: default_rid_views(),
         }
     }
     /// A few seconds of everything at tiny sizes: keeps the benchmark from rotting.
@@ -144,6 +154,7 @@ impl BenchConfig {
             rid_isas: 400,
             telemetry_flights: 20,
             telemetry_hz: 2.0,
+            rid_views: 4,
             ..Self::full()
         }
     }
@@ -430,13 +441,14 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                 slow
             }
             "telemetry" => telemetry::telemetry(&ctx).await?,
+            "rid-display" => rid_display::rid_display(&ctx).await?,
             "rid" => {
                 // Several reports (two scales, three phases each), printed as they come.
                 reports.extend(rid::rid(&ctx).await?);
                 continue;
             }
             other => bail!(
-                "unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning, rid, telemetry)"
+                "unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning, rid, telemetry, rid-display)"
             ),
         };
         report.print();

@@ -37,18 +37,18 @@ const DEVIATION_S: f64 = 4.0;
 const DEVIATIONS_PER_S: f64 = 4.0;
 /// Connections streaming positions (each carries its share of the flights).
 const STREAMS: usize = 64;
-const M_PER_DEG_LAT: f64 = 111_200.0;
+pub(crate) const M_PER_DEG_LAT: f64 = 111_200.0;
 
-fn m_per_deg_lng() -> f64 {
+pub(crate) fn m_per_deg_lng() -> f64 {
     M_PER_DEG_LAT * ORIGIN.0.to_radians().cos()
 }
 
-fn centre(i: usize, side: usize) -> (f64, f64) {
+pub(crate) fn centre(i: usize, side: usize) -> (f64, f64) {
     let (row, col) = (i / side, i % side);
     (ORIGIN.0 + row as f64 * SPACING_M / M_PER_DEG_LAT, ORIGIN.1 + col as f64 * SPACING_M / m_per_deg_lng())
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -101,9 +101,11 @@ async fn subscriber(heard: Arc<Mutex<Heard>>, stop: Arc<AtomicBool>) -> Result<(
 }
 
 /// One flight as the generator drives it.
-struct Flight {
-    id: String,
-    centre: (f64, f64),
+pub(crate) struct Flight {
+    pub id: String,
+    pub centre: (f64, f64),
+    /// Which participant flies it (an index into the run's operator interfaces).
+    pub operator: usize,
     /// Once chosen: when its first deviating position was sent, and until when it deviates (a
     /// flight deviates at most once a run).
     deviation: Option<(Instant, Instant)>,
@@ -111,25 +113,38 @@ struct Flight {
     first_deviating: Option<Instant>,
 }
 
-pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
-    let cfg = &ctx.config;
-    let n = cfg.telemetry_flights.max(1);
-    let hz = cfg.telemetry_hz.max(0.1);
-    let dir = ctx.work_dir.join("telemetry");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let private = dir.join("private.pem");
-    std::fs::write(&private, &ctx.keys.private_pem)?;
-    let public = ctx.public_key_path.to_str().context("key path")?.to_owned();
-    let exe = &ctx.exe;
-    let auth = spawn(exe, &["auth", "--listen", "127.0.0.1:0", "--key", private.to_str().context("path")?], 1)?;
-    let dss = crate::Server::start(exe, &dir.join("dss"), &ctx.public_key_path, &["--jwt-audience", "127.0.0.1"])?;
-    let token_url = format!("{}/token", auth.urls[0]);
-    let data = dir.join("alpha");
-    let data = data.to_str().context("path")?.to_owned();
-    let alpha = spawn(
-        exe,
-        &[
+/// A token server and a DSS for a benchmark with participants.
+pub(crate) struct Stack {
+    dir: std::path::PathBuf,
+    exe: std::path::PathBuf,
+    public: String,
+    token_url: String,
+    pub dss: crate::Server,
+    _auth: crate::planning::Proc,
+}
+
+impl Stack {
+    pub(crate) fn start(ctx: &Ctx, name: &str) -> Result<Stack> {
+        let dir = ctx.work_dir.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let private = dir.join("private.pem");
+        std::fs::write(&private, &ctx.keys.private_pem)?;
+        let public = ctx.public_key_path.to_str().context("key path")?.to_owned();
+        let auth =
+            spawn(&ctx.exe, &["auth", "--listen", "127.0.0.1:0", "--key", private.to_str().context("path")?], 1)?;
+        let dss =
+            crate::Server::start(&ctx.exe, &dir.join("dss"), &ctx.public_key_path, &["--jwt-audience", "127.0.0.1"])?;
+        let token_url = format!("{}/token", auth.urls[0]);
+        Ok(Stack { dir, exe: ctx.exe.clone(), public, token_url, dss, _auth: auth })
+    }
+
+    /// A participant named `name` (strategic coordination and conformance monitoring, plus
+    /// `scopes`), with `extra` flags; its URLs are its peer and operator listeners.
+    pub(crate) fn participant(&self, name: &str, scopes: &[&str], extra: &[&str]) -> Result<crate::planning::Proc> {
+        let data = self.dir.join(name);
+        let data = data.to_str().context("path")?.to_owned();
+        let mut args = vec![
             "uss",
             "--listen",
             "127.0.0.1:0",
@@ -138,13 +153,13 @@ pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
             "--data-dir",
             &data,
             "--dss-url",
-            &dss.base,
+            &self.dss.base,
             "--token-url",
-            &token_url,
+            &self.token_url,
             "--client-id",
-            "alpha",
+            name,
             "--jwt-public-key",
-            &public,
+            &self.public,
             "--jwt-audience",
             "127.0.0.1",
             "--jwt-audience",
@@ -153,11 +168,67 @@ pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
             "utm.strategic_coordination",
             "--scope",
             "utm.conformance_monitoring_sa",
-            "--conforming-after-secs",
-            "3",
-        ],
-        2,
-    )?;
+        ];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        args.extend_from_slice(extra);
+        spawn(&self.exe, &args, 2)
+    }
+}
+
+/// Plans and activates `n` flights on the grid, flight `i` through operator interface
+/// `operators[i % len]`, 16 at a time.
+pub(crate) async fn plan_flights(operators: &[String], token: &str, n: usize, side: usize) -> Result<Vec<Flight>> {
+    let mut flights = Vec::with_capacity(n);
+    let mut planning = tokio::task::JoinSet::new();
+    let next = Arc::new(AtomicU64::new(0));
+    for _ in 0..16 {
+        let clients: Vec<GenClient> = operators.iter().map(|u| GenClient::new(u, token)).collect::<Result<_>>()?;
+        let next = next.clone();
+        planning.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= n {
+                    break;
+                }
+                let client = &clients[i % clients.len()];
+                let (lat, lng) = centre(i, side);
+                let plan = json!({"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": RADIUS_M},
+                    "altitude_lower_m": 0, "altitude_upper_m": 120, "start": "+0", "end": "+3h"}], "priority": 0});
+                let (s, body) = client
+                    .raw(Method::POST, "/operator/plan", Some(Bytes::from(plan.to_string())))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("planning flight {i}: {e}"))?;
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let id = v["operational_intent_id"].as_str().filter(|_| s == 200);
+                let id = id.with_context(|| format!("flight {i} was not planned: {s} {v}"))?.to_owned();
+                let (s, body) = client
+                    .raw(Method::POST, &format!("/operator/intents/{id}/activate"), None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("activating flight {i}: {e}"))?;
+                if s != 200 {
+                    bail!("flight {i} was not activated: {s} {}", String::from_utf8_lossy(&body));
+                }
+                mine.push(Flight { id, centre: (lat, lng), operator: i % clients.len(), deviation: None, first_deviating: None });
+            }
+            anyhow::Ok(mine)
+        });
+    }
+    while let Some(r) = planning.join_next().await {
+        flights.extend(r??);
+    }
+    Ok(flights)
+}
+
+pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
+    let cfg = &ctx.config;
+    let n = cfg.telemetry_flights.max(1);
+    let hz = cfg.telemetry_hz.max(0.1);
+    let stack = Stack::start(ctx, "telemetry")?;
+    let alpha = stack.participant("alpha", &[], &["--conforming-after-secs", "3"])?;
+    let dss = &stack.dss;
     let operator_url = alpha.urls[1].clone();
     let operator = crate::mint(&ctx.keys, "telemetry-bench", &["deconflict.operator"])?;
 
@@ -193,45 +264,7 @@ pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
 
     // N flights planned and activated through alpha's operator interface.
     let preload_started = Instant::now();
-    let plan_client = Arc::new(GenClient::new(&operator_url, &operator)?);
-    let mut flights = Vec::with_capacity(n);
-    let mut planning = tokio::task::JoinSet::new();
-    let next = Arc::new(AtomicU64::new(0));
-    for _ in 0..16 {
-        let (plan_client, next) = (GenClient::new(&operator_url, &operator)?, next.clone());
-        planning.spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= n {
-                    break;
-                }
-                let (lat, lng) = centre(i, side);
-                let plan = json!({"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": RADIUS_M},
-                    "altitude_lower_m": 0, "altitude_upper_m": 120, "start": "+0", "end": "+3h"}], "priority": 0});
-                let (s, body) = plan_client
-                    .raw(Method::POST, "/operator/plan", Some(Bytes::from(plan.to_string())))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("planning flight {i}: {e}"))?;
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let id = v["operational_intent_id"].as_str().filter(|_| s == 200);
-                let id = id.with_context(|| format!("flight {i} was not planned: {s} {v}"))?.to_owned();
-                let (s, body) = plan_client
-                    .raw(Method::POST, &format!("/operator/intents/{id}/activate"), None)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("activating flight {i}: {e}"))?;
-                if s != 200 {
-                    bail!("flight {i} was not activated: {s} {}", String::from_utf8_lossy(&body));
-                }
-                mine.push(Flight { id, centre: (lat, lng), deviation: None, first_deviating: None });
-            }
-            anyhow::Ok(mine)
-        });
-    }
-    while let Some(r) = planning.join_next().await {
-        flights.extend(r??);
-    }
-    drop(plan_client);
+    let flights = plan_flights(&[operator_url.clone()], &operator, n, side).await?;
     let preload_seconds = preload_started.elapsed().as_secs_f64();
 
     // Streams: each carries flights k, k + STREAMS, ... at `hz`.
@@ -394,6 +427,6 @@ pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
         bail!("{missed_dss} deviations never reached the DSS and {missed_subscriber} never reached the subscriber");
     }
     drop(alpha);
-    drop(auth);
+    drop(stack);
     Ok(report)
 }

@@ -227,14 +227,31 @@ impl Dss for HttpDss {
         id: &'a str,
         volume: &'a Volume4D,
         base_url: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>> {
+    ) -> BoxFuture<'a, Result<(String, Vec<api::IdentificationServiceArea>), DssFailure>> {
         async move {
             let dss = self.client().await?;
             let body =
                 api::RidPutParameters { extents: api::volume_to_wire(volume), uss_base_url: base_url.to_owned() };
-            Ok(dss.put_rid_subscription(id, &body).await?.service_areas)
+            let r = dss.put_rid_subscription(id, &body).await?;
+            Ok((r.subscription.version, r.service_areas))
         }
         .boxed()
+    }
+
+    fn delete_rid_subscription<'a>(&'a self, id: &'a str, version: &'a str) -> BoxFuture<'a, Result<(), DssFailure>> {
+        async move {
+            let dss = self.client().await?;
+            not_found_is_none(dss.delete_rid_subscription(id, version).await)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn search_isas<'a>(
+        &'a self,
+        area: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>> {
+        async move { Ok(self.client().await?.search_isas(area).await?.service_areas) }.boxed()
     }
 
     fn put_subscription<'a>(

@@ -128,6 +128,13 @@ pub trait Dss: Send + Sync {
         id: &'a str,
         volume: &'a Volume4D,
         base_url: &'a str,
+    ) -> BoxFuture<'a, Result<(String, Vec<api::IdentificationServiceArea>), DssFailure>>;
+    /// Deletes our Remote ID subscription `id` at `version` (gone already is fine).
+    fn delete_rid_subscription<'a>(&'a self, id: &'a str, version: &'a str) -> BoxFuture<'a, Result<(), DssFailure>>;
+    /// F3411-22a: the ISAs over `area` (`lat,lng,...` polygon text).
+    fn search_isas<'a>(
+        &'a self,
+        area: &'a str,
     ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>>;
     /// Deletes our ISA `id` at `version`; `None` when it was already gone.
     fn delete_isa<'a>(

@@ -33,8 +33,9 @@ const DISPLAY_WAIT: Duration = Duration::from_millis(1500);
 /// Subscriptions are made this long, and renewed once less than `RENEW_S` is left.
 const SUBSCRIPTION_S: i64 = 3600;
 const RENEW_S: i64 = 300;
-/// At most this many Remote ID subscriptions are kept (the DSS allows ten per area).
-const MAX_SUBSCRIPTIONS: usize = 8;
+/// At most this many Remote ID subscriptions are kept; the oldest is deleted from the DSS to
+/// make room (the DSS allows ten of ours over any one area).
+const MAX_SUBSCRIPTIONS: usize = 32;
 /// Flights read from one provider's answer at most.
 const MAX_FLIGHTS_PER_PROVIDER: usize = 10_000;
 
@@ -47,6 +48,8 @@ pub(crate) struct KnownIsa {
 }
 
 struct DpSubscription {
+    id: String,
+    version: String,
     view: View,
     expires: Timestamp,
 }
@@ -283,8 +286,10 @@ impl Uss {
     }
 
     /// Makes sure a live Remote ID subscription of ours covers `view` (the ISAs it finds are
-    /// learnt from its answer; later changes come as notifications).
-    async fn ensure_rid_subscription(&self, view: &View) -> Result<(), UssError> {
+    /// learnt from its answer; later changes come as notifications). Should the DSS refuse one
+    /// (its quotas), the ISAs over the view are searched instead: the display works, only
+    /// without notifications for that view.
+    async fn ensure_rid_subscription(self: &Arc<Self>, view: &View) -> Result<(), UssError> {
         let now = self.now();
         {
             let mut dp = self.rid_dp_state.lock();
@@ -317,11 +322,24 @@ impl Uss {
                 .map_err(|e| UssError::BadRequest(e.to_string()))?,
         };
         let id = self.ids.new_id();
-        let isas = self
-            .dss
-            .put_rid_subscription(&id, &volume, &self.rid_base_url())
-            .await
-            .map_err(|e| UssError::from_dss("the DSS refused the Remote ID subscription", e))?;
+        let (version, isas) = match self.dss.put_rid_subscription(&id, &volume, &self.rid_base_url()).await {
+            Ok((version, isas)) => (Some(version), isas),
+            Err(e) => {
+                tracing::warn!(error = %e, "the DSS refused a Remote ID subscription; searching its ISAs instead");
+                let area = format!(
+                    "{s},{w},{s},{e},{n},{e},{n},{w}",
+                    s = view.south,
+                    w = view.west,
+                    n = view.north,
+                    e = view.east
+                );
+                let isas =
+                    self.dss.search_isas(&area).await.map_err(|e| {
+                        UssError::from_dss("the DSS could not be searched for Remote ID service areas", e)
+                    })?;
+                (None, isas)
+            }
+        };
         let mut dp = self.rid_dp_state.lock();
         for isa in isas {
             dp.isas.insert(
@@ -333,10 +351,16 @@ impl Uss {
                 },
             );
         }
-        dp.subscriptions.push(DpSubscription { view: area, expires: now.plus_seconds(SUBSCRIPTION_S) });
+        let Some(version) = version else { return Ok(()) };
+        dp.subscriptions.push(DpSubscription { id, version, view: area, expires: now.plus_seconds(SUBSCRIPTION_S) });
         if dp.subscriptions.len() > MAX_SUBSCRIPTIONS {
-            // The oldest is left to expire in the DSS; we stop relying on it.
-            dp.subscriptions.remove(0);
+            let oldest = dp.subscriptions.remove(0);
+            let uss = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = uss.dss.delete_rid_subscription(&oldest.id, &oldest.version).await {
+                    tracing::warn!(id = %oldest.id, error = %e, "could not delete an unused Remote ID subscription; it expires");
+                }
+            });
         }
         Ok(())
     }

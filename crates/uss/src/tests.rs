@@ -208,6 +208,15 @@ impl Dss for FakeDss {
         _id: &'a str,
         _volume: &'a Volume4D,
         _base_url: &'a str,
+    ) -> BoxFuture<'a, Result<(String, Vec<api::IdentificationServiceArea>), DssFailure>> {
+        async move { Ok(("0000000000000001".to_owned(), vec![])) }.boxed()
+    }
+    fn delete_rid_subscription<'a>(&'a self, _id: &'a str, _version: &'a str) -> BoxFuture<'a, Result<(), DssFailure>> {
+        async move { Ok(()) }.boxed()
+    }
+    fn search_isas<'a>(
+        &'a self,
+        _area: &'a str,
     ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>> {
         async move { Ok(vec![]) }.boxed()
     }
