@@ -264,7 +264,7 @@ pub async fn telemetry(ctx: &Ctx) -> Result<WorkloadReport> {
 
     // N flights planned and activated through alpha's operator interface.
     let preload_started = Instant::now();
-    let flights = plan_flights(&[operator_url.clone()], &operator, n, side).await?;
+    let flights = plan_flights(std::slice::from_ref(&operator_url), &operator, n, side).await?;
     let preload_seconds = preload_started.elapsed().as_secs_f64();
 
     // Streams: each carries flights k, k + STREAMS, ... at `hz`.
