@@ -284,6 +284,19 @@ async fn remote_id_between_participants(cluster: Cluster) {
     })
     .await;
 
+    // The delivery to bravo is recorded on alpha's flight.
+    wait_for("the ISA's delivery recorded", 10, async || {
+        let (_, st) = op(&alpha, "GET", "/operator/status", None).await;
+        st["flights"][&id]["isa_notified"].as_array().and_then(|l| {
+            l.iter()
+                .find(|d| {
+                    d["acknowledged"] == true && d["uss_base_url"].as_str().is_some_and(|u| u.starts_with(&bravo.url))
+                })
+                .cloned()
+        })
+    })
+    .await;
+
     // A display provider reads the flight where the ISA says.
     let flights =
         format!("{}/rid/v2/uss/flights?view=46.995,7.995,47.005,8.005&recent_positions_duration=60", alpha.url);

@@ -343,6 +343,7 @@ impl Uss {
                 last_reason: r.last_reason,
                 isa,
                 isa_syncing: false,
+                isa_notified: vec![],
             };
             m.flights.insert(id, flight);
         }
@@ -480,6 +481,8 @@ impl Uss {
                         "outside": f.outside_since.is_some(),
                         "automatic": f.auto,
                         "last_automatic_change": f.last_reason,
+                        "isa": f.isa.as_ref().map(|i| serde_json::json!({"id": i.id, "version": i.version})),
+                        "isa_notified": f.isa_notified,
                     }),
                 )
             })

@@ -432,7 +432,8 @@ mod tests {
         assert_eq!(c.iter().map(|c| c.count).collect::<Vec<_>>(), vec![2, 2]);
         for cluster in &c {
             let [s, w, n, e] = cluster.bounds;
-            let diag = geo4d::geodesic_distance_m(LatLng::new(s, w).unwrap(), LatLng::new(n, e).unwrap());
+            let diag =
+                geo4d::geodesic_distance_m(LatLng::new(s, w).expect("corner"), LatLng::new(n, e).expect("corner"));
             assert!(diag >= MIN_CLUSTER_SHARE * view.diagonal_m(), "{cluster:?}");
             assert!(
                 flights.iter().filter(|f| f.lat >= s && f.lat <= n && f.lng >= w && f.lng <= e).count()

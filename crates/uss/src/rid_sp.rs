@@ -10,7 +10,6 @@
 //! records what a service provider announced, accepted only from the ISA's owner.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use auth::Scope;
 use axum::extract::{Path, Query, State};
@@ -23,7 +22,7 @@ use serde::Deserialize;
 
 use crate::entities::{OwnIntent, Received};
 use crate::error::UssError;
-use crate::ports::{Attempt, DssFailure, RidSubscriber};
+use crate::ports::{DssFailure, RidSubscriber};
 use crate::telemetry::Position;
 use crate::Uss;
 
@@ -34,8 +33,6 @@ pub const MAX_DATA_AGE_S: i64 = 60;
 /// NetMaxDisplayAreaDiagonal (F3411-22a): a larger view is refused with 413, as the reference
 /// mock USS does (interuss/monitoring `monitorlib/rid.py`, 7 km).
 pub const MAX_VIEW_DIAGONAL_M: f64 = 7_000.0;
-/// Attempts at telling a subscriber of an ISA change.
-const NOTIFY_ATTEMPTS: u32 = 3;
 
 type St = State<Arc<Uss>>;
 type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
@@ -440,13 +437,24 @@ impl Uss {
     }
 
     /// Posts an ISA change to each subscriber the DSS named, with that subscriber's
-    /// subscriptions, a few attempts each; outcomes go to the live feed.
+    /// subscriptions, as F3548 notifications are sent: first attempts in parallel after the
+    /// change, failures retried with doubling backoff (from 1 s) for `--notify-retry-secs` while
+    /// the ISA is still at this version, every outcome in the live feed and, for a flight's ISA,
+    /// on the flight (`isa_notified` in the status).
     pub(crate) fn notify_isa(
         self: &Arc<Self>,
         isa_id: &str,
         body: api::PutIsaNotificationParameters,
         subscribers: Vec<RidSubscriber>,
     ) {
+        let version = body.service_area.as_ref().map(|a| a.version.clone());
+        let flight = self.flight_of_isa(isa_id);
+        if let Some(f) = &flight {
+            let started = subscribers.iter().map(|s| crate::entities::Delivery::sending(&s.url)).collect();
+            if let Some(fl) = self.monitor.lock().flights.get_mut(f) {
+                fl.isa_notified = started;
+            }
+        }
         for s in subscribers {
             let mut body = body.clone();
             body.subscriptions = s
@@ -454,30 +462,72 @@ impl Uss {
                 .iter()
                 .map(|(id, n)| api::SubscriptionState { subscription_id: id.clone(), notification_index: *n })
                 .collect();
-            let (uss, isa_id) = (self.clone(), isa_id.to_owned());
+            let (uss, isa_id, version, flight) = (self.clone(), isa_id.to_owned(), version.clone(), flight.clone());
             tokio::spawn(async move {
                 let Ok(json) = serde_json::to_value(&body) else { return };
                 let path = format!("/uss/identification_service_areas/{isa_id}");
-                let mut attempt = Attempt::NotSent("not tried".into());
-                for n in 1..=NOTIFY_ATTEMPTS {
-                    attempt = uss.peers.notify(&s.url, &path, &json).await;
-                    if !attempt.retryable() {
-                        break;
+                let deadline = uss.now().micros() + uss.config.notify_retry_for.as_micros() as i64;
+                let mut delay = crate::notify::FIRST_RETRY_DELAY;
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    let attempt = uss.peers.notify(&s.url, &path, &json).await;
+                    let mut d = crate::entities::Delivery::after(&s.url, &attempt, attempts);
+                    let out_of_time = uss.now().micros() + 2 * delay.as_micros() as i64 > deadline;
+                    let give_up = d.acknowledged || !attempt.retryable() || out_of_time;
+                    d.retrying = !give_up;
+                    let outcome = if d.acknowledged {
+                        "acknowledged".to_owned()
+                    } else if d.retrying {
+                        format!("FAILED, retrying ({})", d.detail)
+                    } else {
+                        format!("FAILED ({})", d.detail)
+                    };
+                    uss.feed(
+                        "delivery",
+                        Some(&isa_id),
+                        format!(
+                            "Remote ID service area {isa_id} notified to {} (attempt {attempts}): {outcome}",
+                            s.url
+                        ),
+                    );
+                    if let Some(f) = &flight {
+                        if let Some(fl) = uss.monitor.lock().flights.get_mut(f) {
+                            match fl.isa_notified.iter_mut().find(|x| x.uss_base_url == d.uss_base_url) {
+                                Some(x) => *x = d.clone(),
+                                None => fl.isa_notified.push(d.clone()),
+                            }
+                        }
                     }
-                    if n < NOTIFY_ATTEMPTS {
-                        uss.clock.sleep(Duration::from_millis(500 * u64::from(n))).await;
+                    if give_up {
+                        return;
+                    }
+                    uss.clock.sleep(delay).await;
+                    delay *= 2;
+                    // Superseded by a newer version (or a deletion), whose own notifications went out.
+                    if version.is_some() && uss.isa_version(&isa_id) != version {
+                        return;
                     }
                 }
-                let outcome = match &attempt {
-                    Attempt::Acknowledged(_) => "acknowledged".to_owned(),
-                    other => format!("not acknowledged: {other:?}"),
-                };
-                uss.feed(
-                    "delivery",
-                    Some(&isa_id),
-                    format!("Remote ID service area {isa_id} notified to {}: {outcome}", s.url),
-                );
             });
         }
+    }
+
+    /// The flight whose ISA is `isa_id`.
+    fn flight_of_isa(&self, isa_id: &str) -> Option<String> {
+        let m = self.monitor.lock();
+        m.flights.iter().find(|(_, f)| f.isa.as_ref().is_some_and(|i| i.id == isa_id)).map(|(id, _)| id.clone())
+    }
+
+    /// The version of our ISA `isa_id` as last written (a flight's or a test's).
+    fn isa_version(&self, isa_id: &str) -> Option<String> {
+        let flight = {
+            let m = self.monitor.lock();
+            m.flights.values().find_map(|f| f.isa.as_ref().filter(|i| i.id == isa_id).map(|i| i.version.clone()))
+        };
+        flight.or_else(|| {
+            let tests = self.rid_tests.lock();
+            tests.values().find_map(|t| t.record.isa.as_ref().filter(|(id, _)| id == isa_id).map(|(_, v)| v.clone()))
+        })
     }
 }

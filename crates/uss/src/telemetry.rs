@@ -374,6 +374,8 @@ pub struct Flight {
     /// it is under way.
     pub isa: Option<FlightIsa>,
     pub isa_syncing: bool,
+    /// The deliveries of the ISA's last change to its subscribers.
+    pub isa_notified: Vec<crate::entities::Delivery>,
 }
 
 /// A flight's identification service area in the DSS, as last written.
