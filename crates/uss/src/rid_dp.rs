@@ -36,6 +36,8 @@ const RENEW_S: i64 = 300;
 /// At most this many Remote ID subscriptions are kept; the oldest is deleted from the DSS to
 /// make room (the DSS allows ten of ours over any one area).
 const MAX_SUBSCRIPTIONS: usize = 32;
+/// ISAs known at most (expired ones are dropped first).
+const MAX_KNOWN_ISAS: usize = 100_000;
 /// Flights read from one provider's answer at most.
 const MAX_FLIGHTS_PER_PROVIDER: usize = 10_000;
 
@@ -389,8 +391,16 @@ impl Uss {
 
     /// An ISA change a service provider told us of (already authenticated as its owner).
     pub(crate) fn learn_isa(&self, id: &str, isa: Option<&api::IdentificationServiceArea>) {
+        let now = self.now().micros();
         let mut dp = self.rid_dp_state.lock();
+        // Bounded: a flood of notifications cannot grow it without end.
+        if dp.isas.len() >= MAX_KNOWN_ISAS {
+            dp.isas.retain(|_, i| i.end.is_none_or(|e| e.micros() > now));
+        }
         match isa {
+            Some(_) if dp.isas.len() >= MAX_KNOWN_ISAS && !dp.isas.contains_key(id) => {
+                tracing::warn!(%id, "too many Remote ID service areas known; this one is not learnt");
+            }
             Some(isa) => {
                 dp.isas.insert(
                     id.to_owned(),
