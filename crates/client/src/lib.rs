@@ -181,6 +181,11 @@ impl DssClient {
         self.send(reqwest::Method::PUT, &path, Some(body)).await
     }
 
+    /// F3411-22a: one identification service area.
+    pub async fn get_isa(&self, id: &str) -> Result<GetIsaResponse> {
+        self.send::<(), _>(reqwest::Method::GET, &format!("{}/{id}", paths::RID_ISAS), None).await
+    }
+
     /// F3411-22a: deletes an identification service area at `version`.
     pub async fn delete_isa(&self, id: &str, version: &str) -> Result<IsaChangeResponse> {
         self.send::<(), _>(reqwest::Method::DELETE, &format!("{}/{id}/{version}", paths::RID_ISAS), None).await

@@ -210,6 +210,14 @@ impl Dss for HttpDss {
         .boxed()
     }
 
+    fn isa_version<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, DssFailure>> {
+        async move {
+            let dss = self.client().await?;
+            Ok(not_found_is_none(dss.get_isa(id).await)?.map(|r| r.service_area.version))
+        }
+        .boxed()
+    }
+
     fn delete_isa<'a>(
         &'a self,
         id: &'a str,

@@ -68,6 +68,9 @@ pub(crate) struct FlightRecord {
     /// Remote ID: the flight's ISA as last written (id, version, extents).
     #[serde(default)]
     pub isa: Option<(String, String, api::Volume4D)>,
+    /// Its id, recorded before its first write.
+    #[serde(default)]
+    pub isa_id: Option<String>,
 }
 
 impl FlightRecord {
@@ -78,6 +81,7 @@ impl FlightRecord {
             outside: f.outside_since.is_some(),
             last_reason: f.last_reason.clone(),
             isa: f.isa.as_ref().map(|i| (i.id.clone(), i.version.clone(), api::volume_to_wire(&i.volume))),
+            isa_id: f.isa_id.clone(),
         }
     }
 }
@@ -176,6 +180,10 @@ impl Uss {
             let flight = m.flights.entry(id.to_owned()).or_default();
             for (p, fit) in positions.iter().zip(&fits) {
                 flight.record(*p, fit.clone(), now);
+            }
+            if self.rid_sp() && flight.isa_id.is_none() {
+                // Remote ID: the ISA's id is durable (with these positions) before it is written.
+                flight.isa_id = Some(self.ids.new_id());
             }
             let record = FlightRecord::of(flight);
             let isa_missing = flight.isa.is_none() && !flight.isa_syncing;
@@ -325,6 +333,7 @@ impl Uss {
         let mut m = self.monitor.lock();
         for (id, r) in rows {
             let latest = r.latest.and_then(|w| w.to_domain(now.plus_seconds(3600)).ok());
+            let isa_id = r.isa_id.or_else(|| r.isa.as_ref().map(|(id, _, _)| id.clone()));
             let isa = r.isa.and_then(|(id, version, extents)| {
                 api::volume_from_wire(&extents, "isa").ok().map(|volume| crate::telemetry::FlightIsa {
                     id,
@@ -342,6 +351,7 @@ impl Uss {
                 auto: r.auto,
                 last_reason: r.last_reason,
                 isa,
+                isa_id,
                 isa_syncing: false,
                 isa_notified: vec![],
             };
@@ -378,18 +388,21 @@ impl Uss {
             }
         }
         if !gone.is_empty() {
-            let isas: Vec<crate::telemetry::FlightIsa> = {
+            let isas: Vec<(String, Option<String>)> = {
                 let mut m = self.monitor.lock();
                 let mut isas = Vec::new();
                 for id in &gone {
-                    isas.extend(m.flights.remove(id).and_then(|f| f.isa));
+                    if let Some(f) = m.flights.remove(id) {
+                        let version = f.isa.as_ref().map(|i| i.version.clone());
+                        isas.extend(f.isa_id.or(f.isa.map(|i| i.id)).map(|isa_id| (isa_id, version)));
+                    }
                     m.retry_at.remove(id);
                 }
                 isas
             };
             // Remote ID: an ended flight is no longer announced.
-            for isa in isas {
-                self.drop_isa(isa);
+            for (isa_id, version) in isas {
+                self.drop_isa(isa_id, version);
             }
             let uss = self.clone();
             tokio::spawn(async move {

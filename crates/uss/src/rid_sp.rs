@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::entities::{OwnIntent, Received};
 use crate::error::UssError;
-use crate::ports::{DssFailure, RidSubscriber};
+use crate::ports::RidSubscriber;
 use crate::telemetry::Position;
 use crate::Uss;
 
@@ -374,10 +374,21 @@ impl Uss {
         }) {
             return;
         }
-        let isa_id = current.as_ref().map_or_else(|| self.ids.new_id(), |c| c.id.clone());
+        let planned = self.monitor.lock().flights.get(id).and_then(|f| f.isa_id.clone());
+        let Some(isa_id) = current.as_ref().map(|c| c.id.clone()).or(planned) else { return };
         let version = current.as_ref().map(|c| c.version.clone());
         let base = self.rid_base_url();
-        match self.dss.put_isa(&isa_id, version.as_deref(), &volume, &base).await {
+        let mut written = self.dss.put_isa(&isa_id, version.as_deref(), &volume, &base).await;
+        if written.is_err() {
+            // Our version may be stale: a write answered but not recorded (a crash), or the ISA
+            // expired. Write again at the version the DSS holds (or create it afresh).
+            if let Ok(held) = self.dss.isa_version(&isa_id).await {
+                if held != version {
+                    written = self.dss.put_isa(&isa_id, held.as_deref(), &volume, &base).await;
+                }
+            }
+        }
+        match written {
             Ok(written) => {
                 let isa = crate::telemetry::FlightIsa {
                     id: isa_id.clone(),
@@ -409,29 +420,29 @@ impl Uss {
             }
             Err(e) => {
                 tracing::warn!(%id, error = %e, "could not write the flight's ISA; retried with its next position");
-                if matches!(e, DssFailure::StaleOvn(_) | DssFailure::KeyMissing(_) | DssFailure::NotFound(_)) {
-                    // Our version is stale or the ISA is gone (expired): start afresh.
-                    if let Some(f) = self.monitor.lock().flights.get_mut(id) {
-                        f.isa = None;
-                    }
-                }
             }
         }
     }
 
-    /// Removes an ended flight's ISA and tells its subscribers.
-    pub(crate) fn drop_isa(self: &Arc<Self>, isa: crate::telemetry::FlightIsa) {
+    /// Removes an ended flight's ISA (at `version`, or at the one the DSS holds when ours is
+    /// unknown) and tells its subscribers.
+    pub(crate) fn drop_isa(self: &Arc<Self>, isa_id: String, version: Option<String>) {
         let uss = self.clone();
         tokio::spawn(async move {
-            match uss.dss.delete_isa(&isa.id, &isa.version).await {
+            let version = match version {
+                Some(v) => Some(v),
+                None => uss.dss.isa_version(&isa_id).await.ok().flatten(),
+            };
+            let Some(version) = version else { return };
+            match uss.dss.delete_isa(&isa_id, &version).await {
                 Ok(Some(subscribers)) => {
                     let body =
                         api::PutIsaNotificationParameters { service_area: None, subscriptions: vec![], extents: None };
-                    uss.notify_isa(&isa.id, body, subscribers);
+                    uss.notify_isa(&isa_id, body, subscribers);
                 }
                 Ok(None) => {}
                 // It expires with the flight's window at the latest.
-                Err(e) => tracing::warn!(isa = %isa.id, error = %e, "could not delete an ended flight's ISA"),
+                Err(e) => tracing::warn!(isa = %isa_id, error = %e, "could not delete an ended flight's ISA"),
             }
         });
     }

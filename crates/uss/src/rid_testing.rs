@@ -356,22 +356,9 @@ async fn delete_test(
         tracing::error!(%test_id, error = %e, "could not forget a deleted test");
     }
     if let Some((id, version)) = test.record.isa.clone() {
-        uss.drop_isa(crate::telemetry::FlightIsa {
-            id,
-            version,
-            volume: test_isa_volume(&test.flights, uss.now()).unwrap_or_else(|| placeholder_volume(uss.now())),
-        });
+        uss.drop_isa(id, Some(version));
     }
     Ok(Json(json!({"injected_flights": test.record.flights})).into_response())
-}
-
-/// A volume for an ISA whose own could not be rebuilt (only its id and version are used).
-fn placeholder_volume(now: Timestamp) -> Volume4D {
-    Volume4D {
-        footprint: Footprint::Circle(geo4d::Circle::new(LatLng::new(0.0, 0.0).expect("origin"), 1.0).expect("circle")),
-        altitude: AltitudeBand::unbounded(),
-        time: TimeWindow::new(Some(now), None).unwrap_or_else(|_| TimeWindow::unbounded()),
-    }
 }
 
 #[derive(Deserialize)]

@@ -373,6 +373,9 @@ pub struct Flight {
     /// Remote ID: the ISA this flight is announced in, as last written, and whether a write of
     /// it is under way.
     pub isa: Option<FlightIsa>,
+    /// The ISA's id, chosen (and recorded with the flight) before it is first written, so a
+    /// crash between the DSS's answer and our record leaves an ISA we still know.
+    pub isa_id: Option<String>,
     pub isa_syncing: bool,
     /// The deliveries of the ISA's last change to its subscribers.
     pub isa_notified: Vec<crate::entities::Delivery>,

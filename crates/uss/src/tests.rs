@@ -220,6 +220,10 @@ impl Dss for FakeDss {
     ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>> {
         async move { Ok(vec![]) }.boxed()
     }
+    fn isa_version<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, DssFailure>> {
+        let v = self.0.lock().isas.get(id).map(|(v, _)| v.clone());
+        async move { Ok(v) }.boxed()
+    }
     fn delete_isa<'a>(
         &'a self,
         id: &'a str,
@@ -801,4 +805,34 @@ async fn a_flying_flight_keeps_one_isa_that_follows_its_volumes_and_goes_with_it
     w.uss.end(&id).await.expect("ended");
     w.uss.monitor_tick();
     until("the ISA deleted", || w.dss.0.lock().isas.is_empty()).await;
+}
+
+#[tokio::test]
+async fn an_isa_written_but_not_recorded_is_found_again_not_duplicated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dss = Arc::new(FakeDss::default());
+    let w = world_in(dir, dss.clone());
+    let id = w.uss.plan_new(vec![volume(47.0, (0, 20))], 0).await.expect("planned").operational_intent_id.expect("id");
+    w.uss.transition(&id, OperationalIntentState::Activated).await.expect("activated");
+    *w.clock.now.lock() = Timestamp(T0).plus_seconds(60);
+    w.uss.positions(&id, vec![position_at(60, 0.0)]).await.expect("taken");
+    until("an ISA in the DSS", || dss.0.lock().isas.len() == 1).await;
+    until("its write settled", || {
+        w.uss.monitor.lock().flights.get(&id).is_some_and(|f| f.isa.is_some() && !f.isa_syncing)
+    })
+    .await;
+    let isa_id = dss.0.lock().isas.keys().next().cloned().expect("one");
+    // The ISA's id was recorded before it was written.
+    let record: Option<crate::monitor::FlightRecord> =
+        w.uss.records.get(crate::db::Table::Telemetry, &id).await.expect("read");
+    assert_eq!(record.and_then(|r| r.isa_id), Some(isa_id.clone()));
+    // As after a crash between the DSS's answer and our record of it: the id known, not its version.
+    w.uss.monitor.lock().flights.get_mut(&id).expect("flight").isa = None;
+    w.uss.positions(&id, vec![position_at(61, 900.0)]).await.expect("taken");
+    until("the same ISA updated", || {
+        let s = dss.0.lock();
+        s.isas.len() == 1
+            && s.isas.get(&isa_id).is_some_and(|(_, v)| v.footprint.bbox().contains(position_at(61, 900.0).at))
+    })
+    .await;
 }
