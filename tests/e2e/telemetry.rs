@@ -336,6 +336,15 @@ async fn remote_id_between_participants(cluster: Cluster) {
     )
     .await;
     assert_eq!(s, 403);
+    // Nor may it claim alpha's ISA as its own: the DSS says whose it is.
+    let mut claimed = forged.clone();
+    claimed["service_area"]["owner"] = json!("mallory");
+    claimed["service_area"]["uss_base_url"] = json!("http://127.0.0.1:9/rid/v2");
+    let notify_url =
+        format!("{}/rid/v2/uss/identification_service_areas/{}", bravo.url, isa["id"].as_str().unwrap_or_default());
+    let (s, body) = call("POST", &notify_url, Some(&mallory), Some(&claimed)).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("the DSS records `alpha`")), "{body}");
 
     // bravo as a display provider: its operator sees alpha's flight, and each new position
     // within about a second.

@@ -210,10 +210,10 @@ impl Dss for HttpDss {
         .boxed()
     }
 
-    fn isa_version<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, DssFailure>> {
+    fn get_isa<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<api::IdentificationServiceArea>, DssFailure>> {
         async move {
             let dss = self.client().await?;
-            Ok(not_found_is_none(dss.get_isa(id).await)?.map(|r| r.service_area.version))
+            Ok(not_found_is_none(dss.get_isa(id).await)?.map(|r| r.service_area))
         }
         .boxed()
     }

@@ -136,8 +136,9 @@ pub trait Dss: Send + Sync {
         &'a self,
         area: &'a str,
     ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>>;
-    /// The version of ISA `id` in the DSS; `None` when it holds none.
-    fn isa_version<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, DssFailure>>;
+    /// ISA `id` as the DSS holds it; `None` when it holds none (F3411-22a lets display
+    /// providers read it).
+    fn get_isa<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<api::IdentificationServiceArea>, DssFailure>>;
     /// Deletes our ISA `id` at `version`; `None` when it was already gone.
     fn delete_isa<'a>(
         &'a self,

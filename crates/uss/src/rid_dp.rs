@@ -389,7 +389,12 @@ impl Uss {
         details.ok_or_else(|| UssError::Upstream(format!("the service provider of flight {id} served no details")))
     }
 
-    /// An ISA change a service provider told us of (already authenticated as its owner).
+    /// The owner of ISA `id` as this display provider knows it.
+    pub(crate) fn known_isa_owner(&self, id: &str) -> Option<String> {
+        self.rid_dp_state.lock().isas.get(id).map(|i| i.owner.clone())
+    }
+
+    /// An ISA as the DSS holds it after a change its owner told us of (`None`: gone).
     pub(crate) fn learn_isa(&self, id: &str, isa: Option<&api::IdentificationServiceArea>) {
         let now = self.now().micros();
         let mut dp = self.rid_dp_state.lock();

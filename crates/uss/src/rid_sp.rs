@@ -148,7 +148,8 @@ async fn details(State(uss): St, headers: HeaderMap, Path(id): Path<String>) -> 
 }
 
 /// A service provider tells us (a display provider) that an ISA changed: accepted only from
-/// its owner (the token's subject), recorded in the notification history.
+/// its owner (the token's subject) as the DSS records it, and what is learnt is the DSS's
+/// record; recorded in the notification history.
 async fn isa_notified(
     State(uss): St,
     headers: HeaderMap,
@@ -182,7 +183,24 @@ async fn isa_notified(
         accepted: true,
         note: String::new(),
     };
-    uss.learn_isa(&id, n.service_area.as_ref());
+    // What is learnt is the DSS's record, never the body: a peer may announce only its own ISA.
+    let held = uss.dss.get_isa(&id).await.map_err(|e| UssError::from_dss("the DSS could not confirm the ISA", e))?;
+    match &held {
+        Some(isa) if isa.owner != caller.manager => {
+            return Err(UssError::Forbidden(format!(
+                "`{}` may not notify of ISA {id}: the DSS records `{}` as its owner",
+                caller.manager, isa.owner
+            )));
+        }
+        None if uss.known_isa_owner(&id).is_some_and(|o| o != caller.manager) => {
+            return Err(UssError::Forbidden(format!(
+                "`{}` may not announce the end of another's ISA {id}",
+                caller.manager
+            )));
+        }
+        _ => {}
+    }
+    uss.learn_isa(&id, held.as_ref());
     uss.feed(
         "received",
         Some(&id),
@@ -382,7 +400,9 @@ impl Uss {
         if written.is_err() {
             // Our version may be stale: a write answered but not recorded (a crash), or the ISA
             // expired. Write again at the version the DSS holds (or create it afresh).
-            if let Ok(held) = self.dss.isa_version(&isa_id).await {
+            // (Reading an ISA needs rid.display_provider too: without it, this waits for the
+            // flight's end, when the ISA expires.)
+            if let Ok(held) = self.dss.get_isa(&isa_id).await.map(|i| i.map(|i| i.version)) {
                 if held != version {
                     written = self.dss.put_isa(&isa_id, held.as_deref(), &volume, &base).await;
                 }
@@ -431,7 +451,7 @@ impl Uss {
         tokio::spawn(async move {
             let version = match version {
                 Some(v) => Some(v),
-                None => uss.dss.isa_version(&isa_id).await.ok().flatten(),
+                None => uss.dss.get_isa(&isa_id).await.ok().flatten().map(|i| i.version),
             };
             let Some(version) = version else { return };
             match uss.dss.delete_isa(&isa_id, &version).await {

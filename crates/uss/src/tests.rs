@@ -220,9 +220,19 @@ impl Dss for FakeDss {
     ) -> BoxFuture<'a, Result<Vec<api::IdentificationServiceArea>, DssFailure>> {
         async move { Ok(vec![]) }.boxed()
     }
-    fn isa_version<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, DssFailure>> {
-        let v = self.0.lock().isas.get(id).map(|(v, _)| v.clone());
-        async move { Ok(v) }.boxed()
+    fn get_isa<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<api::IdentificationServiceArea>, DssFailure>> {
+        let held = self.0.lock().isas.get(id).map(|(v, volume)| {
+            let window = |t: Option<Timestamp>| api::time_to_wire(t.unwrap_or(Timestamp(T0)));
+            api::IdentificationServiceArea {
+                id: id.to_owned(),
+                owner: ME.into(),
+                uss_base_url: format!("{BASE}/rid/v2"),
+                version: v.clone(),
+                time_start: window(volume.time.start()),
+                time_end: window(volume.time.end()),
+            }
+        });
+        async move { Ok(held) }.boxed()
     }
     fn delete_isa<'a>(
         &'a self,
