@@ -77,9 +77,19 @@ pub(crate) struct UssArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9001")]
     pub(crate) listen: SocketAddr,
-    /// Base URL peers use to reach this participant (default: http://<listen address>).
+    /// Base URL peers use to reach this participant (default: http://<listen address>, or
+    /// https:// with --tls-cert).
     #[arg(long)]
     pub(crate) base_url: Option<String>,
+    /// Call peers whose base URL (as the DSS records it) is `http://`. Without it only
+    /// `https://` peers are called, and an operation whose manager cannot be reached that way
+    /// stays unverifiable (it blocks plans near it). For local ecosystems and tests.
+    #[arg(long)]
+    pub(crate) allow_http_base_urls: bool,
+    /// The peer listener's TLS (the operator interface stays plain HTTP: keep it on loopback
+    /// or behind your own proxy), and the CAs trusted when calling out.
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Directory holding this participant's durable state.
     #[arg(long, default_value = "./deconflict-uss")]
     pub(crate) data_dir: PathBuf,
@@ -188,6 +198,19 @@ pub(crate) struct OperatorConn {
     /// Bearer token with the `deconflict.operator` scope.
     #[arg(long, env = "DECONFLICT_TOKEN", hide_env_values = true)]
     pub(crate) token: String,
+    /// A PEM CA certificate to trust for an https operator interface, besides the public
+    /// roots. Repeatable.
+    #[arg(long = "ca-cert", value_name = "PEM_FILE")]
+    pub(crate) ca_certs: Vec<PathBuf>,
+}
+
+impl OperatorConn {
+    /// An HTTP client for the operator interface, trusting --ca-cert, with `timeout`.
+    pub(crate) fn client(&self, timeout: Duration) -> Result<reqwest::Client> {
+        let trust =
+            client::tls::Trust::from_pem_files(&self.ca_certs).map_err(|e| anyhow::anyhow!("--ca-cert: {e}"))?;
+        Ok(trust.client_builder().timeout(timeout).build()?)
+    }
 }
 
 #[derive(Args)]
@@ -362,10 +385,18 @@ pub(crate) struct DssArgs {
     /// Repeat for several. Defaults to `localhost`.
     #[arg(long = "jwt-audience", value_name = "AUDIENCE")]
     pub(crate) jwt_audiences: Vec<String>,
-    /// Accept tokens signed by the public development key that `deconflict token` uses.
-    /// For local development only: anyone can mint such tokens.
+    /// Accept tokens signed by the public development key that `deconflict token` uses, and
+    /// `http://` base URLs (as --allow-http-base-urls). For local development only: anyone can
+    /// mint such tokens.
     #[arg(long)]
     pub(crate) insecure_dev_auth: bool,
+    /// Accept `http://` USS base URLs in intents, constraints, subscriptions and ISAs. Without
+    /// it they must be `https://` (400 otherwise), the reference DSS's rule. For local
+    /// ecosystems and tests.
+    #[arg(long)]
+    pub(crate) allow_http_base_urls: bool,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Seconds an entity is kept after its end time before the DSS removes it (default 24 h, so
     /// an owner can still read, update or delete an intent after its flight).
     #[arg(long, default_value_t = 86_400)]
@@ -502,6 +533,43 @@ pub(crate) struct DssArgs {
     /// Days a report is kept.
     #[arg(long, default_value_t = 30)]
     pub(crate) report_retention_days: u64,
+}
+
+/// HTTPS: serving it (`--tls-cert`, `--tls-key`) and whom to trust when calling out
+/// (`--ca-cert`).
+#[derive(Args, Clone, Default)]
+pub(crate) struct TlsArgs {
+    /// Serve HTTPS with this PEM certificate chain (leaf first), for deployments without a
+    /// TLS-terminating proxy. Reloaded on SIGHUP and when the file changes; a file that cannot
+    /// be read keeps the previous certificate in use. Needs --tls-key.
+    #[arg(long, value_name = "PEM_FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM_FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// A PEM CA certificate to trust when calling out over https (the DSS, peers, the token
+    /// endpoint, the pool's other instances), besides Mozilla's and the system's roots: an
+    /// ecosystem's or a test's private CA. Repeatable.
+    #[arg(long = "ca-cert", value_name = "PEM_FILE")]
+    pub(crate) ca_certs: Vec<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The certificate to serve, loaded now (and then followed), or None for plain HTTP.
+    pub(crate) fn serving(&self) -> Result<Option<server::tls::Tls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = server::tls::Tls::load(server::tls::TlsFiles { cert: cert.clone(), key: key.clone() })
+                    .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
+                Ok(Some(tls))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) fn trust(&self) -> Result<client::tls::Trust> {
+        client::tls::Trust::from_pem_files(&self.ca_certs).map_err(|e| anyhow::anyhow!("--ca-cert: {e}"))
+    }
 }
 
 /// Connection hygiene of the DSS listener (see `server::http`).

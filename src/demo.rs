@@ -221,14 +221,17 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
     let auth = spawn(&["auth", "--listen", "127.0.0.1:0"], &dir.join("auth.log"))?;
     let token_url = format!("{}/token", auth.url);
     let auds = ["--jwt-audience", "127.0.0.1", "--jwt-audience", "localhost"];
-    let mut dss_args = vec!["dss", "--listen", "127.0.0.1:0", "--jwt-public-key", pubs.as_str()];
+    // Local processes on plain HTTP: both sides allow http:// base URLs.
+    let mut dss_args =
+        vec!["dss", "--listen", "127.0.0.1:0", "--allow-http-base-urls", "--jwt-public-key", pubs.as_str()];
     let dss_dir = p("dss");
     dss_args.extend(["--data-dir", dss_dir.as_str()]);
     dss_args.extend(auds);
     let dss = spawn(&dss_args, &dir.join("dss.log"))?;
     let participant = |name: &str, scopes: &[&str]| -> Result<Proc> {
         let data = p(name);
-        let mut a = vec!["uss", "--listen", "127.0.0.1:0", "--operator-listen", "127.0.0.1:0"];
+        let mut a =
+            vec!["uss", "--listen", "127.0.0.1:0", "--operator-listen", "127.0.0.1:0", "--allow-http-base-urls"];
         a.extend(["--data-dir", data.as_str(), "--dss-url", dss.url.as_str()]);
         a.extend(["--token-url", token_url.as_str(), "--client-id", name, "--jwt-public-key", pubs.as_str()]);
         a.extend(auds);

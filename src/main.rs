@@ -126,7 +126,12 @@ fn run_dss(args: DssArgs) -> Result<()> {
     let map_scope = auth::Scope::parse(&args.map_scope).with_context(|| {
         format!("--map-scope `{}` is not a scope this system knows (e.g. deconflict.map.read)", args.map_scope)
     })?;
+    let allow_http_base_urls = args.allow_http_base_urls || args.insecure_dev_auth;
+    if args.insecure_dev_auth && !args.allow_http_base_urls {
+        tracing::warn!("--insecure-dev-auth: also accepting http:// USS base URLs (as --allow-http-base-urls)");
+    }
     let config = Config {
+        allow_http_base_urls,
         map_scope,
         retention_s: args.retention_secs.max(0),
         strict_scopes: args.strict_scopes,
@@ -163,6 +168,12 @@ fn run_dss(args: DssArgs) -> Result<()> {
                 ca_pem: read(&args.etcd_ca)?,
                 client_cert_pem: read(&args.etcd_cert)?,
                 client_key_pem: read(&args.etcd_key)?,
+                ack_ca_pems: args
+                    .tls
+                    .ca_certs
+                    .iter()
+                    .map(|p| std::fs::read(p).with_context(|| format!("reading --ca-cert {}", p.display())))
+                    .collect::<Result<_>>()?,
             };
             let store = runtime
                 .block_on(store_etcd::EtcdStore::open(etcd_config))
@@ -214,12 +225,14 @@ async fn serve_dss<S: store::Store>(
     args: &DssArgs,
 ) -> Result<()> {
     let metrics = server::install_metrics();
+    let tls = args.tls.serving()?;
     let version = format!("deconflict-{}+{}", env!("CARGO_PKG_VERSION"), env!("DECONFLICT_COMMIT"));
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
     let limits = args.http.limits()?;
-    let public_endpoint = args.public_endpoint.clone().unwrap_or_else(|| format!("http://{local}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_endpoint = args.public_endpoint.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
     registry.started(&public_endpoint);
     let pool = server::pool::Pool {
         dar_id: args.dar_id.clone(),
@@ -264,7 +277,7 @@ async fn serve_dss<S: store::Store>(
     let interval = Duration::from_secs(args.expiry_interval_secs.max(1));
     tokio::spawn(async move { sweeping.dss.expire_forever(interval).await });
     tracing::info!(%local, max_connections = limits.max_connections, "DSS listening");
-    serve("dss", listener, server::app(state), limits).await
+    serve("dss", listener, server::app(state), limits, tls).await
 }
 
 /// Reads PEM public keys, named by their paths for error messages.
@@ -294,13 +307,17 @@ async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: server::http::Limits,
+    tls: Option<server::tls::Tls>,
 ) -> Result<()> {
     let local = listener.local_addr()?;
     // Listening for signals before saying we listen: a SIGTERM right after that line is seen.
     let shutdown = shutdown_signal();
-    println!("deconflict {what} listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Started after the certificate's first load: a reload never races the listener's start.
+    let _reloader = tls.as_ref().map(server::tls::Tls::spawn_reloader);
+    println!("deconflict {what} listening on {scheme}://{local}");
     let grace = Duration::from_secs(SHUTDOWN_GRACE_S.get().copied().unwrap_or(10));
-    if !server::http::serve(listener, app, limits, shutdown, grace).await {
+    if !server::http::serve(listener, app, limits, tls, shutdown, grace).await {
         tracing::warn!(what, grace_secs = grace.as_secs(), "grace period over: closed the remaining connections");
     }
     tracing::info!(what, "stopped");
@@ -328,7 +345,7 @@ fn run_auth(args: AuthArgs) -> Result<()> {
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        serve("auth", listener, server::token_server::app(Arc::new(ts)), service_limits()).await
+        serve("auth", listener, server::token_server::app(Arc::new(ts)), service_limits(), None).await
     })
 }
 
@@ -393,6 +410,8 @@ fn run_uss(args: UssArgs) -> Result<()> {
     if args.operator_listen == args.listen && args.listen.port() != 0 {
         bail!("--operator-listen must differ from --listen: peers must never reach the operator interface");
     }
+    let tls = args.tls.serving()?;
+    let trust = args.tls.trust()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener =
@@ -400,13 +419,14 @@ fn run_uss(args: UssArgs) -> Result<()> {
         let operator_listener = tokio::net::TcpListener::bind(args.operator_listen)
             .await
             .with_context(|| format!("binding the operator interface {}", args.operator_listen))?;
-        let base_url = args
-            .base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = args.base_url.clone().unwrap_or_else(|| {
+            format!("{scheme}://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())
+        });
         let base_url = base_url.trim_end_matches('/').to_owned();
         model::check_base_url(&base_url).map_err(|e| anyhow::anyhow!("--base-url {e}"))?;
-        let http = reqwest::Client::builder()
+        let http = trust
+            .client_builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(args.peer_timeout_secs.max(1)))
             .build()?;
@@ -447,6 +467,8 @@ fn run_uss(args: UssArgs) -> Result<()> {
                 conforming_after_s: args.conforming_after_secs.max(1),
                 telemetry_timeout_s: args.telemetry_timeout_secs.max(1),
             },
+            allow_http_base_urls: args.allow_http_base_urls,
+            trust,
         };
         let participant = uss::Uss::open(
             config,
@@ -467,10 +489,10 @@ fn run_uss(args: UssArgs) -> Result<()> {
         tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
         let operator_app = uss::operator_app(participant.clone());
         // The peer line first (tools wait for it), then the operator interface's.
-        let peer = serve("uss", listener, uss::peer_app(participant), service_limits());
+        let peer = serve("uss", listener, uss::peer_app(participant), service_limits(), tls);
         let operator = async {
             tokio::task::yield_now().await;
-            serve("uss operator", operator_listener, operator_app, service_limits()).await
+            serve("uss operator", operator_listener, operator_app, service_limits(), None).await
         };
         tokio::try_join!(peer, operator)?;
         Ok(())

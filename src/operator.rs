@@ -16,12 +16,15 @@ pub fn call(method: &str, conn: &crate::cli::OperatorConn, path: &str, file: Opt
     let url = format!("{}{}", uss.trim_end_matches('/'), path);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (status, value) = runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
+        let client = conn.client(std::time::Duration::from_secs(120))?;
         let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes())?, &url).bearer_auth(&conn.token);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach the participant at {uss}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the participant at {uss}: {}", client::tls::error_chain(&e)))?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
         anyhow::Ok((status, serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))))

@@ -50,6 +50,8 @@ pub fn run(opts: PoolOptions) -> Result<()> {
         let endpoints = etcd.endpoints_for(i);
         let mut cmd = Command::new(&exe);
         cmd.args(["dss", "--listen", "127.0.0.1:0", "--store", "etcd", "--etcd-endpoints", &endpoints.join(",")])
+            // A local pool for development and tests: its participants are on plain HTTP.
+            .arg("--allow-http-base-urls")
             .arg("--data-dir")
             .arg(dir.join(format!("dss-{i}")));
         if opts.jwt_public_keys.is_empty() {

@@ -58,7 +58,7 @@ pub fn run(conn: &crate::cli::OperatorConn, id: &str, track: &Path, speed: f64, 
     let url = format!("{}/operator/intents/{id}/positions", conn.uss.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let client = conn.client(Duration::from_secs(30))?;
         let first_us = lines[0].at_us;
         let started = Instant::now();
         let started_us = chrono::Utc::now().timestamp_micros();

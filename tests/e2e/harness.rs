@@ -95,7 +95,7 @@ impl Dss {
             }
             None => Command::new(BIN),
         };
-        cmd.args(["dss", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["dss", "--listen", "127.0.0.1:0", "--allow-http-base-urls", "--data-dir"])
             .arg(data_dir)
             .arg("--jwt-public-key")
             .arg(&rs)

@@ -15,5 +15,6 @@ mod map;
 mod pool;
 mod rid;
 mod telemetry;
+mod tls;
 mod uss;
 mod uss_safety;

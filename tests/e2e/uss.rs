@@ -50,7 +50,7 @@ impl Drop for Proc {
 }
 
 /// Starts `deconflict <args>` and returns it with the URLs of its `listening on` lines.
-fn spawn_lines(args: &[&str], n_lines: usize) -> (Child, Vec<String>) {
+pub fn spawn_lines(args: &[&str], n_lines: usize) -> (Child, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(args)
         .env("RUST_LOG", "warn")
@@ -101,6 +101,7 @@ impl Cluster {
         let data = dir.path().join("dss");
         let mut args = vec![
             "dss",
+            "--allow-http-base-urls",
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
@@ -171,6 +172,7 @@ impl Cluster {
         let token_url = format!("{}/token", self.auth.url);
         let mut args = vec![
             "uss",
+            "--allow-http-base-urls",
             "--listen",
             "127.0.0.1:0",
             "--operator-listen",

@@ -4,6 +4,8 @@
 //! per endpoint, errors carrying the server's status and message (and the conflict details on a
 //! 409 with missing OVNs).
 
+pub mod tls;
+
 use api::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -94,14 +96,14 @@ impl DssClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| ClientError::Transport(tls::error_chain(&e)))?;
         let status = resp.status().as_u16();
         let retry_after_s = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport(tls::error_chain(&e)))?;
         match decode_response(status, &bytes) {
             Err(ClientError::Status { status, message }) if status == 429 || status == 503 => {
                 Err(ClientError::Busy { status, message, retry_after_s })

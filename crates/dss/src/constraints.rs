@@ -7,7 +7,7 @@ use geo4d::Volume4D;
 use model::{Constraint, EntityKind, Ovn, UssAvailability, Uuid};
 use store::{Key, Kind, Precondition, Store, Txn, Write};
 
-use crate::{check_base_url, Caller, Change, ConstraintView, Dss, DssError};
+use crate::{Caller, Change, ConstraintView, Dss, DssError};
 
 use crate::scopes::CONSTRAINTS_READ as READ_SCOPES;
 
@@ -61,7 +61,7 @@ impl<S: Store> Dss<S> {
         uss_base_url: String,
     ) -> Result<Change<ConstraintView>, DssError> {
         caller.require_any(crate::scopes::CONSTRAINTS_WRITE)?;
-        check_base_url(&uss_base_url, "uss_base_url")?;
+        self.check_base_url(&uss_base_url, "uss_base_url")?;
         self.check_entity_extents(&extents, "a constraint")?;
         self.retrying(|view| self.try_put_constraint(view, caller, id, ovn, &extents, &uss_base_url)).await
     }

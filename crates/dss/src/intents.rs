@@ -7,7 +7,7 @@ use geo4d::Volume4D;
 use model::{EntityKind, OperationalIntent, OperationalIntentState, Ovn, Subscription, UssAvailability, Uuid};
 use store::{Key, Kind, Precondition, Store, Stored, Txn, Write};
 
-use crate::{check_base_url, Caller, Change, ConstraintView, Dss, DssError, IntentView, Scope};
+use crate::{Caller, Change, ConstraintView, Dss, DssError, IntentView, Scope};
 use model::PutIntentRequest;
 
 use crate::scopes::INTENTS as READ_SCOPES;
@@ -82,9 +82,9 @@ impl<S: Store> Dss<S> {
                 "new_subscription.notify_for_constraints requires the utm.constraint_processing scope".into(),
             ));
         }
-        check_base_url(&req.uss_base_url, "uss_base_url")?;
+        self.check_base_url(&req.uss_base_url, "uss_base_url")?;
         if let Some(n) = &req.new_subscription {
-            check_base_url(&n.uss_base_url, "new_subscription.uss_base_url")?;
+            self.check_base_url(&n.uss_base_url, "new_subscription.uss_base_url")?;
         }
         self.check_entity_extents(&req.extents, "an operational intent")?;
         if ovn.is_none() && req.state != OperationalIntentState::Accepted {

@@ -166,6 +166,11 @@ pub struct Config {
     pub quotas: Quotas,
     /// The scope that may read the airspace map (`--map-scope`).
     pub map_scope: Scope,
+    /// Accept `http://` base URLs from USSs (`--allow-http-base-urls`). Without it a base URL
+    /// must be `https://`, the reference DSS's rule (`allow_http_base_urls`, applied to F3548
+    /// and, in its newer versions, F3411 alike). The library's default accepts them (tests and
+    /// embedded use); the `dss` command refuses them unless told otherwise.
+    pub allow_http_base_urls: bool,
 }
 
 /// Per-manager limits on live entities and stored vertices: one USS cannot grow the DSS's
@@ -225,6 +230,7 @@ impl Default for Config {
             relevance_margin_m: DEFAULT_RELEVANCE_MARGIN_M,
             quotas: Quotas::default(),
             map_scope: Scope::MapRead,
+            allow_http_base_urls: true,
         }
     }
 }
@@ -463,10 +469,19 @@ impl<S: Store> Dss<S> {
     }
 }
 
-/// Validates a USS base URL (`model::check_base_url`): absolute http(s), a host, no user
-/// information or fragment; a query is accepted, as the reference DSS does.
-pub(crate) fn check_base_url(url: &str, field: &str) -> Result<(), DssError> {
-    model::check_base_url(url).map_err(|why| DssError::BadRequest(format!("{field} {why}")))
+impl<S: Store> Dss<S> {
+    /// Validates a USS base URL (`model::check_base_url`): absolute http(s), a host, no user
+    /// information or fragment; a query is accepted, as the reference DSS does. `http://` only
+    /// with `allow_http_base_urls`.
+    pub(crate) fn check_base_url(&self, url: &str, field: &str) -> Result<(), DssError> {
+        model::check_base_url(url).map_err(|why| DssError::BadRequest(format!("{field} {why}")))?;
+        if !self.config.allow_http_base_urls && !url.starts_with("https://") {
+            return Err(DssError::BadRequest(format!(
+                "{field} must use https (this DSS was started without --allow-http-base-urls), got `{url}`"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

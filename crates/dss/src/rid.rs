@@ -18,7 +18,7 @@ use model::rid::{Isa, RidApi, RidSubscription, MAX_RID_CLOCK_SKEW_S, MAX_RID_DUR
 use model::Uuid;
 use store::{Key, Kind, Precondition, Store, Txn, Write};
 
-use crate::{check_base_url, Caller, Dss, DssError, Scope};
+use crate::{Caller, Dss, DssError, Scope};
 
 /// Remote ID subscriptions one manager may hold over any one area (the reference DSS's
 /// `maxSubscriptionsPerArea`, requirement DSS0030); a create or update past it is refused
@@ -189,7 +189,7 @@ impl<S: Store> Dss<S> {
         req: RidRequest,
     ) -> Result<IsaChange, DssError> {
         caller.require_any(write_scopes(req.api))?;
-        check_base_url(&req.url, if req.api == RidApi::V19 { "flights_url" } else { "uss_base_url" })?;
+        self.check_base_url(&req.url, if req.api == RidApi::V19 { "flights_url" } else { "uss_base_url" })?;
         self.retrying(|view| self.try_put_isa(view, caller, id, version, &req)).await
     }
 
@@ -318,7 +318,7 @@ impl<S: Store> Dss<S> {
         req: RidRequest,
     ) -> Result<RidSubscriptionChange, DssError> {
         caller.require_any(read_scopes(req.api))?;
-        check_base_url(
+        self.check_base_url(
             &req.url,
             if req.api == RidApi::V19 { "identification_service_area_url" } else { "uss_base_url" },
         )?;

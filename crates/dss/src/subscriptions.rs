@@ -6,7 +6,7 @@ use geo4d::{TimeWindow, Volume4D};
 use model::{Subscription, Uuid};
 use store::{Key, Kind, Precondition, Store, Txn, Write};
 
-use crate::{check_base_url, Caller, ConstraintView, Dss, DssError, IntentView, Scope, SubscriptionView};
+use crate::{Caller, ConstraintView, Dss, DssError, IntentView, Scope, SubscriptionView};
 
 use crate::scopes::SUBSCRIPTIONS as SCOPES;
 use model::PutSubscriptionRequest;
@@ -91,7 +91,7 @@ impl<S: Store> Dss<S> {
                 "at least one of notify_for_operational_intents and notify_for_constraints must be true".into(),
             ));
         }
-        check_base_url(&req.uss_base_url, "uss_base_url")?;
+        self.check_base_url(&req.uss_base_url, "uss_base_url")?;
         let now = self.now();
         let start = req.extents.time.start().unwrap_or(now);
         let end = req.extents.time.end().unwrap_or(start.plus_seconds(self.config.default_subscription_s));

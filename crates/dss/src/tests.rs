@@ -659,3 +659,40 @@ mod remote_id {
         assert!(matches!(backwards, Err(DssError::BadRequest(_))), "{backwards:?}");
     }
 }
+
+#[tokio::test]
+async fn http_base_urls_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = store_embedded::EmbeddedStore::open(dir.path()).expect("open");
+    let dss = Dss::new(
+        store,
+        Arc::new(ManualClock(AtomicI64::new(0))),
+        Config { allow_http_base_urls: false, ..Config::default() },
+    );
+    let req = |base: &str, sub_base: &str| PutIntentRequest {
+        extents: vec![square(0.0, 100.0, 10, 60)],
+        key: vec![],
+        state: OperationalIntentState::Accepted,
+        uss_base_url: base.into(),
+        subscription_id: None,
+        new_subscription: Some(ImplicitSubscriptionRequest {
+            uss_base_url: sub_base.into(),
+            notify_for_constraints: false,
+        }),
+        requested_ovn_suffix: None,
+    };
+    for (base, sub_base, field) in [
+        ("http://a.test", "https://a.test", "uss_base_url"),
+        ("https://a.test", "http://a.test", "new_subscription.uss_base_url"),
+    ] {
+        match dss.put_intent(&caller("a"), Uuid::new_v4(), None, req(base, sub_base)).await {
+            Err(DssError::BadRequest(m)) => {
+                assert!(m.starts_with(field) && m.contains("https") && m.contains("--allow-http-base-urls"), "{m}")
+            }
+            other => panic!("{base} / {sub_base}: expected 400, got {other:?}"),
+        }
+    }
+    dss.put_intent(&caller("a"), Uuid::new_v4(), None, req("https://a.test", "https://a.test"))
+        .await
+        .expect("https accepted");
+}

@@ -184,7 +184,15 @@ pub struct Server {
 impl Server {
     pub fn start(exe: &Path, data_dir: &Path, public_key: &Path, extra: &[&str]) -> Result<Server> {
         let mut child = Command::new(exe)
-            .args(["dss", "--listen", "127.0.0.1:0", "--jwt-audience", "localhost", "--data-dir"])
+            .args([
+                "dss",
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-http-base-urls",
+                "--jwt-audience",
+                "localhost",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .arg("--jwt-public-key")
             .arg(public_key)

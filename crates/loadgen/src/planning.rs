@@ -123,6 +123,7 @@ pub async fn planning(ctx: &Ctx, slow: bool) -> Result<WorkloadReport> {
         let data = data.to_str().context("path")?.to_owned();
         let mut args: Vec<&str> = vec![
             "uss",
+            "--allow-http-base-urls",
             "--listen",
             "127.0.0.1:0",
             "--operator-listen",

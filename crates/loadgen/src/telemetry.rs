@@ -146,6 +146,7 @@ impl Stack {
         let data = data.to_str().context("path")?.to_owned();
         let mut args = vec![
             "uss",
+            "--allow-http-base-urls",
             "--listen",
             "127.0.0.1:0",
             "--operator-listen",

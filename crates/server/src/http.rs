@@ -21,6 +21,9 @@
 //! - on shutdown the listener closes, idle connections close, requests in flight get `grace`
 //!   to finish, and whatever remains is dropped.
 //!
+//! - with TLS ([`crate::tls`]) the handshake must complete within `header_timeout`; a
+//!   connection still in its handshake counts as idle for eviction.
+//!
 //! Each request carries its client address as [`axum::extract::ConnectInfo`].
 
 use std::collections::HashMap;
@@ -371,6 +374,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> bool {
@@ -428,7 +432,33 @@ pub async fn serve(
             close: Notify::new(),
         });
         shared.conns.lock().insert(id, conn.clone());
-        tasks.spawn(connection(stream, peer, app.clone(), limits, conn, shared.clone(), id));
+        let (app, shared) = (app.clone(), shared.clone());
+        match &tls {
+            None => tasks.spawn(connection(stream, peer, app, limits, conn, shared, id)),
+            Some(tls) => {
+                let acceptor = tls.acceptor().clone();
+                tasks.spawn(async move {
+                    // Bounded like a request head; given up at once when asked to close.
+                    let handshake = tokio::select! {
+                        h = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)) => h,
+                        () = conn.close.notified() => Ok(Err(std::io::Error::other("closing"))),
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => connection(stream, peer, app, limits, conn, shared, id).await,
+                        Ok(Err(e)) => {
+                            metrics::counter!("http_tls_handshakes_failed_total").increment(1);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            shared.conns.lock().remove(&id);
+                        }
+                        Err(_) => {
+                            metrics::counter!("http_header_timeouts_total").increment(1);
+                            tracing::debug!(%peer, "TLS handshake not completed in time: closing");
+                            shared.conns.lock().remove(&id);
+                        }
+                    }
+                })
+            }
+        };
     }
     drop(listener);
     // Stop: idle connections close now, busy ones after their response.
@@ -441,8 +471,8 @@ pub async fn serve(
     drained
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
+async fn connection<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: T,
     peer: SocketAddr,
     app: Router,
     limits: Limits,
@@ -555,6 +585,7 @@ mod tests {
             listener,
             app,
             limits,
+            None,
             async {
                 let _ = stopped.await;
             },

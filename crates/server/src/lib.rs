@@ -11,6 +11,7 @@ pub mod pool;
 pub mod ratelimit;
 pub mod reports;
 mod rid;
+pub mod tls;
 pub mod token_server;
 
 use std::sync::Arc;

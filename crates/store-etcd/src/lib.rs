@@ -84,6 +84,23 @@ pub struct EtcdConfig {
     /// ...and this client's certificate and private key (PEM), when members require one.
     pub client_cert_pem: Option<Vec<u8>>,
     pub client_key_pem: Option<Vec<u8>>,
+    /// PEM CA bundles trusted, besides the public roots, when calling the pool's other
+    /// instances for write acknowledgements at their https `--etcd-ack-url` (`--ca-cert`).
+    pub ack_ca_pems: Vec<Vec<u8>>,
+}
+
+/// The client that asks the pool's other instances to acknowledge writes: public roots plus
+/// the private CAs given.
+fn ack_client(ca_pems: &[Vec<u8>]) -> Result<reqwest::Client, StoreError> {
+    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(1));
+    for pem in ca_pems {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| unavailable(format!("a CA certificate for acknowledgements: {e}")))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| unavailable(format!("an HTTP client for acknowledgements: {e}")))
 }
 
 impl EtcdConfig {
@@ -790,10 +807,7 @@ impl EtcdStore {
             secret: RwLock::new(None),
             local_reads: parking_lot::Mutex::new(leases::LocalReads::default()),
             ack_slots: leases::AckSlots::default(),
-            acks: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .build()
-                .map_err(|e| unavailable(format!("an HTTP client for acknowledgements: {e}")))?,
+            acks: ack_client(&config.ack_ca_pems)?,
         });
         // A member just started may refuse for a moment (no leader yet, or a new election on a
         // loaded machine): retry, bounded. Creating the secret is conditional on its absence,

@@ -224,6 +224,7 @@ async fn tls_with_client_certificates() {
         ca_pem: Some(read("ca.pem")),
         client_cert_pem: Some(read("client.pem")),
         client_key_pem: Some(read("client-key.pem")),
+        ack_ca_pems: Vec::new(),
     };
     let mut opened = None;
     for _ in 0..100 {

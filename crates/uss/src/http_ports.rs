@@ -1,5 +1,5 @@
 //! The real ports: the DSS through `client` (its answers converted to domain references here,
-//! once), peers over HTTP (bounded in time and size, URLs built only by `model::peer_url`), the
+//! once), peers over HTTP (bounded in time and size, URLs built only by `model::peer_url`, https unless allowed), the
 //! system clock and random UUIDv4 ids.
 
 use std::sync::Arc;
@@ -291,11 +291,26 @@ pub struct HttpPeers {
     http: reqwest::Client,
     tokens: Arc<TokenSource>,
     timeout: Duration,
+    /// Call peers at `http://` base URLs (`--allow-http-base-urls`); otherwise only `https://`.
+    allow_http: bool,
 }
 
 impl HttpPeers {
-    pub fn new(http: reqwest::Client, tokens: Arc<TokenSource>, timeout: Duration) -> Self {
-        HttpPeers { http, tokens, timeout }
+    pub fn new(http: reqwest::Client, tokens: Arc<TokenSource>, timeout: Duration, allow_http: bool) -> Self {
+        HttpPeers { http, tokens, timeout, allow_http }
+    }
+
+    /// The URL of `path` under a peer's base URL (`model::peer_url`), refused when it is plain
+    /// `http://` and this participant was not told to allow that: a peer's details and
+    /// notifications travel encrypted, as the reference DSS's `allow_http_base_urls` rule has it.
+    fn url(&self, base: &str, path: &str) -> Result<String, String> {
+        let url = model::peer_url(base, path)?;
+        if !self.allow_http && !url.starts_with("https://") {
+            return Err(format!(
+                "must use https (this participant was started without --allow-http-base-urls), got `{base}`"
+            ));
+        }
+        Ok(url)
     }
 
     /// GETs `path` under a peer's base URL and reads it as `T`.
@@ -312,7 +327,7 @@ impl HttpPeers {
     ) -> Result<T, String> {
         // Appended to the base URL's path, its query kept; a base URL with a fragment, user
         // information or another scheme is never called (the entity stays unverifiable).
-        let url = model::peer_url(base, path).map_err(|e| format!("its uss_base_url {e}"))?;
+        let url = self.url(base, path).map_err(|e| format!("its uss_base_url {e}"))?;
         let token = self.tokens.token_for(&url).await?;
         let work = async {
             let mut resp = self
@@ -322,7 +337,7 @@ impl HttpPeers {
                 .bearer_auth(token)
                 .send()
                 .await
-                .map_err(|e| format!("unreachable: {e}"))?;
+                .map_err(|e| format!("unreachable: {}", client::tls::error_chain(&e)))?;
             if !resp.status().is_success() {
                 return Err(format!("its USS answered HTTP {}", resp.status().as_u16()));
             }
@@ -393,7 +408,7 @@ impl Peers for HttpPeers {
 
     fn notify<'a>(&'a self, base_url: &'a str, path: &'a str, body: &'a serde_json::Value) -> BoxFuture<'a, Attempt> {
         async move {
-            let url = match model::peer_url(base_url, path) {
+            let url = match self.url(base_url, path) {
                 Ok(url) => url,
                 Err(e) => return Attempt::NotSent(format!("the subscriber's uss_base_url {e}")),
             };
@@ -404,7 +419,7 @@ impl Peers for HttpPeers {
             match tokio::time::timeout(self.timeout, self.http.post(&url).bearer_auth(token).json(body).send()).await {
                 Ok(Ok(r)) if r.status().is_success() => Attempt::Acknowledged(r.status().as_u16()),
                 Ok(Ok(r)) => Attempt::Answered(r.status().as_u16()),
-                Ok(Err(e)) => Attempt::Unreachable(format!("unreachable: {e}")),
+                Ok(Err(e)) => Attempt::Unreachable(format!("unreachable: {}", client::tls::error_chain(&e))),
                 Err(_) => Attempt::TimedOut(self.timeout),
             }
         }

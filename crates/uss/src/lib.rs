@@ -116,6 +116,10 @@ pub struct UssConfig {
     /// The conformance monitor's timers (`--contingent-after-secs`, `--conforming-after-secs`,
     /// `--telemetry-timeout-secs`).
     pub monitor: telemetry::MonitorConfig,
+    /// Call peers at `http://` base URLs (`--allow-http-base-urls`); otherwise https only.
+    pub allow_http_base_urls: bool,
+    /// The CAs trusted when calling the DSS, peers and the token endpoint (`--ca-cert`).
+    pub trust: client::tls::Trust,
 }
 
 /// Who may call what: peers (the ecosystem's issuers), the operator, and, when given, the
@@ -179,7 +183,9 @@ impl Uss {
         verifiers: Verifiers,
         data_dir: &std::path::Path,
     ) -> Result<Arc<Uss>, String> {
-        let http = reqwest::Client::builder()
+        let http = config
+            .trust
+            .client_builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(config.peer_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -189,7 +195,7 @@ impl Uss {
         let tokens = Arc::new(tokens);
         let ports = Ports {
             dss: Arc::new(http_ports::HttpDss::new(http.clone(), &config.dss_url, tokens.clone())),
-            peers: Arc::new(http_ports::HttpPeers::new(http, tokens, config.peer_timeout)),
+            peers: Arc::new(http_ports::HttpPeers::new(http, tokens, config.peer_timeout, config.allow_http_base_urls)),
             clock: Arc::new(http_ports::SystemClock),
             ids: Arc::new(http_ports::RandomIds),
         };

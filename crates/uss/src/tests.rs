@@ -355,6 +355,8 @@ fn config() -> UssConfig {
         rid_testing_subjects: vec![],
         slow_answers: None,
         monitor: crate::telemetry::MonitorConfig::default(),
+        allow_http_base_urls: true,
+        trust: client::tls::Trust::default(),
     }
 }
 

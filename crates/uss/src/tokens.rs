@@ -80,13 +80,10 @@ impl TokenSource {
         if let Some(secret) = &self.client_secret {
             query.push(("client_secret", secret.as_str()));
         }
-        let resp = self
-            .http
-            .get(&self.token_url)
-            .query(&query)
-            .send()
-            .await
-            .map_err(|e| format!("token endpoint {} unreachable: {e}", self.token_url))?;
+        let resp =
+            self.http.get(&self.token_url).query(&query).send().await.map_err(|e| {
+                format!("token endpoint {} unreachable: {}", self.token_url, client::tls::error_chain(&e))
+            })?;
         if !resp.status().is_success() {
             return Err(format!("token endpoint answered {}", resp.status()));
         }

@@ -54,6 +54,8 @@ fn participant_with(dir: &std::path::Path, telemetry_subjects: Vec<String>) -> A
         rid_testing_subjects: vec![],
         slow_answers: None,
         monitor: uss::telemetry::MonitorConfig::default(),
+        allow_http_base_urls: true,
+        trust: client::tls::Trust::default(),
     };
     let verifiers = uss::Verifiers { peer: verifier(), operator: verifier(), flight_planning: None };
     uss::Uss::open(config, tokens, verifiers, dir).expect("open")
