@@ -9,10 +9,23 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "deconflict", version, about = "ASTM F3548-21 strategic coordination: a DSS and its tools")]
+#[command(
+    name = "deconflict",
+    version,
+    about = "ASTM F3548-21 strategic coordination: a DSS and its tools",
+    after_help = "Every flag of dss, uss, pool and auth can also be set in the environment as DECONFLICT_<FLAG> \
+                  (DECONFLICT_JWT_AUDIENCE=a.example,b.example) or in the TOML file of --config \
+                  (jwt-audience = [\"a.example\"]; a [dss] table for one command). A flag given here wins over \
+                  the environment, which wins over the file."
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// A TOML file of flags for dss, uss, pool or auth (`listen = "0.0.0.0:8082"`; keys are the
+    /// flags' long names; a `[dss]`-style table applies to that command only). Flags and
+    /// DECONFLICT_<FLAG> environment variables win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object per
     /// line, for log shippers).
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
@@ -86,10 +99,6 @@ pub(crate) struct UssArgs {
     /// stays unverifiable (it blocks plans near it). For local ecosystems and tests.
     #[arg(long)]
     pub(crate) allow_http_base_urls: bool,
-    /// The peer listener's TLS (the operator interface stays plain HTTP: keep it on loopback
-    /// or behind your own proxy), and the CAs trusted when calling out.
-    #[command(flatten)]
-    pub(crate) tls: TlsArgs,
     /// Directory holding this participant's durable state.
     #[arg(long, default_value = "./deconflict-uss")]
     pub(crate) data_dir: PathBuf,
@@ -108,7 +117,8 @@ pub(crate) struct UssArgs {
     /// PEM public key(s) that sign peers' tokens. Repeatable.
     #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
     pub(crate) jwt_public_keys: Vec<PathBuf>,
-    /// Audience(s) accepted in peers' tokens (our host name). Repeatable; default localhost.
+    /// Audience(s) accepted in peers' tokens (our host name). Repeatable; default the host of
+    /// --base-url (of --listen without one) and localhost.
     #[arg(long = "jwt-audience")]
     pub(crate) jwt_audiences: Vec<String>,
     /// Scopes requested for our tokens. Repeatable. Default: strategic coordination,
@@ -187,6 +197,11 @@ pub(crate) struct UssArgs {
     /// (`after-write-ahead` or `after-dss-write`).
     #[arg(long, hide = true)]
     pub(crate) crash_at: Option<String>,
+    // Last: its heading applies to every flag after it.
+    /// The peer listener's TLS (the operator interface stays plain HTTP: keep it on loopback
+    /// or behind your own proxy), and the CAs trusted when calling out.
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
 }
 
 #[derive(Args)]
@@ -372,172 +387,174 @@ pub(crate) struct BenchArgs {
 #[derive(Args)]
 pub(crate) struct DssArgs {
     /// Address to listen on (host:port).
-    #[arg(long, default_value = "127.0.0.1:8082")]
+    #[arg(help_heading = "Listening", long, default_value = "127.0.0.1:8082")]
     pub(crate) listen: SocketAddr,
     /// Directory holding the durable store (created if missing).
-    #[arg(long, default_value = "./deconflict-data")]
+    #[arg(help_heading = "Storage", long, default_value = "./deconflict-data")]
     pub(crate) data_dir: PathBuf,
     /// PEM public key (`BEGIN PUBLIC KEY`, RSA or EC P-256) that signs accepted access tokens.
     /// Repeat for several issuers.
-    #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
+    #[arg(help_heading = "Authentication", long = "jwt-public-key", value_name = "PEM_FILE")]
     pub(crate) jwt_public_keys: Vec<PathBuf>,
     /// Audience (`aud`) accepted in access tokens; ecosystem clients use the DSS's host name.
-    /// Repeat for several. Defaults to `localhost`.
-    #[arg(long = "jwt-audience", value_name = "AUDIENCE")]
+    /// Repeat for several. Defaults to `localhost` (and `127.0.0.1` with --insecure-dev-auth,
+    /// what a local participant asks for).
+    #[arg(help_heading = "Authentication", long = "jwt-audience", value_name = "AUDIENCE")]
     pub(crate) jwt_audiences: Vec<String>,
     /// Accept tokens signed by the public development key that `deconflict token` uses, and
     /// `http://` base URLs (as --allow-http-base-urls). For local development only: anyone can
     /// mint such tokens.
-    #[arg(long)]
+    #[arg(long, help_heading = "Authentication")]
     pub(crate) insecure_dev_auth: bool,
     /// Accept `http://` USS base URLs in intents, constraints, subscriptions and ISAs. Without
     /// it they must be `https://` (400 otherwise), the reference DSS's rule. For local
     /// ecosystems and tests.
-    #[arg(long)]
+    #[arg(long, help_heading = "Listening")]
     pub(crate) allow_http_base_urls: bool,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
     /// Seconds an entity is kept after its end time before the DSS removes it (default 24 h, so
     /// an owner can still read, update or delete an intent after its flight).
-    #[arg(long, default_value_t = 86_400)]
+    #[arg(help_heading = "Storage", long, default_value_t = 86_400)]
     pub(crate) retention_secs: i64,
     /// `group` (default) shares disk syncs among concurrent commits; `serial` makes each commit
     /// hold a global lock through its own sync (a baseline for benchmarks, not for production).
-    #[arg(long, default_value = "group", value_parser = ["group", "serial"])]
+    #[arg(help_heading = "Storage", long, default_value = "group", value_parser = ["group", "serial"])]
     pub(crate) commit_mode: String,
     /// The embedded store compacts its log while serving once the log holds this many times
     /// the live data (the last snapshot)...
-    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().live_factor)]
+    #[arg(help_heading = "Storage", long, default_value_t = store_embedded::CompactionPolicy::default().live_factor)]
     pub(crate) compact_live_factor: u64,
     /// ...or this many MiB in any case...
-    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().max_log_bytes >> 20)]
+    #[arg(help_heading = "Storage", long, default_value_t = store_embedded::CompactionPolicy::default().max_log_bytes >> 20)]
     pub(crate) compact_max_log_mib: u64,
     /// ...but never for less than this many KiB of log.
-    #[arg(long, default_value_t = store_embedded::CompactionPolicy::default().min_log_bytes >> 10)]
+    #[arg(help_heading = "Storage", long, default_value_t = store_embedded::CompactionPolicy::default().min_log_bytes >> 10)]
     pub(crate) compact_min_log_kib: u64,
     /// KiB of log space the embedded store allocates ahead of its records (a full disk is
     /// noticed, and writes refused, when an allocation fails).
-    #[arg(long, default_value_t = store_embedded::PREALLOCATE_BYTES >> 10, hide = true)]
+    #[arg(help_heading = "Storage", long, default_value_t = store_embedded::PREALLOCATE_BYTES >> 10, hide = true)]
     pub(crate) log_preallocate_kib: u64,
     /// Seconds between two sweeps that remove expired entities.
-    #[arg(long, default_value_t = 60)]
+    #[arg(help_heading = "Storage", long, default_value_t = 60)]
     pub(crate) expiry_interval_secs: u64,
     /// Where the airspace record lives: `embedded` (this process's data directory) or `etcd`
     /// (a cluster shared by a pool of DSS instances, see --etcd-endpoints).
-    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
+    #[arg(help_heading = "Storage", long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
     pub(crate) store: String,
     /// etcd client URLs for --store etcd (comma-separated or repeated), e.g.
     /// http://127.0.0.1:2379,http://127.0.0.1:22379.
-    #[arg(long = "etcd-endpoints", value_name = "URLS")]
+    #[arg(help_heading = "Pool (--store etcd)", long = "etcd-endpoints", value_name = "URLS")]
     pub(crate) etcd_endpoints: Vec<String>,
     /// Prefix of every key the DSS writes in etcd (one pool per prefix).
-    #[arg(long, default_value = "/deconflict/")]
+    #[arg(help_heading = "Pool (--store etcd)", long, default_value = "/deconflict/")]
     pub(crate) etcd_prefix: String,
     /// PEM CA certificate that signed the etcd members' client certificates (https endpoints).
-    #[arg(long, value_name = "PEM_FILE")]
+    #[arg(help_heading = "Pool (--store etcd)", long, value_name = "PEM_FILE")]
     pub(crate) etcd_ca: Option<PathBuf>,
     /// PEM client certificate presented to etcd (members started with --client-cert-auth).
-    #[arg(long, value_name = "PEM_FILE")]
+    #[arg(help_heading = "Pool (--store etcd)", long, value_name = "PEM_FILE")]
     pub(crate) etcd_cert: Option<PathBuf>,
     /// PEM private key of --etcd-cert.
-    #[arg(long, value_name = "PEM_FILE")]
+    #[arg(help_heading = "Pool (--store etcd)", long, value_name = "PEM_FILE")]
     pub(crate) etcd_key: Option<PathBuf>,
     /// With --store etcd: answer reads from the local index under an etcd read lease instead of
     /// a quorum read per request; every writer of the pool then waits for this instance to
     /// confirm each write before acknowledging it (docs/POOL.md). The other instances reach this
     /// one at --etcd-ack-url.
-    #[arg(long)]
+    #[arg(long, help_heading = "Pool (--store etcd)")]
     pub(crate) etcd_read_leases: bool,
     /// Base URL the pool's other instances reach this one at for write confirmations
     /// (GET /deconflict/v1/pool/applied); default the --public-endpoint.
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Pool (--store etcd)", long, value_name = "URL")]
     pub(crate) etcd_ack_url: Option<String>,
     /// This instance's id in the pool (`/aux/v1/pool/dss_instances`); default dss-<address>.
-    #[arg(long)]
+    #[arg(long, help_heading = "Pool (--store etcd)")]
     pub(crate) instance_id: Option<String>,
     /// The URL clients reach this instance at, as the pool reports it; default http://<address>.
-    #[arg(long)]
+    #[arg(long, help_heading = "Pool (--store etcd)")]
     pub(crate) public_endpoint: Option<String>,
     /// The DSS Airspace Representation id every instance of the pool reports (`/aux/v1/pool`).
-    #[arg(long, default_value = "deconflict")]
+    #[arg(help_heading = "Pool (--store etcd)", long, default_value = "deconflict")]
     pub(crate) dar_id: String,
     /// Longest access-token lifetime accepted (`exp - iat`, or `exp - now` without `iat`); the
     /// standard's tokens are short lived. Tokens not yet valid (`nbf`), issued in the future
     /// (`iat`) or naming critical header extensions (`crit`) are always refused.
-    #[arg(long, default_value_t = auth::DEFAULT_MAX_LIFETIME_S)]
+    #[arg(help_heading = "Authentication", long, default_value_t = auth::DEFAULT_MAX_LIFETIME_S)]
     pub(crate) max_token_lifetime_secs: u64,
     /// Enforce the spec's text that asking for constraint notifications (`notify_for_constraints`
     /// in a subscription or an intent's `new_subscription`) needs `utm.constraint_processing`.
     /// By default the DSS accepts it with `utm.strategic_coordination` alone, as the reference
     /// DSS does and ecosystem clients expect.
-    #[arg(long)]
+    #[arg(long, help_heading = "Authentication")]
     pub(crate) strict_scopes: bool,
     /// Discovery's generosity, in metres: area queries and subscriber lists match footprints
     /// whose convex hulls, each padded by this margin, meet (the standard's qualification tools
     /// expect interlocking flights to discover each other). Key checks stay exact.
-    #[arg(long, default_value_t = dss::DEFAULT_RELEVANCE_MARGIN_M)]
+    #[arg(help_heading = "Discovery", long, default_value_t = dss::DEFAULT_RELEVANCE_MARGIN_M)]
     pub(crate) relevance_margin_m: f64,
     /// The scope a token needs to read the airspace map at `/map` (references only, never an
     /// OVN): one of the scopes this system knows, e.g. `deconflict.map.read` for an authority,
     /// or `utm.strategic_coordination` to let every participant look.
-    #[arg(long, default_value = "deconflict.map.read")]
+    #[arg(help_heading = "Listening", long, default_value = "deconflict.map.read")]
     pub(crate) map_scope: String,
     #[command(flatten)]
     pub(crate) http: HttpLimitArgs,
     /// Requests per second allowed per token subject (`sub`), 0 for no limit; beyond it and the
     /// burst, requests get 429 with `Retry-After`.
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(help_heading = "Rate limits and quotas", long, default_value_t = 1000.0)]
     pub(crate) rate_limit_per_sub: f64,
     /// Requests a subject may make at once before `--rate-limit-per-sub` applies (default: two
     /// seconds' worth).
-    #[arg(long)]
+    #[arg(long, help_heading = "Rate limits and quotas")]
     pub(crate) rate_limit_burst: Option<f64>,
     /// Requests per second with an invalid or missing token allowed per client address, 0 for
     /// no limit; past it (burst 5x) that address's requests get 429 before any token is checked.
     /// Generous by default (a signature check costs tens of microseconds): it exists so that a
     /// flood of forged tokens cannot buy signature checks, not to trip clients' negative tests.
-    #[arg(long, default_value_t = 200.0)]
+    #[arg(help_heading = "Rate limits and quotas", long, default_value_t = 200.0)]
     pub(crate) rate_limit_failed_auth_per_ip: f64,
     /// Live operational intents one manager (token `sub`) may hold; past it, 429.
-    #[arg(long, default_value_t = dss::Quotas::default().max_intents)]
+    #[arg(help_heading = "Rate limits and quotas", long, default_value_t = dss::Quotas::default().max_intents)]
     pub(crate) max_intents_per_manager: usize,
     /// Live constraints one manager may hold; past it, 429.
-    #[arg(long, default_value_t = dss::Quotas::default().max_constraints)]
+    #[arg(help_heading = "Rate limits and quotas", long, default_value_t = dss::Quotas::default().max_constraints)]
     pub(crate) max_constraints_per_manager: usize,
     /// Live subscriptions (implicit ones included) one manager may hold; past it, 429.
-    #[arg(long, default_value_t = dss::Quotas::default().max_subscriptions)]
+    #[arg(help_heading = "Rate limits and quotas", long, default_value_t = dss::Quotas::default().max_subscriptions)]
     pub(crate) max_subscriptions_per_manager: usize,
     /// Vertices over all of one manager's intents, constraints and subscriptions (a circle
     /// counts as one); past it, 429.
-    #[arg(long, default_value_t = dss::Quotas::default().max_vertices)]
+    #[arg(help_heading = "Rate limits and quotas", long, default_value_t = dss::Quotas::default().max_vertices)]
     pub(crate) max_vertices_per_manager: usize,
     /// Live Remote ID identification service areas one manager may hold; past it, 429.
-    #[arg(long, default_value_t = dss::Quotas::default().max_isas)]
+    #[arg(help_heading = "Rate limits and quotas", long, default_value_t = dss::Quotas::default().max_isas)]
     pub(crate) max_isas_per_manager: usize,
     /// Live Remote ID subscriptions one manager may hold (besides the ten over any one area
     /// that F3411 allows); past it, 429.
-    #[arg(long, default_value_t = dss::Quotas::default().max_rid_subscriptions)]
+    #[arg(help_heading = "Rate limits and quotas", long, default_value_t = dss::Quotas::default().max_rid_subscriptions)]
     pub(crate) max_rid_subscriptions_per_manager: usize,
     /// Largest report (`POST /dss/v1/reports`) accepted, in bytes; reports are kept in
     /// DATA_DIR/reports.
-    #[arg(long, default_value_t = server::reports::Retention::default().max_report_bytes)]
+    #[arg(help_heading = "Reports", long, default_value_t = server::reports::Retention::default().max_report_bytes)]
     pub(crate) max_report_bytes: usize,
     /// Reports kept per reporter (token subject); a reporter past it loses its own oldest, never
     /// another's.
-    #[arg(long, default_value_t = server::reports::Retention::default().max_reports)]
+    #[arg(help_heading = "Reports", long, default_value_t = server::reports::Retention::default().max_reports)]
     pub(crate) max_reports: usize,
     /// Mebibytes of reports kept over all reporters; past it the reporter holding the most
     /// loses its oldest first.
-    #[arg(long, default_value_t = server::reports::Retention::default().max_total_bytes / (1024 * 1024))]
+    #[arg(help_heading = "Reports", long, default_value_t = server::reports::Retention::default().max_total_bytes / (1024 * 1024))]
     pub(crate) max_report_total_mib: u64,
     /// Days a report is kept.
-    #[arg(long, default_value_t = 30)]
+    #[arg(help_heading = "Reports", long, default_value_t = 30)]
     pub(crate) report_retention_days: u64,
 }
 
 /// HTTPS: serving it (`--tls-cert`, `--tls-key`) and whom to trust when calling out
 /// (`--ca-cert`).
 #[derive(Args, Clone, Default)]
+#[command(next_help_heading = "HTTPS")]
 pub(crate) struct TlsArgs {
     /// Serve HTTPS with this PEM certificate chain (leaf first), for deployments without a
     /// TLS-terminating proxy. Reloaded on SIGHUP and when the file changes; a file that cannot
@@ -574,6 +591,7 @@ impl TlsArgs {
 
 /// Connection hygiene of the DSS listener (see `server::http`).
 #[derive(Args, Clone)]
+#[command(next_help_heading = "Connections")]
 pub(crate) struct HttpLimitArgs {
     /// Seconds a client has, from the first byte of a request head, to send the whole head;
     /// slower clients are disconnected.

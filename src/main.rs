@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 mod cli;
+mod config;
 mod demo;
 mod operator;
 mod pool;
@@ -40,7 +41,14 @@ const MAX_REPORT_BYTES_CEILING: usize = server::MAX_BODY_BYTES;
 static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let argv = match config::expand(std::env::args_os().collect(), &|name| std::env::var(name).ok()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     let _ = LOG_JSON.set(cli.log_format == "json");
     let _ = SHUTDOWN_GRACE_S.set(cli.shutdown_grace_secs);
     // Every server here holds one descriptor per connection: use what the system allows.
@@ -115,8 +123,13 @@ fn run_dss(args: DssArgs) -> Result<()> {
     } else if pems.is_empty() {
         bail!("no --jwt-public-key given: pass the PEM public key(s) of your token issuer, or --insecure-dev-auth for local development");
     }
-    let audiences =
-        if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
+    // Development mode accepts what a local participant asks for: its token server is told the
+    // DSS's host, and http://127.0.0.1:8082 gives `127.0.0.1`.
+    let audiences = match (args.jwt_audiences.is_empty(), args.insecure_dev_auth) {
+        (false, _) => args.jwt_audiences.clone(),
+        (true, false) => vec!["localhost".to_owned()],
+        (true, true) => vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+    };
     let verifier =
         Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?.with_max_lifetime(args.max_token_lifetime_secs);
 
@@ -355,8 +368,22 @@ fn run_uss(args: UssArgs) -> Result<()> {
     if pems.is_empty() {
         bail!("no --jwt-public-key given: pass the PEM public key(s) that sign peers' tokens");
     }
-    let audiences =
-        if args.jwt_audiences.is_empty() { vec!["localhost".to_owned()] } else { args.jwt_audiences.clone() };
+    // By default, what peers ask their token servers for when they call us: the host of our
+    // base URL (of the listen address without one), and localhost.
+    let audiences = if args.jwt_audiences.is_empty() {
+        let host = match &args.base_url {
+            Some(base) => url::Url::parse(base)
+                .ok()
+                .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+                .with_context(|| format!("--base-url {base} names no host"))?,
+            None => args.listen.ip().to_string(),
+        };
+        let mut audiences = vec![host, "localhost".to_owned()];
+        audiences.dedup();
+        audiences
+    } else {
+        args.jwt_audiences.clone()
+    };
     let peer_verifier = Verifier::new(&pems, audiences.clone()).map_err(anyhow::Error::msg)?;
     let operator_pems = if args.operator_jwt_public_keys.is_empty() {
         pems.clone()

@@ -120,3 +120,62 @@ async fn token_times_and_lifetimes_are_enforced() {
     let (s, _) = call("GET", &lenient.url(&format!("{OIR}/{}", new_id())), Some(&long), None).await;
     assert_eq!(s, 404, "a two-hour token is accepted with a two-hour maximum");
 }
+
+/// `dss` configured by a TOML file and the environment (no flags but --config): development
+/// mode accepts the audience a local participant asks for (`127.0.0.1`), and a refused
+/// audience is named with the accepted ones.
+#[tokio::test]
+async fn configuration_from_a_file_and_the_environment() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dss.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &file,
+        format!(
+            "# a development DSS\n[dss]\nlisten = \"127.0.0.1:0\"\ndata-dir = {:?}\ninsecure-dev-auth = true\n",
+            data.to_str().expect("path")
+        ),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(BIN)
+        .args(["dss", "--config"])
+        .arg(&file)
+        .env("DECONFLICT_MAX_TOKEN_LIFETIME_SECS", "600")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    let base = line.trim().split(" listening on ").nth(1).unwrap_or_else(|| panic!("did not start: {line}")).to_owned();
+    assert!(data.exists(), "the file's data-dir is used");
+    let token = |aud: &str, ttl: &str| {
+        let out = std::process::Command::new(BIN)
+            .args(["token", "--sub", "uss1", "--scope", SC, "--audience", aud, "--ttl-secs", ttl])
+            .output()
+            .expect("token");
+        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+    };
+    let q = serde_json::json!({"area_of_interest": square(0.0, 100.0, 0.0, 100.0, 0, 60)});
+    let url = format!("{base}{OIR}/query");
+    let (s, b) = call("POST", &url, Some(&token("127.0.0.1", "300")), Some(&q)).await;
+    assert_eq!(s, 200, "development mode accepts 127.0.0.1: {b}");
+    let (s, b) = call("POST", &url, Some(&token("elsewhere.example", "300")), Some(&q)).await;
+    assert_error_shape(s, &b, 401, "another audience");
+    let m = b["message"].as_str().unwrap_or_default();
+    assert!(m.contains("`elsewhere.example`") && m.contains("localhost, 127.0.0.1"), "{m}");
+    // The environment's lifetime limit applies.
+    let (s, b) = call("POST", &url, Some(&token("localhost", "3600")), Some(&q)).await;
+    assert_error_shape(s, &b, 401, "a one-hour token");
+    assert!(b["message"].as_str().is_some_and(|m| m.contains("at most 600")), "{b}");
+}

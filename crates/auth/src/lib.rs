@@ -197,6 +197,29 @@ fn critical_extensions(token: &str) -> Vec<String> {
     }
 }
 
+/// The `aud` the token claims, as text for an error message (read without verification: it
+/// is only ever shown to the caller who sent it).
+fn claimed_audience(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    match claims.as_ref().map(|c| &c["aud"]) {
+        Some(serde_json::Value::String(a)) => format!("`{}`", a.chars().take(200).collect::<String>()),
+        Some(serde_json::Value::Array(list)) => format!(
+            "[{}]",
+            list.iter()
+                .take(10)
+                .map(|a| a.to_string().chars().take(200).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => "(none)".to_owned(),
+    }
+}
+
 fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -352,7 +375,9 @@ impl Verifier {
                         }
                         ErrorKind::InvalidAudience => {
                             last_error = format!(
-                                "access token audience is not accepted by this DSS (accepted: {})",
+                                "access token audience {} is not accepted by this server (accepted: {}; \
+                                 --jwt-audience sets them)",
+                                claimed_audience(token),
                                 self.audiences.join(", ")
                             )
                         }
@@ -424,6 +449,17 @@ mod tests {
 
     fn verify(v: &Verifier, token: &str) -> Result<Caller, AuthError> {
         v.verify(Some(&format!("Bearer {token}")))
+    }
+
+    #[test]
+    fn a_refused_audience_names_the_one_carried_and_the_ones_accepted() {
+        let token = sign(claims(serde_json::json!({"aud": "127.0.0.1"})), None);
+        match verify(&verifier(), &token) {
+            Err(AuthError::Unauthenticated(m)) => {
+                assert!(m.contains("`127.0.0.1`") && m.contains("accepted: localhost"), "{m}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     #[test]
