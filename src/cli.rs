@@ -197,6 +197,10 @@ pub(crate) struct UssArgs {
     /// (`after-write-ahead` or `after-dss-write`).
     #[arg(long, hide = true)]
     pub(crate) crash_at: Option<String>,
+    /// Identity providers whose keys sign peers' (and, without --operator-jwt-public-key,
+    /// operators') tokens.
+    #[command(flatten)]
+    pub(crate) jwks: JwksArgs,
     // Last: its heading applies to every flag after it.
     /// The peer listener's TLS (the operator interface stays plain HTTP: keep it on loopback
     /// or behind your own proxy), and the CAs trusted when calling out.
@@ -413,6 +417,8 @@ pub(crate) struct DssArgs {
     pub(crate) allow_http_base_urls: bool,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
+    #[command(flatten)]
+    pub(crate) jwks: JwksArgs,
     /// Seconds an entity is kept after its end time before the DSS removes it (default 24 h, so
     /// an owner can still read, update or delete an intent after its flight).
     #[arg(help_heading = "Storage", long, default_value_t = 86_400)]
@@ -586,6 +592,35 @@ impl TlsArgs {
 
     pub(crate) fn trust(&self) -> Result<client::tls::Trust> {
         client::tls::Trust::from_pem_files(&self.ca_certs).map_err(|e| anyhow::anyhow!("--ca-cert: {e}"))
+    }
+}
+
+/// Identity providers' published keys (JWKS), besides PEM files.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Identity providers")]
+pub(crate) struct JwksArgs {
+    /// URL of an identity provider's JSON Web Key Set whose RSA and EC keys sign accepted
+    /// tokens (besides any --jwt-public-key). Fetched at start (the start fails if it cannot be
+    /// read), every --jwks-refresh-secs, and when a token names a key id not in the set (a
+    /// rotation). Repeatable.
+    #[arg(long = "jwks-url", value_name = "URL")]
+    pub(crate) jwks_urls: Vec<String>,
+    /// Seconds between two routine fetches of the key sets.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) jwks_refresh_secs: u64,
+    /// Least seconds between two fetches asked for by tokens with unknown key ids (a flood of
+    /// made-up key ids costs one fetch per interval).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) jwks_min_interval_secs: u64,
+}
+
+impl JwksArgs {
+    pub(crate) fn options(&self) -> client::jwks::JwksOptions {
+        client::jwks::JwksOptions {
+            urls: self.jwks_urls.clone(),
+            refresh: Duration::from_secs(self.jwks_refresh_secs.max(1)),
+            min_interval: Duration::from_secs(self.jwks_min_interval_secs.max(1)),
+        }
     }
 }
 

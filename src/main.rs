@@ -120,8 +120,8 @@ fn run_dss(args: DssArgs) -> Result<()> {
         tracing::warn!("--insecure-dev-auth: accepting tokens signed by the PUBLIC development key");
         tracing::warn!("anyone can mint such tokens: never use --insecure-dev-auth outside local development");
         pems.push(("development key".into(), DEV_PUBLIC_KEY.as_bytes().to_vec()));
-    } else if pems.is_empty() {
-        bail!("no --jwt-public-key given: pass the PEM public key(s) of your token issuer, or --insecure-dev-auth for local development");
+    } else if pems.is_empty() && args.jwks.jwks_urls.is_empty() {
+        bail!("no --jwt-public-key or --jwks-url given: pass your token issuer's PEM public key(s) or key set URL, or --insecure-dev-auth for local development");
     }
     // Development mode accepts what a local participant asks for: its token server is told the
     // DSS's host, and http://127.0.0.1:8082 gives `127.0.0.1`.
@@ -130,8 +130,7 @@ fn run_dss(args: DssArgs) -> Result<()> {
         (true, false) => vec!["localhost".to_owned()],
         (true, true) => vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
     };
-    let verifier =
-        Verifier::new(&pems, audiences).map_err(anyhow::Error::msg)?.with_max_lifetime(args.max_token_lifetime_secs);
+    let verifier = verifier(&pems, audiences, &args.jwks)?.with_max_lifetime(args.max_token_lifetime_secs);
 
     if !(args.relevance_margin_m.is_finite() && (0.0..=10_000.0).contains(&args.relevance_margin_m)) {
         bail!("--relevance-margin-m must be between 0 and 10000 metres");
@@ -160,6 +159,7 @@ fn run_dss(args: DssArgs) -> Result<()> {
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(start_jwks(&args.jwks, &args.tls.trust()?, verifier.jwks().into_iter().collect()))?;
     match args.store.as_str() {
         "etcd" => {
             if args.etcd_endpoints.is_empty() {
@@ -293,6 +293,32 @@ async fn serve_dss<S: store::Store>(
     serve("dss", listener, server::app(state), limits, tls).await
 }
 
+/// A verifier of `pems` and, with --jwks-url, of the identity providers' current keys.
+fn verifier(pems: &[(String, Vec<u8>)], audiences: Vec<String>, jwks: &JwksArgs) -> Result<Verifier> {
+    let built =
+        if jwks.jwks_urls.is_empty() { Verifier::new(pems, audiences) } else { Verifier::with_jwks(pems, audiences) };
+    built.map_err(anyhow::Error::msg)
+}
+
+/// Fetches the --jwks-url key sets into `keys` now (failing the start if one cannot be read),
+/// then keeps them current in the background.
+async fn start_jwks(jwks: &JwksArgs, trust: &client::tls::Trust, keys: Vec<Arc<auth::JwksKeys>>) -> Result<()> {
+    if jwks.jwks_urls.is_empty() || keys.is_empty() {
+        return Ok(());
+    }
+    let http = trust
+        .client_builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()?;
+    let n =
+        client::jwks::fetch_all(&http, &jwks.jwks_urls, &keys).await.map_err(|e| anyhow::anyhow!("--jwks-url {e}"))?;
+    tracing::info!(urls = %jwks.jwks_urls.join(", "), keys = n, "identity providers' keys fetched");
+    tokio::spawn(client::jwks::keep_current(http, keys, jwks.options()));
+    Ok(())
+}
+
 /// Reads PEM public keys, named by their paths for error messages.
 fn read_keys(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
     paths
@@ -365,8 +391,8 @@ fn run_auth(args: AuthArgs) -> Result<()> {
 fn run_uss(args: UssArgs) -> Result<()> {
     init_logs();
     let pems = read_keys(&args.jwt_public_keys)?;
-    if pems.is_empty() {
-        bail!("no --jwt-public-key given: pass the PEM public key(s) that sign peers' tokens");
+    if pems.is_empty() && args.jwks.jwks_urls.is_empty() {
+        bail!("no --jwt-public-key or --jwks-url given: pass the PEM public key(s) or key set URL that sign peers' tokens");
     }
     // By default, what peers ask their token servers for when they call us: the host of our
     // base URL (of the listen address without one), and localhost.
@@ -384,13 +410,13 @@ fn run_uss(args: UssArgs) -> Result<()> {
     } else {
         args.jwt_audiences.clone()
     };
-    let peer_verifier = Verifier::new(&pems, audiences.clone()).map_err(anyhow::Error::msg)?;
-    let operator_pems = if args.operator_jwt_public_keys.is_empty() {
-        pems.clone()
+    let peer_verifier = verifier(&pems, audiences.clone(), &args.jwks)?;
+    // Operators' tokens come from the peers' issuers unless the organization names its own.
+    let operator_verifier = if args.operator_jwt_public_keys.is_empty() {
+        verifier(&pems, audiences.clone(), &args.jwks)?
     } else {
-        read_keys(&args.operator_jwt_public_keys)?
+        Verifier::new(&read_keys(&args.operator_jwt_public_keys)?, audiences.clone()).map_err(anyhow::Error::msg)?
     };
-    let operator_verifier = Verifier::new(&operator_pems, audiences.clone()).map_err(anyhow::Error::msg)?;
     // The qualification interface can end this organization's flights: it answers only the
     // test director named here, never whoever holds its scopes from the shared token issuer.
     if args.rid_testing && args.rid_testing_subjects.is_empty() {
@@ -441,6 +467,8 @@ fn run_uss(args: UssArgs) -> Result<()> {
     let trust = args.tls.trust()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let jwks_keys = peer_verifier.jwks().into_iter().chain(operator_verifier.jwks()).collect();
+        start_jwks(&args.jwks, &trust, jwks_keys).await?;
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let operator_listener = tokio::net::TcpListener::bind(args.operator_listen)

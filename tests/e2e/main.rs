@@ -11,6 +11,7 @@ mod harness;
 mod hygiene;
 mod input;
 mod interop;
+mod jwks;
 mod map;
 mod pool;
 mod rid;

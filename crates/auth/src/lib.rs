@@ -132,6 +132,62 @@ enum Family {
 struct VerifyKey {
     key: DecodingKey,
     family: Family,
+    /// The JWK's `kid`; PEM keys have none.
+    kid: Option<String>,
+}
+
+/// Keys an identity provider publishes as a JWKS (`--jwks-url`), shared between the verifier and
+/// the task that fetches them. Each URL's set replaces its previous one whole, so a key the
+/// provider dropped stops verifying at the next refresh; tokens verified with it before are
+/// verified again (the generation changes).
+#[derive(Default)]
+pub struct JwksKeys {
+    sets: parking_lot::RwLock<std::collections::BTreeMap<String, Vec<VerifyKey>>>,
+    /// Bumped on every change of the sets.
+    generation: std::sync::atomic::AtomicU64,
+    /// A token named a `kid` no set holds: the fetcher should refresh (at its bounded rate).
+    refresh_wanted: std::sync::atomic::AtomicBool,
+}
+
+impl JwksKeys {
+    /// Replaces `url`'s keys with those of a JWKS document; returns how many were taken (keys of
+    /// other types or uses are skipped). An unreadable document changes nothing.
+    pub fn replace(&self, url: &str, document: &[u8]) -> Result<usize, String> {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_slice(document).map_err(|e| format!("{url} is not a JWKS document: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            use jsonwebtoken::jwk::{AlgorithmParameters, PublicKeyUse};
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
+            let family = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Family::Rsa,
+                AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+                _ => continue,
+            };
+            let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+            keys.push(VerifyKey { key, family, kid: jwk.common.key_id.clone() });
+        }
+        let n = keys.len();
+        self.sets.write().insert(url.to_owned(), keys);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(n)
+    }
+
+    /// Asks the fetcher for a refresh.
+    pub fn request_refresh(&self) {
+        self.refresh_wanted.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a refresh was asked for since the last call (and clears the request).
+    pub fn take_refresh_request(&self) -> bool {
+        self.refresh_wanted.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// Most verified tokens remembered at once; the cache is cleared when full.
@@ -144,12 +200,15 @@ pub const DEFAULT_MAX_LIFETIME_S: u64 = 3600;
 
 pub struct Verifier {
     keys: Vec<VerifyKey>,
+    /// Keys from identity providers' JWKS, when configured.
+    jwks: Option<std::sync::Arc<JwksKeys>>,
     audiences: Vec<String>,
-    cache: Mutex<HashMap<String, (Caller, u64)>>,
+    /// Verified tokens: the caller, `exp`, and the JWKS generation they were verified under.
+    cache: Mutex<HashMap<String, (Caller, u64, u64)>>,
     /// Tokens refused for good (bad signature, unreadable, expired, wrong audience...), by a
     /// keyed hash of the token, with the reason: a token sent again costs no signature check.
     /// Refusals that time can lift (`nbf` or `iat` ahead of our clock) are not kept.
-    refused: Mutex<HashMap<u64, String>>,
+    refused: Mutex<HashMap<u64, (String, u64)>>,
     refused_hasher: std::collections::hash_map::RandomState,
     /// Longest accepted lifetime: `exp - iat`, or `exp - now` without `iat`.
     max_lifetime_s: u64,
@@ -227,31 +286,56 @@ fn now_s() -> u64 {
 impl Verifier {
     /// Builds a verifier from PEM public keys (`BEGIN PUBLIC KEY`, RSA or EC P-256).
     pub fn new(pems: &[(String, Vec<u8>)], audiences: Vec<String>) -> Result<Self, String> {
-        let mut keys = Vec::new();
-        for (name, pem) in pems {
-            let key = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
-                VerifyKey { key: k, family: Family::Rsa }
-            } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
-                VerifyKey { key: k, family: Family::Ec }
-            } else {
-                return Err(format!("{name}: not a PEM RSA or EC public key (expected -----BEGIN PUBLIC KEY-----)"));
-            };
-            keys.push(key);
-        }
+        let keys = Self::read_pems(pems)?;
         if keys.is_empty() {
             return Err("at least one public key is required".into());
         }
+        Self::assemble(keys, audiences, None)
+    }
+
+    fn read_pems(pems: &[(String, Vec<u8>)]) -> Result<Vec<VerifyKey>, String> {
+        pems.iter()
+            .map(|(name, pem)| {
+                if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+                    Ok(VerifyKey { key: k, family: Family::Rsa, kid: None })
+                } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
+                    Ok(VerifyKey { key: k, family: Family::Ec, kid: None })
+                } else {
+                    Err(format!("{name}: not a PEM RSA or EC public key (expected -----BEGIN PUBLIC KEY-----)"))
+                }
+            })
+            .collect()
+    }
+
+    fn assemble(
+        keys: Vec<VerifyKey>,
+        audiences: Vec<String>,
+        jwks: Option<std::sync::Arc<JwksKeys>>,
+    ) -> Result<Self, String> {
         if audiences.is_empty() {
             return Err("at least one accepted audience is required".into());
         }
         Ok(Self {
             keys,
+            jwks,
             audiences,
             cache: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
             refused_hasher: std::collections::hash_map::RandomState::new(),
             max_lifetime_s: DEFAULT_MAX_LIFETIME_S,
         })
+    }
+
+    /// A verifier that also trusts the keys of identity providers' JWKS, kept current by
+    /// whoever holds [`Verifier::jwks`]; `pems` may then be empty.
+    pub fn with_jwks(pems: &[(String, Vec<u8>)], audiences: Vec<String>) -> Result<Self, String> {
+        let keys = Self::read_pems(pems)?;
+        Self::assemble(keys, audiences, Some(std::sync::Arc::new(JwksKeys::default())))
+    }
+
+    /// The JWKS keys this verifier trusts, for the task that fetches them.
+    pub fn jwks(&self) -> Option<std::sync::Arc<JwksKeys>> {
+        self.jwks.clone()
     }
 
     /// Refuses tokens living longer than `seconds` (`exp - iat`, or `exp - now` without `iat`).
@@ -274,8 +358,9 @@ impl Verifier {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| AuthError::Unauthenticated("Authorization header must be `Bearer <access token>`".into()))?;
         let now = now_s();
-        if let Some((caller, exp)) = self.cache.lock().get(token) {
-            if *exp + LEEWAY_S >= now {
+        let generation = self.jwks.as_ref().map_or(0, |j| j.generation());
+        if let Some((caller, exp, verified_under)) = self.cache.lock().get(token) {
+            if *exp + LEEWAY_S >= now && *verified_under == generation {
                 return Ok(caller.clone());
             }
         }
@@ -283,8 +368,11 @@ impl Verifier {
             use std::hash::BuildHasher as _;
             self.refused_hasher.hash_one(token)
         };
-        if let Some(reason) = self.refused.lock().get(&key) {
-            return Err(AuthError::Unauthenticated(reason.clone()));
+        if let Some((reason, refused_under)) = self.refused.lock().get(&key) {
+            // A refusal for an unknown key may be lifted by a new key set.
+            if *refused_under == generation {
+                return Err(AuthError::Unauthenticated(reason.clone()));
+            }
         }
         match self.verify_token(token, now) {
             Ok(caller) => Ok(caller),
@@ -294,7 +382,7 @@ impl Verifier {
                     if refused.len() >= CACHE_CAPACITY {
                         refused.clear();
                     }
-                    refused.insert(key, reason.clone());
+                    refused.insert(key, (reason.clone(), generation));
                 }
                 Err(e)
             }
@@ -336,7 +424,33 @@ impl Verifier {
         validation.validate_nbf = true;
         let mut last_error = "access token signature does not match any configured public key".to_owned();
         let mut not_yet = false;
-        for key in self.keys.iter().filter(|k| k.family == family) {
+        let jwks = self.jwks.as_ref().map(|j| (j.generation(), j.sets.read()));
+        let generation = jwks.as_ref().map_or(0, |(g, _)| *g);
+        let all: Vec<&VerifyKey> = self
+            .keys
+            .iter()
+            .chain(jwks.iter().flat_map(|(_, sets)| sets.values().flatten()))
+            .filter(|k| k.family == family)
+            .collect();
+        // A token naming its key is checked against that key only; one naming a key nobody
+        // publishes (yet) asks for a refresh of the identity providers' sets.
+        let candidates: Vec<&VerifyKey> = match &header.kid {
+            Some(kid) if all.iter().any(|k| k.kid.as_deref() == Some(kid)) => {
+                all.into_iter().filter(|k| k.kid.as_deref() == Some(kid)).collect()
+            }
+            Some(kid) if self.jwks.is_some() => {
+                if let Some(j) = &self.jwks {
+                    j.request_refresh();
+                }
+                let kid: String = kid.chars().take(100).collect();
+                return Err(lasting(AuthError::Unauthenticated(format!(
+                    "access token key id `{kid}` is not in the identity provider's current key set \
+                     (it is being fetched again: retry in a few seconds)"
+                ))));
+            }
+            _ => all,
+        };
+        for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
                     if let Some(iat) = data.claims.iat {
@@ -361,7 +475,7 @@ impl Verifier {
                     if cache.len() >= CACHE_CAPACITY {
                         cache.clear();
                     }
-                    cache.insert(token.to_owned(), (caller.clone(), data.claims.exp));
+                    cache.insert(token.to_owned(), (caller.clone(), data.claims.exp, generation));
                     return Ok(caller);
                 }
                 Err(e) => {
@@ -449,6 +563,55 @@ mod tests {
 
     fn verify(v: &Verifier, token: &str) -> Result<Caller, AuthError> {
         v.verify(Some(&format!("Bearer {token}")))
+    }
+
+    /// A P-256 key as a JWK (public half) and as the PEM that signs with it.
+    fn ec_jwk(kid: &str) -> (serde_json::Value, String) {
+        use base64::Engine as _;
+        let pair = rcgen::KeyPair::generate().expect("P-256 key");
+        let raw = pair.public_key_raw(); // 0x04 || x || y
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&raw[1..33]), "y": b64(&raw[33..65]),
+                                     "kid": kid, "use": "sig", "alg": "ES256"});
+        (jwk, pair.serialize_pem())
+    }
+
+    fn sign_with(pem: &str, kid: Option<&str>) -> String {
+        use jsonwebtoken::{EncodingKey, Header};
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = kid.map(str::to_owned);
+        let key = EncodingKey::from_ec_pem(pem.as_bytes()).expect("key");
+        jsonwebtoken::encode(&header, &claims(serde_json::json!({})), &key).expect("sign")
+    }
+
+    #[test]
+    fn jwks_keys_rotate_and_an_unknown_kid_asks_for_a_refresh() {
+        let v = Verifier::with_jwks(&[], vec!["localhost".into()]).expect("verifier");
+        let jwks = v.jwks().expect("jwks");
+        let (k1, pem1) = ec_jwk("k1");
+        let (k2, pem2) = ec_jwk("k2");
+        let doc = |keys: Vec<serde_json::Value>| serde_json::to_vec(&serde_json::json!({"keys": keys})).expect("json");
+        assert_eq!(jwks.replace("https://idp.example/jwks", &doc(vec![k1.clone()])).expect("set"), 1);
+        let t1 = sign_with(&pem1, Some("k1"));
+        assert_eq!(verify(&v, &t1).expect("k1 verifies").manager, "uss1");
+
+        // The provider rotates: a token with the new kid is refused for now, and asks for a refresh.
+        let t2 = sign_with(&pem2, Some("k2"));
+        assert!(!jwks.take_refresh_request());
+        match verify(&v, &t2) {
+            Err(AuthError::Unauthenticated(m)) => assert!(m.contains("`k2`") && m.contains("key set"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(jwks.take_refresh_request(), "an unknown kid asks for a refresh");
+        assert!(!jwks.take_refresh_request(), "once");
+        jwks.replace("https://idp.example/jwks", &doc(vec![k2])).expect("set");
+        assert!(verify(&v, &t2).is_ok(), "the same token verifies once the set has its key");
+        assert!(verify(&v, &sign_with(&pem2, None)).is_ok(), "a token without kid is tried against every key");
+        // k1 was dropped: its token, verified and cached before, is refused now.
+        assert!(verify(&v, &t1).is_err(), "a key the provider dropped no longer verifies");
+        // A broken document changes nothing.
+        assert!(jwks.replace("https://idp.example/jwks", b"<html>").is_err());
+        assert!(verify(&v, &t2).is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! per endpoint, errors carrying the server's status and message (and the conflict details on a
 //! 409 with missing OVNs).
 
+pub mod jwks;
 pub mod tls;
 
 use api::*;
