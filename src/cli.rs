@@ -242,7 +242,7 @@ pub(crate) struct OperatorArgs {
 pub(crate) struct OperatorFileArgs {
     #[command(flatten)]
     pub(crate) conn: OperatorConn,
-    /// Flight file: {"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat],
+    /// Flight file: {"altitude_reference": "W84" | "MSL", "volumes": [{"footprint": {"type": "Circle", "center": [lng, lat],
     /// "radius_m": 100} | {"type": "Polygon", "coordinates": [[[lng, lat], ...]]},
     /// "altitude_lower_m": 0, "altitude_upper_m": 120, "start": "+10m" | RFC 3339,
     /// "end": "+40m"}], "priority": 0}

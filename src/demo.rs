@@ -271,33 +271,33 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
     runtime.block_on(async {
         let (lat, lng) = (47.0, 8.0);
         // bravo keeps a planning-area subscription so it hears of everything near its work.
-        let area = json!({"volumes": [circle(lat, lng, 3000.0, 0.0, 400.0, "+0", "+3h")]});
+        let area = json!({"altitude_reference": "W84", "volumes": [circle(lat, lng, 3000.0, 0.0, 400.0, "+0", "+3h")]});
         let (s, _) = op(&bravo, "POST", "/operator/subscribe", Some(&area)).await?;
         anyhow::ensure!(s == 200, "bravo could not subscribe");
         tl.say("bravo", "subscribes to its 3 km planning area for the next 3 hours");
 
-        let flight_a = json!({"volumes": [circle(lat, lng, 400.0, 0.0, 120.0, "+0", "+25m")], "priority": 0});
+        let flight_a = json!({"altitude_reference": "W84", "volumes": [circle(lat, lng, 400.0, 0.0, 120.0, "+0", "+25m")], "priority": 0});
         let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight_a)).await?;
         anyhow::ensure!(s == 200, "alpha's plan failed: {a}");
         let a_id = a["operational_intent_id"].as_str().unwrap_or_default().to_owned();
         tl.say("alpha", format!("plans {a_id}: 400 m circle, 0-120 m, now..+25 min -> {}\n{}", a["outcome"], notified(&with_outcomes(&alpha, &a).await?)));
 
-        let flight_b = json!({"volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, "+15m", "+35m")], "priority": 0});
+        let flight_b = json!({"altitude_reference": "W84", "volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, "+15m", "+35m")], "priority": 0});
         let (s, refused) = op(&bravo, "POST", "/operator/plan", Some(&flight_b)).await?;
         anyhow::ensure!(s == 409 && refused["outcome"] == "refused", "bravo's overlapping plan was not refused: {refused}");
         tl.say("bravo", format!("plans an overlapping flight -> REFUSED: {}\n{}", refused["message"].as_str().unwrap_or(""), explain(&refused)));
         let shift = refused["proposal"]["shift_start_s"].as_i64().context("no time-shift proposal")?;
-        let shifted = json!({"volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, &format!("+{}", 15 * 60 + shift), &format!("+{}", 35 * 60 + shift))], "priority": 0});
+        let shifted = json!({"altitude_reference": "W84", "volumes": [circle(lat + 0.003, lng, 300.0, 50.0, 150.0, &format!("+{}", 15 * 60 + shift), &format!("+{}", 35 * 60 + shift))], "priority": 0});
         let (s, b) = op(&bravo, "POST", "/operator/plan", Some(&shifted)).await?;
         anyhow::ensure!(s == 200, "bravo's shifted plan failed: {b}");
         let b_id = b["operational_intent_id"].as_str().unwrap_or_default().to_owned();
         tl.say("bravo", format!("accepts the proposal: starts {shift} s later -> {} {b_id}\n{}", b["outcome"], notified(&with_outcomes(&bravo, &b).await?)));
 
-        let zone = json!({"volumes": [circle(lat - 0.004, lng, 250.0, 0.0, 400.0, "+0", "+2h")]});
+        let zone = json!({"altitude_reference": "W84", "volumes": [circle(lat - 0.004, lng, 250.0, 0.0, 400.0, "+0", "+2h")]});
         let (s, z) = op(&authority, "POST", "/operator/constraints", Some(&zone)).await?;
         anyhow::ensure!(s == 200, "constraint failed: {z}");
         tl.say("authority", format!("publishes restricted zone {} (250 m, 0-400 m, next 2 h)\n{}", z["constraint_id"].as_str().unwrap_or(""), notified(&with_outcomes(&authority, &z).await?)));
-        let into_zone = json!({"volumes": [circle(lat - 0.004, lng + 0.002, 100.0, 0.0, 100.0, "+40m", "+50m")]});
+        let into_zone = json!({"altitude_reference": "W84", "volumes": [circle(lat - 0.004, lng + 0.002, 100.0, 0.0, 100.0, "+40m", "+50m")]});
         let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&into_zone)).await?;
         anyhow::ensure!(s == 409, "a plan into the zone was not refused: {r}");
         tl.say("bravo", format!("plans into the zone -> REFUSED: {}\n{}", r["message"].as_str().unwrap_or(""), explain(&r)));
@@ -363,7 +363,7 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
             let (s, _) = op(&alpha, "POST", "/operator/subscribe", Some(&area)).await?;
             anyhow::ensure!(s == 200, "alpha could not subscribe");
             // A flight of alpha's that stays, so the map shows both participants' operations.
-            let stays = json!({"volumes": [circle(lat + 0.010, lng + 0.006, 350.0, 0.0, 120.0, "+10m", "+70m")], "priority": 0});
+            let stays = json!({"altitude_reference": "W84", "volumes": [circle(lat + 0.010, lng + 0.006, 350.0, 0.0, 120.0, "+10m", "+70m")], "priority": 0});
             let (s, kept) = op(&alpha, "POST", "/operator/plan", Some(&stays)).await?;
             anyhow::ensure!(s == 200, "alpha's lasting flight failed: {kept}");
             let kept_id = kept["operational_intent_id"].as_str().unwrap_or_default().to_owned();

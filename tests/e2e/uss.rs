@@ -248,7 +248,7 @@ pub async fn op(uss: &Participant, method: &str, path: &str, body: Option<&Value
 }
 
 pub fn flight(lat: f64, lng: f64, r: f64, lo: f64, hi: f64, start_s: i64, end_s: i64) -> Value {
-    json!({"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": r},
+    json!({"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": r},
            "altitude_lower_m": lo, "altitude_upper_m": hi, "start": format!("+{start_s}"), "end": format!("+{end_s}")}],
            "priority": 0})
 }
@@ -388,24 +388,24 @@ async fn bad_operator_input_gets_clear_errors() {
     let cluster = Cluster::start();
     let alpha = cluster.participant("alpha", &FULL);
     let cases = [
-        (json!({"volumes": []}), "at least one"),
+        (json!({"altitude_reference": "W84", "volumes": []}), "at least one"),
         (
-            json!({"volumes": [{"footprint": {"type": "Circle", "center": [8.0, 95.0], "radius_m": 10}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
+            json!({"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Circle", "center": [8.0, 95.0], "radius_m": 10}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
             "latitude",
         ),
         (
-            json!({"volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 10}, "altitude_lower_m": 50, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
+            json!({"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 10}, "altitude_lower_m": 50, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
             "altitude",
         ),
         (
-            json!({"volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 10}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "soon", "end": "+600"}]}),
+            json!({"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 10}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "soon", "end": "+600"}]}),
             "start",
         ),
         (
-            json!({"volumes": [{"footprint": {"type": "Polygon", "coordinates": [[[8.0, 47.0], [8.001, 47.0]]]}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
+            json!({"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Polygon", "coordinates": [[[8.0, 47.0], [8.001, 47.0]]]}, "altitude_lower_m": 0, "altitude_upper_m": 10, "start": "+60", "end": "+600"}]}),
             "at least 3",
         ),
-        (json!({"volumes": [{"footprint": {"type": "Square"}}]}), "footprint"),
+        (json!({"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Square"}}]}), "footprint"),
     ];
     for (body, needle) in cases {
         let (s, b) = op(&alpha, "POST", "/operator/plan", Some(&body)).await;

@@ -196,7 +196,7 @@ pub(crate) async fn plan_flights(operators: &[String], token: &str, n: usize, si
                 }
                 let client = &clients[i % clients.len()];
                 let (lat, lng) = centre(i, side);
-                let plan = json!({"volumes": [{"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": RADIUS_M},
+                let plan = json!({"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Circle", "center": [lng, lat], "radius_m": RADIUS_M},
                     "altitude_lower_m": 0, "altitude_upper_m": 120, "start": "+0", "end": "+3h"}], "priority": 0});
                 let (s, body) = client
                     .raw(Method::POST, "/operator/plan", Some(Bytes::from(plan.to_string())))

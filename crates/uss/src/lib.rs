@@ -10,6 +10,7 @@
 //! occupy; and every change is recorded durably (write-ahead) before the DSS is asked to make
 //! it, so a crash at any point is finished or undone on restart.
 
+pub mod altitude;
 pub mod db;
 pub mod domain;
 pub mod entities;

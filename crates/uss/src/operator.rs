@@ -1,5 +1,5 @@
-//! The operator's wire: flight requests (GeoJSON-style footprints, altitudes in metres WGS84,
-//! absolute or relative times) converted to domain volumes once, with every bound checked, and
+//! The operator's wire: flight requests (GeoJSON-style footprints, altitudes in metres above the
+//! reference the request names, absolute or relative times) converted to domain volumes once, with every bound checked, and
 //! plan outcomes with explanations built from the planner's typed conflicts.
 
 use api::{Altitude, Circle, LatLngPoint, Polygon, Radius, Volume3D, Volume4D};
@@ -17,13 +17,14 @@ const MAX_RELATIVE_S: i64 = 10 * 366 * 24 * 3600;
 /// A footprint: a GeoJSON `Polygon` (`[lng, lat]` positions, one ring, closed or not) or a
 /// circle.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type")]
+#[serde(tag = "type", deny_unknown_fields)]
 pub enum FootprintIn {
     Polygon { coordinates: Vec<Vec<[f64; 2]>> },
     Circle { center: [f64; 2], radius_m: f64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OperatorVolume {
     pub footprint: FootprintIn,
     pub altitude_lower_m: f64,
@@ -33,12 +34,39 @@ pub struct OperatorVolume {
     pub end: String,
 }
 
-/// What an operator asks its participant to plan.
+/// What an operator asks its participant to plan. Unknown fields are refused: a misspelt
+/// field silently ignored would plan something else than the operator meant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FlightRequest {
+    /// What every volume's altitudes are measured from: `W84` or `MSL` (required; see
+    /// [`crate::altitude`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude_reference: Option<String>,
     pub volumes: Vec<OperatorVolume>,
     #[serde(default)]
     pub priority: i32,
+}
+
+impl FootprintIn {
+    /// `(min_lng, min_lat, max_lng, max_lat)` of the footprint (a circle's from its radius on a
+    /// sphere, generously), or None when a coordinate is not a finite number.
+    fn bounding_box(&self) -> Option<(f64, f64, f64, f64)> {
+        let (mut x0, mut y0, mut x1, mut y1) = (f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+        match self {
+            FootprintIn::Polygon { coordinates } => {
+                for [lng, lat] in coordinates.iter().flatten() {
+                    (x0, y0, x1, y1) = (x0.min(*lng), y0.min(*lat), x1.max(*lng), y1.max(*lat));
+                }
+            }
+            FootprintIn::Circle { center: [lng, lat], radius_m } => {
+                let dlat = radius_m / 110_000.0;
+                let dlng = dlat / lat.to_radians().cos().abs().max(0.01);
+                (x0, y0, x1, y1) = (lng - dlng, lat - dlat, lng + dlng, lat + dlat);
+            }
+        }
+        [x0, y0, x1, y1].iter().all(|v| v.is_finite()).then_some((x0, y0, x1, y1))
+    }
 }
 
 fn parse_time(s: &str, field: &str, now: Timestamp) -> Result<Timestamp, UssError> {
@@ -78,6 +106,17 @@ impl FlightRequest {
                 self.volumes.len()
             )));
         }
+        let reference = match &self.altitude_reference {
+            None => {
+                return Err(UssError::BadRequest(format!(
+                    "altitude_reference is required: {}",
+                    crate::altitude::EXPLANATION
+                )))
+            }
+            Some(text) => {
+                crate::altitude::parse(text).map_err(|e| UssError::BadRequest(format!("altitude_reference: {e}")))?
+            }
+        };
         let mut out = Vec::new();
         for (i, v) in self.volumes.iter().enumerate() {
             let field = format!("volumes[{i}]");
@@ -115,8 +154,20 @@ impl FlightRequest {
                     altitude_upper: None,
                 },
             };
-            volume.altitude_lower = alt(v.altitude_lower_m);
-            volume.altitude_upper = alt(v.altitude_upper_m);
+            let (lower, upper) = match reference {
+                crate::altitude::AltitudeReference::W84 => (v.altitude_lower_m, v.altitude_upper_m),
+                crate::altitude::AltitudeReference::Msl => {
+                    if !(v.altitude_lower_m.is_finite() && v.altitude_upper_m.is_finite()) {
+                        return Err(UssError::BadRequest(format!("{field}: altitudes must be finite numbers")));
+                    }
+                    let bbox = v.footprint.bounding_box().ok_or_else(|| {
+                        UssError::BadRequest(format!("{field}.footprint: coordinates must be finite numbers"))
+                    })?;
+                    crate::altitude::msl_band_to_w84(v.altitude_lower_m, v.altitude_upper_m, bbox)
+                }
+            };
+            volume.altitude_lower = alt(lower);
+            volume.altitude_upper = alt(upper);
             let start = parse_time(&v.start, &format!("{field}.start"), now)?;
             let end = parse_time(&v.end, &format!("{field}.end"), now)?;
             if end <= start {
@@ -293,17 +344,26 @@ mod tests {
     fn out_of_range_times_holes_and_too_many_volumes_are_bad_requests() {
         let now = Timestamp(1_800_000_000_000_000);
         let cases = [
-            (serde_json::json!({"volumes": [circle("+60", "+99999999999h")]}), "out of range"),
-            (serde_json::json!({"volumes": [circle("+60", "+9223372036854775807")]}), "out of range"),
-            (serde_json::json!({"volumes": [circle("+600", "+60")]}), "after start"),
             (
-                serde_json::json!({"volumes": [{"footprint": {"type": "Polygon", "coordinates": [
+                serde_json::json!({"altitude_reference": "W84", "volumes": [circle("+60", "+99999999999h")]}),
+                "out of range",
+            ),
+            (
+                serde_json::json!({"altitude_reference": "W84", "volumes": [circle("+60", "+9223372036854775807")]}),
+                "out of range",
+            ),
+            (serde_json::json!({"altitude_reference": "W84", "volumes": [circle("+600", "+60")]}), "after start"),
+            (
+                serde_json::json!({"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Polygon", "coordinates": [
                     [[8.0, 47.0], [8.01, 47.0], [8.01, 47.01], [8.0, 47.0]],
                     [[8.002, 47.002], [8.003, 47.002], [8.003, 47.003], [8.002, 47.002]]]},
                     "altitude_lower_m": 0, "altitude_upper_m": 100, "start": "+60", "end": "+600"}]}),
                 "holes",
             ),
-            (serde_json::json!({"volumes": vec![circle("+60", "+600"); 101]}), "at most 100"),
+            (
+                serde_json::json!({"altitude_reference": "W84", "volumes": vec![circle("+60", "+600"); 101]}),
+                "at most 100",
+            ),
         ];
         for (body, needle) in cases {
             match req(body.clone()).to_domain(now) {
@@ -311,8 +371,46 @@ mod tests {
                 other => panic!("{body} gave {other:?}"),
             }
         }
-        let ok = req(serde_json::json!({"volumes": [circle("+1h", "+2h")]})).to_domain(now).expect("valid");
+        let ok = req(serde_json::json!({"altitude_reference": "W84", "volumes": [circle("+1h", "+2h")]}))
+            .to_domain(now)
+            .expect("valid");
         assert_eq!(ok[0].time.start(), Some(now.plus_seconds(3600)));
+    }
+
+    #[test]
+    fn altitudes_name_their_reference_and_msl_is_converted_with_the_geoid() {
+        let now = Timestamp(1_000_000_000_000);
+        let volume = serde_json::json!({"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 300},
+            "altitude_lower_m": 0, "altitude_upper_m": 120, "start": "+60", "end": "+600"});
+        let refused = |body: serde_json::Value| match serde_json::from_value::<FlightRequest>(body.clone()) {
+            Err(e) => e.to_string(),
+            Ok(r) => match r.to_domain(now) {
+                Err(UssError::BadRequest(m)) => m,
+                other => panic!("{body} gave {other:?}"),
+            },
+        };
+        let m = refused(serde_json::json!({"volumes": [volume]}));
+        assert!(m.contains("altitude_reference is required") && m.contains("MSL") && m.contains("W84"), "{m}");
+        let m = refused(serde_json::json!({"altitude_reference": "AGL", "volumes": [volume]}));
+        assert!(m.contains("terrain data"), "{m}");
+        // Misspelt fields are refused, not ignored.
+        let m = refused(serde_json::json!({"altitude_reference": "W84", "volumes": [volume], "priorty": 3}));
+        assert!(m.contains("unknown field `priorty`"), "{m}");
+        let mut misspelt = volume.clone();
+        misspelt["altitude_uper_m"] = serde_json::json!(100);
+        let m = refused(serde_json::json!({"altitude_reference": "W84", "volumes": [misspelt]}));
+        assert!(m.contains("unknown field `altitude_uper_m`"), "{m}");
+
+        let band = |reference: &str| {
+            let r = req(serde_json::json!({"altitude_reference": reference, "volumes": [volume]}));
+            let v = r.to_domain(now).expect("valid");
+            (v[0].altitude.lower_m().expect("lower"), v[0].altitude.upper_m().expect("upper"))
+        };
+        assert_eq!(band("W84"), (0.0, 120.0));
+        // 0-120 m above sea level at 47 N 8 E is about 48-168 m above the ellipsoid.
+        let n = crate::altitude::geoid_height_m(47.0, 8.0);
+        let (lo, hi) = band("MSL");
+        assert!(lo <= n && lo > n - 1.0 && hi >= 120.0 + n && hi < 121.0 + n, "{lo}-{hi} around {n}");
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn assert_error(got: (StatusCode, serde_json::Value), status: StatusCode, needle
     assert!(message.contains(needle), "`{message}` should mention `{needle}`");
 }
 
-const FLIGHT: &str = r#"{"volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 100},
+const FLIGHT: &str = r#"{"altitude_reference": "W84", "volumes": [{"footprint": {"type": "Circle", "center": [8.0, 47.0], "radius_m": 100},
     "altitude_lower_m": 0, "altitude_upper_m": 100, "start": "+60", "end": "+600"}], "priority": 0}"#;
 
 #[tokio::test]

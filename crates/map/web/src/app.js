@@ -359,7 +359,8 @@ function showDetails() {
   body.append(dl);
   const list = el('ol', null, { class: 'volumes', start: '0' });
   for (const v of e.volumes) {
-    const band = `${v.lower_m ?? '-'}-${v.upper_m ?? '-'} m`;
+    // What the wire carries: heights above the WGS84 ellipsoid, said so.
+    const band = `${v.lower_m ?? '-'}-${v.upper_m ?? '-'} m W84`;
     const shape = v.circle ? `circle ${Math.round(v.circle.radius_m)} m` : `polygon of ${v.outline.length - 1} vertices`;
     list.append(el('li', `${v.off_nominal ? 'off-nominal ' : ''}${shape}, ${band}, ${shortTime(v.start)} to ${shortTime(v.end)}`));
   }
@@ -404,6 +405,7 @@ function formValues() {
   const num = (id) => Number($(id).value);
   const now = Date.now();
   const values = {
+    altitudeReference: $('altref').value,
     lowerM: num('lower'), upperM: num('upper'), priority: Math.trunc(num('priority')),
     startMs: now + num('start') * 60_000, endMs: now + num('end') * 60_000,
   };
@@ -415,7 +417,7 @@ function formValues() {
 function modifyRequest(entity) {
   const form = formValues();
   if (state.drawing && isComplete(state.drawing)) return flightRequest(state.drawing, form);
-  const request = { volumes: [], priority: form.priority };
+  const request = { altitude_reference: form.altitudeReference, volumes: [], priority: form.priority };
   for (const v of entity.volumes.filter((x) => !x.off_nominal)) {
     const one = flightRequest(v.circle ? { type: 'circle', center: v.circle.center, radiusM: v.circle.radius_m }
       : { type: 'polygon', vertices: v.outline.slice(0, -1) }, form);

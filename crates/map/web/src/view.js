@@ -130,6 +130,7 @@ export function flightRequest(shape, form) {
       ? { type: 'Circle', center: shape.center, radius_m: shape.radiusM }
       : { type: 'Polygon', coordinates: [shape.vertices] };
   return {
+    altitude_reference: form.altitudeReference ?? 'W84',
     volumes: [
       {
         footprint,

@@ -95,6 +95,7 @@ test('a drawn shape becomes the operator interface\'s request, and a proposal mo
   const form = { lowerM: 0, upperM: 120, startMs: Date.parse('2026-01-01T00:00:00Z'), endMs: Date.parse('2026-01-01T00:20:00Z'), priority: 0 };
   const circle = flightRequest({ type: 'circle', center: [8, 47], radiusM: 300 }, form);
   assert.deepEqual(circle, {
+    altitude_reference: 'W84',
     volumes: [{
       footprint: { type: 'Circle', center: [8, 47], radius_m: 300 },
       altitude_lower_m: 0,
@@ -104,6 +105,7 @@ test('a drawn shape becomes the operator interface\'s request, and a proposal mo
     }],
     priority: 0,
   });
+  assert.equal(flightRequest({ type: 'circle', center: [8, 47], radiusM: 300 }, { ...form, altitudeReference: 'MSL' }).altitude_reference, 'MSL');
   const polygon = flightRequest({ type: 'polygon', vertices: square(8, 47, 0.01) }, form);
   assert.deepEqual(polygon.volumes[0].footprint, { type: 'Polygon', coordinates: [square(8, 47, 0.01)] });
 
