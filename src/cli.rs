@@ -48,7 +48,7 @@ pub(crate) enum Command {
     /// Run one organization's participant (USS): peer API, operator API, planner.
     Uss(Box<UssArgs>),
     /// Ask a participant to plan an operation described in a flight file (JSON).
-    Plan(OperatorFileArgs),
+    Plan(PlanArgs),
     /// Ask a participant to activate one of its planned operations.
     Activate(OperatorIdArgs),
     /// Ask a participant to replace an operation's volumes with a flight file's.
@@ -60,8 +60,8 @@ pub(crate) enum Command {
     /// Replay a recorded track (one position per line) into a participant's operation.
     Telemetry(TelemetryArgs),
     /// Show what a participant knows: its operations, others' it has seen, constraints,
-    /// notifications received.
-    Status(OperatorArgs),
+    /// notifications received (as tables; --json for the raw form).
+    Status(StatusArgs),
     /// Publish a restricted zone (constraint) from a participant with the constraint
     /// management scope; the file has the flight file's shape.
     Constrain(OperatorFileArgs),
@@ -236,6 +236,27 @@ impl OperatorConn {
 pub(crate) struct OperatorArgs {
     #[command(flatten)]
     pub(crate) conn: OperatorConn,
+}
+
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) conn: OperatorConn,
+    /// Print the participant's status as it answers it (JSON), not as tables.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    pub(crate) conn: OperatorConn,
+    /// When the plan is refused with a proposal (a later start or another altitude band that
+    /// clears every conflict), plan the flight moved that way at once.
+    #[arg(long)]
+    pub(crate) accept_proposal: bool,
+    /// The flight file (see `constrain --help` for its shape).
+    pub(crate) file: PathBuf,
 }
 
 #[derive(Args)]

@@ -166,10 +166,8 @@ fn explain(v: &Value) -> String {
             band
         ));
     }
-    if let Some(s) = v["proposal"]["shift_start_s"].as_i64() {
-        out.push(format!("proposal: start {s} s later (re-checked with the DSS)"));
-    } else if let Some(o) = v["proposal"]["altitude_offset_m"].as_f64() {
-        out.push(format!("proposal: move {o:+.0} m in altitude (re-checked with the DSS)"));
+    if let Some(p) = v.get("proposal").filter(|p| !p.is_null()) {
+        out.push(format!("proposal: {} (re-checked with the DSS)", crate::operator::describe_proposal(p)));
     }
     out.join("\n")
 }

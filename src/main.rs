@@ -58,7 +58,7 @@ fn main() -> Result<()> {
         Command::Bench(args) => run_bench(args),
         Command::Auth(args) => run_auth(args),
         Command::Uss(args) => run_uss(*args),
-        Command::Plan(a) => operator::call("POST", &a.conn, "/operator/plan", Some(&a.file)),
+        Command::Plan(a) => operator::plan(&a.conn, &a.file, a.accept_proposal),
         Command::Activate(a) => operator::call("POST", &a.conn, &format!("/operator/intents/{}/activate", a.id), None),
         Command::Modify(a) => {
             operator::call("POST", &a.conn, &format!("/operator/intents/{}/modify", a.id), Some(&a.file))
@@ -68,7 +68,7 @@ fn main() -> Result<()> {
         }
         Command::End(a) => operator::call("POST", &a.conn, &format!("/operator/intents/{}/end", a.id), None),
         Command::Telemetry(a) => telemetry::run(&a.conn, &a.id, &a.track, a.speed, a.now),
-        Command::Status(a) => operator::call("GET", &a.conn, "/operator/status", None),
+        Command::Status(a) => operator::status(&a.conn, a.json),
         Command::Constrain(a) => operator::call("POST", &a.conn, "/operator/constraints", Some(&a.file)),
         Command::Demo(args) => demo::run(args.keep_running, args.ready_file.as_deref()),
         Command::Pool(a) => pool::run(pool::PoolOptions {

@@ -484,3 +484,40 @@ async fn an_unreachable_peer_blocks_overlapping_plans_and_says_why() {
     let (s, r) = op(&bravo, "POST", "/operator/plan", Some(&flight(47.001, 8.0, 200.0, 0.0, 120.0, 1300, 1600))).await;
     assert_eq!(s, 200, "{r}");
 }
+
+/// The operator's command line for people: `plan --accept-proposal` plans a refusal's
+/// proposal, `status` prints tables (`--json` the raw answer).
+#[tokio::test]
+async fn the_command_line_accepts_proposals_and_prints_status_tables() {
+    let cluster = Cluster::start();
+    let alpha = cluster.participant("alpha", &FULL);
+    let bravo = cluster.participant("bravo", &FULL);
+    let (s, a) = op(&alpha, "POST", "/operator/plan", Some(&flight(47.0, 8.0, 400.0, 0.0, 120.0, 300, 1500))).await;
+    assert_eq!(s, 200, "{a}");
+    let file = cluster.dir.path().join("bravo.json");
+    std::fs::write(&file, flight(47.003, 8.0, 300.0, 50.0, 150.0, 900, 2100).to_string()).expect("write");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).env("DECONFLICT_TOKEN", &bravo.token).output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let path = file.to_str().expect("path");
+    let (code, _, err) = run(&["plan", "--uss", &bravo.operator, path]);
+    assert_eq!(code, Some(2), "refused without --accept-proposal: {err}");
+    assert!(err.contains("proposal: start") && err.contains("min") && err.contains("later"), "{err}");
+    let (code, out, err) = run(&["plan", "--uss", &bravo.operator, "--accept-proposal", path]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(err.contains("accepting the proposal") && err.contains("planned"), "{err}");
+
+    let (code, out, err) = run(&["status", "--uss", &bravo.operator]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Own operations (1)") && out.contains("Accepted"), "{out}");
+    assert!(out.contains("Others' operations (1)") && out.contains("alpha"), "{out}");
+    assert!(!out.contains('{') && !out.contains("000Z"), "tables, whole seconds: {out}");
+    let (_, out, _) = run(&["status", "--uss", &bravo.operator, "--json"]);
+    let v: Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(v["participant"], "bravo");
+}
