@@ -43,6 +43,44 @@ use store_index::{heavy, MemoryIndex};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
+/// The data directory's format, one line: `deconflict-store <version>`.
+const FORMAT_FILE: &str = "FORMAT";
+/// The format this binary writes and reads. 1: log segments and a snapshot of records framed by
+/// `record`, writes encoded by `store_index::codec`. A directory from before formats were
+/// recorded (data, no FORMAT file) is format 1 and is marked so; a newer one is refused.
+pub const FORMAT: u32 = 1;
+
+/// Checks (or, for a new directory or one from before formats were recorded, writes) the data
+/// directory's format; data in a format this binary cannot read is refused, never touched.
+fn check_format(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(FORMAT_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let version =
+                text.trim().strip_prefix("deconflict-store ").and_then(|v| v.parse::<u32>().ok()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{} does not name a format: `{}`", path.display(), text.trim()))
+                })?;
+            if version > FORMAT {
+                return Err(StoreError::Corrupt(format!(
+                    "{} holds a store in format {version}, written by a newer Deconflict; this binary reads format \
+                     {FORMAT} and older: run the newer binary (or restore a backup made before the upgrade)",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // New, or written before formats were recorded (format 1 either way): mark it.
+            let tmp = dir.join("FORMAT.tmp");
+            fs::write(&tmp, format!("deconflict-store {FORMAT}\n"))
+                .and_then(|_| File::open(&tmp)?.sync_all())
+                .and_then(|_| fs::rename(&tmp, &path))
+                .and_then(|_| File::open(dir)?.sync_all())
+                .map_err(|e| io_err("writing the FORMAT file", e))
+        }
+        Err(e) => Err(io_err("reading the FORMAT file", e)),
+    }
+}
 
 /// Log space allocated at a time by default, ahead of the records (zeros, so replay sees a
 /// clean end). When less than half of it is left unclaimed, the writer allocates more.
@@ -289,6 +327,7 @@ impl EmbeddedStore {
         let lock = File::create(dir.join("LOCK")).map_err(|e| io_err("creating lock file", e))?;
         lock.try_lock()
             .map_err(|_| StoreError::Unavailable(format!("{} is in use by another DSS process", dir.display())))?;
+        check_format(&dir)?;
         // A snapshot being written when the process stopped (or when the disk filled up).
         match fs::remove_file(dir.join(SNAPSHOT_TMP)) {
             Ok(()) => tracing::warn!("removed the leftover of an interrupted compaction"),

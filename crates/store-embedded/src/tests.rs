@@ -1,6 +1,6 @@
-use store::{conformance, Store, Txn, Write};
+use store::{conformance, Store, StoreError, Txn, Write};
 
-use crate::EmbeddedStore;
+use crate::{EmbeddedStore, FORMAT};
 
 #[tokio::test]
 async fn conformance_suite() {
@@ -83,4 +83,29 @@ async fn remote_id_records_survive_a_restart_and_a_compaction() {
         assert_eq!(s.search_isas(&area, store::Match::Exact).await.expect("search").len(), 1, "{life}");
         s.shutdown();
     }
+}
+
+#[tokio::test]
+async fn the_data_directory_carries_its_format_and_a_newer_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (store, _) = EmbeddedStore::open(dir.path()).expect("open");
+        drop(store);
+    }
+    let format = dir.path().join("FORMAT");
+    assert_eq!(std::fs::read_to_string(&format).expect("FORMAT written"), format!("deconflict-store {FORMAT}\n"));
+    // A directory from before formats were recorded is format 1: opened and marked.
+    std::fs::remove_file(&format).expect("remove");
+    drop(EmbeddedStore::open(dir.path()).expect("reopen"));
+    assert!(format.exists());
+    // Written by a newer binary: refused, and left as it is.
+    std::fs::write(&format, format!("deconflict-store {}\n", FORMAT + 1)).expect("write");
+    match EmbeddedStore::open(dir.path()) {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("newer Deconflict") && m.contains("format 2"), "{m}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a newer format was opened"),
+    }
+    assert_eq!(std::fs::read_to_string(&format).expect("read"), format!("deconflict-store {}\n", FORMAT + 1));
+    std::fs::write(&format, "something else\n").expect("write");
+    assert!(EmbeddedStore::open(dir.path()).is_err(), "an unreadable FORMAT file is refused");
 }

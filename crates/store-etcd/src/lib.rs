@@ -73,6 +73,10 @@ const TRY_TIMEOUT: Duration = Duration::from_millis(1500);
 const LOAD_PAGE: i64 = 5000;
 
 /// Where the cluster is and where our keys live.
+/// The pool's key format in etcd. 1: entities under `{prefix}e/`, encoded by
+/// `store_index::codec`, with the pool's secret, readers and counters beside them.
+pub const FORMAT: u32 = 1;
+
 #[derive(Debug, Clone, Default)]
 pub struct EtcdConfig {
     /// Client URLs, e.g. `http://127.0.0.1:2379` or `https://...`; tried in turn when one fails.
@@ -353,13 +357,9 @@ impl Inner {
     }
 
     /// Creates the pool's secret if no instance has yet, and learns it.
-    async fn ensure_secret(&self) -> Result<(), StoreError> {
+    /// Puts `value` at `key` unless the key exists; returns the value the key holds after.
+    async fn put_if_absent(&self, key: Vec<u8>, value: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
         use pb::request_op::Request;
-        if self.secret.read().is_some() {
-            return Ok(());
-        }
-        let key = self.secret_key().into_bytes();
-        let fresh = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).into_bytes();
         let request = pb::TxnRequest {
             compare: vec![pb::Compare {
                 result: pb::compare_result::EQUAL,
@@ -370,7 +370,7 @@ impl Inner {
             success: vec![pb::RequestOp {
                 request: Some(Request::RequestPut(pb::PutRequest {
                     key: key.clone(),
-                    value: fresh,
+                    value,
                     lease: 0,
                     prev_kv: false,
                 })),
@@ -383,9 +383,34 @@ impl Inner {
         })
         .await?;
         let resp = self.range(key, Vec::new()).await?;
-        let secret = resp.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
-        *self.secret.write() = secret;
+        Ok(resp.kvs.first().map(|kv| kv.value.clone()))
+    }
+
+    async fn ensure_secret(&self) -> Result<(), StoreError> {
+        if self.secret.read().is_some() {
+            return Ok(());
+        }
+        let fresh = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).into_bytes();
+        let secret = self.put_if_absent(self.secret_key().into_bytes(), fresh).await?;
+        *self.secret.write() = secret.map(|s| String::from_utf8_lossy(&s).into_owned());
         Ok(())
+    }
+
+    /// Checks the pool's key format (`{prefix}format`), writing it for a new pool or one from
+    /// before formats were recorded (both format 1); a newer one is refused, never written to.
+    async fn ensure_format(&self) -> Result<(), StoreError> {
+        let key = format!("{}format", self.prefix);
+        let held = self.put_if_absent(key.clone().into_bytes(), FORMAT.to_string().into_bytes()).await?;
+        let text = held.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+        match text.trim().parse::<u32>() {
+            Ok(v) if v <= FORMAT => Ok(()),
+            Ok(v) => Err(StoreError::Corrupt(format!(
+                "the pool under `{}` is in key format {v}, written by a newer Deconflict; this binary reads format \
+                 {FORMAT} and older: upgrade this instance (docs/UPGRADING.md)",
+                self.prefix
+            ))),
+            Err(_) => Err(StoreError::Corrupt(format!("`{key}` does not name a key format: `{text}`"))),
+        }
     }
 
     /// Applies one batch of changes at `revision` to the local index.
@@ -814,7 +839,11 @@ impl EtcdStore {
         // so a retry after an unanswered attempt is harmless.
         let mut attempt = 0;
         let mut from = loop {
-            match async { Ok::<_, StoreError>((inner.load().await?, inner.ensure_secret().await?)) }.await {
+            let opened = async {
+                inner.ensure_format().await?;
+                Ok::<_, StoreError>((inner.load().await?, inner.ensure_secret().await?))
+            };
+            match opened.await {
                 Ok((r, ())) => break r + 1,
                 Err(e) if attempt < 40 => {
                     attempt += 1;

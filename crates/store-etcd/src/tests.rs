@@ -4,7 +4,7 @@
 
 use store::{conformance, Store, StoreError, Txn, Write};
 
-use crate::{EtcdConfig, EtcdStore};
+use crate::{EtcdConfig, EtcdStore, FORMAT};
 use etcd_cluster::LocalCluster;
 
 /// A single-member etcd for one test; stopped when dropped.
@@ -353,5 +353,47 @@ async fn an_unanswered_commit_that_happened_is_reported_as_committed() {
         let seen = store.get_intent(oi.id).await.expect("read").expect("the intent is there");
         assert_eq!((*seen.value).clone(), oi);
         assert_eq!(seen.revision, committed.revision, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_keys_carry_their_format_and_a_newer_one_is_refused() {
+    let etcd = Etcd::start().await;
+    let store = etcd.store("/format/").await;
+    let key = b"/format/format".to_vec();
+    let held = store.inner.range(key.clone(), Vec::new()).await.expect("range");
+    assert_eq!(held.kvs.first().map(|kv| kv.value.clone()), Some(FORMAT.to_string().into_bytes()), "written at open");
+    // As a newer binary would leave it.
+    let newer = (FORMAT + 1).to_string().into_bytes();
+    let put = crate::pb::TxnRequest {
+        compare: Vec::new(),
+        success: vec![crate::pb::RequestOp {
+            request: Some(crate::pb::request_op::Request::RequestPut(crate::pb::PutRequest {
+                key,
+                value: newer,
+                lease: 0,
+                prev_kv: false,
+            })),
+        }],
+        failure: Vec::new(),
+    };
+    store
+        .inner
+        .on_member(|ch| {
+            let put = put.clone();
+            async move { crate::pb::txn(&ch, put).await }
+        })
+        .await
+        .expect("put");
+    let refused = EtcdStore::open(EtcdConfig {
+        endpoints: etcd.cluster.client_urls.clone(),
+        prefix: "/format/".into(),
+        ..EtcdConfig::default()
+    })
+    .await;
+    match refused {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("newer Deconflict"), "{m}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a newer key format was opened"),
     }
 }

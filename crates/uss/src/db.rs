@@ -113,13 +113,36 @@ pub struct Db {
     conn: Mutex<Connection>,
 }
 
+/// The participant database's format (SQLite's `user_version`). 1: the tables of one JSON body
+/// per id, and the notification log. A database from before formats were recorded (0, with
+/// tables) is format 1 and is marked so; a newer one is refused.
+pub const FORMAT: i64 = 1;
+
+fn check_format(conn: &Connection, dir: &Path) -> Result<(), DbError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    match version {
+        FORMAT => Ok(()),
+        // New, or written before formats were recorded: both are this format.
+        0 => Ok(conn.pragma_update(None, "user_version", FORMAT)?),
+        newer if newer > FORMAT => Err(DbError(format!(
+            "{}/participant.sqlite is in format {newer}, written by a newer Deconflict; this binary reads format \
+             {FORMAT} and older: run the newer binary (or restore a backup made before the upgrade)",
+            dir.display()
+        ))),
+        other => Err(DbError(format!("{}/participant.sqlite has an unknown format {other}", dir.display()))),
+    }
+}
+
 impl Db {
+    /// Opens (or creates) the database in `dir`; a database written by a newer format is
+    /// refused, never read.
     pub fn open(dir: &Path) -> Result<Db, DbError> {
         std::fs::create_dir_all(dir).map_err(|e| DbError(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join("participant.sqlite"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        check_format(&conn, dir)?;
         for t in Table::ALL {
             conn.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
@@ -306,6 +329,19 @@ mod tests {
             accepted: true,
             note: String::new(),
         }
+    }
+
+    #[test]
+    fn the_database_carries_its_format_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Db::open(dir.path()).expect("open"));
+        let conn = Connection::open(dir.path().join("participant.sqlite")).expect("sqlite");
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, FORMAT);
+        conn.pragma_update(None, "user_version", FORMAT + 1).expect("newer");
+        drop(conn);
+        let err = Db::open(dir.path()).err().map(|e| e.0).expect("a newer format is refused");
+        assert!(err.contains("newer Deconflict") && err.contains("format 2"), "{err}");
     }
 
     #[test]
