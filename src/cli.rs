@@ -414,6 +414,10 @@ pub(crate) struct DssArgs {
     /// Address to listen on (host:port).
     #[arg(help_heading = "Listening", long, default_value = "127.0.0.1:8082")]
     pub(crate) listen: SocketAddr,
+    /// Serve `/metrics` on this address instead of the API's listener (e.g. an address only
+    /// the monitoring network reaches); the API listener then answers it 404.
+    #[arg(help_heading = "Listening", long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// Directory holding the durable store (created if missing).
     #[arg(help_heading = "Storage", long, default_value = "./deconflict-data")]
     pub(crate) data_dir: PathBuf,

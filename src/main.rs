@@ -276,6 +276,7 @@ async fn serve_dss<S: store::Store>(
     )
     .with_context(|| format!("opening the report archive {}", reports_dir.display()))?;
     let state = Arc::new(AppState {
+        metrics_here: args.metrics_listen.is_none(),
         reports: Arc::new(reports),
         dss: Dss::new(store, Arc::new(SystemClock), config),
         verifier,
@@ -290,6 +291,15 @@ async fn serve_dss<S: store::Store>(
     let interval = Duration::from_secs(args.expiry_interval_secs.max(1));
     tokio::spawn(async move { sweeping.dss.expire_forever(interval).await });
     tracing::info!(%local, max_connections = limits.max_connections, "DSS listening");
+    if let Some(addr) = args.metrics_listen {
+        let metrics_listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding --metrics-listen {addr}"))?;
+        let app = server::metrics_app(state.clone());
+        // Logged, not printed: the one `listening on` line on stdout stays the API's.
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+        let limits = server::http::Limits::default();
+        tokio::spawn(server::http::serve(metrics_listener, app, limits, None, std::future::pending(), Duration::ZERO));
+    }
     serve("dss", listener, server::app(state), limits, tls).await
 }
 

@@ -17,6 +17,34 @@ async fn healthy_and_metrics() {
     assert_eq!(s, 200);
     let text = client().get(dss.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert!(text.contains("dss_http_requests_total"), "{text}");
+    // Histograms with buckets (they add up across a pool), with HELP text; the store's too.
+    for needle in [
+        "# HELP dss_http_request_duration_seconds",
+        "# TYPE dss_http_request_duration_seconds histogram",
+        "dss_http_request_duration_seconds_bucket{",
+        "le=\"0.005\"",
+        "# HELP dss_http_requests_total",
+    ] {
+        assert!(text.contains(needle), "no `{needle}` in /metrics:\n{text}");
+    }
+}
+
+/// `--metrics-listen` moves `/metrics` to its own listener.
+#[tokio::test]
+async fn metrics_on_their_own_listener() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dss = Dss::start_in(dir.path(), &["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    let intents = format!("{OIR}/query");
+    let q = json!({"area_of_interest": square(0.0, 100.0, 0.0, 100.0, 0, 60)});
+    let (s, _) = call("POST", &dss.url(&intents), Some(&token("alpha", &[SC])), Some(&q)).await;
+    assert_eq!(s, 200);
+    let (s, _) = call("GET", &dss.url("/metrics"), None, None).await;
+    assert_eq!(s, 404, "not on the API's listener");
+    let resp = client().get(format!("http://127.0.0.1:{port}/metrics")).send().await.expect("metrics");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("text");
+    assert!(text.contains("dss_http_requests_total{") && text.contains("dss_live_entities{"), "{text}");
 }
 
 #[tokio::test]

@@ -42,6 +42,8 @@ pub struct AppState<S: Store> {
     pub dss: Dss<S>,
     pub verifier: Verifier,
     pub metrics: Option<PrometheusHandle>,
+    /// `/metrics` is served on this listener (false with `--metrics-listen`: on its own).
+    pub metrics_here: bool,
     /// What `GET /aux/v1/version` reports (the build's version and commit).
     pub version: String,
     /// This instance in its pool (a pool of one for the embedded store).
@@ -205,6 +207,18 @@ async fn healthy<S: Store>(State(st): St<S>) -> Response {
 /// rendered (`dss_live_entities{kind=...}`: F3548 intents, constraints and subscriptions, and
 /// F3411 ISAs and subscriptions, each kind apart).
 async fn metrics<S: Store>(State(st): St<S>) -> Response {
+    if !st.metrics_here {
+        return (StatusCode::NOT_FOUND, "metrics are served on their own listener (--metrics-listen)").into_response();
+    }
+    render_metrics(&st)
+}
+
+/// A router serving only `/metrics`, for its own listener (`--metrics-listen`).
+pub fn metrics_app<S: Store>(state: Arc<AppState<S>>) -> Router {
+    Router::new().route("/metrics", get(|State(st): St<S>| async move { render_metrics(&st) })).with_state(state)
+}
+
+fn render_metrics<S: Store>(st: &AppState<S>) -> Response {
     match &st.metrics {
         Some(h) => {
             let live = st.dss.store().live();
@@ -282,7 +296,14 @@ struct AppliedQuery {
 /// into its summary, so without this memory grows with every request (about 0.5 MB/s at
 /// 25,000 requests/s, seen in the soak benchmark) when nobody scrapes /metrics.
 pub fn install_metrics() -> Option<PrometheusHandle> {
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()?;
+    // Histograms, not summaries: buckets add up across the instances of a pool (quantiles do
+    // not), so `histogram_quantile(0.99, sum by (le) (rate(..._bucket[5m])))` is the pool's p99.
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS_S)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    describe_metrics();
     let draining = handle.clone();
     tokio::spawn(async move {
         loop {
@@ -291,6 +312,55 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
         }
     });
     Some(handle)
+}
+
+/// Latency buckets of every histogram, in seconds: 250 µs to 10 s.
+pub const LATENCY_BUCKETS_S: [f64; 16] =
+    [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// `# HELP` text for every metric the DSS exports (the store's and the listener's included).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("dss_http_requests_total", "HTTP requests answered, by method, route template and status");
+    describe_histogram!(
+        "dss_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's head to its answer, by method, route template and status"
+    );
+    describe_gauge!("dss_live_entities", "Live entities in this instance's index, by kind");
+    describe_histogram!(
+        "dss_store_commit_seconds",
+        Unit::Seconds,
+        "Embedded store: a commit from its start to its durability, by outcome (committed, conflict, failed)"
+    );
+    describe_gauge!("dss_store_log_bytes", Unit::Bytes, "Embedded store: bytes in the current log segment");
+    describe_gauge!("dss_store_snapshot_bytes", Unit::Bytes, "Embedded store: size of the last snapshot");
+    describe_counter!("dss_store_compactions_total", "Embedded store: log compactions done");
+    describe_histogram!("dss_store_compaction_seconds", Unit::Seconds, "Embedded store: time a compaction took");
+    describe_counter!(
+        "dss_etcd_transactions_total",
+        "etcd pool: transactions by outcome (committed, lost_race: a compare failed, committed_unanswered)"
+    );
+    describe_histogram!("dss_etcd_commit_seconds", Unit::Seconds, "etcd pool: one transaction's round trip");
+    describe_counter!("dss_etcd_commits_total", "etcd pool: commits asked of the store");
+    describe_counter!("dss_etcd_commit_ops_total", "etcd pool: keys written by transactions");
+    describe_counter!("dss_etcd_commit_compares_total", "etcd pool: compares checked by transactions");
+    describe_histogram!(
+        "dss_etcd_apply_wait_seconds",
+        Unit::Seconds,
+        "etcd pool: wait for this instance's index to apply a revision"
+    );
+    describe_histogram!(
+        "dss_etcd_reader_wait_seconds",
+        Unit::Seconds,
+        "etcd pool: wait for the other instances' acknowledgements of a write (read leases)"
+    );
+    describe_counter!("http_connections_evicted_total", "Idle connections closed to admit new ones at the cap");
+    describe_counter!("http_connections_refused_total", "Connections refused at the cap, every one busy");
+    describe_counter!("http_header_timeouts_total", "Connections closed: request head or TLS handshake too slow");
+    describe_counter!("http_body_timeouts_total", "Requests answered 408: body too slow");
+    describe_counter!("http_requests_timed_out_total", "Requests answered 503: past --request-timeout-secs");
+    describe_counter!("http_tls_handshakes_failed_total", "TLS handshakes that failed");
 }
 
 /// Between instances of a pool (not part of any standard): answers, as plain text, the etcd
@@ -721,4 +791,30 @@ async fn set_availability<S: Store>(
 /// A 200 JSON response written by [`api::JsonOut`] (query answers and 409s: the hot responses).
 pub(crate) fn json_out(value: &impl api::JsonOut) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], value.to_json()).into_response()
+}
+
+#[cfg(test)]
+mod dashboard_tests {
+    /// The Grafana dashboard in the repository only graphs metrics the DSS exports (and
+    /// describes): a renamed metric breaks this test, not a chart nobody looks at.
+    #[test]
+    fn the_dashboard_graphs_metrics_the_dss_exports() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/grafana-dss.json")).expect("the dashboard is JSON");
+        let described = include_str!("lib.rs");
+        let mut n = 0;
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    let base = word.trim_end_matches("_bucket");
+                    if base.starts_with("dss_") || base.starts_with("http_") {
+                        assert!(described.contains(&format!("\"{base}\"")), "{base} (in `{expr}`) is not described");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n >= 15, "only {n} metric references");
+    }
 }

@@ -522,7 +522,8 @@ fn log_writer(inner: Arc<Inner>) {
             }
             log.write_pos += bytes.len() as u64;
             inner.durable.send_replace(revision);
-            inner.log_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let log_bytes = inner.log_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed) + bytes.len() as u64;
+            metrics::gauge!("dss_store_log_bytes").set(log_bytes as f64);
             let threshold = inner.policy.threshold(inner.live_bytes.load(Ordering::Relaxed));
             if inner.log_bytes.load(Ordering::Relaxed) > threshold {
                 let mut requested = inner.compact_requested.lock();
@@ -672,7 +673,48 @@ fn compact(inner: &Inner) -> Result<(), StoreError> {
     let size = fs::metadata(inner.dir.join(SNAPSHOT_FILE)).map_or(0, |m| m.len());
     inner.live_bytes.store(size, Ordering::Relaxed);
     tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, revision, snapshot_bytes = size, "compaction done");
+    metrics::counter!("dss_store_compactions_total").increment(1);
+    metrics::histogram!("dss_store_compaction_seconds").record(t.elapsed().as_secs_f64());
+    metrics::gauge!("dss_store_snapshot_bytes").set(size as f64);
     Ok(())
+}
+
+impl EmbeddedStore {
+    /// A commit, answered once durable (the body of `Store::commit`, timed there).
+    async fn commit_durably(&self, txn: Txn) -> Result<Committed, StoreError> {
+        let _serial = match &self.inner.serial {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
+        // Encoded before the state lock is taken; only the revision is stamped under it.
+        let mut record = record::PreparedRecord::new(&txn.writes);
+        let (revision, notification_indexes) = {
+            let mut state = self.inner.state.write();
+            if !txn.preconditions.iter().all(|p| state.holds(p)) {
+                return Err(StoreError::Conflict);
+            }
+            let revision = state.revision() + 1;
+            // Claim log space before anything shows the write: a write that cannot be made
+            // durable is refused, not applied.
+            let mut p = self.inner.pending.lock();
+            let len = record.len() as u64;
+            if len > p.room {
+                let why = p.degraded.get_or_insert_with(|| FULL.into()).clone();
+                drop(p);
+                self.inner.wake_writer.notify_one();
+                return Err(StoreError::Full(why));
+            }
+            p.room -= len;
+            let bumped = state.apply(txn.writes, revision);
+            // Queue while still holding the state lock so the log order is the revision order.
+            p.bytes.extend_from_slice(record.seal(revision));
+            p.last_revision = revision;
+            (revision, bumped)
+        };
+        self.inner.wake_writer.notify_one();
+        self.durable_at(revision).await?;
+        Ok(Committed { revision, notification_indexes })
+    }
 }
 
 impl Store for EmbeddedStore {
@@ -782,38 +824,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn commit(&self, txn: Txn) -> Result<Committed, StoreError> {
-        let _serial = match &self.inner.serial {
-            Some(m) => Some(m.lock().await),
-            None => None,
+        let started = std::time::Instant::now();
+        let result = self.commit_durably(txn).await;
+        let outcome = match &result {
+            Ok(_) => "committed",
+            Err(StoreError::Conflict) => "conflict",
+            Err(_) => "failed",
         };
-        // Encoded before the state lock is taken; only the revision is stamped under it.
-        let mut record = record::PreparedRecord::new(&txn.writes);
-        let (revision, notification_indexes) = {
-            let mut state = self.inner.state.write();
-            if !txn.preconditions.iter().all(|p| state.holds(p)) {
-                return Err(StoreError::Conflict);
-            }
-            let revision = state.revision() + 1;
-            // Claim log space before anything shows the write: a write that cannot be made
-            // durable is refused, not applied.
-            let mut p = self.inner.pending.lock();
-            let len = record.len() as u64;
-            if len > p.room {
-                let why = p.degraded.get_or_insert_with(|| FULL.into()).clone();
-                drop(p);
-                self.inner.wake_writer.notify_one();
-                return Err(StoreError::Full(why));
-            }
-            p.room -= len;
-            let bumped = state.apply(txn.writes, revision);
-            // Queue while still holding the state lock so the log order is the revision order.
-            p.bytes.extend_from_slice(record.seal(revision));
-            p.last_revision = revision;
-            (revision, bumped)
-        };
-        self.inner.wake_writer.notify_one();
-        self.durable_at(revision).await?;
-        Ok(Committed { revision, notification_indexes })
+        metrics::histogram!("dss_store_commit_seconds", "outcome" => outcome).record(started.elapsed().as_secs_f64());
+        result
     }
 }
 
