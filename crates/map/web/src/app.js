@@ -132,12 +132,19 @@ function selectedTime() {
   return Date.now() + Number($('time').value) * 60_000;
 }
 
+// The window shown from the selected time, in milliseconds (0: that instant only).
+function selectedWindow() {
+  return Number($('window').value) * 60_000;
+}
+
 function redraw() {
   if (!map || !map.getSource('entities')) return;
-  map.getSource('entities').setData(features(entitiesShown(), selectedTime(), state.highlight, MODE));
+  map.getSource('entities').setData(features(entitiesShown(), selectedTime(), state.highlight, MODE, selectedWindow()));
   const minutes = Number($('time').value);
-  const at = new Date(selectedTime()).toISOString().slice(11, 16);
-  $('time-label').textContent = minutes === 0 ? `now (${at}Z)` : `now + ${Math.floor(minutes / 60)} h ${minutes % 60} min (${at}Z)`;
+  const hhmm = (ms) => new Date(ms).toISOString().slice(11, 16);
+  const from = minutes === 0 ? 'now' : `now + ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  const span = selectedWindow() > 0 ? `${hhmm(selectedTime())}Z to ${hhmm(selectedTime() + selectedWindow())}Z` : `${hhmm(selectedTime())}Z`;
+  $('time-label').textContent = `${from} (${span})`;
   drawDraft();
   drawFlights();
 }
@@ -409,6 +416,15 @@ function formValues() {
     lowerM: num('lower'), upperM: num('upper'), priority: Math.trunc(num('priority')),
     startMs: now + num('start') * 60_000, endMs: now + num('end') * 60_000,
   };
+  // An absolute date and time, when given, wins over "minutes from now" (the browser's time zone).
+  for (const [field, key] of [['start-at', 'startMs'], ['end-at', 'endMs']]) {
+    const text = $(field).value;
+    if (text) {
+      const at = new Date(text).getTime();
+      if (!Number.isFinite(at)) throw new Error(`${field}: not a date and time`);
+      values[key] = at;
+    }
+  }
   if (!(values.upperM > values.lowerM)) throw new Error('the upper altitude must be above the lower one');
   if (!(values.endMs > values.startMs)) throw new Error('the end must be after the start');
   return values;
@@ -696,6 +712,7 @@ function wire() {
   $('toggle-3d').addEventListener('click', () => set3d(!state.threeD));
   $('fit').addEventListener('click', fitAll);
   $('time').addEventListener('input', redraw);
+  $('window').addEventListener('change', redraw);
   for (const box of document.querySelectorAll('#layers input')) {
     box.addEventListener('change', () => {
       state.layers[box.dataset.layer] = box.checked;

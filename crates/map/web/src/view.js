@@ -62,14 +62,23 @@ export function activeAt(volume, t) {
   return start <= t && t < end;
 }
 
+// Whether a volume is live at some time of the window [t, t + windowMs) (at `t` for a window
+// of 0): a flight starting in five minutes shows in a one-hour window from now.
+export function activeIn(volume, t, windowMs = 0) {
+  if (!(windowMs > 0)) return activeAt(volume, t);
+  const start = volume.start ? Date.parse(volume.start) : -Infinity;
+  const end = volume.end ? Date.parse(volume.end) : Infinity;
+  return start < t + windowMs && t < end;
+}
+
 // GeoJSON features of every volume active at `t`. `highlight` is a set of `id#index` keys
 // (conflicting volumes) drawn with a heavy outline.
-export function features(entities, t, highlight = new Set(), mode = 'participant') {
+export function features(entities, t, highlight = new Set(), mode = 'participant', windowMs = 0) {
   const out = [];
   for (const e of entities) {
     const key = styleKey(e, mode);
     for (const v of e.volumes) {
-      if (!activeAt(v, t)) continue;
+      if (!activeIn(v, t, windowMs)) continue;
       out.push({
         type: 'Feature',
         id: out.length,

@@ -110,7 +110,12 @@ try {
   await page.dispatchEvent('#time', 'input');
   await page.waitForTimeout(300);
   drawn = await renderedEntities(page);
-  check(!drawn.includes(ready.bravo.intent), "bravo's flight (from +25 min) is not drawn at now", drawn);
+  check(drawn.includes(ready.bravo.intent), "bravo's flight (from +25 min) is in the default window, now to +1 h", drawn);
+  await page.selectOption('#window', '0');
+  await page.waitForTimeout(300);
+  drawn = await renderedEntities(page);
+  check(!drawn.includes(ready.bravo.intent), "bravo's flight (from +25 min) is not drawn at the instant now", drawn);
+  await page.selectOption('#window', '60');
 
   // 3D: the extrusion layer shows.
   await page.click('#toggle-3d');

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  OUTCOME, STYLES, activeAt, applyProposal, bounds, circleRing, distanceM, explain, features, flightRequest,
+  OUTCOME, STYLES, activeAt, activeIn, applyProposal, bounds, circleRing, distanceM, explain, features, flightRequest,
   outcomeTitle, proposalText, shortTime, styleKey, flightColour, flightFeatures, movedFlight, ridFeatures, ridSummary,
 } from '../src/view.js';
 
@@ -46,6 +46,17 @@ test('a volume is active from its start (included) to its end (excluded); open e
   assert.equal(activeAt(v, t1), false);
   assert.equal(activeAt({}, 0), true);
   assert.equal(activeAt({ end: v.end }, -1e15), true);
+});
+
+test('a time window shows every volume live at some time of it', () => {
+  const v = { start: '2026-01-01T00:05:00Z', end: '2026-01-01T00:35:00Z' };
+  const now = Date.parse('2026-01-01T00:00:00Z');
+  const hour = 3_600_000;
+  assert.equal(activeIn(v, now, 0), false, 'not at the instant');
+  assert.equal(activeIn(v, now, hour), true, 'starts five minutes into the hour');
+  assert.equal(activeIn(v, now, 5 * 60_000), false, 'the window ends as it starts');
+  assert.equal(activeIn(v, Date.parse(v.end), hour), false, 'over before the window');
+  assert.equal(activeIn(v, Date.parse(v.end) - 1, hour), true);
 });
 
 test('features keep only the volumes active at the time, styled and highlighted', () => {
