@@ -48,6 +48,9 @@ cargo test --workspace --locked --lib --bins --tests "$@" 2>&1 | tee "$log" || s
 if [ "$#" -eq 0 ]; then
     DECONFLICT_E2E_STORE=etcd cargo test --locked --test e2e -- input:: api:: conformance:: rid:: 2>&1 | tee -a "$log" || status=$?
 fi
+# The container and systemd files against the binary they deploy (flags, variables, files).
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+python3 scripts/check-deploy.py target/debug/deconflict || status=$?
 passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i } END { print n + 0 }' "$log")
 failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i } END { print n + 0 }' "$log")
 echo
