@@ -8,13 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$target" --bin deconflict
-bin="target/$target/release/deconflict"
+bin="${CARGO_TARGET_DIR:-target}/$target/release/deconflict"
 if ldd "$bin" 2>&1 | grep -q '=>'; then
     echo "error: $bin is not static:" >&2; ldd "$bin" >&2; exit 1
 fi
 rm -rf deploy/rootfs deploy/rootfs-etcd
 mkdir -p deploy/rootfs/data
-cp "$bin" deploy/rootfs/deconflict
+# Without its debug line tables: the image stays small (the binary in target/ keeps them).
+strip -o deploy/rootfs/deconflict "$bin" 2>/dev/null || cp "$bin" deploy/rootfs/deconflict
 
 if [[ "${1:-}" == "--check" ]]; then
     root=$(mktemp -d)
