@@ -97,15 +97,8 @@ pub fn apply_proposal(flight: &Value, proposal: &Value) -> Result<Value> {
 
 /// A flight file's time (`+N`, `+Nm`, `+Nh` or RFC 3339) `shift` seconds later.
 fn shifted(t: &str, shift: i64) -> Result<String> {
-    if let Some(rel) = t.strip_prefix('+') {
-        let (num, mult) = match rel.chars().last() {
-            Some('s') => (&rel[..rel.len() - 1], 1),
-            Some('m') => (&rel[..rel.len() - 1], 60),
-            Some('h') => (&rel[..rel.len() - 1], 3600),
-            _ => (rel, 1),
-        };
-        let n: i64 = num.parse().with_context(|| format!("`{t}` is not a relative time"))?;
-        return Ok(format!("+{}", n * mult + shift));
+    if let Some(seconds) = uss::operator::relative_seconds(t) {
+        return Ok(format!("+{}", seconds.map_err(anyhow::Error::msg)? + shift));
     }
     let at = DateTime::parse_from_rfc3339(t).with_context(|| format!("`{t}` is not an RFC 3339 time"))?;
     Ok((at + chrono::Duration::seconds(shift)).with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Secs, true))

@@ -69,20 +69,29 @@ impl FootprintIn {
     }
 }
 
+/// A flight file's relative time (`+N` seconds, `+Nm`, `+Nh`) in seconds from now; `None` when
+/// `s` is not relative (an RFC 3339 time). Shared with the CLI, which moves flight files.
+pub fn relative_seconds(s: &str) -> Option<Result<i64, String>> {
+    let rel = s.strip_prefix('+')?;
+    let (num, mult) = match rel.chars().last() {
+        Some('s') => (&rel[..rel.len() - 1], 1),
+        Some('m') => (&rel[..rel.len() - 1], 60),
+        Some('h') => (&rel[..rel.len() - 1], 3600),
+        _ => (rel, 1),
+    };
+    let Ok(n) = num.parse::<i64>() else {
+        return Some(Err(format!("`{s}` is not +<seconds>, +<minutes>m or +<hours>h")));
+    };
+    Some(
+        n.checked_mul(mult)
+            .filter(|s| (0..=MAX_RELATIVE_S).contains(s))
+            .ok_or_else(|| format!("`{s}` is out of range (at most ten years from now)")),
+    )
+}
+
 fn parse_time(s: &str, field: &str, now: Timestamp) -> Result<Timestamp, UssError> {
-    if let Some(rel) = s.strip_prefix('+') {
-        let (num, mult) = match rel.chars().last() {
-            Some('s') => (&rel[..rel.len() - 1], 1),
-            Some('m') => (&rel[..rel.len() - 1], 60),
-            Some('h') => (&rel[..rel.len() - 1], 3600),
-            _ => (rel, 1),
-        };
-        let n: i64 = num
-            .parse()
-            .map_err(|_| UssError::BadRequest(format!("{field}: `{s}` is not +<seconds>, +<minutes>m or +<hours>h")))?;
-        let seconds = n.checked_mul(mult).filter(|s| (0..=MAX_RELATIVE_S).contains(s)).ok_or_else(|| {
-            UssError::BadRequest(format!("{field}: `{s}` is out of range (at most ten years from now)"))
-        })?;
+    if let Some(seconds) = relative_seconds(s) {
+        let seconds = seconds.map_err(|e| UssError::BadRequest(format!("{field}: {e}")))?;
         return Ok(now.plus_seconds(seconds));
     }
     let t = chrono::DateTime::parse_from_rfc3339(s)
