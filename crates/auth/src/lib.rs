@@ -433,7 +433,8 @@ impl Verifier {
             .filter(|k| k.family == family)
             .collect();
         // A token naming its key is checked against that key only; one naming a key nobody
-        // publishes (yet) asks for a refresh of the identity providers' sets.
+        // publishes (yet) asks for a refresh of the identity providers' sets, and is tried
+        // against the PEM keys (which have no ids) meanwhile.
         let candidates: Vec<&VerifyKey> = match &header.kid {
             Some(kid) if all.iter().any(|k| k.kid.as_deref() == Some(kid)) => {
                 all.into_iter().filter(|k| k.kid.as_deref() == Some(kid)).collect()
@@ -443,10 +444,11 @@ impl Verifier {
                     j.request_refresh();
                 }
                 let kid: String = kid.chars().take(100).collect();
-                return Err(lasting(AuthError::Unauthenticated(format!(
+                last_error = format!(
                     "access token key id `{kid}` is not in the identity provider's current key set \
                      (it is being fetched again: retry in a few seconds)"
-                ))));
+                );
+                all.into_iter().filter(|k| k.kid.is_none()).collect()
             }
             _ => all,
         };
@@ -612,6 +614,23 @@ mod tests {
         // A broken document changes nothing.
         assert!(jwks.replace("https://idp.example/jwks", b"<html>").is_err());
         assert!(verify(&v, &t2).is_ok());
+    }
+
+    #[test]
+    fn with_jwks_a_pem_issuer_that_names_a_kid_still_verifies() {
+        let v = Verifier::with_jwks(&[("dev".into(), PUBLIC.as_bytes().to_vec())], vec!["localhost".into()])
+            .expect("verifier");
+        // The development key's token, with a `kid` header no JWKS holds.
+        use jsonwebtoken::{EncodingKey, Header};
+        let (key, alg) = match EncodingKey::from_ec_pem(PRIVATE.as_bytes()) {
+            Ok(k) => (k, Algorithm::ES256),
+            Err(_) => (EncodingKey::from_rsa_pem(PRIVATE.as_bytes()).expect("dev key"), Algorithm::RS256),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some("dev-2026".into());
+        let token = jsonwebtoken::encode(&header, &claims(serde_json::json!({})), &key).expect("sign");
+        assert!(verify(&v, &token).is_ok(), "the PEM key verifies it");
+        assert!(v.jwks().expect("jwks").take_refresh_request(), "and the sets are refreshed anyway");
     }
 
     #[test]
