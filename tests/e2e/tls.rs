@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::uss::{flight, op, spawn_lines, Participant, FULL};
+use crate::uss::{dev_token, flight, op, spawn_lines, spawn_participant, Participant, FULL};
 
 const DEV_PUBLIC: &str = "src/keys/dev-public.pem";
 
@@ -56,45 +56,10 @@ impl Drop for Killed {
     }
 }
 
-/// A token from the development token server at `auth` (audience 127.0.0.1).
-async fn auth_token(auth: &str, sub: &str, scope: &str) -> String {
-    let url = format!("{auth}/token?grant_type=client_credentials&sub={sub}&scope={scope}&intended_audience=127.0.0.1");
-    reqwest::get(url).await.expect("token").json::<Value>().await.expect("json")["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
-}
-
 /// A participant with the full scopes, `extra` flags and no others (no --allow-http-base-urls).
 async fn participant(dir: &Path, name: &str, dss: &str, auth: &str, extra: &[&str]) -> Participant {
-    let token_url = format!("{auth}/token");
-    let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
-    let data = dir.join(name);
-    let mut args = vec![
-        "uss",
-        "--listen",
-        "127.0.0.1:0",
-        "--operator-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().expect("path"),
-        "--dss-url",
-        dss,
-        "--token-url",
-        &token_url,
-        "--client-id",
-        name,
-        "--jwt-public-key",
-        pubkey.to_str().expect("path"),
-        "--jwt-audience",
-        "127.0.0.1",
-    ];
-    for s in FULL {
-        args.extend(["--scope", s]);
-    }
-    args.extend(extra);
-    let (child, urls) = spawn_lines(&args, 2);
-    let token = auth_token(auth, &format!("{name}-operator"), "deconflict.operator").await;
+    let (child, urls) = spawn_participant(auth, dss, name, &FULL, &dir.join(name), extra);
+    let token = dev_token(auth, &format!("{name}-operator"), "deconflict.operator").await;
     Participant { child, url: urls[0].clone(), operator: urls[1].clone(), token }
 }
 
@@ -156,7 +121,7 @@ async fn https_between_dss_and_participants_with_a_private_ca() {
 
     // The DSS refuses http:// base URLs: it was not started with --allow-http-base-urls.
     let c = client_trusting(&pki.ca);
-    let tok = auth_token(&auth_url, "delta", "utm.strategic_coordination").await;
+    let tok = dev_token(&auth_url, "delta", "utm.strategic_coordination").await;
     let body = json!({"extents": crate::harness::square(0.0, 100.0, 0.0, 100.0, 60, 600),
                       "uss_base_url": "http://delta.example", "notify_for_operational_intents": true});
     let r = c

@@ -168,47 +168,21 @@ impl Cluster {
         data: &Path,
         extra: &[&str],
     ) -> Participant {
-        let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
-        let token_url = format!("{}/token", self.auth.url);
-        let mut args = vec![
-            "uss",
-            "--allow-http-base-urls",
-            "--listen",
-            "127.0.0.1:0",
-            "--operator-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().expect("path"),
-            "--dss-url",
+        let (child, urls) = spawn_participant(
+            &self.auth.url,
             dss_url,
-            "--token-url",
-            &token_url,
-            "--client-id",
             name,
-            "--jwt-public-key",
-            pubkey.to_str().expect("path"),
-            "--jwt-audience",
-            "127.0.0.1",
-        ];
-        for s in scopes {
-            args.extend(["--scope", s]);
-        }
-        args.extend(extra);
-        let (child, urls) = spawn_lines(&args, 2);
+            scopes,
+            data,
+            &[&["--allow-http-base-urls"], extra].concat(),
+        );
         let token = self.token_sync(&format!("{name}-operator"), "deconflict.operator");
         Participant { child, url: urls[0].clone(), operator: urls[1].clone(), token }
     }
 
     /// A token from the development token server (audience 127.0.0.1).
     pub async fn token(&self, sub: &str, scope: &str) -> String {
-        let url = format!(
-            "{}/token?grant_type=client_credentials&sub={sub}&scope={scope}&intended_audience=127.0.0.1",
-            self.auth.url
-        );
-        reqwest::get(url).await.expect("token").json::<Value>().await.expect("json")["access_token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
+        dev_token(&self.auth.url, sub, scope).await
     }
 
     fn token_sync(&self, sub: &str, scope: &str) -> String {
@@ -228,6 +202,53 @@ impl Cluster {
         .join()
         .expect("token thread")
     }
+}
+
+/// A token from the development token server at `auth` (audience 127.0.0.1).
+pub async fn dev_token(auth: &str, sub: &str, scope: &str) -> String {
+    let url = format!("{auth}/token?grant_type=client_credentials&sub={sub}&scope={scope}&intended_audience=127.0.0.1");
+    reqwest::get(url).await.expect("token").json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+/// Starts a participant using the token server at `auth` and the DSS at `dss_url`, with
+/// `scopes` and `extra` flags; returns it with its peer and operator URLs.
+pub fn spawn_participant(
+    auth: &str,
+    dss_url: &str,
+    name: &str,
+    scopes: &[&str],
+    data: &Path,
+    extra: &[&str],
+) -> (Child, Vec<String>) {
+    let pubkey = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEV_PUBLIC);
+    let token_url = format!("{auth}/token");
+    let mut args = vec![
+        "uss",
+        "--listen",
+        "127.0.0.1:0",
+        "--operator-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().expect("path"),
+        "--dss-url",
+        dss_url,
+        "--token-url",
+        &token_url,
+        "--client-id",
+        name,
+        "--jwt-public-key",
+        pubkey.to_str().expect("path"),
+        "--jwt-audience",
+        "127.0.0.1",
+    ];
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    args.extend(extra);
+    spawn_lines(&args, 2)
 }
 
 pub const FULL: [&str; 3] =
