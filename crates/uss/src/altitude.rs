@@ -99,6 +99,28 @@ mod tests {
         assert!(hi > 120.0 + n && hi < 122.0 + n, "{hi} vs {n}");
     }
 
+    /// The claim of `msl_band_to_w84`: at every point of the footprint's box, the W84 band
+    /// holds the MSL band moved by the geoid height there. Checked on a 21 x 21 grid of boxes
+    /// of a few kilometres where the geoid is flat, and where it is among the steepest (the
+    /// Puerto Rico trench, the Himalaya's south face).
+    #[test]
+    fn converted_bands_cover_the_msl_band_everywhere_in_the_footprint() {
+        let boxes = [(7.95, 46.95, 8.05, 47.05), (-66.6, 19.2, -66.5, 19.3), (85.0, 27.9, 85.1, 28.0)];
+        let mut checked = 0;
+        for (x0, y0, x1, y1) in boxes {
+            let (lo, hi) = msl_band_to_w84(0.0, 120.0, (x0, y0, x1, y1));
+            for i in 0..=20 {
+                for j in 0..=20 {
+                    let (lng, lat) = (x0 + (x1 - x0) * i as f64 / 20.0, y0 + (y1 - y0) * j as f64 / 20.0);
+                    let n = geoid_height_m(lat, lng);
+                    assert!(lo <= n && hi >= 120.0 + n, "({lat}, {lng}): {n} not covered by {lo}..{hi}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 21 * 21);
+    }
+
     #[test]
     fn references_are_parsed_or_refused_with_the_reason() {
         assert_eq!(parse("W84"), Ok(AltitudeReference::W84));
