@@ -201,6 +201,8 @@ pub(crate) struct UssArgs {
     /// operators') tokens.
     #[command(flatten)]
     pub(crate) jwks: JwksArgs,
+    #[command(flatten)]
+    pub(crate) map_tiles: MapTilesArgs,
     // Last: its heading applies to every flag after it.
     /// The peer listener's TLS (the operator interface stays plain HTTP: keep it on loopback
     /// or behind your own proxy), and the CAs trusted when calling out.
@@ -338,6 +340,10 @@ pub(crate) struct DemoArgs {
     /// everything is up (for scripts and the map's browser tests).
     #[arg(long)]
     pub(crate) ready_file: Option<std::path::PathBuf>,
+    /// The participants' maps draw this basemap (as `uss --map-tiles`: an XYZ URL template
+    /// or a PMTiles file); the DSS's map keeps the offline one.
+    #[arg(long, value_name = "URL_TEMPLATE|FILE.pmtiles")]
+    pub(crate) map_tiles: Option<String>,
 }
 
 #[derive(Args)]
@@ -444,6 +450,8 @@ pub(crate) struct DssArgs {
     pub(crate) tls: TlsArgs,
     #[command(flatten)]
     pub(crate) jwks: JwksArgs,
+    #[command(flatten)]
+    pub(crate) map_tiles: MapTilesArgs,
     /// Seconds an entity is kept after its end time before the DSS removes it (default 24 h, so
     /// an owner can still read, update or delete an intent after its flight).
     #[arg(help_heading = "Storage", long, default_value_t = 86_400)]
@@ -646,6 +654,43 @@ impl JwksArgs {
             refresh: Duration::from_secs(self.jwks_refresh_secs.max(1)),
             min_interval: Duration::from_secs(self.jwks_min_interval_secs.max(1)),
         }
+    }
+}
+
+/// What the map draws under the airspace (see `map::basemap`).
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Map")]
+pub(crate) struct MapTilesArgs {
+    /// The map's basemap: an XYZ tile URL template fetched by the browser (e.g.
+    /// `https://tile.example.org/{z}/{x}/{y}.png`), or a local PMTiles archive that this server
+    /// serves at /map/tiles/{z}/{x}/{y}. Default: the embedded Natural Earth land and borders,
+    /// offline but without streets. The map names its basemap in a corner.
+    #[arg(long, value_name = "URL_TEMPLATE|FILE.pmtiles")]
+    pub(crate) map_tiles: Option<String>,
+    /// `raster` or `vector` tiles; guessed when absent (a template ending in .pbf or .mvt is
+    /// vector; an archive says what it holds).
+    #[arg(long, value_parser = ["raster", "vector"])]
+    pub(crate) map_tiles_kind: Option<String>,
+    /// The basemap's name in the map's corner (default: the template's host or the file's name).
+    #[arg(long)]
+    pub(crate) map_tiles_label: Option<String>,
+    /// The tiles' attribution, shown on the map (their licence usually requires one).
+    #[arg(long)]
+    pub(crate) map_tiles_attribution: Option<String>,
+}
+
+impl MapTilesArgs {
+    /// The basemap these flags name (the offline one without --map-tiles).
+    pub(crate) async fn open(&self) -> Result<map::Basemap> {
+        let Some(spec) = &self.map_tiles else { return Ok(map::Basemap::offline()) };
+        let kind = self.map_tiles_kind.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
+        let source = map::TileSource {
+            spec: spec.clone(),
+            kind,
+            label: self.map_tiles_label.clone(),
+            attribution: self.map_tiles_attribution.clone(),
+        };
+        map::Basemap::open(&source).await.map_err(anyhow::Error::msg)
     }
 }
 

@@ -207,7 +207,7 @@ async fn notifications(uss: &Operator) -> Result<usize> {
 }
 
 /// Runs the scenario; every step is checked, so a broken system makes the demo fail.
-pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
+pub fn run(keep_running: bool, ready_file: Option<&Path>, map_tiles: Option<&str>) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     let public = dir.join("auth-public.pem");
@@ -233,6 +233,9 @@ pub fn run(keep_running: bool, ready_file: Option<&Path>) -> Result<()> {
         a.extend(["--data-dir", data.as_str(), "--dss-url", dss.url.as_str()]);
         a.extend(["--token-url", token_url.as_str(), "--client-id", name, "--jwt-public-key", pubs.as_str()]);
         a.extend(auds);
+        if let Some(tiles) = map_tiles {
+            a.extend(["--map-tiles", tiles]);
+        }
         for s in scopes {
             a.extend(["--scope", s]);
         }

@@ -70,7 +70,7 @@ fn main() -> Result<()> {
         Command::Telemetry(a) => telemetry::run(&a.conn, &a.id, &a.track, a.speed, a.now),
         Command::Status(a) => operator::status(&a.conn, a.json),
         Command::Constrain(a) => operator::call("POST", &a.conn, "/operator/constraints", Some(&a.file)),
-        Command::Demo(args) => demo::run(args.keep_running, args.ready_file.as_deref()),
+        Command::Demo(args) => demo::run(args.keep_running, args.ready_file.as_deref(), args.map_tiles.as_deref()),
         Command::Pool(a) => pool::run(pool::PoolOptions {
             members: a.members,
             dir: a.dir,
@@ -277,6 +277,7 @@ async fn serve_dss<S: store::Store>(
     .with_context(|| format!("opening the report archive {}", reports_dir.display()))?;
     let state = Arc::new(AppState {
         metrics_here: args.metrics_listen.is_none(),
+        basemap: Arc::new(args.map_tiles.open().await?),
         reports: Arc::new(reports),
         dss: Dss::new(store, Arc::new(SystemClock), config),
         verifier,
@@ -479,6 +480,7 @@ fn run_uss(args: UssArgs) -> Result<()> {
     runtime.block_on(async move {
         let jwks_keys = peer_verifier.jwks().into_iter().chain(operator_verifier.jwks()).collect();
         start_jwks(&args.jwks, &trust, jwks_keys).await?;
+        let basemap = Arc::new(args.map_tiles.open().await?);
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let operator_listener = tokio::net::TcpListener::bind(args.operator_listen)
@@ -552,7 +554,7 @@ fn run_uss(args: UssArgs) -> Result<()> {
         participant.load_rid_tests().await.map_err(|e| anyhow::anyhow!("loading the Remote ID tests: {e}"))?;
         tokio::spawn(participant.clone().run_monitor());
         tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
-        let operator_app = uss::operator_app(participant.clone());
+        let operator_app = uss::operator_app(participant.clone(), basemap);
         // The peer line first (tools wait for it), then the operator interface's.
         let peer = serve("uss", listener, uss::peer_app(participant), service_limits(), tls);
         let operator = async {

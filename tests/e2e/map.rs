@@ -66,10 +66,15 @@ fn the_map_in_a_browser_plans_around_others_and_hears_changes_live() {
 
     let tmp = tempfile::tempdir().expect("tmp");
     let ready = tmp.path().join("ready.json");
+    // The participants' maps draw a local tile archive (the DSS's keeps the offline basemap).
+    let tiles = tmp.path().join("test-basemap.pmtiles");
+    map::testing::write_raster_archive(&tiles);
     let log = std::fs::File::create(tmp.path().join("demo.out")).expect("log");
     let mut demo = Command::new(BIN)
         .args(["demo", "--keep-running", "--ready-file"])
         .arg(&ready)
+        .arg("--map-tiles")
+        .arg(&tiles)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::from(log))
         .stderr(Stdio::null())

@@ -9,7 +9,15 @@
 //! fails when the committed copy differs. This crate knows no store, no
 //! participant and no DSS: it serves bytes and defines the JSON the page reads.
 
-use axum::extract::Path;
+pub mod basemap;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use std::sync::Arc;
+
+pub use basemap::{Basemap, BasemapInfo, TileKind, TileSource};
+
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,20 +38,18 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("THIRD-PARTY-LICENSES.txt", "text/plain; charset=utf-8", include_bytes!("../assets/THIRD-PARTY-LICENSES.txt")),
 ];
 
-/// What the page may do: load its own scripts, styles and data from this origin only, run
-/// MapLibre's module worker, and nothing else (no inline script, no framing, no form posts).
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; worker-src 'self' blob:; \
-     style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; \
-     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-fn asset_response(name: &str) -> Response {
+/// The page's content security policy (see [`basemap`]): its own scripts, styles and data from
+/// this origin only, MapLibre's module worker, a remote tile template's origin when one is
+/// configured, and nothing else (no inline script, no framing, no form posts). The worker's
+/// script carries the same policy, since a worker obeys its own response's.
+fn asset_response(name: &str, csp: &HeaderValue) -> Response {
     let Some((_, content_type, bytes)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
         return (StatusCode::NOT_FOUND, "no such map asset").into_response();
     };
     let mut response = (*bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -53,14 +59,20 @@ fn asset_response(name: &str) -> Response {
     response
 }
 
-/// The page. It holds no data: it asks for a token and then reads the view with it.
-pub async fn page() -> Response {
-    asset_response("index.html")
-}
-
-/// `/map/assets/{file}`: the page's scripts, styles, libraries and basemap.
-pub fn assets_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/map/assets/{file}", get(|Path(file): Path<String>| async move { asset_response(&file) }))
+/// The page at `page_path` (it holds no data: it asks for a token and then reads the view with
+/// it), its scripts, styles, libraries and offline basemap at `/map/assets/{file}`, what it
+/// draws under the airspace at `/map/basemap`, and a local tile archive's tiles at
+/// `/map/tiles/{z}/{x}/{y}`. None of these needs a token.
+pub fn router<S: Clone + Send + Sync + 'static>(basemap: Arc<Basemap>, page_path: &str) -> Router<S> {
+    Router::new()
+        .route(page_path, get(|State(b): State<Arc<Basemap>>| async move { asset_response("index.html", &b.csp) }))
+        .route(
+            "/map/assets/{file}",
+            get(|State(b): State<Arc<Basemap>>, Path(file): Path<String>| async move { asset_response(&file, &b.csp) }),
+        )
+        .route("/map/basemap", get(basemap::info))
+        .route("/map/tiles/{z}/{x}/{y}", get(basemap::tile))
+        .with_state(basemap)
 }
 
 /// Points per circle when one is drawn: enough to look round at any zoom a circle fits.
@@ -216,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn assets_are_served_with_their_type_and_a_strict_policy() {
-        let app: Router = assets_router().route("/", get(page));
+        let app: Router = router(Arc::new(Basemap::offline()), "/");
         for (path, content_type) in [
             ("/", "text/html; charset=utf-8"),
             ("/map/assets/app.js", "text/javascript; charset=utf-8"),

@@ -51,6 +51,8 @@ pub struct AppState<S: Store> {
     pub limits: ratelimit::RateLimits,
     /// Where reports are kept.
     pub reports: Arc<reports::ReportArchive>,
+    /// What the read-only map draws under the airspace (`--map-tiles`).
+    pub basemap: Arc<map::Basemap>,
 }
 
 type St<S> = State<Arc<AppState<S>>>;
@@ -134,9 +136,8 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
         .route(store::pool::APPLIED_PATH, get(pool_applied::<S>))
         .route("/healthy", get(healthy::<S>))
         .route("/metrics", get(metrics::<S>))
-        .route("/map", get(map::page))
         .route("/map/data", get(map_data::<S>))
-        .merge(map::assets_router())
+        .merge(map::router(state.basemap.clone(), "/map"))
         .merge(rid::routes::<S>())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see the ASTM F3548-21 DSS API".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -19,7 +19,8 @@ use crate::{Uss, MAX_REQUEST_BYTES};
 type St = State<Arc<Uss>>;
 type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
 
-pub fn app(uss: Arc<Uss>) -> Router {
+/// The operator interface, with the map page at `/` drawing `basemap` under the airspace.
+pub fn app(uss: Arc<Uss>, basemap: Arc<map::Basemap>) -> Router {
     Router::new()
         .route("/operator/plan", post(plan))
         .route("/operator/intents/{id}/activate", post(activate))
@@ -36,8 +37,7 @@ pub fn app(uss: Arc<Uss>) -> Router {
         .route("/operator/subscribe", post(subscribe))
         .route("/operator/map", get(crate::map_view::view))
         .route("/operator/events", get(crate::map_view::events))
-        .route("/", get(map::page))
-        .merge(map::assets_router())
+        .merge(map::router(basemap, "/"))
         .route("/healthy", get(|| async { "ok" }))
         .fallback(|| async { UssError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))

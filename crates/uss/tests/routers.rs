@@ -88,7 +88,7 @@ const FLIGHT: &str = r#"{"altitude_reference": "W84", "volumes": [{"footprint": 
 #[tokio::test]
 async fn the_operator_router_requires_the_operator_scope_and_json() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = uss::operator_app(participant(dir.path()));
+    let app = uss::operator_app(participant(dir.path()), std::sync::Arc::new(map::Basemap::offline()));
     let operator = token("bravo-operator", "deconflict.operator");
     let peer = token("alpha", "utm.strategic_coordination utm.constraint_processing");
     assert_error(
@@ -221,7 +221,7 @@ async fn peer_reports_are_stored_with_the_token_subject() {
 #[tokio::test]
 async fn the_map_page_is_public_but_its_view_and_feed_need_the_operator() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = uss::operator_app(participant(dir.path()));
+    let app = uss::operator_app(participant(dir.path()), std::sync::Arc::new(map::Basemap::offline()));
     let operator = token("bravo-operator", "deconflict.operator");
     let peer = token("alpha", "utm.strategic_coordination");
     let page = app.clone().oneshot(Request::get("/").body(Body::empty()).expect("req")).await.expect("page");
@@ -264,7 +264,10 @@ async fn the_map_page_is_public_but_its_view_and_feed_need_the_operator() {
 #[tokio::test]
 async fn positions_are_taken_from_the_operator_and_listed_ground_stations_only() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = uss::operator_app(participant_with(dir.path(), vec!["ground-1".into()]));
+    let app = uss::operator_app(
+        participant_with(dir.path(), vec!["ground-1".into()]),
+        std::sync::Arc::new(map::Basemap::offline()),
+    );
     let pos = r#"{"time": "2026-01-15T08:00:00Z", "lat": 47.0, "lng": 8.0, "alt_m": 60, "accuracy_h_m": 5, "accuracy_v_m": 3}"#;
     let uri = "/operator/intents/0b7d2c7e-5f7e-4b6e-9f1e-000000000000/positions";
     let req = |tok: &str, ct: &str, body: &str| post(uri, Some(tok), ct, body);

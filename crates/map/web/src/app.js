@@ -5,7 +5,7 @@
 import * as maplibregl from '/map/assets/maplibre-gl.mjs';
 import {
   OUTCOME, STYLES, features, bounds, circleRing, distanceM, flightRequest, applyProposal, explain, proposalText, shortTime,
-  outcomeTitle, flightFeatures, movedFlight, ridFeatures, ridSummary, RID_COLOUR,
+  outcomeTitle, flightFeatures, movedFlight, ridFeatures, ridSummary, RID_COLOUR, basemapStyle, basemapLabel, labels,
 } from '/map/assets/view.js';
 
 // The DSS serves the page at /map (read-only); a participant at / on its operator listener.
@@ -147,6 +147,32 @@ function redraw() {
   $('time-label').textContent = `${from} (${span})`;
   drawDraft();
   drawFlights();
+  drawLabels();
+}
+
+// Labels on shapes (manager and state): DOM markers, since text drawn by the map needs glyph
+// files this offline page does not carry. Kept by entity id, moved or removed as the view changes.
+const shapeLabels = new Map();
+function drawLabels() {
+  const wanted = labels(entitiesShown(), selectedTime(), MODE, selectedWindow());
+  const keep = new Set(wanted.map((l) => l.id));
+  for (const [id, marker] of shapeLabels) {
+    if (!keep.has(id)) {
+      marker.remove();
+      shapeLabels.delete(id);
+    }
+  }
+  for (const l of wanted) {
+    let marker = shapeLabels.get(l.id);
+    if (!marker) {
+      const node = el('div', l.text, { class: 'shape-label', 'data-entity': l.id });
+      marker = new maplibregl.Marker({ element: node, anchor: 'center' }).setLngLat(l.lngLat).addTo(map);
+      shapeLabels.set(l.id, marker);
+    } else {
+      marker.setLngLat(l.lngLat);
+      marker.getElement().textContent = l.text;
+    }
+  }
 }
 
 // Live flights: ours as their aircraft report, others' off-nominal ones as polled.
@@ -170,8 +196,10 @@ function drawDraft() {
 const STYLE_KEYS = Object.keys(STYLES);
 const CLICKABLE = ['entity-fill', 'entity-extrusion', ...STYLE_KEYS.map((k) => `entity-line-${k}`)];
 
-function buildMap(basemap) {
+function buildMap(basemap, basemapInfo) {
   const empty = { type: 'FeatureCollection', features: [] };
+  const tiles = basemapStyle(basemapInfo, location.origin);
+  $('basemap-label').textContent = basemapLabel(basemapInfo);
   const [zoom, lat, lng] = hashPosition() ?? [MODE === 'dss' ? 2 : 3, 47, 8];
   map = new maplibregl.Map({
     container: 'map',
@@ -179,10 +207,13 @@ function buildMap(basemap) {
     zoom,
     hash: true,
     maxPitch: 75,
-    attributionControl: { customAttribution: 'Basemap: Natural Earth (public domain) · MapLibre' },
+    attributionControl: {
+      customAttribution: tiles.layers.length ? 'MapLibre' : 'Basemap: Natural Earth (public domain) · MapLibre',
+    },
     style: {
       version: 8,
       sources: {
+        ...tiles.sources,
         land: { type: 'geojson', data: basemap.land },
         borders: { type: 'geojson', data: basemap.borders },
         entities: { type: 'geojson', data: empty },
@@ -193,6 +224,7 @@ function buildMap(basemap) {
       layers: [
         { id: 'sea', type: 'background', paint: { 'background-color': '#dce8f0' } },
         { id: 'land', type: 'fill', source: 'land', paint: { 'fill-color': '#f5f2ea' } },
+        ...tiles.layers,
         { id: 'borders', type: 'line', source: 'borders', paint: { 'line-color': '#8c8c8c', 'line-width': 1 } },
         {
           id: 'entity-fill', type: 'fill', source: 'entities', filter: ['!', ['get', 'outlineOnly']],
@@ -456,6 +488,7 @@ function startDrawing(kind) {
     ? 'Click the vertices on the map; double-click or Finish shape to close it.'
     : 'Click the centre, then a point on the edge.';
   map.getCanvas().style.cursor = 'crosshair';
+  $('plan-fields').open = true;
   drawDraft();
 }
 
@@ -682,7 +715,9 @@ async function startApp(view) {
   if (!started) {
     started = true;
     const basemap = await (await fetch('/map/assets/basemap.json')).json();
-    await buildMap(basemap);
+    // What lies under the airspace (--map-tiles); the offline land and borders when unknown.
+    const basemapInfo = await fetch('/map/basemap').then((r) => (r.ok ? r.json() : null)).catch(() => null);
+    await buildMap(basemap, basemapInfo);
     // For the browser tests and the console: the map, the state, and selecting a shape by id.
     window.deconflict = { map, state, select: (id) => { state.selected = id; showDetails(); } };
   }

@@ -295,3 +295,82 @@ export function ridSummary(display) {
     : `${flights} Remote ID flights`;
   return failing.length ? `${shown}; not shown: ${failing.join('; ')}` : shown;
 }
+
+// ---- basemap ----
+
+// The sources and layers drawn under the airspace for `/map/basemap`'s answer (`info`), besides
+// the offline land and borders that are always there (under the tiles, and alone when the tiles
+// cannot be fetched). `origin` makes a path on this server (a PMTiles archive) absolute.
+export function basemapStyle(info, origin) {
+  if (!info || !info.tiles || (info.kind !== 'raster' && info.kind !== 'vector')) return { sources: {}, layers: [] };
+  const url = info.tiles.startsWith('/') ? `${origin}${info.tiles}` : info.tiles;
+  const source = {
+    type: info.kind,
+    tiles: [url],
+    minzoom: info.min_zoom ?? 0,
+    maxzoom: info.max_zoom ?? 22,
+    ...(info.kind === 'raster' ? { tileSize: 256 } : {}),
+    ...(info.attribution ? { attribution: info.attribution } : {}),
+  };
+  if (info.kind === 'raster') {
+    return { sources: { tiles: source }, layers: [{ id: 'tiles', type: 'raster', source: 'tiles' }] };
+  }
+  // Vector tiles: a plain style for both common schemas (OpenMapTiles and Protomaps name their
+  // layers differently; a layer the tiles lack simply draws nothing). No text: labels need
+  // glyphs this offline page does not carry.
+  const fill = (id, layer, colour) => ({ id: `tiles-${id}`, type: 'fill', source: 'tiles', 'source-layer': layer, paint: { 'fill-color': colour } });
+  const line = (id, layer, colour, width) => ({ id: `tiles-${id}`, type: 'line', source: 'tiles', 'source-layer': layer, paint: { 'line-color': colour, 'line-width': width } });
+  return {
+    sources: { tiles: source },
+    layers: [
+      fill('earth', 'earth', '#f5f2ea'),
+      fill('landcover', 'landcover', '#e3ecd6'),
+      fill('landuse', 'landuse', '#ebe6dc'),
+      fill('park', 'park', '#d8e8c8'),
+      fill('water', 'water', '#b9d3e3'),
+      fill('building', 'building', '#d9d2c6'),
+      fill('buildings', 'buildings', '#d9d2c6'),
+      line('transportation', 'transportation', '#ffffff', 1.5),
+      line('roads', 'roads', '#ffffff', 1.5),
+      line('boundary', 'boundary', '#8c8c8c', 1),
+      line('boundaries', 'boundaries', '#8c8c8c', 1),
+    ],
+  };
+}
+
+// The text in the map's corner saying what the basemap is.
+export function basemapLabel(info) {
+  return `Basemap: ${info?.label ?? 'Natural Earth land and borders (offline)'}`;
+}
+
+// ---- labels on shapes ----
+
+// One label per operation or zone with a volume shown (at the time and window chosen): its
+// manager and state (or kind), placed at the middle of the first such volume's outline.
+// Subscriptions (large outlines around the rest) are not labelled. At most `max`, so a crowded
+// view stays readable (the rest are told apart by their outlines).
+export function labels(entities, t, mode = 'participant', windowMs = 0, max = 150) {
+  const out = [];
+  for (const e of entities) {
+    if (out.length >= max) break;
+    if (e.kind === 'subscription') continue;
+    const v = e.volumes.find((x) => activeIn(x, t, windowMs) && (x.circle || x.outline.length));
+    if (!v) continue;
+    const at = v.circle ? v.circle.center : ringMiddle(v.outline);
+    const what = e.state ?? KIND_WORDS[e.kind] ?? e.kind;
+    out.push({ id: e.id, lngLat: at, text: `${e.manager} · ${what}`, style: styleKey(e, mode) });
+  }
+  return out;
+}
+
+const KIND_WORDS = {
+  constraint: 'restricted zone',
+  own_constraint: 'restricted zone',
+  identification_service_area: 'Remote ID area',
+};
+
+// The middle of a ring's bounding box (a label's place; exact enough to point at a shape).
+function ringMiddle(ring) {
+  const [[w, s], [e, n]] = bounds([{ volumes: [{ outline: ring }] }]);
+  return [(w + e) / 2, (s + n) / 2];
+}

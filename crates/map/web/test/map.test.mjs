@@ -89,6 +89,8 @@ try {
   check(!page.url().includes('not-a-token'), 'the token never appears in the address', page.url());
 
   // Signed in as bravo's operator: both participants' operations and the constraint.
+  const tileAnswers = [];
+  page.on('response', (r) => { if (r.url().includes('/map/tiles/')) tileAnswers.push(r.status()); });
   await signIn(page, `${ready.bravo.operator}/`, ready.bravo.token);
   check(!page.url().includes(ready.bravo.token.slice(0, 20)), 'the token is not in the address', page.url());
   const view = await page.evaluate(() => window.deconflict.state.view);
@@ -99,12 +101,37 @@ try {
   check(view.entities.some((e) => e.kind === 'constraint' && e.manager === 'authority'), "the authority's restricted zone", view.entities);
   check(view.entities.some((e) => e.kind === 'subscription'), "bravo's subscription", view.entities);
 
+  // The basemap: the participant's local tile archive, named in the map's corner.
+  const corner = await page.textContent('#basemap-label');
+  check(/test-basemap\.pmtiles/.test(corner) && /PMTiles/.test(corner), "the map's corner names the tile archive", corner);
+  await page.waitForFunction(() => window.deconflict.map.isSourceLoaded('tiles'), null, { timeout: 15_000 });
+  check(tileAnswers.includes(200), 'tiles are fetched from the participant', tileAnswers);
+
+  // At 1280x800 the details and the live feed are on screen without scrolling the panel.
+  const layout = await page.evaluate(() => {
+    const side = document.getElementById('side');
+    const box = (id) => document.getElementById(id).getBoundingClientRect();
+    return {
+      overflow: side.scrollHeight - side.clientHeight,
+      details: [box('details').top, box('details').bottom],
+      feed: [box('feed-section').top, box('feed-section').bottom],
+      height: window.innerHeight,
+    };
+  });
+  check(
+    layout.overflow <= 0 && layout.details[1] - layout.details[0] >= 100 && layout.feed[1] <= layout.height && layout.feed[1] - layout.feed[0] >= 100,
+    'details and live feed are visible at 1280x800 without scrolling',
+    layout,
+  );
+
   // The time slider: at +30 min both flights are live and drawn.
   await page.fill('#time', '30');
   await page.dispatchEvent('#time', 'input');
   await page.waitForTimeout(500);
   let drawn = await renderedEntities(page);
   check(drawn.includes(ready.bravo.intent) && drawn.includes(ready.alpha.kept_intent), 'both flights are drawn at +30 min', drawn);
+  const label = await page.textContent(`.shape-label[data-entity="${ready.alpha.kept_intent}"]`);
+  check(label === 'alpha · Accepted', "alpha's flight is labelled with its manager and state", label);
   await shot(page, 'airspace');
   await page.fill('#time', '0');
   await page.dispatchEvent('#time', 'input');
@@ -208,6 +235,8 @@ try {
   check(dssView.mode === 'dss' && dssView.entities.every((e) => !e.ovn), 'the DSS view shows references without OVNs', dssView.entities);
   check(dssView.entities.some((e) => e.id === ready.bravo.intent) && dssView.entities.some((e) => e.kind === 'constraint'), "the DSS view has bravo's flight and the zone", dssView.entities);
   check(await dss.isHidden('#plan'), 'the DSS view cannot plan');
+  const dssCorner = await dss.textContent('#basemap-label');
+  check(/Natural Earth/.test(dssCorner) && /offline/.test(dssCorner), "the DSS's map says its basemap is the offline one", dssCorner);
   await dss.fill('#time', '30');
   await dss.dispatchEvent('#time', 'input');
   await dss.waitForTimeout(500);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import {
   OUTCOME, STYLES, activeAt, activeIn, applyProposal, bounds, circleRing, distanceM, explain, features, flightRequest,
   outcomeTitle, proposalText, shortTime, styleKey, flightColour, flightFeatures, movedFlight, ridFeatures, ridSummary,
+  basemapStyle, basemapLabel, labels,
 } from '../src/view.js';
 
 const square = (west, south, side) => [[west, south], [west + side, south], [west + side, south + side], [west, south + side], [west, south]];
@@ -210,4 +211,44 @@ test('Remote ID traffic: a point per flight, a box per cluster, and a summary na
   assert.equal(box.properties.count, 3);
   assert.equal(ridSummary(wide), '3 Remote ID flights in 1 clusters (zoom in for each)');
   assert.equal(ridSummary(null), '');
+});
+
+test('labels name each shown entity\'s manager and state at its middle, within the window, and are bounded', () => {
+  const t = Date.parse('2026-01-01T00:30:00Z');
+  const entities = [
+    { id: 'a', kind: 'other_intent', manager: 'alpha', state: 'Activated', details: true, volumes: [
+      { index: 0, outline: square(8, 47, 0.02), start: '2026-01-01T00:00:00Z', end: '2026-01-01T01:00:00Z' },
+    ] },
+    { id: 'c', kind: 'constraint', manager: 'authority', volumes: [
+      { index: 0, outline: [] },
+      { index: 1, outline: square(9, 46, 0.01), circle: { center: [9.005, 46.005], radius_m: 100 } },
+    ] },
+    { id: 's', kind: 'subscription', manager: 'bravo', volumes: [{ index: 0, outline: square(7, 45, 2) }] },
+    { id: 'later', kind: 'own_intent', manager: 'bravo', state: 'Accepted', volumes: [
+      { index: 0, outline: square(7, 46, 0.01), start: '2026-01-01T02:00:00Z', end: '2026-01-01T03:00:00Z' },
+    ] },
+  ];
+  const shown = labels(entities, t);
+  assert.deepEqual(shown.map((l) => [l.id, l.text, l.style]), [
+    ['a', 'alpha · Activated', 'other'],
+    ['c', 'authority · restricted zone', 'constraint'],
+  ]);
+  assert.deepEqual(shown[0].lngLat.map((x) => x.toFixed(3)), ['8.010', '47.010']);
+  assert.deepEqual(shown[1].lngLat, [9.005, 46.005], 'a circle is labelled at its centre (a volume without a shape is skipped)');
+  assert.deepEqual(labels(entities, t, 'participant', 3 * 3600_000).map((l) => l.id), ['a', 'c', 'later'], 'a window reaches the later flight');
+  assert.equal(labels(entities, t, 'participant', 3 * 3600_000, 1).length, 1);
+});
+
+test('the basemap adds raster or vector tiles under the airspace, with absolute URLs, and says what it is', () => {
+  assert.deepEqual(basemapStyle({ kind: 'natural_earth', label: 'NE' }, 'http://h'), { sources: {}, layers: [] });
+  const raster = basemapStyle({ kind: 'raster', tiles: '/map/tiles/{z}/{x}/{y}', min_zoom: 0, max_zoom: 1 }, 'http://127.0.0.1:9');
+  assert.deepEqual(raster.sources.tiles, { type: 'raster', tiles: ['http://127.0.0.1:9/map/tiles/{z}/{x}/{y}'], minzoom: 0, maxzoom: 1, tileSize: 256 });
+  assert.deepEqual(raster.layers.map((l) => l.type), ['raster']);
+  const vector = basemapStyle({ kind: 'vector', tiles: 'https://t.example/{z}/{x}/{y}.pbf', attribution: '© T' }, 'http://h');
+  assert.equal(vector.sources.tiles.tiles[0], 'https://t.example/{z}/{x}/{y}.pbf');
+  assert.equal(vector.sources.tiles.attribution, '© T');
+  assert.ok(vector.layers.every((l) => l.source === 'tiles' && l['source-layer'] && l.type !== 'symbol'), 'no text layers (no glyphs offline)');
+  assert.ok(vector.layers.some((l) => l['source-layer'] === 'water') && vector.layers.some((l) => l['source-layer'] === 'roads'));
+  assert.equal(basemapLabel({ label: 'city.pmtiles' }), 'Basemap: city.pmtiles');
+  assert.match(basemapLabel(null), /Natural Earth/);
 });
