@@ -133,6 +133,11 @@ pub(crate) struct UssArgs {
     /// or a private network; `:0` picks a free port (the chosen one is printed).
     #[arg(long, default_value = "127.0.0.1:9101")]
     pub(crate) operator_listen: SocketAddr,
+    /// Serve the participant's Prometheus metrics (`/metrics`: plans and refusals,
+    /// notifications delivered and retried, latencies of peers and the DSS) on this address
+    /// instead of the operator listener, where they need no token.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// PEM public key(s) that sign operator tokens. Repeatable. Default: the peers' keys
     /// (--jwt-public-key); give your organization's own issuer so that no token a peer can
     /// obtain works here.

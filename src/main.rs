@@ -554,7 +554,23 @@ fn run_uss(args: UssArgs) -> Result<()> {
         participant.load_rid_tests().await.map_err(|e| anyhow::anyhow!("loading the Remote ID tests: {e}"))?;
         tokio::spawn(participant.clone().run_monitor());
         tracing::info!(client_id = %args.client_id, %base_url, "participant starting");
-        let operator_app = uss::operator_app(participant.clone(), basemap);
+        let mut operator_app = uss::operator_app(participant.clone(), basemap);
+        if let Some(handle) = server::install_metrics() {
+            uss::describe_metrics();
+            let metrics =
+                axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(handle.render())));
+            match args.metrics_listen {
+                None => operator_app = operator_app.merge(metrics),
+                Some(addr) => {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("binding --metrics-listen {addr}"))?;
+                    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+                    let (limits, never) = (server::http::Limits::default(), std::future::pending());
+                    tokio::spawn(server::http::serve(listener, metrics, limits, None, never, Duration::ZERO));
+                }
+            }
+        }
         // The peer line first (tools wait for it), then the operator interface's.
         let peer = serve("uss", listener, uss::peer_app(participant), service_limits(), tls);
         let operator = async {

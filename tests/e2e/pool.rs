@@ -145,6 +145,19 @@ async fn one_record_served_by_every_instance_under_read_leases() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // Each instance says in its metrics that it holds its lease and which others it waits for.
+    for url in &pool.dss {
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = http.get(format!("{url}/metrics")).send().await.expect("metrics").text().await.expect("text");
+            if text.lines().any(|l| l == "dss_etcd_read_lease_held 1") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(text.lines().any(|l| l == "dss_etcd_read_lease_held 1"), "{url}:\n{text}");
+        assert!(text.contains("# HELP dss_etcd_read_lease_held"), "{url}");
+    }
     one_record(pool).await;
 }
 

@@ -360,6 +360,34 @@ async fn conflict_explanation_proposal_notifications_and_restart() {
     assert_eq!(seen["reference"]["state"], "Activated", "bravo's picture of alpha's operation: {st}");
     assert!(st["notifications"].as_array().expect("notifications").iter().any(|n| n["entity_id"] == a_id.as_str()));
 
+    // What happened is in each participant's metrics (on the operator listener, no token).
+    let metrics = |uss: &Participant| {
+        let url = format!("{}/metrics", uss.operator);
+        async move { crate::harness::client().get(url).send().await.expect("metrics").text().await.expect("text") }
+    };
+    let (alpha_m, bravo_m) = (metrics(&alpha).await, metrics(&bravo).await);
+    let count = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no `{series}` in:\n{text}"))
+    };
+    assert_eq!(count(&bravo_m, r#"uss_plans_total{outcome="refused"}"#), 2.0, "bravo was refused twice");
+    assert!(count(&bravo_m, r#"uss_plans_total{outcome="planned"}"#) >= 1.0);
+    assert!(count(&bravo_m, r#"uss_peer_request_seconds_count{call="intent_details",outcome="ok"}"#) >= 1.0);
+    assert!(
+        count(&bravo_m, r#"uss_notifications_received_total{kind="operational_intent",verdict="accepted"}"#) >= 1.0
+    );
+    assert!(count(&alpha_m, r#"uss_notification_deliveries_total{outcome="acknowledged"}"#) >= 1.0);
+    assert!(count(&alpha_m, r#"uss_peer_request_seconds_count{call="notify",outcome="ok"}"#) >= 1.0);
+    assert!(
+        count(
+            &alpha_m,
+            r#"dss_client_request_seconds_count{method="PUT",route="/dss/v1/operational_intent_references",outcome="ok"}"#
+        ) >= 2.0,
+        "alpha's plan and activation"
+    );
+    assert!(alpha_m.contains("# HELP uss_plans_total"), "{alpha_m}");
+
     // kill -9 bravo and restart it on the same data: nothing acknowledged is lost, and peers
     // can still fetch its details with the current OVN.
     bravo.kill9();

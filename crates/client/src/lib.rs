@@ -81,6 +81,32 @@ pub struct DssClient {
     token: String,
 }
 
+fn method_label(m: &reqwest::Method) -> &'static str {
+    match *m {
+        reqwest::Method::GET => "GET",
+        reqwest::Method::PUT => "PUT",
+        reqwest::Method::POST => "POST",
+        reqwest::Method::DELETE => "DELETE",
+        _ => "other",
+    }
+}
+
+/// A DSS path without its ids and versions (the metric's `route`, of bounded cardinality):
+/// `/dss/v1/operational_intent_references/{id}/{ovn}` is `/dss/v1/operational_intent_references`,
+/// `.../query` keeps its last segment. Ids are UUIDs, so the first segment with a `-` (or
+/// anything not a plain lower-case name) ends the route.
+fn route_label(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('?').next().unwrap_or_default().split('/').filter(|s| !s.is_empty()) {
+        if !seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            break;
+        }
+        out.push('/');
+        out.push_str(seg);
+    }
+    out
+}
+
 impl DssClient {
     /// `base` is the DSS root, e.g. `http://127.0.0.1:8082`.
     pub fn new(http: reqwest::Client, base: impl Into<String>, token: impl Into<String>) -> Self {
@@ -88,6 +114,26 @@ impl DssClient {
     }
 
     async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let label = (method_label(&method), route_label(path));
+        let result = self.send_timed(method, path, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ClientError::Busy { .. }) => "busy",
+            Err(ClientError::Transport(_)) => "unreachable",
+            Err(_) => "refused",
+        };
+        metrics::histogram!("dss_client_request_seconds", "method" => label.0, "route" => label.1, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn send_timed<B: Serialize, T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -216,5 +262,24 @@ impl DssClient {
 
     pub async fn healthy(&self) -> bool {
         matches!(self.http.get(format!("{}/healthy", self.base)).send().await, Ok(r) if r.status().is_success())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn routes_leave_out_ids_and_versions() {
+        let id = "0f5c6b2e-4d1a-4c43-9b3e-2f6a1d7c8e90";
+        for (path, route) in [
+            (format!("/dss/v1/operational_intent_references/{id}"), "/dss/v1/operational_intent_references"),
+            (format!("/dss/v1/operational_intent_references/{id}/ovnABC"), "/dss/v1/operational_intent_references"),
+            ("/dss/v1/operational_intent_references/query".into(), "/dss/v1/operational_intent_references/query"),
+            (format!("/rid/v2/dss/identification_service_areas/{id}"), "/rid/v2/dss/identification_service_areas"),
+            ("/dss/v1/subscriptions/query?x=1".into(), "/dss/v1/subscriptions/query"),
+        ] {
+            assert_eq!(route_label(&path), route, "{path}");
+        }
     }
 }

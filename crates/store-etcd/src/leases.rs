@@ -166,6 +166,7 @@ impl Inner {
             .filter(|(name, _)| Some(*name) != me.as_ref())
             .map(|(n, r)| (n.clone(), r.clone()))
             .collect();
+        metrics::gauge!("dss_etcd_other_readers").set(readers.len() as f64);
         if readers.is_empty() {
             return Ok(());
         }
@@ -303,6 +304,8 @@ impl Inner {
                 Err(e) => tracing::warn!(error = %e, "read lease lost; reads take a quorum read until it is back"),
             }
             me.local_reads.lock().until = None;
+            metrics::gauge!("dss_etcd_read_lease_held").set(0.0);
+            metrics::counter!("dss_etcd_read_lease_lapses_total").increment(1);
             if let Some(id) = held {
                 // Ended at once rather than left to expire, so that writers stop waiting for us.
                 let revoke =
@@ -375,6 +378,7 @@ impl Inner {
                 self.sync_quorum().await?;
             }
             self.local_reads.lock().until = Some(until);
+            metrics::gauge!("dss_etcd_read_lease_held").set(1.0);
             tokio::time::sleep(RENEW_EVERY).await;
         }
     }

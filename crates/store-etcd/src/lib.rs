@@ -627,6 +627,7 @@ impl Inner {
                 last.revision
             } else {
                 let issued_at_ticket = self.sync_tickets.load(Ordering::SeqCst);
+                metrics::counter!("dss_etcd_quorum_reads_total").increment(1);
                 let resp = self.range(self.clock_key().into_bytes(), Vec::new()).await?;
                 let revision = resp.kvs.first().map_or(0, |kv| rev(kv.mod_revision));
                 *last = SyncState { issued_at_ticket, revision };

@@ -313,13 +313,32 @@ impl HttpPeers {
         Ok(url)
     }
 
-    /// GETs `path` under a peer's base URL and reads it as `T`.
-    async fn get<T: serde::de::DeserializeOwned>(&self, base: &str, path: &str) -> Result<T, String> {
-        self.get_query(base, path, &[]).await
+    /// GETs `path` under a peer's base URL and reads it as `T`; `call` names the kind of
+    /// request in the peer latency histogram.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        call: &'static str,
+        base: &str,
+        path: &str,
+    ) -> Result<T, String> {
+        self.get_query(call, base, path, &[]).await
     }
 
     /// [`Self::get`] with query parameters added to the URL's own.
     async fn get_query<T: serde::de::DeserializeOwned>(
+        &self,
+        call: &'static str,
+        base: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, String> {
+        let started = std::time::Instant::now();
+        let result = self.get_query_timed(base, path, query).await;
+        peer_latency(call, if result.is_ok() { "ok" } else { "failed" }, started);
+        result
+    }
+
+    async fn get_query_timed<T: serde::de::DeserializeOwned>(
         &self,
         base: &str,
         path: &str,
@@ -359,11 +378,17 @@ impl HttpPeers {
     }
 }
 
+/// One call to a peer in `uss_peer_request_seconds` (by kind of call and outcome).
+fn peer_latency(call: &'static str, outcome: &'static str, started: std::time::Instant) {
+    metrics::histogram!("uss_peer_request_seconds", "call" => call, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+}
+
 impl Peers for HttpPeers {
     fn intent_details<'a>(&'a self, r: &'a Reference) -> BoxFuture<'a, Result<api::OperationalIntent, String>> {
         async move {
             let got: api::GetOperationalIntentDetailsResponse =
-                self.get(&r.base_url, &format!("{}/{}", Kind::Intent.uss_path(), r.id)).await?;
+                self.get("intent_details", &r.base_url, &format!("{}/{}", Kind::Intent.uss_path(), r.id)).await?;
             Ok(got.operational_intent)
         }
         .boxed()
@@ -371,8 +396,9 @@ impl Peers for HttpPeers {
 
     fn constraint_details<'a>(&'a self, r: &'a Reference) -> BoxFuture<'a, Result<api::Constraint, String>> {
         async move {
-            let got: api::GetConstraintDetailsResponse =
-                self.get(&r.base_url, &format!("{}/{}", Kind::Constraint.uss_path(), r.id)).await?;
+            let got: api::GetConstraintDetailsResponse = self
+                .get("constraint_details", &r.base_url, &format!("{}/{}", Kind::Constraint.uss_path(), r.id))
+                .await?;
             Ok(got.constraint)
         }
         .boxed()
@@ -382,7 +408,10 @@ impl Peers for HttpPeers {
         &'a self,
         r: &'a Reference,
     ) -> BoxFuture<'a, Result<api::GetOperationalIntentTelemetryResponse, String>> {
-        async move { self.get(&r.base_url, &format!("{}/{}/telemetry", Kind::Intent.uss_path(), r.id)).await }.boxed()
+        async move {
+            self.get("intent_telemetry", &r.base_url, &format!("{}/{}/telemetry", Kind::Intent.uss_path(), r.id)).await
+        }
+        .boxed()
     }
 
     fn rid_flights<'a>(
@@ -390,7 +419,8 @@ impl Peers for HttpPeers {
         base_url: &'a str,
         view: &'a str,
     ) -> BoxFuture<'a, Result<api::GetFlightsResponse, String>> {
-        async move { self.get_query(base_url, "/uss/flights", &[("view", view.to_owned())]).await }.boxed()
+        async move { self.get_query("rid_flights", base_url, "/uss/flights", &[("view", view.to_owned())]).await }
+            .boxed()
     }
 
     fn rid_flight_details<'a>(
@@ -401,7 +431,7 @@ impl Peers for HttpPeers {
         async move {
             // The id comes from a peer: it is a path segment, never a path.
             let segment: String = url_segment(id);
-            self.get(base_url, &format!("/uss/flights/{segment}/details")).await
+            self.get("rid_flight_details", base_url, &format!("/uss/flights/{segment}/details")).await
         }
         .boxed()
     }
@@ -416,12 +446,19 @@ impl Peers for HttpPeers {
                 Ok(t) => t,
                 Err(e) => return Attempt::Unreachable(e),
             };
-            match tokio::time::timeout(self.timeout, self.http.post(&url).bearer_auth(token).json(body).send()).await {
-                Ok(Ok(r)) if r.status().is_success() => Attempt::Acknowledged(r.status().as_u16()),
-                Ok(Ok(r)) => Attempt::Answered(r.status().as_u16()),
-                Ok(Err(e)) => Attempt::Unreachable(format!("unreachable: {}", client::tls::error_chain(&e))),
-                Err(_) => Attempt::TimedOut(self.timeout),
-            }
+            let started = std::time::Instant::now();
+            let attempt =
+                match tokio::time::timeout(self.timeout, self.http.post(&url).bearer_auth(token).json(body).send())
+                    .await
+                {
+                    Ok(Ok(r)) if r.status().is_success() => Attempt::Acknowledged(r.status().as_u16()),
+                    Ok(Ok(r)) => Attempt::Answered(r.status().as_u16()),
+                    Ok(Err(e)) => Attempt::Unreachable(format!("unreachable: {}", client::tls::error_chain(&e))),
+                    Err(_) => Attempt::TimedOut(self.timeout),
+                };
+            let outcome = if matches!(attempt, Attempt::Acknowledged(_)) { "ok" } else { "failed" };
+            peer_latency("notify", outcome, started);
+            attempt
         }
         .boxed()
     }

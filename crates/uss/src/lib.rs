@@ -55,6 +55,30 @@ use crate::tokens::TokenSource;
 
 pub use monitor::PositionsOutcome;
 pub use operator_api::app as operator_app;
+
+/// `# HELP` text for the participant's metrics (served at `/metrics` on the operator listener,
+/// or `--metrics-listen`).
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!("uss_plans_total", "Plans and changes of our operations, by outcome (planned, refused, failed)");
+    describe_histogram!("uss_plan_seconds", Unit::Seconds, "A plan from the request to its outcome, by outcome");
+    describe_counter!(
+        "uss_notification_deliveries_total",
+        "Attempts to deliver our notifications to subscribers, by outcome (acknowledged, retrying, failed)"
+    );
+    describe_counter!("uss_notification_retries_total", "Notification deliveries attempted again after a failure");
+    describe_counter!("uss_notifications_received_total", "Peers' notifications received, by kind");
+    describe_histogram!(
+        "uss_peer_request_seconds",
+        Unit::Seconds,
+        "Calls to other participants, by call (intent_details, notify, ...) and outcome"
+    );
+    describe_histogram!(
+        "dss_client_request_seconds",
+        Unit::Seconds,
+        "Calls to the DSS, by method, route (ids left out) and outcome (ok, refused, busy, unreachable)"
+    );
+}
 pub use peer::app as peer_app;
 
 /// Largest peer answer read (details of a maximum-size intent, 100 volumes of 1000 vertices

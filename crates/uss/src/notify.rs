@@ -127,6 +127,7 @@ impl Uss {
                 return; // superseded by a newer change, whose own notifications went out
             }
             attempts += 1;
+            metrics::counter!("uss_notification_retries_total").increment(1);
             let attempt = self.peers.notify(&base, path, &body).await;
             let mut d = Delivery::after(&base, &attempt, attempts);
             let out_of_time = self.now().micros() + 2 * delay.as_micros() as i64 > deadline;
@@ -156,6 +157,12 @@ impl Uss {
     /// One delivery outcome on the map's live feed.
     fn feed_delivery(&self, subject: &Subject, d: &Delivery) {
         let id = &subject.id;
+        let counted = match (d.acknowledged, d.retrying) {
+            (true, _) => "acknowledged",
+            (false, true) => "retrying",
+            (false, false) => "failed",
+        };
+        metrics::counter!("uss_notification_deliveries_total", "outcome" => counted).increment(1);
         let outcome = if d.acknowledged {
             "acknowledged".to_owned()
         } else if d.retrying {

@@ -131,6 +131,9 @@ impl Uss {
 
     async fn record_received(&self, n: Received) {
         tracing::info!(from = %n.from, id = %n.entity_id, accepted = n.accepted, "notification received");
+        let accepted = if n.accepted { "accepted" } else { "not_accepted" };
+        metrics::counter!("uss_notifications_received_total", "kind" => n.kind.clone(), "verdict" => accepted)
+            .increment(1);
         let what = n.kind.replace('_', " ");
         let change = match (&n.version, &n.state) {
             (None, _) => "removed".to_owned(),

@@ -266,6 +266,24 @@ impl Uss {
 
     /// Plans (creates or updates) an intent; the caller holds the entity's lock.
     async fn plan(self: &Arc<Self>, req: Request, current: Option<OwnIntent>) -> Result<PlanOutcome, UssError> {
+        let started = std::time::Instant::now();
+        let result = self.plan_attempts(req, current).await;
+        let outcome = match &result {
+            Ok(o) if o.outcome == crate::operator::Outcome::Refused => "refused",
+            Ok(_) => "planned",
+            Err(_) => "failed",
+        };
+        metrics::counter!("uss_plans_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("uss_plan_seconds", "outcome" => outcome).record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// [`Self::plan`]'s work: survey, judge, write, retrying a lost race.
+    async fn plan_attempts(
+        self: &Arc<Self>,
+        req: Request,
+        current: Option<OwnIntent>,
+    ) -> Result<PlanOutcome, UssError> {
         let mut ovn = current.as_ref().map(|c| c.ovn().to_owned());
         let previous_version = current.as_ref().map(|c| c.reference.version);
         let area = widened(&req.volumes);

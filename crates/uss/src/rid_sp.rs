@@ -201,6 +201,8 @@ async fn isa_notified(
         _ => {}
     }
     uss.learn_isa(&id, held.as_ref());
+    metrics::counter!("uss_notifications_received_total", "kind" => "identification_service_area", "verdict" => "accepted")
+        .increment(1);
     uss.feed(
         "received",
         Some(&id),
