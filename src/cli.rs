@@ -30,6 +30,12 @@ pub(crate) struct Cli {
     /// line, for log shippers).
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     pub(crate) log_format: String,
+    /// Send OpenTelemetry traces (OTLP over HTTP, protobuf) to this collector, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is added): a span per request served by `dss` or
+    /// `uss` and per call a participant makes, joined across processes by `traceparent`.
+    /// The collector is trusted with the same roots and --ca-cert as other calls.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) otlp_endpoint: Option<String>,
     /// Seconds servers let requests in flight finish after SIGINT/SIGTERM before closing the
     /// remaining connections (a client stuck halfway through its headers cannot hold the
     /// process up).
@@ -320,9 +326,17 @@ pub(crate) struct PoolArgs {
     /// Directory for the members' data and logs (a temporary one by default).
     #[arg(long)]
     pub(crate) dir: Option<PathBuf>,
-    /// PEM public key(s) the instances trust; without any, they accept the development key.
+    /// PEM public key(s) the instances trust; without any (and no --jwks-url), they accept the
+    /// development key.
     #[arg(long = "jwt-public-key", value_name = "PEM_FILE")]
     pub(crate) jwt_public_keys: Vec<PathBuf>,
+    /// An identity provider's key set the instances trust (as `dss --jwks-url`). Repeatable.
+    #[arg(long = "jwks-url", value_name = "URL")]
+    pub(crate) jwks_urls: Vec<String>,
+    /// A PEM CA certificate the instances trust when calling out (key sets, each other, the
+    /// trace collector), as `dss --ca-cert`. Repeatable.
+    #[arg(long = "ca-cert", value_name = "PEM_FILE")]
+    pub(crate) ca_certs: Vec<PathBuf>,
     /// Accepted token audiences (default localhost).
     #[arg(long = "jwt-audience")]
     pub(crate) jwt_audiences: Vec<String>,

@@ -39,6 +39,8 @@ const MAX_REPORT_BYTES_CEILING: usize = server::MAX_BODY_BYTES;
 
 /// The log format chosen on the command line (read by `init_logs`).
 static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+/// `--otlp-endpoint` (read by `init_logs`).
+static OTLP_ENDPOINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 fn main() -> Result<()> {
     let argv = match config::expand(std::env::args_os().collect(), &|name| std::env::var(name).ok()) {
@@ -50,6 +52,7 @@ fn main() -> Result<()> {
     };
     let cli = Cli::parse_from(argv);
     let _ = LOG_JSON.set(cli.log_format == "json");
+    let _ = OTLP_ENDPOINT.set(cli.otlp_endpoint.clone());
     let _ = SHUTDOWN_GRACE_S.set(cli.shutdown_grace_secs);
     // Every server here holds one descriptor per connection: use what the system allows.
     server::http::raise_file_limit();
@@ -75,6 +78,9 @@ fn main() -> Result<()> {
             members: a.members,
             dir: a.dir,
             jwt_public_keys: a.jwt_public_keys,
+            jwks_urls: a.jwks_urls,
+            ca_certs: a.ca_certs,
+            otlp_endpoint: OTLP_ENDPOINT.get().cloned().flatten(),
             jwt_audiences: a.jwt_audiences,
             read_leases: a.etcd_read_leases,
             peer_proxies: a.peer_proxies,
@@ -114,7 +120,7 @@ fn mint_token(args: &TokenArgs) -> Result<String> {
 }
 
 fn run_dss(args: DssArgs) -> Result<()> {
-    init_logs();
+    let _traces = init_traced_logs("deconflict-dss", &args.tls.trust()?)?;
     let mut pems = read_keys(&args.jwt_public_keys)?;
     if args.insecure_dev_auth {
         tracing::warn!("--insecure-dev-auth: accepting tokens signed by the PUBLIC development key");
@@ -339,15 +345,39 @@ fn read_keys(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 fn init_logs() {
+    // Servers call `init_traced_logs`; the others have nothing to trace.
+    let _ = init_traced_logs("deconflict", &client::tls::Trust::default());
+}
+
+/// Logs on stderr (`RUST_LOG`, default info; `--log-format`), and with `--otlp-endpoint` the
+/// trace exporter, reporting as `service` and trusting `trust`; keep what it returns alive
+/// for as long as spans should be sent.
+fn init_traced_logs(service: &str, trust: &client::tls::Trust) -> Result<Option<otel::Exporter>> {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if LOG_JSON.get().copied().unwrap_or(false) {
-        builder.json().init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // The exported spans are not log lines.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info".into())
+        .add_directive(format!("{}=off", otel::TARGET).parse()?);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if LOG_JSON.get().copied().unwrap_or(false) {
+        fmt.json().with_filter(filter).boxed()
     } else {
         // Colour codes only where someone reads them: a file or a pipe gets plain text.
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+        fmt.with_ansi(std::io::stderr().is_terminal()).with_filter(filter).boxed()
+    };
+    let endpoint = OTLP_ENDPOINT.get().cloned().flatten();
+    let Some(endpoint) = endpoint else {
+        let _ = tracing_subscriber::registry().with(fmt).try_init();
+        return Ok(None);
+    };
+    let http = trust.client_builder().build()?;
+    let (traces, exporter) = otel::layer(&endpoint, service, http).map_err(anyhow::Error::msg)?;
+    let _ = tracing_subscriber::registry().with(fmt).with(traces).try_init();
+    tracing::info!(%endpoint, service, "sending traces over OTLP");
+    Ok(Some(exporter))
 }
 
 /// Prints the `... listening on http://ADDR` line tools wait for, and serves with `limits`
@@ -400,7 +430,7 @@ fn run_auth(args: AuthArgs) -> Result<()> {
 }
 
 fn run_uss(args: UssArgs) -> Result<()> {
-    init_logs();
+    let _traces = init_traced_logs(&format!("deconflict-uss-{}", args.client_id), &args.tls.trust()?)?;
     let pems = read_keys(&args.jwt_public_keys)?;
     if pems.is_empty() && args.jwks.jwks_urls.is_empty() {
         bail!("no --jwt-public-key or --jwks-url given: pass the PEM public key(s) or key set URL that sign peers' tokens");

@@ -13,6 +13,7 @@ mod input;
 mod interop;
 mod jwks;
 mod map;
+mod otlp;
 mod pool;
 mod rid;
 mod telemetry;

@@ -10,6 +10,7 @@ pub mod tls;
 use api::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -121,7 +122,8 @@ impl DssClient {
     ) -> Result<T> {
         let started = std::time::Instant::now();
         let label = (method_label(&method), route_label(path));
-        let result = self.send_timed(method, path, body).await;
+        let span = otel::client_span(&format!("{} {}", label.0, label.1));
+        let result = self.send_timed(method, path, body).instrument(span).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(ClientError::Busy { .. }) => "busy",
@@ -139,7 +141,8 @@ impl DssClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token);
+        let mut req =
+            otel::traced(self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token));
         if let Some(b) = body {
             req = req.json(b);
         }

@@ -143,6 +143,7 @@ pub fn app<S: Store>(state: Arc<AppState<S>>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(record_metrics))
+        .layer(axum::middleware::from_fn(otel::serve))
         .with_state(state)
 }
 

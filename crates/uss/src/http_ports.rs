@@ -9,6 +9,7 @@ use client::{ClientError, DssClient};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use geo4d::{Timestamp, Volume4D};
+use tracing::Instrument;
 
 use crate::domain::{Kind, Reference, Subscriber};
 use crate::ports::{
@@ -333,7 +334,8 @@ impl HttpPeers {
         query: &[(&str, String)],
     ) -> Result<T, String> {
         let started = std::time::Instant::now();
-        let result = self.get_query_timed(base, path, query).await;
+        let result =
+            self.get_query_timed(base, path, query).instrument(otel::client_span(&format!("GET peer {call}"))).await;
         peer_latency(call, if result.is_ok() { "ok" } else { "failed" }, started);
         result
     }
@@ -349,11 +351,7 @@ impl HttpPeers {
         let url = self.url(base, path).map_err(|e| format!("its uss_base_url {e}"))?;
         let token = self.tokens.token_for(&url).await?;
         let work = async {
-            let mut resp = self
-                .http
-                .get(&url)
-                .query(query)
-                .bearer_auth(token)
+            let mut resp = otel::traced(self.http.get(&url).query(query).bearer_auth(token))
                 .send()
                 .await
                 .map_err(|e| format!("unreachable: {}", client::tls::error_chain(&e)))?;
@@ -447,15 +445,14 @@ impl Peers for HttpPeers {
                 Err(e) => return Attempt::Unreachable(e),
             };
             let started = std::time::Instant::now();
-            let attempt =
-                match tokio::time::timeout(self.timeout, self.http.post(&url).bearer_auth(token).json(body).send())
-                    .await
-                {
-                    Ok(Ok(r)) if r.status().is_success() => Attempt::Acknowledged(r.status().as_u16()),
-                    Ok(Ok(r)) => Attempt::Answered(r.status().as_u16()),
-                    Ok(Err(e)) => Attempt::Unreachable(format!("unreachable: {}", client::tls::error_chain(&e))),
-                    Err(_) => Attempt::TimedOut(self.timeout),
-                };
+            let span = otel::client_span("POST peer notify");
+            let request = span.in_scope(|| otel::traced(self.http.post(&url).bearer_auth(token).json(body)));
+            let attempt = match tokio::time::timeout(self.timeout, request.send().instrument(span)).await {
+                Ok(Ok(r)) if r.status().is_success() => Attempt::Acknowledged(r.status().as_u16()),
+                Ok(Ok(r)) => Attempt::Answered(r.status().as_u16()),
+                Ok(Err(e)) => Attempt::Unreachable(format!("unreachable: {}", client::tls::error_chain(&e))),
+                Err(_) => Attempt::TimedOut(self.timeout),
+            };
             let outcome = if matches!(attempt, Attempt::Acknowledged(_)) { "ok" } else { "failed" };
             peer_latency("notify", outcome, started);
             attempt

@@ -41,6 +41,7 @@ pub fn app(uss: Arc<Uss>, basemap: Arc<map::Basemap>) -> Router {
         .route("/healthy", get(|| async { "ok" }))
         .fallback(|| async { UssError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn(otel::serve))
         .with_state(uss)
 }
 

@@ -39,6 +39,7 @@ pub fn app(uss: Arc<Uss>) -> Router {
     router
         .fallback(|| async { UssError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn(otel::serve))
         .with_state(uss)
 }
 
