@@ -370,7 +370,9 @@ pub(crate) struct BenchArgs {
     /// Workloads to run, comma-separated: busy-area, city, subscriptions, restart, soak, planning,
     /// rid (network Remote ID: ISA writes and searches in a busy area and a city), telemetry
     /// (positions streamed into a participant, deviations announced), rid-display (Remote ID
-    /// traffic from three service providers on a display provider's views), or all.
+    /// traffic from three service providers on a display provider's views), or all; and
+    /// national (a compressed day of a country's traffic, then its peak multiplied until the
+    /// DSS saturates; not part of all).
     #[arg(long, default_value = "all")]
     pub(crate) workload: String,
     /// Seconds of measured load per workload (after its preload).
@@ -405,6 +407,13 @@ pub(crate) struct BenchArgs {
     /// --telemetry-flights, spread over three service providers).
     #[arg(long)]
     pub(crate) rid_views: Option<usize>,
+    /// `national`: the country's traffic as a multiple of the US's (InterUSS's sizing: 18.6
+    /// new flights/s on average, peaks 3.5 times that). Default 1.
+    #[arg(long)]
+    pub(crate) national_scale: Option<f64>,
+    /// `national`: wall-clock seconds of one simulated hour of the day (default 2.5).
+    #[arg(long)]
+    pub(crate) national_hour_secs: Option<f64>,
     /// A few seconds at tiny sizes (used by the test suite so the benchmark never rots).
     #[arg(long)]
     pub(crate) smoke: bool,

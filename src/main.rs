@@ -627,6 +627,8 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     config.telemetry_flights = args.telemetry_flights.unwrap_or(config.telemetry_flights).max(1);
     config.telemetry_hz = args.telemetry_hz.unwrap_or(config.telemetry_hz).clamp(0.1, 100.0);
     config.rid_views = args.rid_views.unwrap_or(config.rid_views).max(1);
+    config.national_scale = args.national_scale.unwrap_or(config.national_scale).clamp(0.01, 100.0);
+    config.national_hour_s = args.national_hour_secs.unwrap_or(config.national_hour_s).clamp(0.1, 3600.0);
     config.store = args.store.clone();
     config.members = args.members.max(1);
     config.pool_reads = args.pool_reads.clone();

@@ -123,7 +123,7 @@ fn bench_smoke_run_is_correct() {
 /// injected delay between members, and the city's embedded baseline): correctness only.
 #[test]
 fn bench_smoke_run_on_a_pool_is_correct() {
-    let report = smoke(&["--store", "etcd", "--members", "3", "--workload", "busy-area,city,rid"]);
+    let report = smoke(&["--store", "etcd", "--members", "3", "--workload", "busy-area,city,rid,national"]);
     let workloads = report["workloads"].as_array().expect("workloads");
     let names: Vec<&str> = workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
     assert_eq!(
@@ -142,7 +142,8 @@ fn bench_smoke_run_on_a_pool_is_correct() {
             "etcd alone (the pool's transaction shape)",
             "rid city (ISA writes only) (pool)",
             "rid city (searches only) (pool)",
-            "rid city (half writers, half searchers) (pool)"
+            "rid city (half writers, half searchers) (pool)",
+            "national"
         ]
     );
     for w in workloads {
@@ -166,4 +167,20 @@ fn bench_smoke_run_on_a_pool_is_correct() {
     let note = rid_writes["notes"].as_array().expect("notes").iter().filter_map(Value::as_str).collect::<Vec<_>>();
     assert!(note.iter().any(|n| n.contains("of etcd alone in this run")), "{note:?}");
     assert!(workloads[10]["parameters"]["compares"].as_u64().expect("compares") > 0, "{}", workloads[10]);
-}
+    // The national day: 24 hours at their own rates through the pool's three instances, every
+    // kind of request of a flight done, then the peak hour multiplied.
+    let national = &workloads[14];
+    let hours = national["parameters"]["hours"].as_array().expect("hours");
+    assert_eq!(hours.len(), 24, "{national}");
+    let offered = |h: usize| hours[h]["offered_flights_per_s"].as_f64().expect("offered");
+    assert!(offered(13) > 3.0 * offered(3), "the day peaks in the afternoon: {national}");
+    assert_eq!(national["parameters"]["instances"], 3);
+    let kinds: Vec<&str> =
+        national["ops"].as_array().expect("ops").iter().filter_map(|o| o["kind"].as_str()).collect();
+    for kind in ["plan", "activate", "isa-create", "isa-update", "isa-search", "isa-delete", "end"] {
+        assert!(kinds.contains(&kind), "no `{kind}` in the national day: {kinds:?}");
+    }
+    for o in national["ops"].as_array().expect("ops") {
+        assert_eq!(o["errors"], 0, "{o}");
+    }
+    assert!(!national["parameters"]["ramp"].as_array().expect("ramp").is_empty(), "{national}");

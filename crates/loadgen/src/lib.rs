@@ -7,6 +7,7 @@
 
 mod ceiling;
 mod conn;
+mod national;
 mod planning;
 mod rid;
 mod rid_display;
@@ -70,6 +71,20 @@ pub struct BenchConfig {
     /// `rid-display`: display views watched (its flights are `telemetry_flights`).
     #[serde(default = "default_rid_views")]
     pub rid_views: usize,
+    /// `national`: the country's size as a multiple of the US's traffic, and the wall-clock
+    /// seconds of one simulated hour.
+    #[serde(default = "one")]
+    pub national_scale: f64,
+    #[serde(default = "default_national_hour")]
+    pub national_hour_s: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn default_national_hour() -> f64 {
+    2.5
 }
 
 fn default_rid_views() -> usize {
@@ -139,6 +154,8 @@ impl BenchConfig {
             telemetry_flights: default_telemetry_flights(),
             telemetry_hz: default_telemetry_hz(),
             rid_views: default_rid_views(),
+            national_scale: one(),
+            national_hour_s: default_national_hour(),
         }
     }
     /// A few seconds of everything at tiny sizes: keeps the benchmark from rotting.
@@ -155,6 +172,7 @@ impl BenchConfig {
             telemetry_flights: 20,
             telemetry_hz: 2.0,
             rid_views: 4,
+            national_hour_s: 0.25,
             ..Self::full()
         }
     }
@@ -449,6 +467,7 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                 slow
             }
             "telemetry" => telemetry::telemetry(&ctx).await?,
+            "national" => national::national(&ctx, ctx.config.national_scale, ctx.config.national_hour_s).await?,
             "rid-display" => rid_display::rid_display(&ctx).await?,
             "rid" => {
                 // Several reports (two scales, three phases each), printed as they come.
@@ -456,7 +475,7 @@ pub async fn run(exe: PathBuf, work_dir: PathBuf, keys: Keys, config: BenchConfi
                 continue;
             }
             other => bail!(
-                "unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning, rid, telemetry, rid-display)"
+                "unknown workload `{other}` (busy-area, city, subscriptions, restart, soak, planning, rid, telemetry, rid-display, national)"
             ),
         };
         report.print();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// Per-task recorder; merged at the end of a phase.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Recorder {
     ops: BTreeMap<&'static str, Op>,
     pub retries_409: u64,
@@ -13,7 +13,7 @@ pub struct Recorder {
     pub requests: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Op {
     ok_latencies_us: Vec<u64>,
     errors: u64,

@@ -21,7 +21,7 @@ use crate::shapes::{self, m_to_dlat, m_to_dlng, now, ORIGIN_LAT, ORIGIN_LNG};
 use crate::stats::{Recorder, WorkloadReport};
 use crate::{mint, Ctx};
 
-const SC: &str = "utm.strategic_coordination";
+pub(crate) const SC: &str = "utm.strategic_coordination";
 /// Attempts per write before the generator gives up on it (counted as an error).
 const MAX_TRIES: usize = 64;
 const CITY_M: f64 = 50_000.0;
@@ -414,7 +414,22 @@ async fn city_start(ctx: &Ctx, server: &crate::Server) -> Result<CityStart> {
 /// One completed request for the soak's windows: (ms since the start, latency µs, a write?).
 type Sample = (u32, u32, bool);
 
-/// Starts the city's clients (90% queries, 10% creates and deletes) until `budget` runs out;
+/// Who does what among the city's clients.
+#[derive(Clone, Copy)]
+enum CityMix {
+    /// Every client: 90% queries, 10% creates and deletes (the soak).
+    Mixed,
+    /// The first `n` clients only write (creates and deletes), the others only query: query
+    /// rates then measure the read path, not how long a client waits on its writes.
+    SeparateWriters(usize),
+}
+
+/// The writer clients of the city: one in eight (at least one), so writes stay about a tenth.
+fn city_writers(concurrency: usize) -> usize {
+    (concurrency / 8).max(1)
+}
+
+/// Starts the city's clients (see [`CityMix`]) until `budget` runs out;
 /// with `samples`, each client also records every successful request's time and latency.
 fn city_clients(
     ctx: &Ctx,
@@ -422,6 +437,7 @@ fn city_clients(
     start: &mut CityStart,
     budget: &Arc<Budget>,
     samples: Option<(Instant, Arc<parking_lot::Mutex<Vec<Sample>>>)>,
+    mix: CityMix,
 ) -> Result<tokio::task::JoinSet<Recorder>> {
     let cfg = &ctx.config;
     let mut tasks = tokio::task::JoinSet::new();
@@ -433,6 +449,12 @@ fn city_clients(
         let base_t = start.base_t;
         let samples = samples.clone();
         let seed = cfg.seed * 7919 + k as u64;
+        // The share of this client's requests that are queries.
+        let query_share = match mix {
+            CityMix::Mixed => 0.9,
+            CityMix::SeparateWriters(n) if k < n => 0.0,
+            CityMix::SeparateWriters(_) => 1.0,
+        };
         tasks.spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut rec = Recorder::default();
@@ -441,7 +463,7 @@ fn city_clients(
             while budget.go() {
                 let t = Instant::now();
                 let write;
-                if rng.random_bool(0.9) {
+                if rng.random_bool(query_share) {
                     write = false;
                     let body = bodies[next_query % bodies.len()].clone();
                     next_query += 1;
@@ -511,7 +533,8 @@ async fn city_on(ctx: &Ctx, server: crate::Server) -> Result<WorkloadReport> {
     let budget = Budget::new(cfg.duration_s, cfg.max_requests);
     let started = Instant::now();
     let cpu = CpuMeter::start(&server);
-    let tasks = city_clients(ctx, &server, &mut start, &budget, None)?;
+    let writers = city_writers(cfg.concurrency);
+    let tasks = city_clients(ctx, &server, &mut start, &budget, None, CityMix::SeparateWriters(writers))?;
     let rec = merged(tasks).await?;
     let cpu = cpu.per_request(&server, rec.requests);
     let seconds = started.elapsed().as_secs_f64();
@@ -523,7 +546,8 @@ async fn city_on(ctx: &Ctx, server: crate::Server) -> Result<WorkloadReport> {
         workload: "city".into(),
         parameters: json!({"clients": cfg.concurrency, "area_km": [50, 50], "horizon_h": 24, "preload_intents": cfg.city_intents,
                            "volumes_per_intent": "1 or 2", "polygon_vertices": "4-20", "circle_share": 0.3,
-                           "query_box": "1 km x 1 km x 1 h", "mix": "90% query, 10% create/delete", "duration_s": cfg.duration_s,
+                           "query_box": "1 km x 1 km x 1 h", "duration_s": cfg.duration_s,
+                           "mix": format!("{} query-only clients; {writers} write-only clients (creates and deletes), their rate reported", cfg.concurrency.saturating_sub(writers)),
                            "creates": "query every volume first (plan-query, not counted as queries), re-query and retry after 409"}),
         preload_count: preloaded,
         preload_seconds,
@@ -819,7 +843,7 @@ pub async fn soak(ctx: &Ctx) -> Result<WorkloadReport> {
     let budget = Budget::new(cfg.soak_s, u64::MAX);
     let t0 = Instant::now();
     let samples: Arc<parking_lot::Mutex<Vec<Sample>>> = Arc::default();
-    let tasks = city_clients(ctx, &server, &mut start, &budget, Some((t0, samples.clone())))?;
+    let tasks = city_clients(ctx, &server, &mut start, &budget, Some((t0, samples.clone())), CityMix::Mixed)?;
     // Once a second: the store's size, the RSS, and whether a compaction finished.
     let mut marks: Vec<(u64, u64, u64, bool)> = Vec::new();
     let (_, mut last_snapshot) = store_files(&server.data_dir);
