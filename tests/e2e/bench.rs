@@ -175,8 +175,7 @@ fn bench_smoke_run_on_a_pool_is_correct() {
     let offered = |h: usize| hours[h]["offered_flights_per_s"].as_f64().expect("offered");
     assert!(offered(13) > 3.0 * offered(3), "the day peaks in the afternoon: {national}");
     assert_eq!(national["parameters"]["instances"], 3);
-    let kinds: Vec<&str> =
-        national["ops"].as_array().expect("ops").iter().filter_map(|o| o["kind"].as_str()).collect();
+    let kinds: Vec<&str> = national["ops"].as_array().expect("ops").iter().filter_map(|o| o["kind"].as_str()).collect();
     for kind in ["plan", "activate", "isa-create", "isa-update", "isa-search", "isa-delete", "end"] {
         assert!(kinds.contains(&kind), "no `{kind}` in the national day: {kinds:?}");
     }
@@ -184,3 +183,4 @@ fn bench_smoke_run_on_a_pool_is_correct() {
         assert_eq!(o["errors"], 0, "{o}");
     }
     assert!(!national["parameters"]["ramp"].as_array().expect("ramp").is_empty(), "{national}");
+}

@@ -35,7 +35,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use api::{LatLngPoint, Polygon, PutOperationalIntentReferenceParameters, PutSubscriptionParameters, Volume3D, Volume4D};
+use api::{
+    LatLngPoint, Polygon, PutOperationalIntentReferenceParameters, PutSubscriptionParameters, Volume3D, Volume4D,
+};
 use bytes::Bytes;
 use client::ClientError;
 use geo4d::Timestamp;
@@ -110,10 +112,13 @@ fn place(rng: &mut StdRng) -> (f64, f64) {
     }
     let total: f64 = METROS.iter().map(|m| m.2).sum();
     let mut pick = rng.random_range(0.0..total);
-    let (lat, lng, _) = *METROS.iter().find(|m| {
-        pick -= m.2;
-        pick <= 0.0
-    }).unwrap_or(&METROS[0]);
+    let (lat, lng, _) = *METROS
+        .iter()
+        .find(|m| {
+            pick -= m.2;
+            pick <= 0.0
+        })
+        .unwrap_or(&METROS[0]);
     // About 30 km around the centre (a box; the shape of a metro matters little here).
     let spread = 0.3;
     (lat + rng.random_range(-spread..spread), lng + rng.random_range(-spread..spread) / lat.to_radians().cos())
@@ -126,7 +131,12 @@ fn square_at(lat: f64, lng: f64, side_m: f64, start: Timestamp, end: Timestamp) 
     let p = |lat, lng| LatLngPoint { lat, lng };
     let v = Volume3D {
         outline_polygon: Some(Polygon {
-            vertices: vec![p(lat - dlat, lng - dlng), p(lat - dlat, lng + dlng), p(lat + dlat, lng + dlng), p(lat + dlat, lng - dlng)],
+            vertices: vec![
+                p(lat - dlat, lng - dlng),
+                p(lat - dlat, lng + dlng),
+                p(lat + dlat, lng + dlng),
+                p(lat + dlat, lng - dlng),
+            ],
         }),
         outline_circle: None,
         altitude_lower: None,
@@ -167,7 +177,13 @@ fn micros(t: Instant) -> u64 {
 
 /// The key of a write over `area`: the OVNs the DSS reports there (others' intents; ours is
 /// skipped).
-async fn key_for(c: &GenClient, area: &Volume4D, me: &str, rec: &mut Recorder, kind: &'static str) -> Option<Vec<String>> {
+async fn key_for(
+    c: &GenClient,
+    area: &Volume4D,
+    me: &str,
+    rec: &mut Recorder,
+    kind: &'static str,
+) -> Option<Vec<String>> {
     let t = Instant::now();
     match c.query_intents(area).await {
         Ok(q) => {
@@ -212,7 +228,14 @@ async fn write_intent(
     None
 }
 
-async fn timed(rec: &mut Recorder, kind: &'static str, c: &GenClient, method: Method, path: &str, body: Option<Bytes>) -> Option<Bytes> {
+async fn timed(
+    rec: &mut Recorder,
+    kind: &'static str,
+    c: &GenClient,
+    method: Method,
+    path: &str,
+    body: Option<Bytes>,
+) -> Option<Bytes> {
     let t = Instant::now();
     match c.raw(method, path, body).await {
         Ok((s, b)) if (200..300).contains(&s) => {
@@ -260,7 +283,10 @@ async fn fly(conns: Arc<Conns>, seed: u64, rec: &mut Recorder) {
         subscription_id: None,
         // As USSs do (and Activated requires): a subscription made with the intent, through
         // which it hears of others' changes in its area.
-        new_subscription: Some(api::ImplicitSubscriptionParameters { uss_base_url: url.into(), notify_for_constraints: None }),
+        new_subscription: Some(api::ImplicitSubscriptionParameters {
+            uss_base_url: url.into(),
+            notify_for_constraints: None,
+        }),
         requested_ovn_suffix: None,
     };
     let Some((ovn, implicit)) = write_intent(c, &id, None, body.clone(), rec, ("plan", "plan-query")).await else {
@@ -303,7 +329,10 @@ async fn fly(conns: Arc<Conns>, seed: u64, rec: &mut Recorder) {
     // Remote ID: the ISA follows the flight; a display provider looks around it after each move.
     let isa = uuid::Uuid::new_v4().to_string();
     let isa_at = |lat: f64, lng: f64| {
-        Bytes::from(serde_json::to_vec(&json!({"extents": square_at(lat, lng, 300.0, t0, t1), "uss_base_url": url})).unwrap_or_default())
+        Bytes::from(
+            serde_json::to_vec(&json!({"extents": square_at(lat, lng, 300.0, t0, t1), "uss_base_url": url}))
+                .unwrap_or_default(),
+        )
     };
     let path = format!("/rid/v2/dss/identification_service_areas/{isa}");
     let mut version = match timed(rec, "isa-create", sp, Method::PUT, &path, Some(isa_at(lat, lng))).await {
@@ -322,7 +351,14 @@ async fn fly(conns: Arc<Conns>, seed: u64, rec: &mut Recorder) {
         let d = 0.02;
         let search = format!(
             "/rid/v2/dss/identification_service_areas?area={:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
-            la - d, lo - d, la - d, lo + d, la + d, lo + d, la + d, lo - d
+            la - d,
+            lo - d,
+            la - d,
+            lo + d,
+            la + d,
+            lo + d,
+            la + d,
+            lo - d
         );
         timed(rec, "isa-search", dp, Method::GET, &search, None).await;
     }
@@ -359,7 +395,13 @@ impl Launched {
 
 /// Starts flights at `per_s` for `seconds` (returning when the last has started); each
 /// flight's requests are recorded in its slot, whenever they happen.
-async fn launch_slot(conns: &Arc<Conns>, per_s: f64, seconds: f64, seed: u64, in_flight: &Arc<AtomicUsize>) -> Launched {
+async fn launch_slot(
+    conns: &Arc<Conns>,
+    per_s: f64,
+    seconds: f64,
+    seed: u64,
+    in_flight: &Arc<AtomicUsize>,
+) -> Launched {
     let started_at = Instant::now();
     let total = (per_s * seconds).round() as u64;
     let merged = Arc::new(parking_lot::Mutex::new(Recorder::default()));
@@ -418,7 +460,9 @@ pub async fn national(ctx: &Ctx, scale: f64, slot_s: f64) -> Result<WorkloadRepo
         let uss = format!("uss{}", k % 40);
         conns.strategic.push(GenClient::new(base, &mint(&ctx.keys, &uss, &[crate::workloads::SC])?)?);
         conns.rid_sp.push(GenClient::new(base, &mint(&ctx.keys, &uss, &["rid.service_provider"])?)?);
-        conns.rid_dp.push(GenClient::new(base, &mint(&ctx.keys, &format!("dp{}", k % 10), &["rid.display_provider"])?)?);
+        conns
+            .rid_dp
+            .push(GenClient::new(base, &mint(&ctx.keys, &format!("dp{}", k % 10), &["rid.display_provider"])?)?);
     }
     let conns = Arc::new(conns);
 
