@@ -26,8 +26,8 @@
 //! (weighted by population), 15% anywhere in the contiguous United States.
 //!
 //! **Open loop.** Flights start on schedule whether or not earlier ones are done; a flight that
-//! finds [`MAX_FLIGHTS_IN_FLIGHT`] already under way is shed (counted: the DSS is not keeping
-//! up). An hour is *saturated* when it sheds flights, its writes' p99 exceeds 1 s, or more than
+//! finds [`SHED_FACTOR`] times the flights the rate should keep under way is shed (counted: the
+//! DSS is not keeping up). An hour is *saturated* when it sheds flights, its writes' p99 exceeds 1 s, or more than
 //! 1% of its requests fail.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -67,8 +67,10 @@ const LIFECYCLE: Duration = Duration::from_secs(4);
 const ISA_UPDATES: usize = 3;
 /// One flight in this many subscribes to its area.
 const SUBSCRIBE_EVERY: u64 = 5;
-/// Flights under way at once before new ones are shed.
-const MAX_FLIGHTS_IN_FLIGHT: usize = 4000;
+/// Flights under way at once before new ones are shed, as a multiple of what the rate and
+/// the lifecycle keep under way when the DSS answers at once: beyond it, flights take over
+/// twice their life, the DSS is not keeping up.
+const SHED_FACTOR: f64 = 2.0;
 /// Connections per DSS instance the flights share.
 const CONNECTIONS_PER_INSTANCE: usize = 48;
 /// Multiples of the national peak hour tried after the day, in order, until one saturates.
@@ -145,8 +147,11 @@ fn square_at(lat: f64, lng: f64, side_m: f64, start: Timestamp, end: Timestamp) 
     shapes::volume(v, 0.0, 120.0, start, end)
 }
 
-/// The connections flights share: per instance, tokens of the three roles.
+/// The connections flights share: per instance, tokens of the three roles; and the OVNs of
+/// every live intent, which a real USS gets from each intent's manager (the DSS shows an
+/// OVN to its owner only).
 struct Conns {
+    book: crate::workloads::OvnBook,
     strategic: Vec<GenClient>,
     rid_sp: Vec<GenClient>,
     rid_dp: Vec<GenClient>,
@@ -175,10 +180,11 @@ fn micros(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
 }
 
-/// The key of a write over `area`: the OVNs the DSS reports there (others' intents; ours is
-/// skipped).
+/// The key of a write over `area`: the OVNs of the others' intents the DSS reports there,
+/// from their managers (the book).
 async fn key_for(
     c: &GenClient,
+    book: &crate::workloads::OvnBook,
     area: &Volume4D,
     me: &str,
     rec: &mut Recorder,
@@ -188,7 +194,14 @@ async fn key_for(
     match c.query_intents(area).await {
         Ok(q) => {
             rec.ok(kind, micros(t));
-            Some(q.operational_intent_references.into_iter().filter(|r| r.id != me).filter_map(|r| r.ovn).collect())
+            let known = book.read();
+            Some(
+                q.operational_intent_references
+                    .into_iter()
+                    .filter(|r| r.id != me)
+                    .filter_map(|r| r.ovn.or_else(|| known.get(&r.id).cloned()))
+                    .collect(),
+            )
         }
         Err(e) => {
             rec.err(kind, e.status());
@@ -201,6 +214,7 @@ async fn key_for(
 /// each 409; its new OVN and its subscription.
 async fn write_intent(
     c: &GenClient,
+    book: &crate::workloads::OvnBook,
     id: &str,
     ovn: Option<&str>,
     mut body: PutOperationalIntentReferenceParameters,
@@ -209,13 +223,15 @@ async fn write_intent(
 ) -> Option<(String, Option<String>)> {
     let area = body.extents[0].clone();
     for attempt in 0..3 {
-        body.key = Some(key_for(c, &area, id, rec, kinds.1).await?);
+        body.key = Some(key_for(c, book, &area, id, rec, kinds.1).await?);
         let t = Instant::now();
         match c.put_intent(id, ovn, &body).await {
             Ok(r) => {
                 rec.ok(if attempt == 0 { kinds.0 } else { "plan-retry" }, micros(t));
                 let written = r.operational_intent_reference;
-                return written.ovn.map(|ovn| (ovn, Some(written.subscription_id).filter(|s| !s.is_empty())));
+                let ovn = written.ovn?;
+                book.write().insert(id.to_owned(), ovn.clone());
+                return Some((ovn, Some(written.subscription_id).filter(|s| !s.is_empty())));
             }
             Err(ClientError::Conflict(_)) => rec.retry(),
             Err(e) => {
@@ -289,7 +305,7 @@ async fn fly(conns: Arc<Conns>, seed: u64, rec: &mut Recorder) {
         }),
         requested_ovn_suffix: None,
     };
-    let Some((ovn, implicit)) = write_intent(c, &id, None, body.clone(), rec, ("plan", "plan-query")).await else {
+    let Some((ovn, implicit)) = write_intent(c, &conns.book, &id, None, body.clone(), rec, ("plan", "plan-query")).await else {
         return;
     };
     let sub = if seed % SUBSCRIBE_EVERY == 0 {
@@ -321,7 +337,7 @@ async fn fly(conns: Arc<Conns>, seed: u64, rec: &mut Recorder) {
         new_subscription: None,
         ..body
     };
-    let ovn = match write_intent(c, &id, Some(&ovn), activated, rec, ("activate", "activate-query")).await {
+    let ovn = match write_intent(c, &conns.book, &id, Some(&ovn), activated, rec, ("activate", "activate-query")).await {
         Some((new, _)) => new,
         None => ovn,
     };
@@ -368,7 +384,10 @@ async fn fly(conns: Arc<Conns>, seed: u64, rec: &mut Recorder) {
     }
     let t = Instant::now();
     match c.delete_intent(&id, &ovn).await {
-        Ok(_) => rec.ok("end", micros(t)),
+        Ok(_) => {
+            rec.ok("end", micros(t));
+            conns.book.write().remove(&id);
+        }
         Err(e) => rec.err("end", e.status()),
     }
     if let Some((sub_id, version)) = sub {
@@ -404,6 +423,7 @@ async fn launch_slot(
 ) -> Launched {
     let started_at = Instant::now();
     let total = (per_s * seconds).round() as u64;
+    let cap = (SHED_FACTOR * per_s * LIFECYCLE.as_secs_f64()).ceil() as usize + 100;
     let merged = Arc::new(parking_lot::Mutex::new(Recorder::default()));
     let shed = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -411,7 +431,7 @@ async fn launch_slot(
         // Open loop: the n-th flight of the slot starts at n / rate, late or not.
         let due = started_at + Duration::from_secs_f64(n as f64 / per_s.max(1e-9));
         tokio::time::sleep_until(due.into()).await;
-        if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_FLIGHTS_IN_FLIGHT {
+        if in_flight.fetch_add(1, Ordering::AcqRel) >= cap {
             in_flight.fetch_sub(1, Ordering::AcqRel);
             shed.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -454,7 +474,8 @@ pub async fn national(ctx: &Ctx, scale: f64, slot_s: f64) -> Result<WorkloadRepo
     let cfg = &ctx.config;
     let server = ctx.fresh_pool_or_server("national", &[]).await?;
     let instances = 1 + server.others.len();
-    let mut conns = Conns { strategic: vec![], rid_sp: vec![], rid_dp: vec![], next: AtomicUsize::new(0) };
+    let mut conns =
+        Conns { book: Arc::default(), strategic: vec![], rid_sp: vec![], rid_dp: vec![], next: AtomicUsize::new(0) };
     for k in 0..instances * CONNECTIONS_PER_INSTANCE {
         let base = server.base_for(k);
         let uss = format!("uss{}", k % 40);
@@ -490,8 +511,11 @@ pub async fn national(ctx: &Ctx, scale: f64, slot_s: f64) -> Result<WorkloadRepo
                     new_subscription: None,
                     requested_ovn_suffix: None,
                 };
-                // A rare overlap (409) is skipped: the preload only fills the record.
-                if c.put_intent(&uuid::Uuid::new_v4().to_string(), None, &body).await.is_ok() {
+                // An overlap (409: its key is incomplete) is skipped: the preload only fills
+                // the record.
+                let id = uuid::Uuid::new_v4().to_string();
+                if let Ok(r) = c.put_intent(&id, None, &body).await {
+                    conns.book.write().extend(r.operational_intent_reference.ovn.map(|ovn| (id, ovn)));
                     done += 1;
                 }
             }

@@ -29,7 +29,7 @@ const CITY_M: f64 = 50_000.0;
 const QUERY_BODIES_PER_CLIENT: usize = 2048;
 
 /// OVNs known to every simulated USS: what peers would serve from their details endpoints.
-type OvnBook = Arc<RwLock<HashMap<String, String>>>;
+pub(crate) type OvnBook = Arc<RwLock<HashMap<String, String>>>;
 
 /// Stops a phase at its deadline or request budget, whichever comes first.
 pub(crate) struct Budget {
