@@ -77,7 +77,7 @@ pub(crate) enum Command {
     Pool(PoolArgs),
     /// Benchmark a DSS: start one (this binary, on a fresh data directory, with real JWT
     /// verification) and drive it over HTTP from this process; print a table, write JSON.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
 }
 
 #[derive(Args)]

@@ -58,7 +58,7 @@ fn main() -> Result<()> {
     server::http::raise_file_limit();
     match cli.command {
         Command::Dss(args) => run_dss(*args),
-        Command::Bench(args) => run_bench(args),
+        Command::Bench(args) => run_bench(*args),
         Command::Auth(args) => run_auth(args),
         Command::Uss(args) => run_uss(*args),
         Command::Plan(a) => operator::plan(&a.conn, &a.file, a.accept_proposal),

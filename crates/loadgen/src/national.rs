@@ -305,10 +305,12 @@ async fn fly(conns: Arc<Conns>, seed: u64, rec: &mut Recorder) {
         }),
         requested_ovn_suffix: None,
     };
-    let Some((ovn, implicit)) = write_intent(c, &conns.book, &id, None, body.clone(), rec, ("plan", "plan-query")).await else {
+    let Some((ovn, implicit)) =
+        write_intent(c, &conns.book, &id, None, body.clone(), rec, ("plan", "plan-query")).await
+    else {
         return;
     };
-    let sub = if seed % SUBSCRIBE_EVERY == 0 {
+    let sub = if seed.is_multiple_of(SUBSCRIBE_EVERY) {
         let sub_id = uuid::Uuid::new_v4().to_string();
         let params = PutSubscriptionParameters {
             extents: area.clone(),
@@ -337,7 +339,8 @@ async fn fly(conns: Arc<Conns>, seed: u64, rec: &mut Recorder) {
         new_subscription: None,
         ..body
     };
-    let ovn = match write_intent(c, &conns.book, &id, Some(&ovn), activated, rec, ("activate", "activate-query")).await {
+    let ovn = match write_intent(c, &conns.book, &id, Some(&ovn), activated, rec, ("activate", "activate-query")).await
+    {
         Some((new, _)) => new,
         None => ovn,
     };
