@@ -122,7 +122,7 @@ impl DssClient {
     ) -> Result<T> {
         let started = std::time::Instant::now();
         let label = (method_label(&method), route_label(path));
-        let span = otel::client_span(&format!("{} {}", label.0, label.1));
+        let span = otel::client_span(format_args!("{} {}", label.0, label.1));
         let result = self.send_timed(method, path, body).instrument(span).await;
         let outcome = match &result {
             Ok(_) => "ok",

@@ -81,7 +81,6 @@ where
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build();
     let provider = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource).build();
     let tracer = provider.tracer("deconflict");
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::INFO));
@@ -159,9 +158,10 @@ pub async fn serve(req: Request, next: Next) -> Response {
 
 /// A client span for a call about to be made (`otel.kind = client`), named `name` (e.g.
 /// `PUT /dss/v1/operational_intent_references`); make the call inside it and give its
-/// headers [`inject`].
-pub fn client_span(name: &str) -> tracing::Span {
-    tracing::info_span!(target: TARGET, "call", otel.name = name, otel.kind = "client")
+/// headers [`inject`]. `name` is formatted only when spans are exported (pass
+/// `format_args!`, not a `String`, so that a disabled span costs no allocation).
+pub fn client_span(name: impl std::fmt::Display) -> tracing::Span {
+    tracing::info_span!(target: TARGET, "call", otel.name = %name, otel.kind = "client")
 }
 
 /// Adds the current span's `traceparent` to an outgoing request's headers (nothing when no

@@ -334,8 +334,8 @@ impl HttpPeers {
         query: &[(&str, String)],
     ) -> Result<T, String> {
         let started = std::time::Instant::now();
-        let result =
-            self.get_query_timed(base, path, query).instrument(otel::client_span(&format!("GET peer {call}"))).await;
+        let span = otel::client_span(format_args!("GET peer {call}"));
+        let result = self.get_query_timed(base, path, query).instrument(span).await;
         peer_latency(call, if result.is_ok() { "ok" } else { "failed" }, started);
         result
     }
